@@ -1,0 +1,34 @@
+# Saga Lab. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[lab,notebooks,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m simlab demo
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(PY) -m ruff check sagas simlab tests benchmarks
+	$(PY) -m ruff format --check sagas simlab tests benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
