@@ -1,0 +1,366 @@
+"""Runs one saga instance: steps under deadlines and retries, then compensation.
+
+How this works: ``SagaExecution.run`` drives the instance through its state
+machine (running -> completed | aborted | compensating -> terminal) and
+persists the state and writes a trace record at every transition. Decisions
+that need no I/O are pure functions (``next_retry_delay``,
+``steps_to_compensate``, ``terminal_status``) so they can be tested with
+plain data.
+
+Semantics:
+
+- each attempt runs under the step's deadline; an attempt that hits it is
+  cancelled (its ``finally:`` blocks run), marked *possibly applied* and then
+  retried or, when retries are exhausted, compensated along with the completed
+  steps;
+- the saga-level deadline cancels whatever runs at that moment; the saga then
+  compensates and ends ``timed_out`` with its compensation outcome;
+- compensation runs in reverse order; a compensation that fails (after its own
+  retries) is recorded and the remaining ones still run;
+- a step that raises ``SagaAborted`` or returns ``{"aborted": True, ...}`` ends
+  the saga ``aborted``: not a failure, nothing is compensated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sagas.engine.errors import DeadlineExceeded, SagaAborted, SagaDefinitionError
+from sagas.engine.events import SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, SagaStarted, SagaStepCompleted
+from sagas.engine.retry import next_retry_delay
+from sagas.engine.saga import BaseSaga
+from sagas.engine.state import SagaState, SagaStatus
+from sagas.engine.step import SagaStep
+
+if TYPE_CHECKING:
+    from sagas.engine.manager import SagaManager
+
+
+class _StepFailed(Exception):
+    """Internal: a step gave up; carries its last error."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(step, error)
+        self.step = step
+        self.error = error
+
+
+class _Aborted(Exception):
+    """Internal: a step asked to end the saga early."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, reason)
+        self.step = step
+        self.reason = reason
+
+
+class _InnerDeadline(Exception):
+    """Internal: a deadline inside the step's own code (not the attempt's) expired."""
+
+    def __init__(self, error: DeadlineExceeded) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def _call(fn: Any, context: Mapping[str, Any]) -> Any:
+    try:
+        return await fn(**context)
+    except DeadlineExceeded as error:
+        # Keep the attempt's own deadline distinguishable from one the step awaited.
+        raise _InnerDeadline(error) from error
+
+
+def steps_to_compensate(steps: Sequence[SagaStep], state: SagaState) -> list[SagaStep]:
+    """Steps to compensate, in the order to do it: completed or possibly applied,
+    last first, skipping any already compensated or given up on."""
+    done = set(state.compensated_steps) | set(state.failed_compensations)
+    touched = set(state.completed_steps) | set(state.possibly_applied)
+    return [s for s in reversed(steps) if s.name in touched and s.name not in done]
+
+
+def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus:
+    """The terminal status after compensation."""
+    if timed_out:
+        return SagaStatus.TIMED_OUT
+    return SagaStatus.COMPENSATION_FAILED if compensation_failed else SagaStatus.COMPENSATED
+
+
+class SagaExecution:
+    """One saga instance being run (or resumed) by a ``SagaManager``."""
+
+    def __init__(self, manager: SagaManager, saga: BaseSaga, state: SagaState, *, resumed: bool = False) -> None:
+        self.manager = manager
+        self.saga = saga
+        self.state = state
+        self.resumed = resumed
+        self.steps = saga.validated_steps()
+        self._runtime = manager.runtime
+        self._tracer = manager.tracer
+        self._rng = manager.jitter_rng
+        self._context: dict[str, Any] = {
+            **state.trigger_data,
+            **state.results,
+            **manager.step_services(state.saga_id, state.saga_type, state.parent_id),
+        }
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _trace(
+        self,
+        step: str | None,
+        attempt: int | None,
+        phase: str,
+        outcome: str,
+        error: BaseException | None = None,
+        retry_delay: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        s = self.state
+        self._tracer.record(
+            s.saga_id,
+            s.saga_type,
+            s.parent_id,
+            step,
+            attempt,
+            phase,
+            outcome,
+            type(error).__name__ if error is not None else None,
+            retry_delay,
+            detail,
+        )
+
+    async def _persist(self) -> None:
+        state = self.state
+        state.transitions += 1
+        state.updated_at = self._runtime.now()
+        await self.manager.store.save(state)
+
+    async def _publish(self, event: Any) -> None:
+        await self.manager.event_bus.publish(event)
+
+    # -- the state machine -------------------------------------------------
+
+    async def run(self) -> SagaState:
+        """Run the saga to a terminal status and return its final state."""
+        state = self.state
+        bus = self.manager.event_bus
+        if self.resumed:
+            self._trace(None, None, "saga", "resumed", detail=state.status.value)
+        else:
+            await self._persist()
+            self._trace(None, None, "saga", "started")
+        if bus.has_subscribers(SagaStarted):
+            await self._publish(
+                SagaStarted(
+                    event_id=f"{state.saga_id}:started:{state.transitions}",
+                    saga_id=state.saga_id,
+                    saga_type=state.saga_type,
+                    parent_id=state.parent_id,
+                    resumed=self.resumed,
+                    causation_id=state.saga_id,
+                )
+            )
+        timed_out = False
+        if state.status is SagaStatus.RUNNING:
+            remaining = state.deadline_at - self._runtime.now()
+            try:
+                if remaining <= 0:
+                    raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {state.saga_type}")
+                await self._runtime.run_with_deadline(self._forward(), remaining)
+            except DeadlineExceeded:
+                timed_out = state.timed_out = True
+                state.error_type, state.error = (
+                    "DeadlineExceeded",
+                    (f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"),
+                )
+                self._trace(state.current_step, None, "saga", "timed_out", detail=state.error)
+            except _Aborted as abort:
+                state.status = SagaStatus.ABORTED
+                state.error = abort.reason
+                await self._persist()
+                self._trace(abort.step, None, "saga", "aborted", detail=abort.reason)
+                return await self._finish()
+            except _StepFailed as failure:
+                state.error_type, state.error = type(failure.error).__name__, str(failure.error)
+                self._trace(failure.step, None, "saga", "step_failed", failure.error)
+            else:
+                state.status = SagaStatus.COMPLETED
+                state.current_step = None
+                await self._persist()
+                self._trace(None, None, "saga", "completed")
+                return await self._finish()
+            state.status = SagaStatus.COMPENSATING
+            await self._persist()
+            self._trace(None, None, "saga", "compensating")
+        else:
+            timed_out = state.timed_out
+        failed = await self._compensate_all()
+        state.status = terminal_status(timed_out=timed_out, compensation_failed=failed)
+        state.compensation_outcome = "compensation_failed" if failed else "compensated"
+        await self._persist()
+        self._trace(None, None, "saga", state.status.value, detail=state.compensation_outcome)
+        return await self._finish()
+
+    async def _finish(self) -> SagaState:
+        state = self.state
+        cls: type[SagaFinished]
+        if state.status in (SagaStatus.COMPLETED, SagaStatus.ABORTED):
+            cls = SagaCompleted
+        elif state.status is SagaStatus.COMPENSATED:
+            cls = SagaCompensated
+        else:
+            cls = SagaFailed
+        await self._publish(
+            cls(
+                event_id=f"{state.saga_id}:finished",
+                saga_id=state.saga_id,
+                saga_type=state.saga_type,
+                parent_id=state.parent_id,
+                status=state.status.value,
+                compensation_outcome=state.compensation_outcome,
+                error=state.error,
+                causation_id=state.saga_id,
+            )
+        )
+        return state
+
+    async def _forward(self) -> None:
+        state = self.state
+        bus = self.manager.event_bus
+        completed = state.completed_steps
+        for step in self.steps:
+            if step.name in completed:
+                continue
+            state.current_step = step.name
+            await self._persist()
+            result = await self._run_step(step)
+            if result is not None:
+                if not isinstance(result, Mapping):
+                    raise SagaDefinitionError(
+                        f"{state.saga_type}.{step.name} must return a mapping or None, got {type(result).__name__}"
+                    )
+                state.results.update(result)
+                self._context.update(result)
+                if result.get("aborted") is True:
+                    completed.append(step.name)
+                    raise _Aborted(step.name, str(result.get("reason", "aborted by step")))
+            completed.append(step.name)
+            await self._persist()
+            if bus.has_subscribers(SagaStepCompleted):
+                await self._publish(
+                    SagaStepCompleted(
+                        event_id=f"{state.saga_id}:step:{step.name}",
+                        saga_id=state.saga_id,
+                        saga_type=state.saga_type,
+                        parent_id=state.parent_id,
+                        step=step.name,
+                        causation_id=state.saga_id,
+                    )
+                )
+        state.current_step = None
+
+    async def _run_step(self, step: SagaStep) -> Any:
+        """Attempts of one step under its deadline and retry policy."""
+        runtime = self._runtime
+        policy = step.policy
+        name = step.name
+        started = runtime.now()
+        previous_delay: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            self._trace(name, attempt, "execute", "started")
+            error: BaseException
+            try:
+                result = await runtime.run_with_deadline(_call(step.execute, self._context), step.timeout_seconds)
+            except DeadlineExceeded as timeout:
+                error = timeout
+                self._mark_possibly_applied(name)
+                self._trace(name, attempt, "execute", "timed_out", timeout)
+            except _InnerDeadline as inner:
+                error = inner.error
+                self._trace(name, attempt, "execute", "failed", error)
+            except SagaAborted as abort:
+                self._trace(name, attempt, "execute", "aborted", detail=abort.reason)
+                raise _Aborted(name, abort.reason) from None
+            except Exception as failure:  # noqa: BLE001 - handed to the retry policy
+                error = failure
+                self._trace(name, attempt, "execute", "failed", failure)
+            except BaseException:
+                # Cancelled from outside (saga deadline, shutdown): the attempt may have applied.
+                self._mark_possibly_applied(name)
+                self._trace(name, attempt, "execute", "cancelled")
+                raise
+            else:
+                self._trace(name, attempt, "execute", "completed")
+                return result
+            delay = next_retry_delay(
+                policy,
+                attempts_made=attempt,
+                error=error,
+                elapsed_s=runtime.now() - started,
+                previous_delay_s=previous_delay,
+                rng=self._rng,
+            )
+            if delay is None:
+                raise _StepFailed(name, error)
+            self._trace(name, attempt, "retry", "scheduled", retry_delay=delay)
+            previous_delay = delay
+            await runtime.sleep(delay)
+
+    def _mark_possibly_applied(self, name: str) -> None:
+        if name not in self.state.possibly_applied:
+            self.state.possibly_applied.append(name)
+
+    async def _compensate_all(self) -> bool:
+        """Compensate in reverse order; return True if any compensation failed."""
+        state = self.state
+        for step in steps_to_compensate(self.steps, state):
+            ok = await self._compensate(step)
+            (state.compensated_steps if ok else state.failed_compensations).append(step.name)
+            await self._persist()
+        return bool(state.failed_compensations)
+
+    async def _compensate(self, step: SagaStep) -> bool:
+        name = step.name
+        if step.compensate is None:
+            self._trace(name, None, "compensate", "skipped", detail="no compensation defined")
+            return True
+        runtime = self._runtime
+        policy = step.compensation_policy
+        started = runtime.now()
+        previous_delay: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            self._trace(name, attempt, "compensate", "started")
+            error: BaseException
+            try:
+                await runtime.run_with_deadline(_call(step.compensate, self._context), step.compensation_deadline)
+            except DeadlineExceeded as timeout:
+                error = timeout
+                self._trace(name, attempt, "compensate", "timed_out", timeout)
+            except _InnerDeadline as inner:
+                error = inner.error
+                self._trace(name, attempt, "compensate", "failed", error)
+            except Exception as failure:  # noqa: BLE001 - recorded; the remaining compensations still run
+                error = failure
+                self._trace(name, attempt, "compensate", "failed", failure)
+            else:
+                self._trace(name, attempt, "compensate", "compensated")
+                return True
+            delay = next_retry_delay(
+                policy,
+                attempts_made=attempt,
+                error=error,
+                elapsed_s=runtime.now() - started,
+                previous_delay_s=previous_delay,
+                rng=self._rng,
+            )
+            if delay is None:
+                self._trace(name, attempt, "compensate", "gave_up", error)
+                return False
+            self._trace(name, attempt, "retry", "scheduled", retry_delay=delay, detail="compensation")
+            previous_delay = delay
+            await runtime.sleep(delay)

@@ -1,0 +1,290 @@
+"""``SagaManager``: starts sagas from events, runs them, resumes them after a restart.
+
+How this works: ``register(trigger, saga_class)`` subscribes the manager to the
+trigger's event type on the event bus. Each published trigger event claims a
+trigger key (saga type + event id) in the store, so a redelivered event starts
+no second instance, then spawns a ``SagaExecution`` as a runtime task. A new
+manager on the same store calls ``recover()`` to resume every unfinished
+instance: completed steps are not re-run, an interrupted step is re-run (steps
+are idempotent) and an interrupted compensation carries on. A step composes
+child sagas through ``context['sagas']`` and waits for their completion events
+with a deadline.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sagas.engine.buses import CommandBus, EventBus, QueryBus
+from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, SagaDefinitionError
+from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, event_data
+from sagas.engine.execution import SagaExecution
+from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
+from sagas.engine.randomness import IdSource, RandomStreams
+from sagas.engine.retry import set_retry_defaults
+from sagas.engine.saga import BaseSaga
+from sagas.engine.state import SagaState
+from sagas.engine.trace import Tracer
+
+SagaFactory = Callable[[], BaseSaga]
+
+
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    trigger: str
+    saga_type: str
+    factory: SagaFactory
+
+
+class ChildSagas:
+    """A step's handle on the sagas it composes (``context['sagas']``)."""
+
+    def __init__(self, manager: SagaManager, parent_id: str) -> None:
+        self._manager = manager
+        self._parent_id = parent_id
+
+    async def start(self, event: Event) -> list[str]:
+        """Start the sagas ``event`` triggers as children of this saga; return their ids."""
+        return await self._manager.handle_event(event, parent_id=self._parent_id)
+
+    def children(self) -> list[str]:
+        """Ids of every child started so far (directly or by events this saga caused)."""
+        return list(self._manager.children_of(self._parent_id))
+
+    async def wait(self, saga_ids: Iterable[str] | None = None, *, timeout_seconds: float) -> dict[str, str]:
+        """Wait for the children's completion events; return ``{saga_id: status}``.
+
+        Waits for ``saga_ids`` (default: every child so far). Raises
+        ``ChildSagasTimeout`` if they have not all finished within ``timeout_seconds``.
+        """
+        ids = list(saga_ids) if saga_ids is not None else self.children()
+        statuses: dict[str, str] = {}
+        try:
+            await self._manager.runtime.run_with_deadline(self._manager.wait_for_sagas(ids, statuses), timeout_seconds)
+        except DeadlineExceeded:
+            missing = [i for i in ids if i not in statuses]
+            raise ChildSagasTimeout(
+                timeout_seconds, f"waiting for {len(missing)} of {len(ids)} child saga(s) of {self._parent_id}"
+            ) from None
+        return statuses
+
+
+class SagaManager:
+    """Registers sagas by trigger event, runs their instances, persists and resumes them."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        store: SagaStore,
+        random_streams: RandomStreams,
+        command_bus: CommandBus | None = None,
+        query_bus: QueryBus | None = None,
+        event_bus: EventBus | None = None,
+        locks: LockManager | None = None,
+        tracer: Tracer | None = None,
+        ids: IdSource | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.random_streams = random_streams
+        self.command_bus = command_bus if command_bus is not None else CommandBus()
+        self.query_bus = query_bus if query_bus is not None else QueryBus()
+        self.event_bus = event_bus if event_bus is not None else EventBus()
+        self.locks = locks
+        self.tracer = tracer if tracer is not None else Tracer(runtime.now)
+        self.ids = ids if ids is not None else IdSource(random_streams)
+        self.jitter_rng: random.Random = random_streams.stream("jitter")
+        self.step_rng: random.Random = random_streams.stream("steps")
+        self._by_trigger: dict[str, list[_Registration]] = {}
+        self._by_type: dict[str, _Registration] = {}
+        self._tasks: dict[str, TaskHandle[SagaState]] = {}
+        self._executions: dict[str, SagaExecution] = {}
+        self._children: dict[str, list[str]] = {}
+        self._finished: dict[str, RuntimeEvent] = {}
+        for finished in (SagaCompleted, SagaCompensated, SagaFailed):
+            self.event_bus.subscribe(finished, self._on_saga_finished)
+        set_retry_defaults(runtime, random_streams.stream("retry_async"))
+
+    # -- registration ------------------------------------------------------
+
+    def register(self, trigger: type[Event] | str, saga_class: SagaFactory) -> None:
+        """Start a ``saga_class`` instance for every ``trigger`` event published on the bus.
+
+        The saga's definition is checked now (steps, timeouts), so a bad
+        definition fails at registration, not in the middle of a run.
+        """
+        probe = saga_class()
+        if not isinstance(probe, BaseSaga):
+            raise SagaDefinitionError(f"{saga_class!r} must build a BaseSaga, got {type(probe).__name__}")
+        probe.validated_steps()
+        probe.timeout_seconds()
+        saga_type = probe.get_saga_type()
+        trigger_name = trigger if isinstance(trigger, str) else trigger.__name__
+        known = self._by_type.get(saga_type)
+        if known is not None and known.factory is not saga_class:
+            raise SagaDefinitionError(f"saga type {saga_type!r} is already registered by {known.factory!r}")
+        registration = _Registration(trigger_name, saga_type, saga_class)
+        self._by_type[saga_type] = registration
+        if trigger_name not in self._by_trigger:
+            self._by_trigger[trigger_name] = []
+            self.event_bus.subscribe(trigger_name, self.handle_event)
+        self._by_trigger[trigger_name].append(registration)
+
+    # -- starting ----------------------------------------------------------
+
+    async def handle_event(self, event: Event, parent_id: str | None = None) -> list[str]:
+        """Start one instance of each saga registered for ``event``'s type; return their ids.
+
+        An event whose id was already handled for a saga type starts nothing new.
+        The parent is ``parent_id`` or else the saga that caused the event.
+        """
+        started: list[str] = []
+        parent = parent_id if parent_id is not None else event.causation_id
+        for registration in self._by_trigger.get(event.event_type, ()):
+            saga_id = await self._start(registration, event, parent)
+            if saga_id is not None:
+                started.append(saga_id)
+        return started
+
+    async def _start(self, registration: _Registration, event: Event, parent_id: str | None) -> str | None:
+        saga_id = self.ids.new_id("saga")
+        owner = await self.store.claim_trigger(f"{registration.saga_type}:{event.event_id}", saga_id)
+        if owner != saga_id:
+            self.tracer.record(
+                owner,
+                registration.saga_type,
+                parent_id,
+                None,
+                None,
+                "saga",
+                "duplicate_trigger",
+                detail=f"{event.event_type} {event.event_id}",
+            )
+            return None
+        saga = registration.factory()
+        saga.saga_id = saga_id
+        now = self.runtime.now()
+        state = SagaState(
+            saga_id=saga_id,
+            saga_type=registration.saga_type,
+            trigger_type=event.event_type,
+            trigger_id=event.event_id,
+            trigger_data=event_data(event),
+            parent_id=parent_id,
+            started_at=now,
+            updated_at=now,
+            deadline_at=now + saga.timeout_seconds(),
+        )
+        if parent_id is not None:
+            self._children.setdefault(parent_id, []).append(saga_id)
+        self._launch(SagaExecution(self, saga, state))
+        return saga_id
+
+    def _launch(self, execution: SagaExecution) -> None:
+        saga_id = execution.state.saga_id
+        self._executions[saga_id] = execution
+        self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
+
+    async def _run(self, execution: SagaExecution) -> SagaState:
+        try:
+            return await execution.run()
+        finally:
+            saga_id = execution.state.saga_id
+            self._executions.pop(saga_id, None)
+
+    async def recover(self) -> list[str]:
+        """Resume every unfinished saga in the store; return their ids.
+
+        Called by a manager started on the store of one that stopped or crashed.
+        """
+        resumed: list[str] = []
+        for state in await self.store.unfinished():
+            if state.saga_id in self._tasks:
+                continue
+            registration = self._by_type.get(state.saga_type)
+            if registration is None:
+                raise SagaDefinitionError(
+                    f"cannot resume saga {state.saga_id}: saga type {state.saga_type!r} is not registered"
+                )
+            saga = registration.factory()
+            saga.saga_id = state.saga_id
+            if state.parent_id is not None:
+                self._children.setdefault(state.parent_id, []).append(state.saga_id)
+            self._launch(SagaExecution(self, saga, state, resumed=True))
+            resumed.append(state.saga_id)
+        return resumed
+
+    # -- services handed to steps -----------------------------------------
+
+    def step_services(self, saga_id: str, saga_type: str, parent_id: str | None) -> dict[str, Any]:
+        """The services every step of ``saga_id`` finds in its context."""
+        return {
+            "saga_id": saga_id,
+            "saga_type": saga_type,
+            "parent_id": parent_id,
+            "command_bus": self.command_bus,
+            "query_bus": self.query_bus,
+            "event_bus": self.event_bus,
+            "clock": self.runtime,
+            "rng": self.step_rng,
+            "ids": self.ids,
+            "locks": self.locks,
+            "sagas": ChildSagas(self, saga_id),
+        }
+
+    # -- waiting -----------------------------------------------------------
+
+    def children_of(self, parent_id: str) -> list[str]:
+        """Ids of the child sagas started for ``parent_id``, in start order."""
+        return self._children.get(parent_id, [])
+
+    async def _on_saga_finished(self, event: SagaFinished) -> None:
+        waiter = self._finished.get(event.saga_id)
+        if waiter is None:
+            waiter = self._finished[event.saga_id] = self.runtime.event()
+        waiter.set(event.status)
+
+    async def wait_for_sagas(self, saga_ids: Iterable[str], statuses: dict[str, str]) -> None:
+        """Fill ``statuses`` as each saga's completion event arrives (or is already stored)."""
+        for saga_id in saga_ids:
+            waiter = self._finished.get(saga_id)
+            if waiter is None:
+                stored = await self.store.load(saga_id)
+                if stored is not None and stored.status.is_terminal:
+                    statuses[saga_id] = stored.status.value
+                    continue
+                waiter = self._finished.get(saga_id)
+                if waiter is None:
+                    waiter = self._finished[saga_id] = self.runtime.event()
+            statuses[saga_id] = await waiter.wait()
+
+    async def join(self, saga_id: str) -> SagaState:
+        """Wait for a saga this manager runs; return its final state."""
+        return await self._tasks[saga_id].join()
+
+    async def wait_idle(self) -> list[SagaState]:
+        """Wait until every saga this manager started (including ones started meanwhile) ends."""
+        joined: set[str] = set()
+        finals: list[SagaState] = []
+        while True:
+            pending = [saga_id for saga_id in self._tasks if saga_id not in joined]
+            if not pending:
+                return finals
+            for saga_id in pending:
+                joined.add(saga_id)
+                finals.append(await self._tasks[saga_id].join())
+
+    def stop(self) -> None:
+        """Cancel every running saga task (their ``finally:`` blocks run; nothing is persisted)."""
+        for task in self._tasks.values():
+            if not task.done():
+                task.cancel()
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of sagas whose task has not finished."""
+        return [saga_id for saga_id, task in self._tasks.items() if not task.done()]

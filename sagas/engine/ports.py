@@ -1,0 +1,117 @@
+"""The ports the engine awaits: a runtime (clock, deadlines, tasks), a saga store, locks.
+
+How this works: steps and the engine await only what these protocols offer, so
+the same saga code runs on asyncio in production and on the simulated clock in
+the lab. A runtime differs only in how it waits; it must cancel an awaitable
+that misses its deadline by raising the runtime's cancellation at the
+awaitable's current await (so ``finally:`` blocks run) and then raise
+``DeadlineExceeded`` to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from sagas.engine.state import SagaState
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+@runtime_checkable
+class TaskHandle(Protocol[T_co]):
+    """A spawned coroutine: join it for its result, or cancel it."""
+
+    def join(self) -> Awaitable[T_co]:
+        """Wait for the task; return its result or raise its exception."""
+        ...
+
+    def cancel(self) -> None:
+        """Throw the runtime's cancellation into the task at its current await."""
+        ...
+
+    def done(self) -> bool:
+        """Whether the task has finished (in any way)."""
+        ...
+
+
+class RuntimeEvent(Protocol):
+    """A one-shot event: set once with a value, awaited by any number of waiters."""
+
+    def set(self, value: Any = None) -> None:
+        """Wake every waiter with ``value``; later calls are ignored."""
+        ...
+
+    def is_set(self) -> bool:
+        """Whether ``set`` has been called."""
+        ...
+
+    def wait(self) -> Awaitable[Any]:
+        """Wait until set; return the value it was set with."""
+        ...
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Time, deadlines and tasks: everything the engine waits on."""
+
+    def now(self) -> float:
+        """Current time in seconds (simulated or real)."""
+        ...
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds``."""
+        ...
+
+    def run_with_deadline(self, awaitable: Coroutine[Any, Any, T], timeout_seconds: float) -> Awaitable[T]:
+        """Run ``awaitable`` in the caller's task; cancel it after ``timeout_seconds``.
+
+        Raises ``DeadlineExceeded`` once the cancelled awaitable has unwound.
+        """
+        ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T], name: str = "") -> TaskHandle[T]:
+        """Start ``coroutine`` as a concurrent task."""
+        ...
+
+    def event(self) -> RuntimeEvent:
+        """A new one-shot event."""
+        ...
+
+
+class SagaStore(Protocol):
+    """Where saga instances persist their state at every transition."""
+
+    async def save(self, state: SagaState) -> None:
+        """Persist a snapshot of ``state`` (later changes to it must not leak in)."""
+        ...
+
+    async def load(self, saga_id: str) -> SagaState | None:
+        """The last saved state of ``saga_id``, or None."""
+        ...
+
+    async def unfinished(self) -> list[SagaState]:
+        """Every saga not in a terminal status, ordered by (started_at, saga_id)."""
+        ...
+
+    async def claim_trigger(self, trigger_key: str, saga_id: str) -> str:
+        """Atomically claim a trigger (saga type + event id) for ``saga_id``.
+
+        Returns the id of the saga that owns the trigger: ``saga_id`` if this call
+        claimed it, the earlier owner's id if the trigger was already claimed.
+        """
+        ...
+
+
+class LockManager(Protocol):
+    """Distributed locks with an owner token and a TTL."""
+
+    async def acquire(self, key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take ``key`` for ``owner`` unless someone holds it; expires after the TTL."""
+        ...
+
+    async def release(self, key: str, owner: str) -> bool:
+        """Release ``key`` if ``owner`` still holds it; False otherwise."""
+        ...

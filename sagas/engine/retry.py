@@ -1,0 +1,212 @@
+"""Retry policies as plain values, the pure delay arithmetic, and ``retry_async``.
+
+How this works: ``RetryConfig`` describes a policy; ``backoff_delay`` turns
+(policy, retry number, previous delay, random generator) into the next delay in
+seconds with no side effects, so every strategy can be tested with plain data.
+``retry_async`` is the seed's polling helper built on those pieces; it sleeps
+through whatever clock it is given, so it works on both runtimes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from sagas.engine.errors import RetryExhausted, SagaDefinitionError
+
+if TYPE_CHECKING:
+    from sagas.engine.ports import Runtime
+
+Jitter = Literal["none", "full", "equal", "decorrelated"]
+JITTER_STRATEGIES: tuple[Jitter, ...] = ("none", "full", "equal", "decorrelated")
+
+T = TypeVar("T")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SagaDefinitionError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How often and how patiently to retry.
+
+    ``max_attempts`` counts every attempt, the first included. The delay before
+    retry *n* (n = 1, 2, ...) is ``initial_delay_ms * backoff_factor ** (n - 1)``
+    capped at ``max_delay_ms``, then jittered:
+
+    - ``none``: exactly that delay;
+    - ``full``: uniform in [0, delay];
+    - ``equal``: uniform in [delay / 2, delay];
+    - ``decorrelated``: uniform in [initial, 3 * previous delay], capped.
+
+    ``jitter=True`` (the seed's spelling) means ``full``; ``False`` means ``none``.
+    ``non_retryable`` lists exception types that end the retries at once, as does
+    any exception whose ``retryable`` attribute is false. ``retry_budget_ms``
+    bounds the whole effort: no retry starts later than that after the first attempt.
+    """
+
+    max_attempts: int = 3
+    initial_delay_ms: float = 1000.0
+    max_delay_ms: float = 30000.0
+    backoff_factor: float = 2.0
+    jitter: Jitter | bool = "none"
+    non_retryable: tuple[type[BaseException], ...] = field(default=())
+    retry_budget_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.jitter, bool):
+            object.__setattr__(self, "jitter", "full" if self.jitter else "none")
+        _require(
+            isinstance(self.max_attempts, int) and self.max_attempts >= 1,
+            f"max_attempts must be an integer >= 1, got {self.max_attempts!r}",
+        )
+        _require(self.initial_delay_ms >= 0, f"initial_delay_ms must be >= 0, got {self.initial_delay_ms!r}")
+        _require(
+            self.max_delay_ms >= self.initial_delay_ms,
+            f"max_delay_ms must be >= initial_delay_ms ({self.initial_delay_ms!r}), got {self.max_delay_ms!r}",
+        )
+        _require(self.backoff_factor >= 1, f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
+        _require(
+            self.jitter in JITTER_STRATEGIES,
+            f"jitter must be one of {', '.join(JITTER_STRATEGIES)} (or a bool), got {self.jitter!r}",
+        )
+        _require(
+            self.retry_budget_ms is None or self.retry_budget_ms >= 0,
+            f"retry_budget_ms must be >= 0 or None, got {self.retry_budget_ms!r}",
+        )
+        if not isinstance(self.non_retryable, tuple):
+            object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
+
+    @classmethod
+    def from_seed(cls, retry_count: int, retry_delay_base: float) -> RetryConfig:
+        """The seed's step policy: ``retry_count`` retries after the first attempt,
+        delays of ``retry_delay_base * 2 ** (n - 1)`` seconds, no jitter."""
+        _require(
+            isinstance(retry_count, int) and retry_count >= 0,
+            f"retry_count must be an integer >= 0, got {retry_count!r}",
+        )
+        _require(retry_delay_base >= 0, f"retry_delay_base must be >= 0, got {retry_delay_base!r}")
+        initial_ms = retry_delay_base * 1000.0
+        return cls(
+            max_attempts=retry_count + 1,
+            initial_delay_ms=initial_ms,
+            max_delay_ms=max(initial_ms * 2.0 ** max(retry_count - 1, 0), initial_ms),
+            backoff_factor=2.0,
+            jitter="none",
+        )
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether ``error`` may be retried under this policy."""
+        if self.non_retryable and isinstance(error, self.non_retryable):
+            return False
+        return getattr(error, "retryable", True) is not False
+
+
+def backoff_delay(config: RetryConfig, retry_number: int, previous_delay_s: float | None, rng: random.Random) -> float:
+    """Seconds to wait before retry ``retry_number`` (1 for the first retry).
+
+    Pure apart from the draws it takes from ``rng`` (none for ``jitter='none'``).
+    """
+    cap_s = config.max_delay_ms / 1000.0
+    initial_s = config.initial_delay_ms / 1000.0
+    jitter = config.jitter
+    if jitter == "decorrelated":
+        previous = initial_s if previous_delay_s is None else previous_delay_s
+        upper = max(previous * 3.0, initial_s)
+        return min(cap_s, rng.uniform(initial_s, upper))
+    # NOTE: exponent growth is bounded before pow() so huge retry numbers cannot overflow.
+    exponent = retry_number - 1
+    if config.backoff_factor > 1 and initial_s > 0:
+        limit = math.log(cap_s / initial_s, config.backoff_factor) if cap_s > initial_s else 0.0
+        exponent = min(exponent, math.ceil(limit))
+    base = min(cap_s, initial_s * config.backoff_factor**exponent)
+    if jitter == "none":
+        return base
+    if jitter == "full":
+        return rng.uniform(0.0, base)
+    return base / 2.0 + rng.uniform(0.0, base / 2.0)  # equal
+
+
+def next_retry_delay(
+    config: RetryConfig,
+    *,
+    attempts_made: int,
+    error: BaseException,
+    elapsed_s: float,
+    previous_delay_s: float | None,
+    rng: random.Random,
+) -> float | None:
+    """The delay before the next attempt, or None when the policy says stop.
+
+    Stops when ``error`` is not retryable, when ``attempts_made`` reached
+    ``max_attempts``, or when the retry would start past the retry budget.
+    """
+    if attempts_made >= config.max_attempts or not config.is_retryable(error):
+        return None
+    delay = backoff_delay(config, attempts_made, previous_delay_s, rng)
+    if config.retry_budget_ms is not None and (elapsed_s + delay) * 1000.0 > config.retry_budget_ms:
+        return None
+    return delay
+
+
+_default_clock: Runtime | None = None
+_default_rng: random.Random | None = None
+
+
+def set_retry_defaults(clock: Runtime | None, rng: random.Random | None) -> None:
+    """Set the clock and generator ``retry_async`` uses when none is passed.
+
+    Steps normally pass ``clock=context['clock']``; the saga manager also installs
+    its own here while it runs so that seed-style calls without them still work.
+    """
+    global _default_clock, _default_rng
+    _default_clock, _default_rng = clock, rng
+
+
+async def retry_async(
+    fn: Callable[[], Awaitable[T]],
+    retry_config: RetryConfig | None = None,
+    *,
+    clock: Runtime | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """Call ``fn`` until it succeeds or the policy gives up (the seed's polling helper).
+
+    Sleeps through ``clock`` (a runtime: the simulated clock in the lab, asyncio in
+    production) and draws jitter from ``rng``. Raises ``RetryExhausted`` carrying
+    the last error when the attempts or the budget run out, or at once for a
+    non-retryable error.
+    """
+    config = retry_config if retry_config is not None else RetryConfig()
+    clock = clock if clock is not None else _default_clock
+    rng = rng if rng is not None else _default_rng
+    if clock is None or rng is None:
+        raise SagaDefinitionError(
+            "retry_async needs a clock and rng: pass clock=context['clock'], rng=context['rng'] "
+            "or run it inside a saga step"
+        )
+    started = clock.now()
+    previous: float | None = None
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return await fn()
+        except Exception as error:
+            delay = next_retry_delay(
+                config,
+                attempts_made=attempts,
+                error=error,
+                elapsed_s=clock.now() - started,
+                previous_delay_s=previous,
+                rng=rng,
+            )
+            if delay is None:
+                raise RetryExhausted(attempts, error) from error
+        previous = delay
+        await clock.sleep(delay)

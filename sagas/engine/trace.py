@@ -1,0 +1,87 @@
+"""Structured trace records, the recorder, and the canonical trace hash.
+
+The trace of a run is its ground truth: tables, plots, invariants and hashes are
+all derived from it. Records are appended in the order transitions happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import astuple, dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRecord:
+    """One transition of one saga.
+
+    ``phase`` is ``saga`` (the instance), ``execute`` (a step attempt),
+    ``compensate`` (a compensation attempt) or ``retry`` (a scheduled retry);
+    ``outcome`` says what happened (``started``, ``completed``, ``failed``,
+    ``timed_out``, ``cancelled``, ``scheduled``, ``compensated``...).
+    """
+
+    t: float
+    saga_id: str
+    saga_type: str
+    parent_id: str | None
+    step: str | None
+    attempt: int | None
+    phase: str
+    outcome: str
+    error_type: str | None = None
+    retry_delay: float | None = None
+    detail: str | None = None
+
+
+TRACE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TraceRecord))
+
+
+class Tracer:
+    """Collects trace records, stamping each with the clock's current time."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.records: list[TraceRecord] = []
+
+    def record(
+        self,
+        saga_id: str,
+        saga_type: str,
+        parent_id: str | None,
+        step: str | None,
+        attempt: int | None,
+        phase: str,
+        outcome: str,
+        error_type: str | None = None,
+        retry_delay: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Append one record at the current time."""
+        self.records.append(
+            TraceRecord(
+                self._clock(),
+                saga_id,
+                saga_type,
+                parent_id,
+                step,
+                attempt,
+                phase,
+                outcome,
+                error_type,
+                retry_delay,
+                detail,
+            )
+        )
+
+
+def canonical_trace(records: Iterable[TraceRecord]) -> bytes:
+    """The trace as canonical JSON lines: one array per record, fields in fixed order."""
+    lines = [json.dumps(astuple(r), separators=(",", ":"), ensure_ascii=True) for r in records]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def trace_hash(records: Iterable[TraceRecord]) -> str:
+    """sha256 (hex) of the canonical trace: equal hashes mean identical behaviour."""
+    return hashlib.sha256(canonical_trace(records)).hexdigest()
