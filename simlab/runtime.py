@@ -1,0 +1,181 @@
+"""The simulated runtime: simpy steps the saga coroutines directly, no asyncio loop.
+
+How this works: a coroutine is handed to ``simpy.Environment.process`` as if
+it were a generator (simpy only calls ``send`` and ``throw``). Every await the
+engine makes bottoms out in ``_wait(event)``, a generator-based awaitable that
+yields a simpy event up through the coroutine chain; when the event fires,
+simpy sends its value back in. A deadline is a simpy timeout whose callback
+interrupts the waiting process; ``_wait`` turns that interrupt into
+``asyncio.CancelledError`` at the coroutine's current await, so ``finally:``
+blocks run exactly as on asyncio (``CancelledError`` is only the exception
+class here; no event loop exists). An interrupt that arrives after its
+deadline was already disarmed (both fell due at the same instant) is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
+
+import simpy
+from simpy.events import PENDING
+
+from sagas.engine.errors import DeadlineExceeded
+
+T = TypeVar("T")
+
+
+class _Deadline:
+    """An armed deadline for one process; disarmed when its scope exits."""
+
+    __slots__ = ("armed", "fired", "process")
+
+    def __init__(self, process: simpy.Process) -> None:
+        self.process = process
+        self.armed = True
+        self.fired = False
+
+    def fire(self, _event: simpy.Event) -> None:
+        if self.armed and self.process._value is PENDING:
+            self.fired = True
+            self.process.interrupt(asyncio.CancelledError(self))
+
+
+@types.coroutine
+def _wait(event: simpy.Event) -> Generator[simpy.Event, Any, Any]:
+    """Await a simpy event; deliver deadline/task cancellation as ``CancelledError``."""
+    while True:
+        try:
+            return (yield event)
+        except simpy.Interrupt as interrupt:
+            cause = interrupt.cause
+            if isinstance(cause, asyncio.CancelledError):
+                token = cause.args[0] if cause.args else None
+                if isinstance(token, _Deadline) and not token.armed:
+                    continue  # stale: its scope already ended; keep waiting on the same event
+                raise cause from None
+            raise
+
+
+class SimTask:
+    """A ``TaskHandle`` over a simpy process running a coroutine."""
+
+    __slots__ = ("_env", "_exception", "_process", "_result", "name")
+
+    def __init__(self, env: simpy.Environment, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        self._env = env
+        self.name = name
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._process = env.process(self._guard(coroutine))  # type: ignore[arg-type]
+
+    async def _guard(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        try:
+            self._result = await coroutine
+        except BaseException as error:  # noqa: BLE001 - kept for join(); see SimRuntime.unobserved
+            self._exception = error
+
+    def join(self) -> Any:
+        """Wait for the task; return its result or raise its exception."""
+        return self._join()
+
+    async def _join(self) -> Any:
+        await _wait(self._process)
+        if self._exception is not None:
+            error, self._exception = self._exception, None
+            raise error
+        return self._result
+
+    def cancel(self) -> None:
+        """Throw ``CancelledError`` into the task at its current await."""
+        if self._process._value is PENDING:
+            self._process.interrupt(asyncio.CancelledError())
+
+    def done(self) -> bool:
+        """Whether the task has finished."""
+        return self._process._value is not PENDING
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception the task ended with, if it was never joined."""
+        return self._exception
+
+
+class SimEvent:
+    """A one-shot event over a simpy event."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self._event = env.event()
+
+    def set(self, value: Any = None) -> None:
+        """Wake every waiter with ``value``; later calls are ignored."""
+        if not self._event.triggered:
+            self._event.succeed(value)
+
+    def is_set(self) -> bool:
+        """Whether ``set`` has been called."""
+        return bool(self._event.triggered)
+
+    def wait(self) -> Any:
+        """Wait until set; return its value."""
+        return _wait(self._event)
+
+
+class SimRuntime:
+    """The engine's runtime port on a simpy environment (simulated seconds)."""
+
+    def __init__(self, env: simpy.Environment | None = None) -> None:
+        self.env = env if env is not None else simpy.Environment()
+        self.tasks: list[SimTask] = []
+
+    def now(self) -> float:
+        """Simulated seconds."""
+        return float(self.env.now)
+
+    def sleep(self, seconds: float) -> Any:
+        """Wait ``seconds`` of simulated time."""
+        return _wait(self.env.timeout(seconds))
+
+    async def run_with_deadline(self, awaitable: Coroutine[Any, Any, T], timeout_seconds: float) -> T:
+        """Run ``awaitable`` in this process; cancel it at the deadline and raise ``DeadlineExceeded``."""
+        env = self.env
+        process = env.active_process
+        if process is None:
+            awaitable.close()
+            raise RuntimeError("run_with_deadline must be awaited inside a task (SimRuntime.spawn)")
+        deadline = _Deadline(process)
+        env.timeout(timeout_seconds).callbacks.append(deadline.fire)
+        try:
+            return await awaitable
+        except asyncio.CancelledError as cancelled:
+            if deadline.fired and cancelled.args and cancelled.args[0] is deadline:
+                raise DeadlineExceeded(timeout_seconds) from None
+            raise
+        finally:
+            deadline.armed = False
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T], name: str = "") -> SimTask:
+        """Start ``coroutine`` as a simpy process."""
+        task = SimTask(self.env, coroutine, name)
+        self.tasks.append(task)
+        return task
+
+    def event(self) -> SimEvent:
+        """A new one-shot event."""
+        return SimEvent(self.env)
+
+    def run(self, until: float | None = None) -> None:
+        """Advance the simulation until ``until`` (or until nothing is scheduled)."""
+        self.env.run(until=until)
+
+    def unobserved_errors(self) -> list[tuple[str, BaseException]]:
+        """Exceptions that ended tasks nobody joined (engine bugs surface here)."""
+        return [
+            (t.name, t.exception)
+            for t in self.tasks
+            if t.exception is not None and not isinstance(t.exception, asyncio.CancelledError)
+        ]

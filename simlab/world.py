@@ -1,0 +1,88 @@
+"""One simulated world: a simpy clock, seeded streams, a saga manager, run to the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sagas.engine.manager import SagaManager
+from sagas.engine.ports import SagaStore
+from sagas.engine.randomness import IdSource, RandomStreams
+from sagas.engine.trace import Tracer, trace_hash
+from sagas.stores.memory import InMemorySagaStore
+from simlab.runtime import SimRuntime
+
+T = TypeVar("T")
+
+
+class SimulationError(RuntimeError):
+    """A simulated task died with an exception nobody handled (an engine or saga bug)."""
+
+
+@dataclass
+class SimWorld:
+    """The parts of one simulated run that a scenario drives and inspects."""
+
+    seed: int
+    runtime: SimRuntime
+    streams: RandomStreams
+    ids: IdSource
+    tracer: Tracer
+    store: SagaStore
+    manager: SagaManager
+
+    def new_manager(self) -> SagaManager:
+        """A fresh manager on the same runtime, store, buses and trace (a restart)."""
+        old = self.manager
+        self.manager = SagaManager(
+            runtime=self.runtime,
+            store=self.store,
+            random_streams=self.streams,
+            command_bus=old.command_bus,
+            query_bus=old.query_bus,
+            event_bus=type(old.event_bus)(),
+            locks=old.locks,
+            tracer=self.tracer,
+            ids=self.ids,
+        )
+        return self.manager
+
+    def trace_hash(self) -> str:
+        """sha256 of this run's canonical trace."""
+        return trace_hash(self.tracer.records)
+
+
+def build_world(seed: int, store: SagaStore | None = None) -> SimWorld:
+    """A world whose every random draw and id derives from ``seed``."""
+    runtime = SimRuntime()
+    streams = RandomStreams(seed)
+    ids = IdSource(streams)
+    tracer = Tracer(runtime.now)
+    store = store if store is not None else InMemorySagaStore()
+    manager = SagaManager(runtime=runtime, store=store, random_streams=streams, tracer=tracer, ids=ids)
+    return SimWorld(seed, runtime, streams, ids, tracer, store, manager)
+
+
+def simulate(
+    main: Callable[[SimWorld], Coroutine[Any, Any, T]],
+    seed: int = 0,
+    *,
+    until: float | None = None,
+    world: SimWorld | None = None,
+) -> tuple[T, SimWorld]:
+    """Run ``main(world)`` as a simulated task until nothing is left to do (or ``until``).
+
+    Returns main's result and the world. Raises ``SimulationError`` if any task
+    died with an exception that nobody joined.
+    """
+    world = world if world is not None else build_world(seed)
+    task = world.runtime.spawn(main(world), name="main")
+    world.runtime.run(until=until)
+    errors = world.runtime.unobserved_errors()
+    if errors:
+        name, error = errors[0]
+        raise SimulationError(f"task {name!r} failed: {type(error).__name__}: {error}") from error
+    if not task.done():
+        raise SimulationError(f"main task still running at t={world.runtime.now():g} s")
+    return task._result, world
