@@ -97,6 +97,14 @@ class SimTask:
         """Whether the task has finished."""
         return self._process._value is not PENDING
 
+    def result(self) -> Any:
+        """The finished task's return value (raises its exception if it failed)."""
+        if not self.done():
+            raise RuntimeError(f"task {self.name!r} has not finished")
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
     @property
     def exception(self) -> BaseException | None:
         """The exception the task ended with, if it was never joined."""

@@ -85,4 +85,4 @@ def simulate(
         raise SimulationError(f"task {name!r} failed: {type(error).__name__}: {error}") from error
     if not task.done():
         raise SimulationError(f"main task still running at t={world.runtime.now():g} s")
-    return task._result, world
+    return task.result(), world

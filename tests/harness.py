@@ -61,7 +61,7 @@ def run_sim(main: Main, seed: int = 0, store: SagaStore | None = None) -> tuple[
     runtime.run()
     assert runtime.unobserved_errors() == []
     assert task.done(), "main did not finish"
-    return runtime.tasks[0]._result, world
+    return task.result(), world
 
 
 def run_asyncio(main: Main, seed: int = 0, store: SagaStore | None = None) -> tuple[Any, World]:

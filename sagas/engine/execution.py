@@ -148,8 +148,7 @@ class SagaExecution:
         if self.resumed:
             self._trace(None, None, "saga", "resumed", detail=state.status.value)
         else:
-            await self._persist()
-            self._trace(None, None, "saga", "started")
+            self._trace(None, None, "saga", "started")  # the store already holds the new state
         if bus.has_subscribers(SagaStarted):
             await self._publish(
                 SagaStarted(
@@ -229,11 +228,11 @@ class SagaExecution:
         state = self.state
         bus = self.manager.event_bus
         completed = state.completed_steps
-        for step in self.steps:
-            if step.name in completed:
-                continue
-            state.current_step = step.name
-            await self._persist()
+        remaining = [step for step in self.steps if step.name not in completed]
+        for index, step in enumerate(remaining):
+            if state.current_step != step.name:
+                state.current_step = step.name
+                await self._persist()
             result = await self._run_step(step)
             if result is not None:
                 if not isinstance(result, Mapping):
@@ -246,6 +245,8 @@ class SagaExecution:
                     completed.append(step.name)
                     raise _Aborted(step.name, str(result.get("reason", "aborted by step")))
             completed.append(step.name)
+            # One write records both transitions: this step completed, the next one current.
+            state.current_step = remaining[index + 1].name if index + 1 < len(remaining) else None
             await self._persist()
             if bus.has_subscribers(SagaStepCompleted):
                 await self._publish(
@@ -258,7 +259,6 @@ class SagaExecution:
                         causation_id=state.saga_id,
                     )
                 )
-        state.current_step = None
 
     async def _run_step(self, step: SagaStep) -> Any:
         """Attempts of one step under its deadline and retry policy."""

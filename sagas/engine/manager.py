@@ -2,8 +2,8 @@
 
 How this works: ``register(trigger, saga_class)`` subscribes the manager to the
 trigger's event type on the event bus. Each published trigger event claims a
-trigger key (saga type + event id) in the store, so a redelivered event starts
-no second instance, then spawns a ``SagaExecution`` as a runtime task. A new
+trigger key (saga type + event id) in the store while saving the new state,
+atomically, so a redelivered event starts no second instance, then spawns a ``SagaExecution`` as a runtime task. A new
 manager on the same store calls ``recover()`` to resume every unfinished
 instance: completed steps are not re-run, an interrupted step is re-run (steps
 are idempotent) and an interrupted compensation carries on. A step composes
@@ -151,21 +151,9 @@ class SagaManager:
         return started
 
     async def _start(self, registration: _Registration, event: Event, parent_id: str | None) -> str | None:
-        saga_id = self.ids.new_id("saga")
-        owner = await self.store.claim_trigger(f"{registration.saga_type}:{event.event_id}", saga_id)
-        if owner != saga_id:
-            self.tracer.record(
-                owner,
-                registration.saga_type,
-                parent_id,
-                None,
-                None,
-                "saga",
-                "duplicate_trigger",
-                detail=f"{event.event_type} {event.event_id}",
-            )
-            return None
         saga = registration.factory()
+        steps = saga.validated_steps()
+        saga_id = self.ids.new_id("saga")
         saga.saga_id = saga_id
         now = self.runtime.now()
         state = SagaState(
@@ -178,7 +166,22 @@ class SagaManager:
             started_at=now,
             updated_at=now,
             deadline_at=now + saga.timeout_seconds(),
+            current_step=steps[0].name,
+            transitions=1,
         )
+        owner = await self.store.create(state, f"{registration.saga_type}:{event.event_id}")
+        if owner != saga_id:
+            self.tracer.record(
+                owner,
+                registration.saga_type,
+                parent_id,
+                None,
+                None,
+                "saga",
+                "duplicate_trigger",
+                detail=f"{event.event_type} {event.event_id}",
+            )
+            return None
         if parent_id is not None:
             self._children.setdefault(parent_id, []).append(saga_id)
         self._launch(SagaExecution(self, saga, state))

@@ -96,11 +96,12 @@ class SagaStore(Protocol):
         """Every saga not in a terminal status, ordered by (started_at, saga_id)."""
         ...
 
-    async def claim_trigger(self, trigger_key: str, saga_id: str) -> str:
-        """Atomically claim a trigger (saga type + event id) for ``saga_id``.
+    async def create(self, state: SagaState, trigger_key: str) -> str:
+        """Claim ``trigger_key`` (saga type + event id) for ``state`` and save it, atomically.
 
-        Returns the id of the saga that owns the trigger: ``saga_id`` if this call
-        claimed it, the earlier owner's id if the trigger was already claimed.
+        Returns the id of the saga that owns the trigger: ``state.saga_id`` if this
+        call claimed it (and saved ``state``), the earlier owner's id otherwise
+        (and nothing is written).
         """
         ...
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -85,11 +86,35 @@ class SagaState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SagaState:
-        """Rebuild a state from ``to_dict`` output (or its JSON round trip)."""
-        values = dict(data)
+        """Rebuild a state from ``to_dict`` output (or its JSON round trip).
+
+        Fields this version does not know (saved by a newer one) are ignored.
+        """
+        values = {key: value for key, value in data.items() if key in _FIELD_NAMES}
         values["status"] = SagaStatus(values["status"])
         for key in ("trigger_data", "results"):
             values[key] = dict(values[key])
         for key in ("completed_steps", "possibly_applied", "compensated_steps", "failed_compensations"):
             values[key] = list(values[key])
         return cls(**values)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(SagaState))
+
+
+def dumps_state(state: SagaState) -> str:
+    """The state as compact JSON (what the stores persist).
+
+    Raises ``TypeError`` naming the saga if a step result is not JSON-serializable.
+    """
+    try:
+        return json.dumps(state.to_dict(), separators=(",", ":"))
+    except TypeError as error:
+        raise TypeError(
+            f"state of saga {state.saga_id} ({state.saga_type}) is not JSON-serializable: {error}"
+        ) from None
+
+
+def loads_state(raw: str | bytes) -> SagaState:
+    """A state from ``dumps_state`` output."""
+    return SagaState.from_dict(json.loads(raw))
