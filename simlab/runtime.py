@@ -33,14 +33,21 @@ class _Deadline:
     __slots__ = ("armed", "fired", "process")
 
     def __init__(self, process: simpy.Process) -> None:
-        self.process = process
+        self.process: simpy.Process | None = process
         self.armed = True
         self.fired = False
 
     def fire(self, _event: simpy.Event) -> None:
-        if self.armed and self.process._value is PENDING:
+        process = self.process
+        if self.armed and process is not None and process._value is PENDING:
             self.fired = True
-            self.process.interrupt(asyncio.CancelledError(self))
+            process.interrupt(asyncio.CancelledError(self))
+
+    def disarm(self) -> None:
+        # The timer stays in simpy's queue until it falls due; dropping the process
+        # here keeps it from pinning the saga's coroutine chain in memory till then.
+        self.armed = False
+        self.process = None
 
 
 @types.coroutine
@@ -164,7 +171,7 @@ class SimRuntime:
                 raise DeadlineExceeded(timeout_seconds) from None
             raise
         finally:
-            deadline.armed = False
+            deadline.disarm()
 
     def spawn(self, coroutine: Coroutine[Any, Any, T], name: str = "") -> SimTask:
         """Start ``coroutine`` as a simpy process."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+import gc
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,6 +16,23 @@ from sagas.stores.memory import InMemorySagaStore
 from simlab.runtime import SimRuntime
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Collect garbage less often while a simulation runs.
+
+    A run keeps thousands of coroutines, events and records alive at once; the
+    default thresholds make the collector rescan them every few hundred
+    allocations (about a third of a run's time). Nothing in a simulation depends
+    on when collection happens, so this changes speed only.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(50_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 class SimulationError(RuntimeError):
@@ -78,7 +97,8 @@ def simulate(
     """
     world = world if world is not None else build_world(seed)
     task = world.runtime.spawn(main(world), name="main")
-    world.runtime.run(until=until)
+    with relaxed_gc():
+        world.runtime.run(until=until)
     errors = world.runtime.unobserved_errors()
     if errors:
         name, error = errors[0]

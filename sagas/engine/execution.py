@@ -89,12 +89,20 @@ def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus
 class SagaExecution:
     """One saga instance being run (or resumed) by a ``SagaManager``."""
 
-    def __init__(self, manager: SagaManager, saga: BaseSaga, state: SagaState, *, resumed: bool = False) -> None:
+    def __init__(
+        self,
+        manager: SagaManager,
+        saga: BaseSaga,
+        state: SagaState,
+        *,
+        resumed: bool = False,
+        steps: tuple[SagaStep, ...] | None = None,
+    ) -> None:
         self.manager = manager
         self.saga = saga
         self.state = state
         self.resumed = resumed
-        self.steps = saga.validated_steps()
+        self.steps = steps if steps is not None else saga.validated_steps()
         self._runtime = manager.runtime
         self._tracer = manager.tracer
         self._rng = manager.jitter_rng

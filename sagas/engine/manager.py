@@ -184,7 +184,7 @@ class SagaManager:
             return None
         if parent_id is not None:
             self._children.setdefault(parent_id, []).append(saga_id)
-        self._launch(SagaExecution(self, saga, state))
+        self._launch(SagaExecution(self, saga, state, steps=steps))
         return saga_id
 
     def _launch(self, execution: SagaExecution) -> None:

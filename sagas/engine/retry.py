@@ -9,6 +9,7 @@ through whatever clock it is given, so it works on both runtimes.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,23 @@ T = TypeVar("T")
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise SagaDefinitionError(message)
+
+
+def _retry_config_problem(c: RetryConfig) -> str | None:
+    """What is wrong with ``c``, or None (messages are built only when needed)."""
+    if not isinstance(c.max_attempts, int) or c.max_attempts < 1:
+        return f"max_attempts must be an integer >= 1, got {c.max_attempts!r}"
+    if c.initial_delay_ms < 0:
+        return f"initial_delay_ms must be >= 0, got {c.initial_delay_ms!r}"
+    if c.max_delay_ms < c.initial_delay_ms:
+        return f"max_delay_ms must be >= initial_delay_ms ({c.initial_delay_ms!r}), got {c.max_delay_ms!r}"
+    if c.backoff_factor < 1:
+        return f"backoff_factor must be >= 1, got {c.backoff_factor!r}"
+    if c.jitter not in JITTER_STRATEGIES:
+        return f"jitter must be one of {', '.join(JITTER_STRATEGIES)} (or a bool), got {c.jitter!r}"
+    if c.retry_budget_ms is not None and c.retry_budget_ms < 0:
+        return f"retry_budget_ms must be >= 0 or None, got {c.retry_budget_ms!r}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,28 +79,14 @@ class RetryConfig:
     def __post_init__(self) -> None:
         if isinstance(self.jitter, bool):
             object.__setattr__(self, "jitter", "full" if self.jitter else "none")
-        _require(
-            isinstance(self.max_attempts, int) and self.max_attempts >= 1,
-            f"max_attempts must be an integer >= 1, got {self.max_attempts!r}",
-        )
-        _require(self.initial_delay_ms >= 0, f"initial_delay_ms must be >= 0, got {self.initial_delay_ms!r}")
-        _require(
-            self.max_delay_ms >= self.initial_delay_ms,
-            f"max_delay_ms must be >= initial_delay_ms ({self.initial_delay_ms!r}), got {self.max_delay_ms!r}",
-        )
-        _require(self.backoff_factor >= 1, f"backoff_factor must be >= 1, got {self.backoff_factor!r}")
-        _require(
-            self.jitter in JITTER_STRATEGIES,
-            f"jitter must be one of {', '.join(JITTER_STRATEGIES)} (or a bool), got {self.jitter!r}",
-        )
-        _require(
-            self.retry_budget_ms is None or self.retry_budget_ms >= 0,
-            f"retry_budget_ms must be >= 0 or None, got {self.retry_budget_ms!r}",
-        )
         if not isinstance(self.non_retryable, tuple):
             object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
+        problem = _retry_config_problem(self)
+        if problem is not None:
+            raise SagaDefinitionError(problem)
 
     @classmethod
+    @functools.lru_cache(maxsize=256)
     def from_seed(cls, retry_count: int, retry_delay_base: float) -> RetryConfig:
         """The seed's step policy: ``retry_count`` retries after the first attempt,
         delays of ``retry_delay_base * 2 ** (n - 1)`` seconds, no jitter."""

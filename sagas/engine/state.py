@@ -59,24 +59,35 @@ class SagaState:
     transitions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready snapshot that shares no mutable containers with ``self``."""
+        """A JSON-ready snapshot that shares no mutable containers with ``self``.
+
+        Raises ``TypeError`` naming the saga and the path of any value JSON cannot
+        hold, so every store rejects what a Redis store could not persist.
+        """
+        try:
+            trigger_data = json_copy(self.trigger_data, "trigger_data")
+            results = json_copy(self.results, "results")
+        except TypeError as error:
+            problem = f"state of saga {self.saga_id} ({self.saga_type}) is not JSON-serializable: {error}"
+            raise TypeError(problem) from None
         return {
             "saga_id": self.saga_id,
             "saga_type": self.saga_type,
             "trigger_type": self.trigger_type,
             "trigger_id": self.trigger_id,
-            "trigger_data": dict(self.trigger_data),
+            "trigger_data": trigger_data,
             "status": self.status.value,
             "parent_id": self.parent_id,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
             "deadline_at": self.deadline_at,
             "current_step": self.current_step,
-            "results": dict(self.results),
-            "completed_steps": list(self.completed_steps),
-            "possibly_applied": list(self.possibly_applied),
-            "compensated_steps": list(self.compensated_steps),
-            "failed_compensations": list(self.failed_compensations),
+            "results": results,
+            # Tuples of strings: immutable, so snapshots can share them, and untracked by the GC.
+            "completed_steps": tuple(self.completed_steps),
+            "possibly_applied": tuple(self.possibly_applied),
+            "compensated_steps": tuple(self.compensated_steps),
+            "failed_compensations": tuple(self.failed_compensations),
             "compensation_outcome": self.compensation_outcome,
             "timed_out": self.timed_out,
             "error_type": self.error_type,
@@ -93,7 +104,7 @@ class SagaState:
         values = {key: value for key, value in data.items() if key in _FIELD_NAMES}
         values["status"] = SagaStatus(values["status"])
         for key in ("trigger_data", "results"):
-            values[key] = dict(values[key])
+            values[key] = json_copy(values[key], key)
         for key in ("completed_steps", "possibly_applied", "compensated_steps", "failed_compensations"):
             values[key] = list(values[key])
         return cls(**values)
@@ -102,17 +113,35 @@ class SagaState:
 _FIELD_NAMES = frozenset(f.name for f in fields(SagaState))
 
 
-def dumps_state(state: SagaState) -> str:
-    """The state as compact JSON (what the stores persist).
+_SCALARS = (str, int, float, bool, type(None))
 
-    Raises ``TypeError`` naming the saga if a step result is not JSON-serializable.
+
+def json_copy(value: Any, path: str = "value") -> Any:
+    """A deep copy of ``value`` as a JSON round trip would return it (tuples become lists).
+
+    Raises ``TypeError`` naming the path of the first value JSON cannot hold
+    (objects, sets, bytes, non-string keys). Much cheaper than encoding to text.
     """
-    try:
-        return json.dumps(state.to_dict(), separators=(",", ":"))
-    except TypeError as error:
-        raise TypeError(
-            f"state of saga {state.saga_id} ({state.saga_type}) is not JSON-serializable: {error}"
-        ) from None
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{path} has a non-string key {key!r}")
+            copied[key] = item if type(item) in _SCALARS else json_copy(item, f"{path}.{key}")
+        return copied
+    if kind is list or kind is tuple:
+        return [item if type(item) in _SCALARS else json_copy(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, _SCALARS):  # subclasses, such as str- or int-valued enums
+        return value
+    raise TypeError(f"{path} is a {kind.__name__}, which JSON cannot hold: {value!r}")
+
+
+def dumps_state(state: SagaState) -> str:
+    """The state as compact JSON (what the Redis store persists)."""
+    return json.dumps(state.to_dict(), separators=(",", ":"))
 
 
 def loads_state(raw: str | bytes) -> SagaState:

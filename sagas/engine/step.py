@@ -6,7 +6,7 @@ import inspect
 import math
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sagas.engine.errors import SagaDefinitionError
 from sagas.engine.retry import RetryConfig
@@ -15,7 +15,10 @@ StepFunction = Callable[..., Coroutine[Any, Any, Any]]
 
 
 def _is_async(fn: object) -> bool:
-    # Callable objects count when their __call__ is a coroutine function.
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is not None:  # NOTE: fast path for functions and bound methods (checked per saga instance)
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    # Partials, callable objects whose __call__ is a coroutine function, marked functions.
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
@@ -47,30 +50,30 @@ class SagaStep:
     compensation_timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        # NOTE: steps are built for every saga instance, so messages are formatted only on failure.
         if not isinstance(self.name, str) or not self.name:
             raise SagaDefinitionError(f"SagaStep.name must be a non-empty string, got {self.name!r}")
-        where = f"SagaStep {self.name!r}"
         if not _is_async(self.execute):
-            raise SagaDefinitionError(f"{where}: execute must be an async function, got {self.execute!r}")
+            self._fail(f"execute must be an async function, got {self.execute!r}")
         if self.compensate is not None and not _is_async(self.compensate):
-            raise SagaDefinitionError(f"{where}: compensate must be an async function or None, got {self.compensate!r}")
-        for label in ("timeout_seconds", "compensation_timeout_seconds"):
-            value = getattr(self, label)
-            if value is None and label == "compensation_timeout_seconds":
-                continue
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise SagaDefinitionError(f"{where}: {label} must be > 0, got {value!r}")
+            self._fail(f"compensate must be an async function or None, got {self.compensate!r}")
+        if not _positive(self.timeout_seconds):
+            self._fail(f"timeout_seconds must be > 0, got {self.timeout_seconds!r}")
+        if self.compensation_timeout_seconds is not None and not _positive(self.compensation_timeout_seconds):
+            self._fail(f"compensation_timeout_seconds must be > 0, got {self.compensation_timeout_seconds!r}")
         if self.retry is None:
-            # Validates retry_count and retry_delay_base, naming them.
             try:
                 policy = RetryConfig.from_seed(self.retry_count, self.retry_delay_base)
             except SagaDefinitionError as error:
-                raise SagaDefinitionError(f"{where}: {error}") from None
+                self._fail(str(error))
             object.__setattr__(self, "retry", policy)
         elif not isinstance(self.retry, RetryConfig):
-            raise SagaDefinitionError(f"{where}: retry must be a RetryConfig, got {self.retry!r}")
+            self._fail(f"retry must be a RetryConfig, got {self.retry!r}")
         if self.compensation_retry is None:
             object.__setattr__(self, "compensation_retry", self.retry)
+
+    def _fail(self, problem: str) -> NoReturn:
+        raise SagaDefinitionError(f"SagaStep {self.name!r}: {problem}") from None
 
     @property
     def policy(self) -> RetryConfig:
@@ -88,6 +91,10 @@ class SagaStep:
     def compensation_deadline(self) -> float:
         """Seconds each compensation attempt may take."""
         return self.compensation_timeout_seconds or self.timeout_seconds
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def validate_steps(saga_type: str, steps: Sequence[SagaStep]) -> tuple[SagaStep, ...]:

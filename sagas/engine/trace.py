@@ -9,17 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import astuple, dataclass, fields
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class TraceRecord:
+class TraceRecord(NamedTuple):
     """One transition of one saga.
 
     ``phase`` is ``saga`` (the instance), ``execute`` (a step attempt),
     ``compensate`` (a compensation attempt) or ``retry`` (a scheduled retry);
     ``outcome`` says what happened (``started``, ``completed``, ``failed``,
     ``timed_out``, ``cancelled``, ``scheduled``, ``compensated``...).
+    An immutable named tuple rather than a frozen dataclass: a run writes
+    several per step, and a tuple is several times cheaper to build.
     """
 
     t: float
@@ -35,7 +36,7 @@ class TraceRecord:
     detail: str | None = None
 
 
-TRACE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TraceRecord))
+TRACE_FIELDS: tuple[str, ...] = TraceRecord._fields
 
 
 class Tracer:
@@ -78,7 +79,7 @@ class Tracer:
 
 def canonical_trace(records: Iterable[TraceRecord]) -> bytes:
     """The trace as canonical JSON lines: one array per record, fields in fixed order."""
-    lines = [json.dumps(astuple(r), separators=(",", ":"), ensure_ascii=True) for r in records]
+    lines = [json.dumps(tuple(r), separators=(",", ":"), ensure_ascii=True) for r in records]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from sagas.engine.state import SagaState, dumps_state, loads_state
+from typing import Any
+
+from sagas.engine.state import SagaState
 
 
 class InMemorySagaStore:
-    """Keeps saga states as JSON in dicts; survives a manager, not the process.
+    """Keeps JSON-shaped snapshots of saga states in dicts; survives a manager, not the process.
 
-    States go through the same JSON encoding as the Redis store, so a step result
-    that Redis could not store fails here too, and a loaded state never shares
-    objects with the saga that saved it.
+    A snapshot holds only what JSON can (``SagaState.to_dict``), so a step result
+    that the Redis store could not persist fails here too, and a loaded state
+    never shares objects with the saga that saved it.
     """
 
     def __init__(self) -> None:
-        self._states: dict[str, str] = {}
+        self._states: dict[str, dict[str, Any]] = {}
         self._unfinished: dict[str, tuple[float, str]] = {}
         self._triggers: dict[str, str] = {}
 
@@ -28,20 +30,20 @@ class InMemorySagaStore:
     async def save(self, state: SagaState) -> None:
         """Store a snapshot of ``state``."""
         saga_id = state.saga_id
-        self._states[saga_id] = dumps_state(state)
+        self._states[saga_id] = state.to_dict()
         if state.status.is_terminal:
             self._unfinished.pop(saga_id, None)
-        else:
+        elif saga_id not in self._unfinished:
             self._unfinished[saga_id] = (state.started_at, saga_id)
 
     async def load(self, saga_id: str) -> SagaState | None:
         """The last snapshot of ``saga_id``, or None."""
-        raw = self._states.get(saga_id)
-        return loads_state(raw) if raw is not None else None
+        snapshot = self._states.get(saga_id)
+        return SagaState.from_dict(snapshot) if snapshot is not None else None
 
     async def unfinished(self) -> list[SagaState]:
         """Unfinished sagas ordered by (started_at, saga_id)."""
-        return [loads_state(self._states[saga_id]) for _, saga_id in sorted(self._unfinished.values())]
+        return [SagaState.from_dict(self._states[saga_id]) for _, saga_id in sorted(self._unfinished.values())]
 
     def __len__(self) -> int:
         return len(self._states)
