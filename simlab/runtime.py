@@ -4,8 +4,8 @@ How this works: a coroutine is handed to ``simpy.Environment.process`` as if
 it were a generator (simpy only calls ``send`` and ``throw``). Every await the
 engine makes bottoms out in ``_wait(event)``, a generator-based awaitable that
 yields a simpy event up through the coroutine chain; when the event fires,
-simpy sends its value back in. A deadline is a simpy timeout whose callback
-interrupts the waiting process; ``_wait`` turns that interrupt into
+simpy sends its value back in. Deadlines are watched by a simpy timer per
+process whose callback interrupts the waiting process; ``_wait`` turns that interrupt into
 ``asyncio.CancelledError`` at the coroutine's current await, so ``finally:``
 blocks run exactly as on asyncio (``CancelledError`` is only the exception
 class here; no event loop exists). An interrupt that arrives after its
@@ -28,26 +28,68 @@ T = TypeVar("T")
 
 
 class _Deadline:
-    """An armed deadline for one process; disarmed when its scope exits."""
+    """One ``run_with_deadline`` scope: due at ``at``; disarmed when the scope exits."""
 
-    __slots__ = ("armed", "fired", "process")
+    __slots__ = ("armed", "at", "fired")
 
-    def __init__(self, process: simpy.Process) -> None:
-        self.process: simpy.Process | None = process
+    def __init__(self, at: float) -> None:
+        self.at = at
         self.armed = True
         self.fired = False
 
-    def fire(self, _event: simpy.Event) -> None:
-        process = self.process
-        if self.armed and process is not None and process._value is PENDING:
-            self.fired = True
-            process.interrupt(asyncio.CancelledError(self))
 
-    def disarm(self) -> None:
-        # The timer stays in simpy's queue until it falls due; dropping the process
-        # here keeps it from pinning the saga's coroutine chain in memory till then.
-        self.armed = False
-        self.process = None
+class _ProcessDeadlines:
+    """The deadlines armed in one process, watched by a single simpy timer.
+
+    One timer per process (set for the earliest armed deadline) instead of one
+    per scope: deadlines are usually far longer than the work they guard, and a
+    timer per attempt would leave thousands of stale entries in simpy's queue,
+    making every event cost more. When the timer falls due it fires the
+    outermost deadline that is due (as nested asyncio timeouts would: the outer
+    scope's cancellation unwinds the inner ones), or re-arms for the earliest
+    armed deadline if the one it was set for has since been disarmed.
+    """
+
+    __slots__ = ("armed", "env", "process", "timer", "timer_at")
+
+    def __init__(self, env: simpy.Environment, process: simpy.Process) -> None:
+        self.env = env
+        self.process = process
+        self.armed: list[_Deadline] = []
+        self.timer: simpy.Event | None = None
+        self.timer_at = float("inf")
+
+    def arm(self, deadline: _Deadline) -> None:
+        self.armed.append(deadline)
+        if deadline.at < self.timer_at:
+            self._set_timer(deadline.at)
+
+    def disarm(self, deadline: _Deadline) -> None:
+        deadline.armed = False
+        armed = self.armed
+        if armed and armed[-1] is deadline:
+            armed.pop()
+        else:
+            armed.remove(deadline)
+
+    def _set_timer(self, at: float) -> None:
+        timer = self.env.timeout(at - self.env.now)
+        timer.callbacks.append(self._on_timer)
+        self.timer, self.timer_at = timer, at
+
+    def _on_timer(self, event: simpy.Event) -> None:
+        if event is not self.timer:
+            return  # superseded by an earlier deadline's timer
+        self.timer, self.timer_at = None, float("inf")
+        if not self.armed or self.process._value is not PENDING:
+            return
+        now = self.env.now
+        for deadline in self.armed:  # outermost first
+            if deadline.at <= now:
+                deadline.fired = True
+                self.process.interrupt(asyncio.CancelledError(deadline))
+                return
+        self._set_timer(min(d.at for d in self.armed))
 
 
 @types.coroutine
@@ -146,6 +188,7 @@ class SimRuntime:
     def __init__(self, env: simpy.Environment | None = None) -> None:
         self.env = env if env is not None else simpy.Environment()
         self.tasks: list[SimTask] = []
+        self._deadlines: dict[simpy.Process, _ProcessDeadlines] = {}
 
     def now(self) -> float:
         """Simulated seconds."""
@@ -162,8 +205,11 @@ class SimRuntime:
         if process is None:
             awaitable.close()
             raise RuntimeError("run_with_deadline must be awaited inside a task (SimRuntime.spawn)")
-        deadline = _Deadline(process)
-        env.timeout(timeout_seconds).callbacks.append(deadline.fire)
+        watch = self._deadlines.get(process)
+        if watch is None:
+            watch = self._deadlines[process] = _ProcessDeadlines(env, process)
+        deadline = _Deadline(env.now + timeout_seconds)
+        watch.arm(deadline)
         try:
             return await awaitable
         except asyncio.CancelledError as cancelled:
@@ -171,7 +217,9 @@ class SimRuntime:
                 raise DeadlineExceeded(timeout_seconds) from None
             raise
         finally:
-            deadline.disarm()
+            watch.disarm(deadline)
+            if not watch.armed:
+                del self._deadlines[process]
 
     def spawn(self, coroutine: Coroutine[Any, Any, T], name: str = "") -> SimTask:
         """Start ``coroutine`` as a simpy process."""
