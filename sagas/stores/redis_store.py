@@ -12,25 +12,15 @@ so a crash can never leave a claimed trigger without a saga to resume.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from sagas.engine.errors import SagaError
 from sagas.engine.state import SagaState, dumps_state, loads_state
+from sagas.infra.redis_io import resolve
+from sagas.infra.redis_io import text as _text
 
 # Rounds of WATCH conflicts (another process touching the same trigger) before create() gives up.
 _CREATE_ATTEMPTS = 5
-
-
-async def resolve(result: Any) -> Any:
-    """``result`` itself, or what it yields if it is awaitable (async clients)."""
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisSagaStore:

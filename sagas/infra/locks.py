@@ -1,0 +1,99 @@
+"""Distributed locks with an owner token and a TTL: on Redis, and in memory on a runtime's clock.
+
+How this works: ``acquire`` is ``SET key owner NX PX ttl``; only one caller can
+create the key, and the TTL frees it if its holder dies. ``release`` deletes the
+key only if it still holds the caller's token, atomically: WATCH the key, read
+the owner, and DELETE inside MULTI/EXEC, which Redis refuses if the key changed
+in between (an expiry and a new holder's SET included). That is the same
+guarantee as the usual compare-and-delete Lua script, and it also runs on
+fakeredis without a Lua interpreter, so the lab exercises this exact code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sagas.engine.errors import SagaError
+from sagas.infra.redis_io import resolve, text
+
+# WATCH conflicts in a row before release() gives up (each needs another writer on the same key).
+_RELEASE_ATTEMPTS = 5
+
+
+def _check_ttl(ttl_seconds: float) -> int:
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be > 0, got {ttl_seconds!r}")
+    return max(1, round(ttl_seconds * 1000))
+
+
+class RedisLockManager:
+    """The ``LockManager`` port on Redis; keys are used as given (e.g. ``broker:disconnect:lock:{id}``)."""
+
+    def __init__(self, client: Any) -> None:
+        self._redis = client
+
+    async def acquire(self, key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take ``key`` for ``owner`` for ``ttl_seconds`` unless someone holds it."""
+        ttl_ms = _check_ttl(ttl_seconds)
+        return bool(await resolve(self._redis.set(key, owner, nx=True, px=ttl_ms)))
+
+    async def release(self, key: str, owner: str) -> bool:
+        """Delete ``key`` if ``owner`` still holds it; False if it expired or another holds it."""
+        # Imported here: redis is an optional extra, and `import sagas` must work without it.
+        from redis.exceptions import WatchError
+
+        for _ in range(_RELEASE_ATTEMPTS):
+            pipe = self._redis.pipeline(transaction=True)
+            try:
+                await resolve(pipe.watch(key))
+                holder = await resolve(pipe.get(key))
+                if holder is None or text(holder) != owner:
+                    return False
+                pipe.multi()
+                pipe.delete(key)
+                await resolve(pipe.execute())
+                return True
+            except WatchError:
+                continue
+            finally:
+                await resolve(pipe.reset())
+        raise SagaError(f"could not release lock {key!r} for {owner}: {_RELEASE_ATTEMPTS} conflicting writers in a row")
+
+    async def holder(self, key: str) -> str | None:
+        """The current holder's token, or None."""
+        value = await resolve(self._redis.get(key))
+        return text(value) if value is not None else None
+
+
+class InMemoryLockManager:
+    """The ``LockManager`` port in one process, expiring on the given clock (tests, single-process use)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._held: dict[str, tuple[str, float]] = {}
+
+    async def acquire(self, key: str, owner: str, ttl_seconds: float) -> bool:
+        """Take ``key`` for ``owner`` for ``ttl_seconds`` unless someone holds it."""
+        _check_ttl(ttl_seconds)
+        if await self.holder(key) is not None:
+            return False
+        self._held[key] = (owner, self._clock() + ttl_seconds)
+        return True
+
+    async def release(self, key: str, owner: str) -> bool:
+        """Delete ``key`` if ``owner`` still holds it."""
+        if await self.holder(key) != owner:
+            return False
+        del self._held[key]
+        return True
+
+    async def holder(self, key: str) -> str | None:
+        """The current holder's token, or None (expired holds are dropped)."""
+        held = self._held.get(key)
+        if held is None:
+            return None
+        if held[1] <= self._clock():
+            del self._held[key]
+            return None
+        return held[0]
