@@ -85,11 +85,14 @@ class _ProcessDeadlines:
             return
         now = self.env.now
         for deadline in self.armed:  # outermost first
-            if deadline.at <= now:
+            if not deadline.fired and deadline.at <= now:
                 deadline.fired = True
                 self.process.interrupt(asyncio.CancelledError(deadline))
-                return
-        self._set_timer(min(d.at for d in self.armed))
+                break
+        # Keep watching the rest: an outer deadline still holds while the inner scope unwinds.
+        pending = [d.at for d in self.armed if not d.fired]
+        if pending:
+            self._set_timer(max(min(pending), now))
 
 
 @types.coroutine
@@ -111,36 +114,52 @@ def _wait(event: simpy.Event) -> Generator[simpy.Event, Any, Any]:
 class SimTask:
     """A ``TaskHandle`` over a simpy process running a coroutine."""
 
-    __slots__ = ("_env", "_exception", "_process", "_result", "name")
+    __slots__ = ("_env", "_exception", "_observed", "_process", "_result", "name")
 
     def __init__(self, env: simpy.Environment, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
         self._env = env
         self.name = name
         self._result: Any = None
         self._exception: BaseException | None = None
+        self._observed = False
         self._process = env.process(self._guard(coroutine))  # type: ignore[arg-type]
 
     async def _guard(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        # simpy starts a process with an URGENT event, ahead of events already due now;
+        # asyncio runs a new task after them. A zero delay puts the start in FIFO order too.
+        try:
+            await _wait(self._env.timeout(0))
+        except asyncio.CancelledError as cancelled:
+            coroutine.close()  # cancelled before it started, as asyncio does
+            self._exception = cancelled
+            return
         try:
             self._result = await coroutine
-        except BaseException as error:  # noqa: BLE001 - kept for join(); see SimRuntime.unobserved
+        except BaseException as error:  # noqa: BLE001 - kept for join(); see SimRuntime.unobserved_errors
             self._exception = error
 
     def join(self) -> Any:
-        """Wait for the task; return its result or raise its exception."""
+        """Wait for the task; return its result or raise its exception (on every join)."""
         return self._join()
 
     async def _join(self) -> Any:
         await _wait(self._process)
         if self._exception is not None:
-            error, self._exception = self._exception, None
-            raise error
+            self._observed = True
+            raise self._exception
         return self._result
 
     def cancel(self) -> None:
         """Throw ``CancelledError`` into the task at its current await."""
-        if self._process._value is PENDING:
-            self._process.interrupt(asyncio.CancelledError())
+        process = self._process
+        if process._value is not PENDING:
+            return
+        if process is self._env.active_process:
+            # A task cancelling itself: simpy cannot interrupt the running process, so the
+            # cancellation lands at its next wait, as on asyncio.
+            self._env.timeout(0).callbacks.append(lambda _event: self.cancel())
+            return
+        process.interrupt(asyncio.CancelledError())
 
     def done(self) -> bool:
         """Whether the task has finished."""
@@ -156,8 +175,8 @@ class SimTask:
 
     @property
     def exception(self) -> BaseException | None:
-        """The exception the task ended with, if it was never joined."""
-        return self._exception
+        """The exception the task ended with, if nobody joined it."""
+        return None if self._observed else self._exception
 
 
 class SimEvent:
@@ -195,8 +214,8 @@ class SimRuntime:
         return float(self.env.now)
 
     def sleep(self, seconds: float) -> Any:
-        """Wait ``seconds`` of simulated time."""
-        return _wait(self.env.timeout(seconds))
+        """Wait ``seconds`` of simulated time (a negative wait is no wait, as on asyncio)."""
+        return _wait(self.env.timeout(seconds if seconds > 0 else 0))
 
     async def run_with_deadline(self, awaitable: Coroutine[Any, Any, T], timeout_seconds: float) -> T:
         """Run ``awaitable`` in this process; cancel it at the deadline and raise ``DeadlineExceeded``."""
@@ -208,13 +227,18 @@ class SimRuntime:
         watch = self._deadlines.get(process)
         if watch is None:
             watch = self._deadlines[process] = _ProcessDeadlines(env, process)
-        deadline = _Deadline(env.now + timeout_seconds)
+        deadline = _Deadline(env.now + max(timeout_seconds, 0.0))
         watch.arm(deadline)
         try:
             return await awaitable
         except asyncio.CancelledError as cancelled:
             if deadline.fired and cancelled.args and cancelled.args[0] is deadline:
                 raise DeadlineExceeded(timeout_seconds) from None
+            raise
+        except BaseException as error:
+            if deadline.fired:
+                # Cut by this deadline, then its cleanup raised: still a timeout (possibly applied).
+                raise DeadlineExceeded(timeout_seconds) from error
             raise
         finally:
             watch.disarm(deadline)

@@ -23,14 +23,16 @@ Semantics:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sagas.engine.errors import DeadlineExceeded, SagaAborted, SagaDefinitionError
+from sagas.engine.errors import DeadlineExceeded, SagaAborted
 from sagas.engine.events import SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, SagaStarted, SagaStepCompleted
-from sagas.engine.retry import next_retry_delay
+from sagas.engine.ports import Runtime
+from sagas.engine.retry import next_retry_delay, set_step_ambient
 from sagas.engine.saga import BaseSaga
-from sagas.engine.state import SagaState, SagaStatus
+from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ class _InnerDeadline(Exception):
         self.error = error
 
 
-async def _call(fn: Any, context: Mapping[str, Any]) -> Any:
+async def _call(fn: Any, context: Mapping[str, Any], clock: Runtime, retry_rng: random.Random) -> Any:
+    set_step_ambient(clock, retry_rng)
     try:
         return await fn(**context)
     except DeadlineExceeded as error:
@@ -106,6 +109,7 @@ class SagaExecution:
         self._runtime = manager.runtime
         self._tracer = manager.tracer
         self._rng = manager.jitter_rng
+        self._retry_rng = manager.retry_rng
         self._context: dict[str, Any] = {
             **state.trigger_data,
             **state.results,
@@ -145,7 +149,11 @@ class SagaExecution:
         await self.manager.store.save(state)
 
     async def _publish(self, event: Any) -> None:
-        await self.manager.event_bus.publish(event)
+        # A failing subscriber must not strand the saga mid-transition: record it and go on.
+        try:
+            await self.manager.event_bus.publish(event)
+        except Exception as error:  # noqa: BLE001 - recorded in the trace, not swallowed
+            self._trace(None, None, "saga", "subscriber_failed", error, detail=f"{type(event).__name__}: {error}")
 
     # -- the state machine -------------------------------------------------
 
@@ -155,6 +163,16 @@ class SagaExecution:
         bus = self.manager.event_bus
         if self.resumed:
             self._trace(None, None, "saga", "resumed", detail=state.status.value)
+            in_flight = state.current_step
+            if (
+                state.status is SagaStatus.RUNNING
+                and in_flight is not None
+                and in_flight not in state.completed_steps
+                and in_flight not in state.possibly_applied
+            ):
+                # The crash may have cut an attempt of this step after it took effect.
+                state.possibly_applied.append(in_flight)
+                await self._persist()
         else:
             self._trace(None, None, "saga", "started")  # the store already holds the new state
         if bus.has_subscribers(SagaStarted):
@@ -241,12 +259,8 @@ class SagaExecution:
             if state.current_step != step.name:
                 state.current_step = step.name
                 await self._persist()
-            result = await self._run_step(step)
+            result = self._checked_result(step, await self._run_step(step))
             if result is not None:
-                if not isinstance(result, Mapping):
-                    raise SagaDefinitionError(
-                        f"{state.saga_type}.{step.name} must return a mapping or None, got {type(result).__name__}"
-                    )
                 state.results.update(result)
                 self._context.update(result)
                 if result.get("aborted") is True:
@@ -268,6 +282,25 @@ class SagaExecution:
                     )
                 )
 
+    def _checked_result(self, step: SagaStep, result: Any) -> dict[str, Any] | None:
+        """The step's result as the store will hold it; a result it cannot hold fails the step."""
+        if result is None:
+            return None
+        where = f"{self.state.saga_type}.{step.name}"
+        problem: TypeError
+        if isinstance(result, Mapping):
+            try:
+                # JSON-shaped, as a resumed saga would see it: fresh and resumed runs see the same types.
+                checked: dict[str, Any] = json_copy(dict(result), "result")
+                return checked
+            except TypeError as error:
+                problem = TypeError(f"{where} returned a result the saga store cannot hold: {error}")
+        else:
+            problem = TypeError(f"{where} must return a mapping or None, got {type(result).__name__}")
+        self._mark_possibly_applied(step.name)  # it ran to the end: its effects are real
+        self._trace(step.name, None, "execute", "invalid_result", problem, detail=str(problem))
+        raise _StepFailed(step.name, problem)
+
     async def _run_step(self, step: SagaStep) -> Any:
         """Attempts of one step under its deadline and retry policy."""
         runtime = self._runtime
@@ -278,14 +311,19 @@ class SagaExecution:
         attempt = 0
         while True:
             attempt += 1
+            if runtime.now() >= self.state.deadline_at:
+                # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
+                raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
             self._trace(name, attempt, "execute", "started")
             error: BaseException
             try:
-                result = await runtime.run_with_deadline(_call(step.execute, self._context), step.timeout_seconds)
-            except DeadlineExceeded as timeout:
-                error = timeout
+                result = await runtime.run_with_deadline(
+                    _call(step.execute, self._context, runtime, self._retry_rng), step.timeout_seconds
+                )
+            except DeadlineExceeded:
+                error = DeadlineExceeded(step.timeout_seconds, f"step {name} attempt {attempt}")
                 self._mark_possibly_applied(name)
-                self._trace(name, attempt, "execute", "timed_out", timeout)
+                self._trace(name, attempt, "execute", "timed_out", error)
             except _InnerDeadline as inner:
                 error = inner.error
                 self._trace(name, attempt, "execute", "failed", error)
@@ -345,10 +383,12 @@ class SagaExecution:
             self._trace(name, attempt, "compensate", "started")
             error: BaseException
             try:
-                await runtime.run_with_deadline(_call(step.compensate, self._context), step.compensation_deadline)
-            except DeadlineExceeded as timeout:
-                error = timeout
-                self._trace(name, attempt, "compensate", "timed_out", timeout)
+                await runtime.run_with_deadline(
+                    _call(step.compensate, self._context, runtime, self._retry_rng), step.compensation_deadline
+                )
+            except DeadlineExceeded:
+                error = DeadlineExceeded(step.compensation_deadline, f"compensation of {name} attempt {attempt}")
+                self._trace(name, attempt, "compensate", "timed_out", error)
             except _InnerDeadline as inner:
                 error = inner.error
                 self._trace(name, attempt, "compensate", "failed", error)

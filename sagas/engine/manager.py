@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
-from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, SagaDefinitionError
+from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, InvalidEvent, SagaDefinitionError
 from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, event_data
 from sagas.engine.execution import SagaExecution
 from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
 from sagas.engine.randomness import IdSource, RandomStreams
-from sagas.engine.retry import set_retry_defaults
 from sagas.engine.saga import BaseSaga
-from sagas.engine.state import SagaState
+from sagas.engine.state import SagaState, json_copy
 from sagas.engine.trace import Tracer
 
 SagaFactory = Callable[[], BaseSaga]
@@ -37,6 +36,29 @@ class _Registration:
     trigger: str
     saga_type: str
     factory: SagaFactory
+
+
+SERVICE_KEYS = frozenset(
+    {"saga_id", "saga_type", "parent_id", "command_bus", "query_bus", "event_bus"}
+    | {"clock", "rng", "ids", "locks", "sagas"}
+)
+"""Names the engine puts in every step's context; a trigger event may not use them for its data."""
+
+
+def _trigger_data(event: Event) -> dict[str, Any]:
+    """The event's data as steps will see it (JSON-shaped), or ``InvalidEvent`` naming the problem."""
+    data = event_data(event)
+    clashes = sorted(SERVICE_KEYS.intersection(data))
+    if clashes:
+        raise InvalidEvent(
+            f"{event.event_type} {event.event_id}: field(s) {', '.join(clashes)} would shadow the saga "
+            "context's services of the same name; rename them"
+        )
+    try:
+        copied: dict[str, Any] = json_copy(data, event.event_type)
+    except TypeError as error:
+        raise InvalidEvent(f"{event.event_type} {event.event_id} cannot start a saga: {error}") from None
+    return copied
 
 
 class ChildSagas:
@@ -107,7 +129,7 @@ class SagaManager:
         self._finished: dict[str, RuntimeEvent] = {}
         for finished in (SagaCompleted, SagaCompensated, SagaFailed):
             self.event_bus.subscribe(finished, self._on_saga_finished)
-        set_retry_defaults(runtime, random_streams.stream("retry_async"))
+        self.retry_rng: random.Random = random_streams.stream("retry_async")
 
     # -- registration ------------------------------------------------------
 
@@ -139,18 +161,19 @@ class SagaManager:
     async def handle_event(self, event: Event, parent_id: str | None = None) -> list[str]:
         """Start one instance of each saga registered for ``event``'s type; return their ids.
 
-        An event whose id was already handled for a saga type starts nothing new.
+        An event whose id was already handled for a saga type starts nothing new;
+        the id of the saga it started the first time is returned instead, so a
+        retried or resumed step that re-sends it still learns (and waits for) it.
         The parent is ``parent_id`` or else the saga that caused the event.
         """
-        started: list[str] = []
+        saga_ids: list[str] = []
         parent = parent_id if parent_id is not None else event.causation_id
         for registration in self._by_trigger.get(event.event_type, ()):
-            saga_id = await self._start(registration, event, parent)
-            if saga_id is not None:
-                started.append(saga_id)
-        return started
+            saga_ids.append(await self._start(registration, event, parent))
+        return saga_ids
 
-    async def _start(self, registration: _Registration, event: Event, parent_id: str | None) -> str | None:
+    async def _start(self, registration: _Registration, event: Event, parent_id: str | None) -> str:
+        trigger_data = _trigger_data(event)
         saga = registration.factory()
         steps = saga.validated_steps()
         saga_id = self.ids.new_id("saga")
@@ -161,7 +184,7 @@ class SagaManager:
             saga_type=registration.saga_type,
             trigger_type=event.event_type,
             trigger_id=event.event_id,
-            trigger_data=event_data(event),
+            trigger_data=trigger_data,
             parent_id=parent_id,
             started_at=now,
             updated_at=now,
@@ -181,7 +204,9 @@ class SagaManager:
                 "duplicate_trigger",
                 detail=f"{event.event_type} {event.event_id}",
             )
-            return None
+            if parent_id is not None and owner not in self._children.get(parent_id, ()):
+                self._children.setdefault(parent_id, []).append(owner)
+            return owner
         if parent_id is not None:
             self._children.setdefault(parent_id, []).append(saga_id)
         self._launch(SagaExecution(self, saga, state, steps=steps))

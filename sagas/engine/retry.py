@@ -9,6 +9,7 @@ through whatever clock it is given, so it works on both runtimes.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import random
@@ -86,7 +87,7 @@ class RetryConfig:
             raise SagaDefinitionError(problem)
 
     @classmethod
-    @functools.lru_cache(maxsize=256)
+    @functools.lru_cache(maxsize=256, typed=True)
     def from_seed(cls, retry_count: int, retry_delay_base: float) -> RetryConfig:
         """The seed's step policy: ``retry_count`` retries after the first attempt,
         delays of ``retry_delay_base * 2 ** (n - 1)`` seconds, no jitter."""
@@ -158,18 +159,18 @@ def next_retry_delay(
     return delay
 
 
-_default_clock: Runtime | None = None
-_default_rng: random.Random | None = None
+# The clock and generator of the saga step that is running (set by the engine before each
+# step call). Seed-style `retry_async(fn, retry_config=...)` calls, which pass neither, use them.
+# A context variable, not a global: asyncio tasks each see their own; in the lab every saga of
+# a world shares one runtime and one stream, and only one world runs at a time in a process.
+_ambient: contextvars.ContextVar[tuple[Runtime, random.Random] | None] = contextvars.ContextVar(
+    "sagas_retry_ambient", default=None
+)
 
 
-def set_retry_defaults(clock: Runtime | None, rng: random.Random | None) -> None:
-    """Set the clock and generator ``retry_async`` uses when none is passed.
-
-    Steps normally pass ``clock=context['clock']``; the saga manager also installs
-    its own here while it runs so that seed-style calls without them still work.
-    """
-    global _default_clock, _default_rng
-    _default_clock, _default_rng = clock, rng
+def set_step_ambient(clock: Runtime, rng: random.Random) -> None:
+    """Record the running step's clock and generator for ``retry_async`` calls that pass none."""
+    _ambient.set((clock, rng))
 
 
 async def retry_async(
@@ -187,8 +188,10 @@ async def retry_async(
     non-retryable error.
     """
     config = retry_config if retry_config is not None else RetryConfig()
-    clock = clock if clock is not None else _default_clock
-    rng = rng if rng is not None else _default_rng
+    ambient = _ambient.get()
+    if ambient is not None:
+        clock = clock if clock is not None else ambient[0]
+        rng = rng if rng is not None else ambient[1]
     if clock is None or rng is None:
         raise SagaDefinitionError(
             "retry_async needs a clock and rng: pass clock=context['clock'], rng=context['rng'] "

@@ -21,8 +21,11 @@ class AsyncioTask:
         self._task = task
 
     async def join(self) -> Any:
-        """Wait for the task; return its result or raise its exception."""
-        return await self._task
+        """Wait for the task; return its result or raise its exception.
+
+        Shielded: a joiner that is cancelled (say, by its own deadline) leaves the task running.
+        """
+        return await asyncio.shield(self._task)
 
     def cancel(self) -> None:
         """Cancel the task at its current await."""
@@ -75,8 +78,8 @@ class AsyncioRuntime:
         return self._clock()
 
     async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` on the loop."""
-        await asyncio.sleep(seconds)
+        """Wait ``seconds`` on the loop (a negative wait is no wait)."""
+        await asyncio.sleep(max(seconds, 0.0))
 
     async def run_with_deadline(self, awaitable: Coroutine[Any, Any, T], timeout_seconds: float) -> T:
         """Run ``awaitable`` in this task; cancel it at the deadline and raise ``DeadlineExceeded``."""
@@ -88,6 +91,11 @@ class AsyncioRuntime:
             # A TimeoutError raised by the awaitable itself is not our deadline.
             if scope.expired():
                 raise DeadlineExceeded(timeout_seconds) from None
+            raise
+        except Exception as error:
+            if scope.expired():
+                # Cut by this deadline, then its cleanup raised: still a timeout (possibly applied).
+                raise DeadlineExceeded(timeout_seconds) from error
             raise
 
     def spawn(self, coroutine: Coroutine[Any, Any, T], name: str = "") -> AsyncioTask:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -21,6 +21,7 @@ class _VirtualSelector(selectors.DefaultSelector):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
+        self.next_due: Callable[[], float | None] = lambda: None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = super().select(0)
@@ -29,7 +30,10 @@ class _VirtualSelector(selectors.DefaultSelector):
         if timeout is None:
             # Nothing scheduled: only real I/O can wake the loop, so wait for it for real.
             return super().select(None)
-        self.now += timeout
+        # Jump to the next timer's own time rather than adding the timeout, so rounding
+        # never accumulates (0.67 + 1.28 must be 1.95, as on the simulated clock).
+        due = self.next_due()
+        self.now = due if due is not None and due > self.now else self.now + timeout
         return ready
 
 
@@ -39,6 +43,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self._virtual = _VirtualSelector()
         super().__init__(self._virtual)
+        self._virtual.next_due = self._next_timer
+
+    def _next_timer(self) -> float | None:
+        # NOTE: asyncio keeps its timers in the private heap `_scheduled`; its head is the next one due.
+        scheduled = getattr(self, "_scheduled", None)
+        return scheduled[0].when() if scheduled else None
 
     def time(self) -> float:
         """Virtual seconds since the loop was created."""
