@@ -199,7 +199,7 @@ class SagaExecution:
                     "DeadlineExceeded",
                     (f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"),
                 )
-                self._trace(state.current_step, None, "saga", "timed_out", detail=state.error)
+                self._trace(state.current_step, None, "saga", "deadline_exceeded", detail=state.error)
             except _Aborted as abort:
                 state.status = SagaStatus.ABORTED
                 state.error = abort.reason

@@ -1,0 +1,80 @@
+"""Saga configuration: per-saga-type timeouts, and the switches between the seed's choices and safer ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Literal
+
+from sagas.engine.errors import SagaDefinitionError
+from sagas.engine.retry import RetryConfig
+
+Variant = Literal["seed", "safe"]
+
+DEFAULT_TIMEOUTS_SECONDS: Mapping[str, float] = {
+    "BrokerConnectionSaga": 120.0,
+    "BrokerDisconnectionSaga": 300.0,
+    "ConnectionRecoverySaga": 120.0,
+    "UserDeletionSaga": 600.0,
+    "OrderExecutionSaga": 300.0,
+    "PositionManagementSaga": 86_400.0,
+}
+
+SEED_CONSISTENCY_RETRY = RetryConfig(
+    max_attempts=5, initial_delay_ms=500, max_delay_ms=2000, backoff_factor=1.5, jitter=True
+)
+"""The seed's eventual-consistency poll: 5 attempts, 0.5 s growing by 1.5x to at most 2 s, jittered."""
+
+
+@dataclass(frozen=True, slots=True)
+class SagaVariants:
+    """Where the seed makes a fragile choice, which behaviour to run.
+
+    - ``disconnect_lock``: ``seed`` takes the lock with ``safe_set`` and, if it is
+      not acquired, sleeps 3 s and goes on anyway, releasing it after step 1;
+      ``safe`` takes an owner-token lock for the whole saga and aborts if another
+      saga holds it.
+    - ``child_wait``: ``seed`` waits for child sagas with ``sleep(min(5 + 2n, 30))``;
+      ``safe`` waits for their completion events with a deadline.
+    - ``purge``: ``seed`` re-validates with queries, then purges unconditionally;
+      ``safe`` also makes the purge itself conditional on the connection still
+      being disconnected, checked atomically by the write model.
+    """
+
+    disconnect_lock: Variant = "seed"
+    child_wait: Variant = "seed"
+    purge: Variant = "seed"
+
+    @classmethod
+    def all_safe(cls) -> SagaVariants:
+        """Every switch on its safer side."""
+        return cls("safe", "safe", "safe")
+
+
+@dataclass(frozen=True, slots=True)
+class SagaConfig:
+    """Timeouts per saga type, variant switches, and the eventual-consistency poll's policy."""
+
+    timeouts_seconds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_SECONDS))
+    variants: SagaVariants = field(default_factory=SagaVariants)
+    consistency_retry: RetryConfig = SEED_CONSISTENCY_RETRY
+    lock_ttl_seconds: float = 300.0
+    child_wait_timeout_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        for saga_type, seconds in self.timeouts_seconds.items():
+            if not seconds > 0:
+                raise SagaDefinitionError(f"timeouts_seconds[{saga_type!r}] must be > 0, got {seconds!r}")
+
+    def get_timeout_for_saga(self, saga_type: str) -> timedelta:
+        """The saga-level timeout of ``saga_type`` (the seed's ``saga_config.get_timeout_for_saga``)."""
+        try:
+            return timedelta(seconds=self.timeouts_seconds[saga_type])
+        except KeyError:
+            known = ", ".join(sorted(self.timeouts_seconds))
+            raise SagaDefinitionError(f"no timeout configured for saga type {saga_type!r} (known: {known})") from None
+
+    def with_changes(self, **changes: Any) -> SagaConfig:
+        """A copy with some fields replaced."""
+        return replace(self, **changes)

@@ -1,0 +1,302 @@
+"""The trading platform's write model and command handlers.
+
+How this works: ``TradingPlatform`` holds the aggregates (in production they
+live in a database) and registers one handler per command on a ``CommandBus``.
+A handler checks and changes aggregates, then publishes enriched events on the
+``EventBus``; synchronous projections see them before the command returns,
+asynchronous ones later. It also keeps a history of purges and deletions that
+invariant checks read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sagas.engine.buses import CommandBus, EventBus
+from sagas.engine.errors import InvalidEvent
+from sagas.engine.events import Event
+from sagas.engine.randomness import IdSource
+from sagas.trading import commands as c
+from sagas.trading import events as e
+from sagas.trading.model import AccountKind, Automation, BrokerAccount, BrokerConnection, ConnectionStatus, User
+
+LIVE_STATUSES = (ConnectionStatus.CONNECTING, ConnectionStatus.CONNECTED, ConnectionStatus.FAILED)
+
+
+class DomainError(InvalidEvent):
+    """A command that the write model refuses (unknown aggregate, wrong state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeRecord:
+    """A purge as it happened: when, which connection, and its status at that moment."""
+
+    t: float
+    broker_connection_id: str
+    user_id: str
+    status_at_purge: str
+
+
+class TradingPlatform:
+    """Aggregates plus the handlers that change them."""
+
+    def __init__(self, event_bus: EventBus, ids: IdSource, clock: Callable[[], float]) -> None:
+        self.event_bus = event_bus
+        self.ids = ids
+        self.clock = clock
+        self.users: dict[str, User] = {}
+        self.connections: dict[str, BrokerConnection] = {}
+        self.accounts: dict[str, BrokerAccount] = {}
+        self.automations: dict[str, Automation] = {}
+        self.virtual_broker_records: dict[str, str] = {}  # account id -> connection id, in the VB's own store
+        self.purges: list[PurgeRecord] = []
+
+    def register(self, bus: CommandBus) -> None:
+        """Register every command handler on ``bus``."""
+        handlers: dict[type, Callable[[Any], Any]] = {
+            c.CreateUser: self.create_user,
+            c.ConnectBroker: self.connect_broker,
+            c.DisconnectBroker: self.disconnect_broker,
+            c.DisconnectAllBrokers: self.disconnect_all_brokers,
+            c.MarkConnectionFailed: self.mark_connection_failed,
+            c.MarkConnectionRecovered: self.mark_connection_recovered,
+            c.LinkBrokerAccount: self.link_broker_account,
+            c.DeleteBrokerAccount: self.delete_broker_account,
+            c.UnlinkBrokerAccount: self.unlink_broker_account,
+            c.DeleteVirtualBrokerData: self.delete_virtual_broker_data,
+            c.CreateAutomation: self.create_automation,
+            c.PurgeBrokerConnection: self.purge_broker_connection,
+            c.DeleteUser: self.delete_user,
+            c.HardDeleteUser: self.hard_delete_user,
+        }
+        for command_type, handler in handlers.items():
+            bus.register_handler(command_type, handler)
+
+    # -- helpers -----------------------------------------------------------
+
+    async def _publish(self, event_type: type[Event], causation_id: str | None = None, **data: Any) -> None:
+        await self.event_bus.publish(event_type(event_id=self.ids.new_id("event"), causation_id=causation_id, **data))
+
+    def _connection(self, connection_id: str) -> BrokerConnection:
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            raise DomainError(f"unknown broker connection {connection_id!r}")
+        return connection
+
+    def accounts_of(self, connection_id: str) -> list[BrokerAccount]:
+        """The accounts linked to a connection, in creation order."""
+        return [a for a in self.accounts.values() if a.connection_id == connection_id]
+
+    # -- users -------------------------------------------------------------
+
+    async def create_user(self, command: c.CreateUser) -> str:
+        """Register a user (idempotent)."""
+        self.users.setdefault(command.user_id, User(command.user_id))
+        return command.user_id
+
+    async def delete_user(self, command: c.DeleteUser) -> dict[str, Any]:
+        """Mark the user deleted and publish ``UserAccountDeleted`` with everything they own."""
+        user = self.users.get(command.user_id)
+        if user is None:
+            raise DomainError(f"unknown user {command.user_id!r}")
+        user.deleted = True
+        connection_ids = tuple(
+            cid
+            for cid, conn in self.connections.items()
+            if conn.user_id == user.user_id and conn.status is not ConnectionStatus.PURGED
+        )
+        account_ids = tuple(a.account_id for a in self.accounts.values() if a.user_id == user.user_id)
+        automation_ids = tuple(a.automation_id for a in self.automations.values() if a.user_id == user.user_id)
+        await self._publish(
+            e.UserAccountDeleted,
+            user_id=user.user_id,
+            connection_ids=connection_ids,
+            account_ids=account_ids,
+            automation_ids=automation_ids,
+        )
+        return {"connection_ids": connection_ids, "account_ids": account_ids}
+
+    async def hard_delete_user(self, command: c.HardDeleteUser) -> bool:
+        """Remove the user record (idempotent)."""
+        removed = self.users.pop(command.user_id, None) is not None
+        if removed:
+            await self._publish(e.UserHardDeleted, user_id=command.user_id)
+        return removed
+
+    # -- connections -------------------------------------------------------
+
+    async def connect_broker(self, command: c.ConnectBroker) -> str:
+        """Connect (or reconnect) the user's connection to a broker; publish ``BrokerConnectionEstablished``."""
+        connection = next(
+            (
+                conn
+                for conn in self.connections.values()
+                if conn.user_id == command.user_id
+                and conn.broker_id == command.broker_id
+                and conn.status is not ConnectionStatus.PURGED
+            ),
+            None,
+        )
+        if connection is None:
+            connection = BrokerConnection(
+                self.ids.new_id("connection"),
+                command.user_id,
+                command.broker_id,
+                command.is_virtual,
+                command.credentials,
+            )
+            self.connections[connection.connection_id] = connection
+        connection.status = ConnectionStatus.CONNECTED
+        connection.credentials = command.credentials
+        connection.version += 1
+        await self._publish(
+            e.BrokerConnectionEstablished,
+            broker_connection_id=connection.connection_id,
+            user_id=connection.user_id,
+            broker_id=connection.broker_id,
+            is_virtual=connection.is_virtual,
+        )
+        return connection.connection_id
+
+    async def disconnect_broker(self, command: c.DisconnectBroker) -> bool:
+        """Disconnect a live connection and publish the enriched ``BrokerDisconnected`` (no-op otherwise)."""
+        connection = self._connection(command.broker_connection_id)
+        if connection.status not in LIVE_STATUSES:
+            return False
+        connection.status = ConnectionStatus.DISCONNECTED
+        connection.version += 1
+        accounts = self.accounts_of(connection.connection_id)
+        account_ids = {a.account_id for a in accounts}
+        await self._publish(
+            e.BrokerDisconnected,
+            causation_id=command.causation_id,
+            broker_connection_id=connection.connection_id,
+            user_id=connection.user_id,
+            broker_id=connection.broker_id,
+            is_virtual=connection.is_virtual,
+            disconnect_reason=command.reason,
+            linked_account_ids=tuple(a.account_id for a in accounts if a.kind is AccountKind.LINKED),
+            virtual_account_ids=tuple(a.account_id for a in accounts if a.kind is AccountKind.VIRTUAL),
+            automation_ids=tuple(
+                a.automation_id for a in self.automations.values() if account_ids.intersection(a.account_ids)
+            ),
+        )
+        return True
+
+    async def disconnect_all_brokers(self, command: c.DisconnectAllBrokers) -> dict[str, Any]:
+        """Disconnect every live connection of a user; each emits its own ``BrokerDisconnected``."""
+        live = [
+            conn.connection_id
+            for conn in self.connections.values()
+            if conn.user_id == command.user_id and conn.status in LIVE_STATUSES
+        ]
+        for connection_id in live:
+            await self.disconnect_broker(c.DisconnectBroker(connection_id, command.reason, command.causation_id))
+        return {"disconnected_count": len(live), "connection_ids": live}
+
+    async def mark_connection_failed(self, command: c.MarkConnectionFailed) -> None:
+        """Record a failed session and publish ``BrokerConnectionFailed``."""
+        connection = self._connection(command.broker_connection_id)
+        connection.status = ConnectionStatus.FAILED
+        connection.version += 1
+        await self._publish(
+            e.BrokerConnectionFailed,
+            broker_connection_id=connection.connection_id,
+            user_id=connection.user_id,
+            broker_id=connection.broker_id,
+            reason=command.reason,
+            requires_user_action=command.requires_user_action,
+        )
+
+    async def mark_connection_recovered(self, command: c.MarkConnectionRecovered) -> bool:
+        """Set a failed connection back to connected (no-op in any other status)."""
+        connection = self._connection(command.broker_connection_id)
+        if connection.status is not ConnectionStatus.FAILED:
+            return False
+        connection.status = ConnectionStatus.CONNECTED
+        connection.version += 1
+        return True
+
+    async def purge_broker_connection(self, command: c.PurgeBrokerConnection) -> dict[str, Any]:
+        """Purge a connection, unconditionally or only if it is in ``expected_status`` right now."""
+        connection = self._connection(command.broker_connection_id)
+        status = connection.status
+        if status is ConnectionStatus.PURGED:
+            return {"purged": False, "reason": "already_purged"}
+        if command.expected_status is not None and status != command.expected_status:
+            return {"purged": False, "reason": f"status_is_{status.value}"}
+        connection.status = ConnectionStatus.PURGED
+        connection.version += 1
+        self.purges.append(PurgeRecord(self.clock(), connection.connection_id, connection.user_id, status.value))
+        await self._publish(
+            e.BrokerConnectionPurged,
+            broker_connection_id=connection.connection_id,
+            user_id=connection.user_id,
+            status_at_purge=status.value,
+        )
+        return {"purged": True, "status_at_purge": status.value}
+
+    # -- accounts and automations ------------------------------------------
+
+    async def link_broker_account(self, command: c.LinkBrokerAccount) -> str:
+        """Link an account (idempotent per connection and external id); publish ``BrokerAccountLinked``."""
+        connection = self._connection(command.broker_connection_id)
+        for account in self.accounts_of(connection.connection_id):
+            if account.external_id == command.external_id:
+                return account.account_id
+        account = BrokerAccount(
+            self.ids.new_id("account"),
+            connection.connection_id,
+            connection.user_id,
+            connection.broker_id,
+            command.external_id,
+            AccountKind(command.kind),
+        )
+        self.accounts[account.account_id] = account
+        if account.kind is AccountKind.VIRTUAL:
+            self.virtual_broker_records[account.account_id] = connection.connection_id
+        await self._publish(
+            e.BrokerAccountLinked,
+            account_id=account.account_id,
+            broker_connection_id=connection.connection_id,
+            user_id=connection.user_id,
+            broker_id=connection.broker_id,
+            external_id=account.external_id,
+            kind=account.kind.value,
+        )
+        return account.account_id
+
+    async def delete_broker_account(self, command: c.DeleteBrokerAccount) -> bool:
+        """Delete an account (a no-op if it is already gone)."""
+        account = self.accounts.pop(command.account_id, None)
+        if account is None:
+            return False
+        for automation in self.automations.values():
+            if account.account_id in automation.account_ids:
+                automation.account_ids.remove(account.account_id)
+        await self._publish(
+            e.BrokerAccountDeleted,
+            account_id=account.account_id,
+            broker_connection_id=account.connection_id,
+            user_id=account.user_id,
+        )
+        return True
+
+    async def unlink_broker_account(self, command: c.UnlinkBrokerAccount) -> bool:
+        """Delete the connection's account for ``external_id`` (a no-op if there is none)."""
+        for account in self.accounts_of(command.broker_connection_id):
+            if account.external_id == command.external_id:
+                return await self.delete_broker_account(c.DeleteBrokerAccount(account.account_id))
+        return False
+
+    async def delete_virtual_broker_data(self, command: c.DeleteVirtualBrokerData) -> int:
+        """Delete the virtual broker's own records of these accounts; return how many existed."""
+        return sum(self.virtual_broker_records.pop(a, None) is not None for a in command.account_ids)
+
+    async def create_automation(self, command: c.CreateAutomation) -> str:
+        """Create an automation over some accounts."""
+        automation = Automation(self.ids.new_id("automation"), command.user_id, list(command.account_ids))
+        self.automations[automation.automation_id] = automation
+        return automation.automation_id

@@ -1,0 +1,89 @@
+"""Broker connection saga: after a connection is established, discover and link its accounts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sagas.engine.saga import BaseSaga
+from sagas.engine.step import SagaStep
+from sagas.trading import commands as c
+from sagas.trading.deps import TradingDeps, require_fields
+
+DISCOVERY_TIMEOUT_SECONDS = 30.0
+VIRTUAL_SPEEDUP = 10.0  # virtual brokers answer fast: their calls get a 10x shorter deadline
+
+
+class BrokerConnectionSaga(BaseSaga):
+    """BrokerConnectionEstablished -> verify connection, discover accounts (idempotent), link them, complete."""
+
+    def __init__(self, deps: TradingDeps) -> None:
+        super().__init__()
+        self.deps = deps
+
+    def get_saga_type(self) -> str:
+        return "BrokerConnectionSaga"
+
+    def get_timeout(self) -> timedelta:
+        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
+
+    def define_steps(self) -> list[SagaStep]:
+        return [
+            SagaStep("verify_connection", self._verify_connection, self._nothing_to_undo, timeout_seconds=10),
+            SagaStep(
+                "discover_accounts",
+                self._discover_accounts,
+                self._nothing_to_undo,
+                timeout_seconds=DISCOVERY_TIMEOUT_SECONDS * 2,
+                retry_count=3,
+                retry_delay_base=1.0,
+            ),
+            SagaStep(
+                "link_accounts",
+                self._link_accounts,
+                self._delete_linked_accounts,
+                timeout_seconds=30,
+                retry_count=2,
+                retry_delay_base=0.5,
+            ),
+            SagaStep("publish_completion", self._publish_completion, self._nothing_to_undo, timeout_seconds=10),
+        ]
+
+    async def _verify_connection(self, **context: Any) -> dict[str, Any]:
+        """Step 1: the connection exists and is connected (synchronous read model)."""
+        require_fields(context, "BrokerConnectionEstablished", ("broker_connection_id", "user_id", "broker_id"))
+        details = await context["query_bus"].query(c.GetBrokerConnectionDetailsQuery(context["broker_connection_id"]))
+        if details is None or details.status != "connected":
+            status = details.status if details is not None else "missing"
+            return {"aborted": True, "reason": f"connection_{status}"}
+        return {"connection_verified": True}
+
+    async def _discover_accounts(self, **context: Any) -> dict[str, Any]:
+        """Step 2: ask the broker which accounts exist (the deadline is 10x shorter for virtual brokers)."""
+        connection_id = context["broker_connection_id"]
+        deadline = DISCOVERY_TIMEOUT_SECONDS / (VIRTUAL_SPEEDUP if context.get("is_virtual") else 1.0)
+        broker = self.deps.broker(context["broker_id"])
+        discovered = await context["clock"].run_with_deadline(broker.discover_accounts(connection_id), deadline)
+        return {"discovered": [[a.external_id, a.kind] for a in discovered]}
+
+    async def _link_accounts(self, **context: Any) -> dict[str, Any]:
+        """Step 3: link each discovered account (idempotent: a retry links nothing twice)."""
+        command_bus = context["command_bus"]
+        account_ids = [
+            await command_bus.send(c.LinkBrokerAccount(context["broker_connection_id"], external_id, kind))
+            for external_id, kind in context["discovered"]
+        ]
+        return {"account_ids": account_ids}
+
+    async def _delete_linked_accounts(self, **context: Any) -> None:
+        """Compensation of step 3: delete the discovered accounts (by external id: the step may have
+        timed out after linking some, before it could report their ids)."""
+        for external_id, _kind in context.get("discovered", ()):
+            await context["command_bus"].send(c.UnlinkBrokerAccount(context["broker_connection_id"], external_id))
+
+    async def _publish_completion(self, **context: Any) -> dict[str, Any]:
+        """Step 4: nothing left to do; the manager publishes the saga's completion event."""
+        return {"accounts_linked": len(context.get("account_ids", ()))}
+
+    async def _nothing_to_undo(self, **context: Any) -> None:
+        """Read-only steps have nothing to compensate."""

@@ -1,0 +1,78 @@
+"""User deletion saga: cascade a deleted user's resources through child disconnection sagas."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sagas.engine.saga import BaseSaga
+from sagas.engine.step import SagaStep
+from sagas.trading import commands as c
+from sagas.trading.deps import TradingDeps, require_fields
+
+SEED_WAIT_CAP_SECONDS = 30.0
+
+
+def seed_wait_seconds(disconnected_count: int) -> float:
+    """The seed's fixed wait for child sagas: ``min(5 + 2n, 30)`` seconds."""
+    return min(5.0 + 2.0 * disconnected_count, SEED_WAIT_CAP_SECONDS)
+
+
+class UserDeletionSaga(BaseSaga):
+    """UserAccountDeleted -> disconnect every broker (child sagas), wait for them, clean up, hard delete."""
+
+    def __init__(self, deps: TradingDeps) -> None:
+        super().__init__()
+        self.deps = deps
+
+    def get_saga_type(self) -> str:
+        return "UserDeletionSaga"
+
+    def get_timeout(self) -> timedelta:
+        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
+
+    def define_steps(self) -> list[SagaStep]:
+        wait_deadline = max(SEED_WAIT_CAP_SECONDS, self.deps.config.child_wait_timeout_seconds) + 10.0
+        undo = self._nothing_to_undo
+        return [
+            SagaStep("extract_resources", self._extract_resources, undo, timeout_seconds=5),
+            SagaStep("disconnect_all_brokers", self._disconnect_all_brokers, undo, timeout_seconds=30, retry_count=2),
+            SagaStep("wait_for_cascade", self._wait_for_cascade, undo, timeout_seconds=wait_deadline),
+            SagaStep("cleanup_user_data", self._cleanup_user_data, undo, timeout_seconds=30, retry_count=2),
+            SagaStep("complete_deletion", self._complete_deletion, undo, timeout_seconds=30, retry_count=2),
+        ]
+
+    async def _extract_resources(self, **context: Any) -> dict[str, Any]:
+        """Step 1: everything to delete comes from the enriched event (no queries)."""
+        require_fields(context, "UserAccountDeleted", ("user_id", "connection_ids", "account_ids", "automation_ids"))
+        return {"connection_count": len(context["connection_ids"]), "account_count": len(context["account_ids"])}
+
+    async def _disconnect_all_brokers(self, **context: Any) -> dict[str, Any]:
+        """Step 2: one command; each BrokerDisconnected it emits starts a child disconnection saga."""
+        result = await context["command_bus"].send(
+            c.DisconnectAllBrokers(context["user_id"], reason="user_deleted", causation_id=context["saga_id"])
+        )
+        return {"disconnected_count": result["disconnected_count"]}
+
+    async def _wait_for_cascade(self, **context: Any) -> dict[str, Any]:
+        """Step 3: the seed sleeps ``min(5 + 2n, 30)`` s; the safe variant waits for the children's completion."""
+        if self.deps.config.variants.child_wait == "seed":
+            waited = seed_wait_seconds(context["disconnected_count"])
+            await context["clock"].sleep(waited)
+            return {"cascade_wait": "fixed_sleep", "waited_seconds": waited}
+        statuses = await context["sagas"].wait(timeout_seconds=self.deps.config.child_wait_timeout_seconds)
+        return {"cascade_wait": "completion_events", "child_statuses": statuses}
+
+    async def _cleanup_user_data(self, **context: Any) -> dict[str, Any]:
+        """Step 4: virtual broker records and every cache entry of the user (nuclear)."""
+        deleted = await context["command_bus"].send(c.DeleteVirtualBrokerData(tuple(context["account_ids"])))
+        cleared = await self.deps.cache.clear_all_user_broker_data(context["user_id"])
+        return {"virtual_records_deleted": deleted, "cache_entries_cleared": cleared}
+
+    async def _complete_deletion(self, **context: Any) -> dict[str, Any]:
+        """Step 6 (the seed's step 5 publishes nothing: the event was already published): hard delete."""
+        await context["command_bus"].send(c.HardDeleteUser(context["user_id"]))
+        return {"hard_deleted": True}
+
+    async def _nothing_to_undo(self, **context: Any) -> None:
+        """A deletion cascade is not undone; compensation leaves what was deleted deleted."""

@@ -1,0 +1,70 @@
+"""A broker for saga tests: fixed latency and scripted answers, so timestamps are exact."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sagas.engine.ports import Runtime
+from sagas.trading.broker_port import (
+    BrokerUnavailable,
+    DiscoveredAccount,
+    InvalidCredentials,
+    OrderRequest,
+    OrderUpdate,
+)
+
+
+@dataclass
+class ScriptedBroker:
+    """Answers after ``latency_s``; ``healthy``/``reconnect_works``/``bad_credentials`` script recovery."""
+
+    runtime: Runtime
+    latency_s: float = 0.0
+    accounts: dict[str, list[DiscoveredAccount]] = field(default_factory=dict)
+    default_accounts: int = 2
+    healthy: bool = True
+    reconnect_works: bool = True
+    bad_credentials: bool = False
+    calls: list[tuple[float, str, str]] = field(default_factory=list)
+
+    async def _call(self, operation: str, connection_id: str) -> None:
+        self.calls.append((self.runtime.now(), operation, connection_id))
+        if self.latency_s:
+            await self.runtime.sleep(self.latency_s)
+
+    async def connect(self, connection_id: str, credentials: str) -> None:
+        await self._call("connect", connection_id)
+        if self.bad_credentials:
+            raise InvalidCredentials("credentials rejected")
+        if not self.reconnect_works:
+            raise BrokerUnavailable("broker down")
+        self.healthy = True
+
+    async def health_check(self, connection_id: str) -> bool:
+        await self._call("health_check", connection_id)
+        if self.bad_credentials:
+            raise InvalidCredentials("credentials rejected")
+        return self.healthy
+
+    async def discover_accounts(self, connection_id: str) -> Sequence[DiscoveredAccount]:
+        await self._call("discover_accounts", connection_id)
+        if connection_id not in self.accounts:
+            self.accounts[connection_id] = [
+                DiscoveredAccount(f"{connection_id[:8]}-acct-{i}", f"Account {i}") for i in range(self.default_accounts)
+            ]
+        return list(self.accounts[connection_id])
+
+    async def place_order(self, connection_id: str, order: OrderRequest) -> str:
+        await self._call("place_order", connection_id)
+        return f"broker-{order.client_order_id}"
+
+    async def cancel_order(self, connection_id: str, broker_order_id: str) -> None:
+        await self._call("cancel_order", connection_id)
+
+    async def next_order_update(self, connection_id: str, broker_order_id: str, after_sequence: int) -> OrderUpdate:
+        await self._call("next_order_update", connection_id)
+        return OrderUpdate(broker_order_id, "acknowledged", after_sequence + 1)
+
+    async def disconnect(self, connection_id: str) -> None:
+        await self._call("disconnect", connection_id)

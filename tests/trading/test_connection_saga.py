@@ -1,0 +1,58 @@
+"""Broker connection saga: discover and link accounts; compensate by deleting them."""
+
+from __future__ import annotations
+
+from sagas.trading import commands as c
+from tests.trading.world import run_trading, terminal
+
+
+def test_connecting_links_the_discovered_accounts():
+    async def main(world):
+        bus = world.manager.command_bus
+        await bus.send(c.CreateUser("u1"))
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        return connection_id
+
+    connection_id, world = run_trading(main, broker_latency_s=0.25)
+    accounts = world.platform.write.accounts_of(connection_id)
+    assert [a.external_id for a in accounts] == [f"{connection_id[:8]}-acct-0", f"{connection_id[:8]}-acct-1"]
+    assert terminal(world, "BrokerConnectionSaga") == [(0.25, "completed", None)]
+    assert world.platform.read.accounts.by_connection[connection_id] == [a.account_id for a in accounts]
+
+
+def test_discovery_is_idempotent_when_the_saga_runs_twice_for_a_reconnect():
+    async def main(world):
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        await bus.send(c.ConnectBroker("u1", "alpaca"))  # same connection, connected again
+        await world.manager.wait_idle()
+        return connection_id
+
+    connection_id, world = run_trading(main)
+    assert len(world.platform.write.accounts_of(connection_id)) == 2  # not 4
+    assert [o for _, o, _ in terminal(world, "BrokerConnectionSaga")] == ["completed", "completed"]
+
+
+def test_a_link_step_that_keeps_timing_out_is_compensated_by_deleting_the_discovered_accounts():
+    # Linking the second account hangs (its command takes 100 s); the step's 30 s deadline cuts it
+    # after the first account was linked, so the step is possibly applied and gets compensated.
+    def delay(command):
+        slow = isinstance(command, c.LinkBrokerAccount) and command.external_id.endswith("-acct-1")
+        return 100.0 if slow else 0.0
+
+    async def main(world):
+        connection_id = await world.manager.command_bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        return connection_id
+
+    connection_id, world = run_trading(main, command_delay=delay)
+    link = [
+        (r.t, r.attempt, r.outcome)
+        for r in world.sim.tracer.records
+        if r.step == "link_accounts" and r.phase in ("execute", "compensate") and r.outcome != "started"
+    ]
+    assert link == [(30.0, 1, "timed_out"), (60.5, 2, "timed_out"), (91.5, 3, "timed_out"), (91.5, 1, "compensated")]
+    assert world.platform.write.accounts_of(connection_id) == []
+    assert terminal(world, "BrokerConnectionSaga") == [(91.5, "compensated", "compensated")]
