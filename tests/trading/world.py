@@ -32,12 +32,14 @@ def run_trading(
     command_delay: Delay | None = None,
     query_delay: Delay | None = None,
     broker_options: dict[str, Any] | None = None,
+    extra_brokers: tuple[str, ...] = (),
 ) -> tuple[Any, TradingWorld]:
     """Run ``main(world)`` in a fresh trading world until nothing is left to do."""
 
     def brokers(sim: Any) -> dict[str, ScriptedBroker]:
         return {
-            name: ScriptedBroker(sim.runtime, latency_s=broker_latency_s, **(broker_options or {})) for name in BROKERS
+            name: ScriptedBroker(sim.runtime, latency_s=broker_latency_s, **(broker_options or {}))
+            for name in (*BROKERS, *extra_brokers)
         }
 
     world = build_trading_world(
