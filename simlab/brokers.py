@@ -390,6 +390,12 @@ class VirtualBroker:
         """Place ``order``; a known ``client_order_id`` returns the existing order's id (the first request wins)."""
         return await self._call("place_order", connection_id, lambda: self._place(connection_id, order))
 
+    async def last_price(self, connection_id: str, symbol: str) -> float:
+        """The symbol's last traded price (``set_price``, else the profile's reference price)."""
+        return await self._call(
+            "last_price", connection_id, lambda: self._prices.get(symbol, self.profile.reference_price)
+        )
+
     async def cancel_order(self, connection_id: str, broker_order_id: str) -> None:
         """Request cancellation; a no-op if the order is already final."""
         await self._call("cancel_order", connection_id, lambda: self._cancel(connection_id, broker_order_id))

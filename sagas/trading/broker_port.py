@@ -118,6 +118,10 @@ class BrokerApi(Protocol):
         """Cancel an order (a no-op if it is already final)."""
         ...
 
+    async def last_price(self, connection_id: str, symbol: str) -> float:
+        """The symbol's last traded price (market data for stop-loss / take-profit)."""
+        ...
+
     async def next_order_update(self, connection_id: str, broker_order_id: str, after_sequence: int) -> OrderUpdate:
         """Wait for the order's next update after ``after_sequence`` (the order/fill stream)."""
         ...

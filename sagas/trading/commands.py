@@ -138,3 +138,85 @@ class GetAccountsByConnectionQuery:
     """Account ids of a connection as the (asynchronous, possibly lagging) account read model sees them."""
 
     broker_connection_id: str
+
+
+# -- orders and positions ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """Place an order on an account; emits ``OrderPlacedEvent``. Stop-loss/take-profit apply to the position."""
+
+    user_id: str
+    account_id: str
+    symbol: str
+    side: str
+    quantity: float
+    limit_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOrderSubmitted:
+    """The broker accepted the order under ``broker_order_id``."""
+
+    order_id: str
+    broker_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOrderAcknowledged:
+    """The broker acknowledged the order."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFill:
+    """A (partial) fill; idempotent per (order, sequence)."""
+
+    order_id: str
+    quantity: float
+    price: float
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseOrder:
+    """End an order as cancelled or rejected (idempotent)."""
+
+    order_id: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyFillsToPosition:
+    """Apply an order's fills to the account's position in its symbol (idempotent per fill)."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevertFillsFromPosition:
+    """Undo what ``ApplyFillsToPosition`` did for an order (the compensation)."""
+
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetPositionExits:
+    """Set a position's stop-loss and take-profit prices."""
+
+    position_id: str
+    stop_loss: float | None
+    take_profit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetPositionQuery:
+    """A position as the write model holds it (positions are read synchronously)."""
+
+    position_id: str

@@ -61,6 +61,8 @@ class SagaConfig:
     consistency_retry: RetryConfig = SEED_CONSISTENCY_RETRY
     lock_ttl_seconds: float = 300.0
     child_wait_timeout_seconds: float = 120.0
+    max_order_quantity: float = 10_000.0
+    position_poll_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for saga_type, seconds in self.timeouts_seconds.items():

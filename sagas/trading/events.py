@@ -115,3 +115,56 @@ class UserHardDeleted(Event):
     """The user's record was removed after the cascade finished."""
 
     user_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrderPlacedEvent(Event):
+    """A user placed an order; enriched with the account's connection and broker."""
+
+    order_id: str
+    user_id: str
+    account_id: str
+    broker_connection_id: str
+    broker_id: str
+    account_external_id: str
+    symbol: str
+    side: str
+    quantity: float
+    limit_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OrderFilled(Event):
+    """A (partial) fill was recorded on an order."""
+
+    order_id: str
+    quantity: float
+    price: float
+    filled_quantity: float
+    order_quantity: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PositionOpenedEvent(Event):
+    """A fill opened a new position; triggers the position management saga."""
+
+    position_id: str
+    account_id: str
+    broker_connection_id: str
+    broker_id: str
+    user_id: str
+    symbol: str
+    quantity: float
+    average_price: float
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PositionClosed(Event):
+    """A position was closed."""
+
+    position_id: str
+    realized_pnl: float

@@ -106,6 +106,8 @@ class Order:
     side: str
     quantity: float
     limit_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
     status: OrderStatus = OrderStatus.PLACED
     broker_order_id: str | None = None
     fills: list[Fill] = field(default_factory=list)

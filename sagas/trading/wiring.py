@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sagas.engine.manager import SagaManager
+from sagas.trading import commands as c
 from sagas.trading import events as e
 from sagas.trading.deps import TradingDeps
-from sagas.trading.platform import TradingPlatform
+from sagas.trading.model import Position
+from sagas.trading.platform import DomainError, TradingPlatform
 from sagas.trading.read_models import ProjectionWorker, ReadModels, install_read_models
-from sagas.trading.sagas import BrokerConnectionSaga, BrokerDisconnectionSaga, ConnectionRecoverySaga, UserDeletionSaga
+from sagas.trading.sagas import (
+    BrokerConnectionSaga,
+    BrokerDisconnectionSaga,
+    ConnectionRecoverySaga,
+    OrderExecutionSaga,
+    PositionManagementSaga,
+    UserDeletionSaga,
+)
 
 
 @dataclass
@@ -29,6 +39,14 @@ def install_platform(manager: SagaManager, projection_worker: ProjectionWorker |
     write = TradingPlatform(manager.event_bus, manager.ids, manager.runtime.now)
     write.register(manager.command_bus)
     read = install_read_models(manager.event_bus, manager.query_bus, projection_worker)
+
+    async def position(query: c.GetPositionQuery) -> Position:
+        found = write.positions.get(query.position_id)
+        if found is None:
+            raise DomainError(f"unknown position {query.position_id!r}")
+        return dataclasses.replace(found, fill_quantities=list(found.fill_quantities))
+
+    manager.query_bus.register_handler(c.GetPositionQuery, position)
     return Platform(write, read)
 
 
@@ -47,8 +65,16 @@ def register_trading_sagas(manager: SagaManager, deps: TradingDeps) -> None:
     def user_deletion() -> UserDeletionSaga:
         return UserDeletionSaga(deps)
 
+    def order_execution() -> OrderExecutionSaga:
+        return OrderExecutionSaga(deps)
+
+    def position_management() -> PositionManagementSaga:
+        return PositionManagementSaga(deps)
+
     manager.register(e.BrokerConnectionEstablished, connection)
     manager.register(e.BrokerDisconnected, disconnection)
     manager.register(e.BrokerConnectionFailed, recovery)
     manager.register(e.BrokerStreamingDisconnected, recovery)
     manager.register(e.UserAccountDeleted, user_deletion)
+    manager.register(e.OrderPlacedEvent, order_execution)
+    manager.register(e.PositionOpenedEvent, position_management)

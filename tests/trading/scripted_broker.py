@@ -27,6 +27,13 @@ class ScriptedBroker:
     reconnect_works: bool = True
     bad_credentials: bool = False
     calls: list[tuple[float, str, str]] = field(default_factory=list)
+    prices: dict[str, float] = field(default_factory=dict)
+    fill_plan: list[tuple[float, float, float]] = field(default_factory=list)  # (delay_s, quantity, price)
+    sell_fill_plan: list[tuple[float, float, float]] | None = None
+    sides: dict[str, str] = field(default_factory=dict)
+    ack_delay_s: float = 0.0
+    reject: bool = False
+    cancelled: set[str] = field(default_factory=set)
 
     async def _call(self, operation: str, connection_id: str) -> None:
         self.calls.append((self.runtime.now(), operation, connection_id))
@@ -57,14 +64,30 @@ class ScriptedBroker:
 
     async def place_order(self, connection_id: str, order: OrderRequest) -> str:
         await self._call("place_order", connection_id)
-        return f"broker-{order.client_order_id}"
+        broker_order_id = f"broker-{order.client_order_id}"
+        self.sides[broker_order_id] = order.side
+        return broker_order_id
 
     async def cancel_order(self, connection_id: str, broker_order_id: str) -> None:
         await self._call("cancel_order", connection_id)
+        self.cancelled.add(broker_order_id)
+
+    async def last_price(self, connection_id: str, symbol: str) -> float:
+        await self._call("last_price", connection_id)
+        return self.prices.get(symbol, 100.0)
 
     async def next_order_update(self, connection_id: str, broker_order_id: str, after_sequence: int) -> OrderUpdate:
+        """Sequence 1 is the acknowledgement (or rejection) after ``ack_delay_s``; then ``fill_plan``."""
         await self._call("next_order_update", connection_id)
-        return OrderUpdate(broker_order_id, "acknowledged", after_sequence + 1)
+        if after_sequence == 0:
+            await self.runtime.sleep(self.ack_delay_s)
+            return OrderUpdate(broker_order_id, "rejected" if self.reject else "acknowledged", 1, reason="scripted")
+        plan = self.fill_plan
+        if self.sides.get(broker_order_id) == "sell" and self.sell_fill_plan is not None:
+            plan = self.sell_fill_plan
+        delay, quantity, price = plan[after_sequence - 1]
+        await self.runtime.sleep(delay)
+        return OrderUpdate(broker_order_id, "fill", after_sequence + 1, fill_quantity=quantity, fill_price=price)
 
     async def disconnect(self, connection_id: str) -> None:
         await self._call("disconnect", connection_id)
