@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from sagas import RetryConfig
 from sagas.trading import commands as c
 from sagas.trading import events as e
@@ -186,3 +188,53 @@ def test_the_safe_purge_aborts_when_the_connection_reconnected_and_loses_nothing
     assert len(world.platform.write.accounts_of(connection_id)) == 2  # rediscovered and kept
     [end] = terminal(world, "BrokerDisconnectionSaga")
     assert end[1:] == ("aborted", "status_is_connected")
+
+
+# -- two disconnection sagas for one connection ---------------------------------------------
+
+
+def _double_disconnect(variants: SagaVariants):
+    async def main(world):
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        details = world.platform.write.connections[connection_id]
+        await bus.send(c.DisconnectBroker(connection_id))
+        # A second, distinct BrokerDisconnected for the same connection (a retried command upstream).
+        await world.manager.event_bus.publish(
+            e.BrokerDisconnected(
+                event_id="second",
+                broker_connection_id=connection_id,
+                user_id=details.user_id,
+                broker_id=details.broker_id,
+                is_virtual=False,
+                disconnect_reason="user_requested",
+                linked_account_ids=(),
+                virtual_account_ids=(),
+                automation_ids=(),
+            )
+        )
+        await world.manager.wait_idle()
+        return connection_id
+
+    return run_trading(main, config=SagaConfig(variants=variants), query_delay=fixed_delay(QUERY_DELAY))
+
+
+def test_the_seed_lock_lets_a_second_saga_proceed_after_sleeping_3_s():
+    _, world = _double_disconnect(SagaVariants())
+    ends = sorted(terminal(world, "BrokerDisconnectionSaga"))
+    assert [(o, d) for _, o, d in ends] == [("completed", None), ("aborted", "already_purged")]
+    second_start = [r.t for r in saga_records(world, "BrokerDisconnectionSaga") if r.step == "clear_broker_cache"]
+    # both start at t=0.01 (after the connection saga's 10 ms verification query); the second
+    # slept 3 s without the lock, asked for the connection's status (10 ms), then went on
+    assert second_start[-1] == pytest.approx(QUERY_DELAY + 3.0 + QUERY_DELAY)
+
+
+def test_the_safe_lock_makes_the_second_saga_stand_down_at_once():
+    safe = dataclasses.replace(SagaVariants(), disconnect_lock="safe")
+    _, world = _double_disconnect(safe)
+    ends = terminal(world, "BrokerDisconnectionSaga")
+    assert [(t, o, d) for t, o, d in ends if o == "aborted"] == [
+        (QUERY_DELAY, "aborted", "another saga holds the disconnect lock")
+    ]
+    assert [o for _, o, _ in ends].count("completed") == 1
