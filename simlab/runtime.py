@@ -20,9 +20,11 @@ from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
 
 import simpy
+from simpy.core import URGENT
 from simpy.events import PENDING
 
 from sagas.engine.errors import DeadlineExceeded
+from sagas.engine.retry import clear_step_ambient
 
 T = TypeVar("T")
 
@@ -73,8 +75,14 @@ class _ProcessDeadlines:
             armed.remove(deadline)
 
     def _set_timer(self, at: float) -> None:
-        timer = self.env.timeout(at - self.env.now)
+        # URGENT: a deadline falls before any ordinary event due at the same instant, whenever
+        # the timer was (re)armed, so work ending exactly at its deadline always times out (as
+        # on asyncio, whose timeout handle is scheduled before the work it guards).
+        env = self.env
+        timer = simpy.Event(env)
+        timer._ok, timer._value = True, None
         timer.callbacks.append(self._on_timer)
+        env.schedule(timer, URGENT, at - env.now)
         self.timer, self.timer_at = timer, at
 
     def _on_timer(self, event: simpy.Event) -> None:
@@ -257,7 +265,11 @@ class SimRuntime:
 
     def run(self, until: float | None = None) -> None:
         """Advance the simulation until ``until`` (or until nothing is scheduled)."""
-        self.env.run(until=until)
+        try:
+            self.env.run(until=until)
+        finally:
+            # Steps leave their clock for seed-style retry_async calls; it must not outlive the run.
+            clear_step_ambient()
 
     def unobserved_errors(self) -> list[tuple[str, BaseException]]:
         """Exceptions that ended tasks nobody joined (engine bugs surface here)."""

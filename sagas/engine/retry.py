@@ -92,7 +92,7 @@ class RetryConfig:
         """The seed's step policy: ``retry_count`` retries after the first attempt,
         delays of ``retry_delay_base * 2 ** (n - 1)`` seconds, no jitter."""
         _require(
-            isinstance(retry_count, int) and retry_count >= 0,
+            isinstance(retry_count, int) and not isinstance(retry_count, bool) and retry_count >= 0,
             f"retry_count must be an integer >= 0, got {retry_count!r}",
         )
         _require(retry_delay_base >= 0, f"retry_delay_base must be >= 0, got {retry_delay_base!r}")
@@ -171,6 +171,11 @@ _ambient: contextvars.ContextVar[tuple[Runtime, random.Random] | None] = context
 def set_step_ambient(clock: Runtime, rng: random.Random) -> None:
     """Record the running step's clock and generator for ``retry_async`` calls that pass none."""
     _ambient.set((clock, rng))
+
+
+def clear_step_ambient() -> None:
+    """Forget the step clock (a simulated run calls this when it ends)."""
+    _ambient.set(None)
 
 
 async def retry_async(

@@ -10,6 +10,7 @@ speed. Real sockets still work: the selector polls them without blocking.
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ class _VirtualSelector(selectors.DefaultSelector):
         super().__init__()
         self.now = 0.0
         self.next_due: Callable[[], float | None] = lambda: None
+        self.on_jump: Callable[[float], None] = lambda now: None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = super().select(0)
@@ -34,6 +36,7 @@ class _VirtualSelector(selectors.DefaultSelector):
         # never accumulates (0.67 + 1.28 must be 1.95, as on the simulated clock).
         due = self.next_due()
         self.now = due if due is not None and due > self.now else self.now + timeout
+        self.on_jump(self.now)
         return ready
 
 
@@ -44,6 +47,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._virtual = _VirtualSelector()
         super().__init__(self._virtual)
         self._virtual.next_due = self._next_timer
+        self._virtual.on_jump = self._narrow_resolution
+        self._narrow_resolution(0.0)
+
+    def _narrow_resolution(self, now: float) -> None:
+        # asyncio runs every timer due within `_clock_resolution` of now in one batch; with a real
+        # clock that is its tick, here it would merge times one rounding step apart. One float step
+        # keeps exactly the timers due now.
+        self._clock_resolution = math.ulp(now)
 
     def _next_timer(self) -> float | None:
         # NOTE: asyncio keeps its timers in the private heap `_scheduled`; its head is the next one due.
