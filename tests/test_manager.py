@@ -246,3 +246,28 @@ def test_a_parent_compensates_when_children_miss_the_deadline(run):
     assert world.log == [(1.0, "child 1 done"), (10.0, "undo start_children"), (20.0, "child 20 done")]
     failed = [r for r in world.tracer.records if r.saga_id == parent and r.outcome == "failed"]
     assert [(r.t, r.step, r.error_type) for r in failed] == [(10.0, "wait_children", "ChildSagasTimeout")]
+
+
+def test_a_long_running_manager_forgets_finished_sagas():
+    from sagas import InMemorySagaStore, RandomStreams, SagaManager
+    from simlab.runtime import SimRuntime
+
+    runtime = SimRuntime()
+    store = InMemorySagaStore()
+    manager = SagaManager(runtime=runtime, store=store, random_streams=RandomStreams(0), retain_finished=False)
+    log: list = []
+    manager.register(Go, lambda: ScriptedSaga(lambda what: log.append(what), steps=["reserve"]))
+
+    async def main():
+        ids = []
+        for n in range(50):
+            ids += await manager.handle_event(Go(event_id=f"e{n}", script={"reserve": [("ok", 1.0)]}))
+        await runtime.sleep(5.0)
+        return ids, await manager.join(ids[0])
+
+    task = runtime.spawn(main())
+    runtime.run()
+    ids, first = task.result()
+    assert len(log) == 50 and first.status is SagaStatus.COMPLETED
+    assert manager.running == [] and manager._tasks == {} and manager._finished == {} and manager._children == {}
+    assert len(store) == 50  # the store, not the manager, remembers them

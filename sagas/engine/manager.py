@@ -109,6 +109,7 @@ class SagaManager:
         locks: LockManager | None = None,
         tracer: Tracer | None = None,
         ids: IdSource | None = None,
+        retain_finished: bool = True,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -130,6 +131,9 @@ class SagaManager:
         for finished in (SagaCompleted, SagaCompensated, SagaFailed):
             self.event_bus.subscribe(finished, self._on_saga_finished)
         self.retry_rng: random.Random = random_streams.stream("retry_async")
+        # True: finished tasks stay until wait_idle() hands them back (tests, the lab).
+        # False: each task forgets itself when its saga ends (long-running services).
+        self.retain_finished = retain_finished
 
     # -- registration ------------------------------------------------------
 
@@ -223,6 +227,9 @@ class SagaManager:
         finally:
             saga_id = execution.state.saga_id
             self._executions.pop(saga_id, None)
+            self._children.pop(saga_id, None)
+            if not self.retain_finished:
+                self._tasks.pop(saga_id, None)
 
     async def recover(self) -> list[str]:
         """Resume every unfinished saga in the store; return their ids.
@@ -271,40 +278,47 @@ class SagaManager:
         return self._children.get(parent_id, [])
 
     async def _on_saga_finished(self, event: SagaFinished) -> None:
-        waiter = self._finished.get(event.saga_id)
-        if waiter is None:
-            waiter = self._finished[event.saga_id] = self.runtime.event()
-        waiter.set(event.status)
+        # Only sagas someone waits for have a waiter; it is dropped once woken (no growth per saga).
+        waiter = self._finished.pop(event.saga_id, None)
+        if waiter is not None:
+            waiter.set(event.status)
 
     async def wait_for_sagas(self, saga_ids: Iterable[str], statuses: dict[str, str]) -> None:
         """Fill ``statuses`` as each saga's completion event arrives (or is already stored)."""
         for saga_id in saga_ids:
             waiter = self._finished.get(saga_id)
             if waiter is None:
+                # Register before reading the store: a completion that lands while we read still wakes us.
+                waiter = self._finished[saga_id] = self.runtime.event()
                 stored = await self.store.load(saga_id)
                 if stored is not None and stored.status.is_terminal:
+                    self._finished.pop(saga_id, None)
                     statuses[saga_id] = stored.status.value
                     continue
-                waiter = self._finished.get(saga_id)
-                if waiter is None:
-                    waiter = self._finished[saga_id] = self.runtime.event()
             statuses[saga_id] = await waiter.wait()
 
     async def join(self, saga_id: str) -> SagaState:
-        """Wait for a saga this manager runs; return its final state."""
-        return await self._tasks[saga_id].join()
+        """Wait for a saga this manager runs; return its final state (from the store once forgotten)."""
+        task = self._tasks.get(saga_id)
+        if task is not None:
+            return await task.join()
+        stored = await self.store.load(saga_id)
+        if stored is None or not stored.status.is_terminal:
+            raise KeyError(f"saga {saga_id} is neither running in this manager nor finished in its store")
+        return stored
 
     async def wait_idle(self) -> list[SagaState]:
-        """Wait until every saga this manager started (including ones started meanwhile) ends."""
-        joined: set[str] = set()
+        """Wait until every saga this manager runs (including ones started meanwhile) has ended.
+
+        Returns the final states of the sagas that ended since the previous call, in start
+        order, and forgets their tasks, so a long-lived manager does not accumulate them.
+        """
         finals: list[SagaState] = []
-        while True:
-            pending = [saga_id for saga_id in self._tasks if saga_id not in joined]
-            if not pending:
-                return finals
-            for saga_id in pending:
-                joined.add(saga_id)
-                finals.append(await self._tasks[saga_id].join())
+        while self._tasks:
+            saga_id = next(iter(self._tasks))
+            finals.append(await self._tasks[saga_id].join())
+            del self._tasks[saga_id]
+        return finals
 
     def stop(self) -> None:
         """Cancel every running saga task (their ``finally:`` blocks run; nothing is persisted)."""
