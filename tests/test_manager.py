@@ -268,6 +268,7 @@ def test_a_long_running_manager_forgets_finished_sagas():
     task = runtime.spawn(main())
     runtime.run()
     ids, first = task.result()
+    assert len(ids) == 50
     assert len(log) == 50 and first.status is SagaStatus.COMPLETED
     assert manager.running == [] and manager._tasks == {} and manager._finished == {} and manager._children == {}
     assert len(store) == 50  # the store, not the manager, remembers them
