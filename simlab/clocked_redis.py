@@ -72,6 +72,7 @@ class _ClockedTime:
 
 
 _CLOCKED_TIME = _ClockedTime()
+_installed_for = -1  # len(sys.modules) at the last scan
 _TIME_ATTRIBUTE = "time"
 
 
@@ -81,6 +82,10 @@ def _install_clocked_time() -> None:
     Scanning, rather than naming modules, also covers clock readers that a newer
     fakeredis adds; the shim is transparent to every caller without a clock.
     """
+    global _installed_for
+    loaded = len(sys.modules)
+    if _installed_for == loaded:
+        return  # NOTE: nothing was imported since the last scan; every run builds a client, so skip the scan
     for name in _REQUIRED_MODULES:
         module = importlib.import_module(name)
         if getattr(module, _TIME_ATTRIBUTE, None) not in (_real_time, _CLOCKED_TIME):
@@ -88,6 +93,7 @@ def _install_clocked_time() -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("fakeredis") and getattr(module, _TIME_ATTRIBUTE, None) is _real_time:
             setattr(module, _TIME_ATTRIBUTE, _CLOCKED_TIME)
+    _installed_for = len(sys.modules)
 
 
 @contextlib.contextmanager
