@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal
 
 from sagas.engine.errors import SagaDefinitionError
 from sagas.engine.retry import RetryConfig
+from sagas.engine.step import SagaStep
 
 Variant = Literal["seed", "safe"]
 
@@ -63,6 +64,8 @@ class SagaConfig:
     child_wait_timeout_seconds: float = 120.0
     max_order_quantity: float = 10_000.0
     position_poll_seconds: float = 5.0
+    step_overrides: Mapping[str, tuple[float | None, RetryConfig | None]] = field(default_factory=dict)
+    """Per-step (deadline, retry policy) overrides keyed ``"SagaType.step_name"``; None keeps the step's own."""
 
     def __post_init__(self) -> None:
         for saga_type, seconds in self.timeouts_seconds.items():
@@ -76,6 +79,36 @@ class SagaConfig:
         except KeyError:
             known = ", ".join(sorted(self.timeouts_seconds))
             raise SagaDefinitionError(f"no timeout configured for saga type {saga_type!r} (known: {known})") from None
+
+    def apply_step_overrides(self, saga_type: str, steps: Sequence[SagaStep]) -> list[SagaStep]:
+        """``steps`` with this configuration's overrides for ``saga_type`` applied.
+
+        An override naming a step the saga does not have is an error, so a typo
+        in a scenario cannot silently leave a step unconfigured.
+        """
+        prefix = f"{saga_type}."
+        wanted = {key[len(prefix) :]: value for key, value in self.step_overrides.items() if key.startswith(prefix)}
+        if not wanted:
+            return list(steps)
+        names = {step.name for step in steps}
+        unknown = sorted(set(wanted) - names)
+        if unknown:
+            raise SagaDefinitionError(
+                f"step override(s) {', '.join(prefix + u for u in unknown)} name no step of {saga_type} "
+                f"(its steps: {', '.join(step.name for step in steps)})"
+            )
+        result = []
+        for step in steps:
+            override = wanted.get(step.name)
+            if override is not None:
+                timeout, retry = override
+                step = replace(
+                    step,
+                    timeout_seconds=timeout if timeout is not None else step.timeout_seconds,
+                    retry=retry if retry is not None else step.retry,
+                )
+            result.append(step)
+        return result
 
     def with_changes(self, **changes: Any) -> SagaConfig:
         """A copy with some fields replaced."""

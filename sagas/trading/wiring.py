@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import cast
 
 from sagas.engine.manager import SagaManager
+from sagas.engine.ports import LockManager
+from sagas.infra.cache import CacheManager
 from sagas.trading import commands as c
 from sagas.trading import events as e
+from sagas.trading.config import SagaConfig
 from sagas.trading.deps import TradingDeps
 from sagas.trading.model import Position
 from sagas.trading.platform import DomainError, TradingPlatform
@@ -78,3 +82,24 @@ def register_trading_sagas(manager: SagaManager, deps: TradingDeps) -> None:
     manager.register(e.UserAccountDeleted, user_deletion)
     manager.register(e.OrderPlacedEvent, order_execution)
     manager.register(e.PositionOpenedEvent, position_management)
+
+
+def saga_step_names(config: SagaConfig | None = None) -> dict[str, tuple[str, ...]]:
+    """The step names of each trading saga type (for validating per-step configuration)."""
+    deps = TradingDeps(
+        brokers={},
+        cache=cast(CacheManager, None),
+        redis=None,
+        locks=cast(LockManager, None),
+        credentials=lambda _connection_id: "",
+        config=config or SagaConfig(),
+    )
+    sagas = (
+        BrokerConnectionSaga(deps),
+        BrokerDisconnectionSaga(deps),
+        ConnectionRecoverySaga(deps),
+        UserDeletionSaga(deps),
+        OrderExecutionSaga(deps),
+        PositionManagementSaga(deps),
+    )
+    return {saga.get_saga_type(): tuple(step.name for step in saga.define_steps()) for saga in sagas}

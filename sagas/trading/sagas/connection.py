@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
-from sagas.trading.deps import TradingDeps, require_fields
+from sagas.trading.deps import require_fields
+from sagas.trading.sagas.base import TradingSaga
 
 DISCOVERY_TIMEOUT_SECONDS = 30.0
 VIRTUAL_SPEEDUP = 10.0  # virtual brokers answer fast: their calls get a 10x shorter deadline
 
 
-class BrokerConnectionSaga(BaseSaga):
+class BrokerConnectionSaga(TradingSaga):
     """BrokerConnectionEstablished -> verify connection, discover accounts (idempotent), link them, complete."""
-
-    def __init__(self, deps: TradingDeps) -> None:
-        super().__init__()
-        self.deps = deps
 
     def get_saga_type(self) -> str:
         return "BrokerConnectionSaga"
-
-    def get_timeout(self) -> timedelta:
-        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
 
     def define_steps(self) -> list[SagaStep]:
         return [
@@ -84,6 +76,3 @@ class BrokerConnectionSaga(BaseSaga):
     async def _publish_completion(self, **context: Any) -> dict[str, Any]:
         """Step 4: nothing left to do; the manager publishes the saga's completion event."""
         return {"accounts_linked": len(context.get("account_ids", ()))}
-
-    async def _nothing_to_undo(self, **context: Any) -> None:
-        """Read-only steps have nothing to compensate."""

@@ -8,17 +8,16 @@ queries and then purges unconditionally.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sagas.engine.errors import SagaAborted
 from sagas.engine.retry import retry_async
-from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
 from sagas.infra.cache import is_critical_disconnect_reason
 from sagas.infra.safe_ops import safe_delete, safe_set
 from sagas.trading import commands as c
-from sagas.trading.deps import TradingDeps, require_fields
+from sagas.trading.deps import require_fields
+from sagas.trading.sagas.base import TradingSaga
 
 ENRICHED_FIELDS = (
     "broker_connection_id",
@@ -43,18 +42,11 @@ def lock_key(broker_connection_id: str) -> str:
     return f"broker:disconnect:lock:{broker_connection_id}"
 
 
-class BrokerDisconnectionSaga(BaseSaga):
+class BrokerDisconnectionSaga(TradingSaga):
     """BrokerDisconnected -> lock and race check, caches, accounts, virtual data, consistency, adapter, purge."""
-
-    def __init__(self, deps: TradingDeps) -> None:
-        super().__init__()
-        self.deps = deps
 
     def get_saga_type(self) -> str:
         return "BrokerDisconnectionSaga"
-
-    def get_timeout(self) -> timedelta:
-        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
 
     def define_steps(self) -> list[SagaStep]:
         undo = self._nothing_to_undo
@@ -184,6 +176,3 @@ class BrokerDisconnectionSaga(BaseSaga):
         finally:
             if context.get("lock_owner"):
                 await self.deps.locks.release(lock_key(connection_id), context["lock_owner"])
-
-    async def _nothing_to_undo(self, **context: Any) -> None:
-        """Deletions cannot be undone; compensation only has to leave things no worse."""

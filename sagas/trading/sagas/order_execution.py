@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sagas.engine.errors import NonRetryableError
-from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
 from sagas.trading.broker_port import OrderRequest
-from sagas.trading.deps import TradingDeps, require_fields
+from sagas.trading.deps import require_fields
+from sagas.trading.sagas.base import TradingSaga
 
 ORDER_FIELDS = (
     "order_id",
@@ -29,22 +28,15 @@ class OrderRejected(NonRetryableError):
     """The broker rejected the order (or a check before it did): retrying cannot help."""
 
 
-class OrderExecutionSaga(BaseSaga):
+class OrderExecutionSaga(TradingSaga):
     """OrderPlacedEvent -> validate, submit, wait for the ack, record fills, update the position, P&L.
 
     On failure the order is cancelled at the broker, and fills already applied to
     the position are rolled back.
     """
 
-    def __init__(self, deps: TradingDeps) -> None:
-        super().__init__()
-        self.deps = deps
-
     def get_saga_type(self) -> str:
         return "OrderExecutionSaga"
-
-    def get_timeout(self) -> timedelta:
-        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
 
     def define_steps(self) -> list[SagaStep]:
         undo = self._nothing_to_undo
@@ -151,6 +143,3 @@ class OrderExecutionSaga(BaseSaga):
         """Step 6: the position's realized P&L after this order."""
         position = await context["query_bus"].query(c.GetPositionQuery(context["position_id"]))
         return {"realized_pnl": position.realized_pnl, "position_quantity": position.quantity}
-
-    async def _nothing_to_undo(self, **context: Any) -> None:
-        """Nothing to undo."""

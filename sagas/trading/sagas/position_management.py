@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
-from sagas.trading.deps import TradingDeps, require_fields
+from sagas.trading.deps import require_fields
+from sagas.trading.sagas.base import TradingSaga
 
 POSITION_FIELDS = ("position_id", "account_id", "broker_connection_id", "broker_id", "user_id", "symbol")
 
 
-class PositionManagementSaga(BaseSaga):
+class PositionManagementSaga(TradingSaga):
     """PositionOpenedEvent -> set exits, watch price and add-ons, close the position on an exit signal."""
-
-    def __init__(self, deps: TradingDeps) -> None:
-        super().__init__()
-        self.deps = deps
 
     def get_saga_type(self) -> str:
         return "PositionManagementSaga"
-
-    def get_timeout(self) -> timedelta:
-        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
 
     def define_steps(self) -> list[SagaStep]:
         watch_seconds = self.deps.config.get_timeout_for_saga(self.get_saga_type()).total_seconds()
@@ -81,6 +73,3 @@ class PositionManagementSaga(BaseSaga):
         )
         statuses = await context["sagas"].wait(timeout_seconds=240)
         return {"closing_order_id": order_id, "closing_orders": statuses}
-
-    async def _nothing_to_undo(self, **context: Any) -> None:
-        """Nothing to undo."""

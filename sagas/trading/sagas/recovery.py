@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sagas.engine.errors import SagaAborted
-from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
 from sagas.trading import events as e
 from sagas.trading.broker_port import BrokerUnavailable, InvalidCredentials
-from sagas.trading.deps import TradingDeps, require_fields
+from sagas.trading.deps import require_fields
+from sagas.trading.sagas.base import TradingSaga
 
 MAX_RETRIES = 3  # after the first attempt: attempts at t = 0, 2, 6, 14 s
 BACKOFF_BASE_SECONDS = 2.0  # 2, 4, 8 s
 
 
-class ConnectionRecoverySaga(BaseSaga):
+class ConnectionRecoverySaga(TradingSaga):
     """BrokerConnectionFailed / BrokerStreamingDisconnected -> recoverable?, health check, reconnect, report."""
-
-    def __init__(self, deps: TradingDeps) -> None:
-        super().__init__()
-        self.deps = deps
 
     def get_saga_type(self) -> str:
         return "ConnectionRecoverySaga"
-
-    def get_timeout(self) -> timedelta:
-        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
 
     def define_steps(self) -> list[SagaStep]:
         return [
@@ -95,6 +87,3 @@ class ConnectionRecoverySaga(BaseSaga):
                 requires_user_action=requires_user_action,
             )
         )
-
-    async def _nothing_to_undo(self, **context: Any) -> None:
-        """Nothing to undo."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
-from sagas.trading.deps import TradingDeps, require_fields
+from sagas.trading.deps import require_fields
+from sagas.trading.sagas.base import TradingSaga
 
 SEED_WAIT_CAP_SECONDS = 30.0
 
@@ -18,18 +17,11 @@ def seed_wait_seconds(disconnected_count: int) -> float:
     return min(5.0 + 2.0 * disconnected_count, SEED_WAIT_CAP_SECONDS)
 
 
-class UserDeletionSaga(BaseSaga):
+class UserDeletionSaga(TradingSaga):
     """UserAccountDeleted -> disconnect every broker (child sagas), wait for them, clean up, hard delete."""
-
-    def __init__(self, deps: TradingDeps) -> None:
-        super().__init__()
-        self.deps = deps
 
     def get_saga_type(self) -> str:
         return "UserDeletionSaga"
-
-    def get_timeout(self) -> timedelta:
-        return self.deps.config.get_timeout_for_saga(self.get_saga_type())
 
     def define_steps(self) -> list[SagaStep]:
         wait_deadline = max(SEED_WAIT_CAP_SECONDS, self.deps.config.child_wait_timeout_seconds) + 10.0
@@ -73,6 +65,3 @@ class UserDeletionSaga(BaseSaga):
         """Step 6 (the seed's step 5 publishes nothing: the event was already published): hard delete."""
         await context["command_bus"].send(c.HardDeleteUser(context["user_id"]))
         return {"hard_deleted": True}
-
-    async def _nothing_to_undo(self, **context: Any) -> None:
-        """A deletion cascade is not undone; compensation leaves what was deleted deleted."""
