@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the sample saga many times and print its outcome table")
     demo.add_argument("--runs", type=_positive_int, default=1000, help="number of seeded runs (default 1000)")
     demo.add_argument("--seed", type=_seed, default=0, help="first seed (default 0)")
+    commands.add_parser("scenarios", help="list the shipped scenarios and the question each answers")
+    validate = commands.add_parser("validate", help="check a scenario file (or a shipped scenario's name)")
+    validate.add_argument("scenario", metavar="FILE", help="a scenario file, or a name from scenarios/")
     return parser
 
 
@@ -44,6 +47,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from simlab import demo
 
         return demo.main(runs=args.runs, seed=args.seed)
+    if args.command == "scenarios":
+        from simlab.scenario import list_scenarios
+
+        rows = list_scenarios()
+        width = max(len(name) for name, _ in rows)
+        for name, question in rows:
+            print(f"{name:<{width}}  {question}")
+        return 0
+    if args.command == "validate":
+        from simlab.scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as error:
+            print(f"simlab validate: {error}", file=sys.stderr)
+            return 2
+        print(f"{args.scenario}: valid scenario {scenario.name!r} ({scenario.runs} runs from seed {scenario.seed})")
+        return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands
 
 

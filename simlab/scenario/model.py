@@ -1,0 +1,364 @@
+"""The scenario schema: pydantic models that forbid unknown keys, validated once at the edge.
+
+A scenario names its workload, brokers, projection lag, bus latency, fault
+families, saga configuration (timeouts, retries, the seed-vs-safe switches),
+horizon, invariants, and defaults for the number of runs and the root seed.
+After validation it is plain immutable data; the runner reads it in hot loops.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sagas.engine.retry import RetryConfig
+from sagas.trading.config import DEFAULT_TIMEOUTS_SECONDS, SagaConfig, SagaVariants
+from sagas.trading.wiring import saga_step_names
+from simlab.brokers import PROFILES
+from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
+
+SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
+STEP_NAMES: dict[str, tuple[str, ...]] = saga_step_names()
+BROKER_PROFILES: tuple[str, ...] = tuple(PROFILES)
+PROJECTIONS: tuple[str, ...] = ("accounts",)
+INVARIANTS: tuple[str, ...] = (
+    "terminal_by_horizon",
+    "compensation_exact",
+    "no_data_loss",
+    "no_orphans",
+    "no_duplicate_accounts",
+    "single_lock_holder",
+    "deleted_user_clean",
+    "position_matches_fills",
+)
+Probability = Annotated[float, Field(ge=0, le=1)]
+Variant = Literal["seed", "safe"]
+
+
+class Strict(BaseModel):
+    """Base of every scenario model: unknown keys are errors; values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known(kind: str, value: str, known: tuple[str, ...]) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(known)}")
+    return value
+
+
+# -- workload ----------------------------------------------------------------------------------
+
+
+class Cycles(Strict):
+    """Connect, disconnect and reconnect cycles of each user's connection."""
+
+    count: int = Field(default=1, ge=0)
+    connect_to_disconnect_s: Distribution = Fixed(dist="fixed", value=2.0)
+    disconnect_to_reconnect_s: Distribution = Fixed(dist="fixed", value=1.0)
+    between_cycles_s: Distribution = Fixed(dist="fixed", value=0.0)
+
+
+class UserDeletions(Strict):
+    """Users who delete their account after their cycles."""
+
+    probability: Probability = 0.0
+    after_s: Distribution = Fixed(dist="fixed", value=5.0)
+
+
+class Orders(Strict):
+    """Orders each user places on a connected account."""
+
+    per_user: int = Field(default=0, ge=0)
+    gap_s: Distribution = Fixed(dist="fixed", value=1.0)
+    quantity_min: int = Field(default=1, ge=1)
+    quantity_max: int = Field(default=10, ge=1)
+    take_profit_pct: Positive | None = None
+    stop_loss_pct: Positive | None = None
+
+    @model_validator(mode="after")
+    def _quantities(self) -> Orders:
+        if self.quantity_max < self.quantity_min:
+            raise ValueError(f"quantity_max ({self.quantity_max}) must be >= quantity_min ({self.quantity_min})")
+        return self
+
+
+class Workload(Strict):
+    """Who does what, and when."""
+
+    users: int = Field(default=1, ge=1)
+    brokers: tuple[str, ...] = ("alpaca",)
+    user_start_gap_s: Distribution = Fixed(dist="fixed", value=0.0)
+    cycles: Cycles = Cycles()
+    user_deletions: UserDeletions = UserDeletions()
+    orders: Orders = Orders()
+
+
+# -- the world around the sagas ---------------------------------------------------------------
+
+
+class BrokerSpec(Strict):
+    """One broker: its profile (``virtual`` or ``real``) and whether connections to it are virtual."""
+
+    profile: str
+    virtual: bool = False
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        return _known("broker profile", value, BROKER_PROFILES)
+
+
+class LagSpec(Strict):
+    """Lag of one asynchronous projection."""
+
+    median_lag_s: NonNegative = 0.05
+    lag_sigma: NonNegative = 0.8
+    stall_probability: Probability = 0.0
+    stall_s: NonNegative = 5.0
+
+
+class BusLatency(Strict):
+    """Database round trips behind commands and queries (lognormal medians, seconds)."""
+
+    command_median_s: NonNegative = 0.002
+    query_median_s: NonNegative = 0.002
+    sigma: NonNegative = 0.5
+
+
+class Window(Strict):
+    """A time window of simulated seconds."""
+
+    start_s: NonNegative
+    duration_s: Positive
+
+
+# -- fault families ----------------------------------------------------------------------------
+
+
+class Family(Strict):
+    """A fault family; in swarm mode ``enabled`` is drawn per run and the intensity below is the maximum."""
+
+    enabled: bool = False
+
+
+class BrokerErrors(Family):
+    """Extra broker errors (5xx) on every call."""
+
+    error_rate: Probability = 0.05
+
+
+class LatencySpikes(Family):
+    """Some broker calls take ``multiplier`` times longer."""
+
+    probability: Probability = 0.05
+    multiplier: Annotated[float, Field(ge=1)] = 20.0
+
+
+class BrokerTimeouts(Family):
+    """Broker calls that time out, a share of them after the call took effect."""
+
+    probability: Probability = 0.02
+    after_success_share: Probability = 0.5
+
+
+class RedisFaults(Family):
+    """Redis latency and outage windows (commands fail during an outage)."""
+
+    latency_s: Distribution = Fixed(dist="fixed", value=0.0)
+    outages: tuple[Window, ...] = ()
+
+
+class ProcessPauses(Family):
+    """A saga step stalls (GC pause, VM freeze) for longer than its lock's TTL."""
+
+    probability: Probability = 0.01
+    pause_s: Distribution = Fixed(dist="fixed", value=400.0)
+
+
+class ManagerCrashes(Family):
+    """The saga manager dies at a random instant; a new one resumes from the store."""
+
+    crashes: int = Field(default=1, ge=0)
+    restart_after_s: Distribution = Fixed(dist="fixed", value=1.0)
+
+
+class EventDelivery(Family):
+    """Duplicated, delayed and reordered event delivery."""
+
+    duplicate_probability: Probability = 0.02
+    delay_probability: Probability = 0.05
+    delay_s: Distribution = Fixed(dist="fixed", value=0.5)
+
+
+class ProjectionStalls(Family):
+    """Projection workers that stop for a while."""
+
+    probability: Probability = 0.01
+    stall_s: Distribution = Fixed(dist="fixed", value=10.0)
+
+
+class FailingCompensations(Family):
+    """Compensation attempts that fail."""
+
+    probability: Probability = 0.1
+
+
+class Faults(Strict):
+    """Every fault family, the swarm switch and when all faults heal."""
+
+    swarm: bool = False
+    heal_after_s: NonNegative = 60.0
+    broker_errors: BrokerErrors = BrokerErrors()
+    latency_spikes: LatencySpikes = LatencySpikes()
+    broker_timeouts: BrokerTimeouts = BrokerTimeouts()
+    redis: RedisFaults = RedisFaults()
+    process_pauses: ProcessPauses = ProcessPauses()
+    manager_crashes: ManagerCrashes = ManagerCrashes()
+    event_delivery: EventDelivery = EventDelivery()
+    projection_stalls: ProjectionStalls = ProjectionStalls()
+    failing_compensations: FailingCompensations = FailingCompensations()
+
+
+# -- saga configuration ------------------------------------------------------------------------
+
+
+class RetrySpec(Strict):
+    """A retry policy (the fields of ``RetryConfig``)."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    initial_delay_ms: NonNegative = 1000.0
+    max_delay_ms: NonNegative = 30000.0
+    backoff_factor: Annotated[float, Field(ge=1)] = 2.0
+    jitter: Literal["none", "full", "equal", "decorrelated"] = "none"
+    retry_budget_ms: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _cap(self) -> RetrySpec:
+        if self.max_delay_ms < self.initial_delay_ms:
+            raise ValueError(
+                f"max_delay_ms ({self.max_delay_ms}) must be >= initial_delay_ms ({self.initial_delay_ms})"
+            )
+        return self
+
+    def to_config(self) -> RetryConfig:
+        """The engine's value object."""
+        return RetryConfig(
+            max_attempts=self.max_attempts,
+            initial_delay_ms=self.initial_delay_ms,
+            max_delay_ms=self.max_delay_ms,
+            backoff_factor=self.backoff_factor,
+            jitter=self.jitter,
+            retry_budget_ms=self.retry_budget_ms,
+        )
+
+
+class StepSpec(Strict):
+    """Overrides for one step: its deadline and its retry policy."""
+
+    timeout_s: Positive | None = None
+    retry: RetrySpec | None = None
+
+
+class Variants(Strict):
+    """The seed-vs-safe switches (see ``sagas.trading.config.SagaVariants``)."""
+
+    disconnect_lock: Variant = "seed"
+    child_wait: Variant = "seed"
+    purge: Variant = "seed"
+
+
+SEED_POLL = RetrySpec(max_attempts=5, initial_delay_ms=500, max_delay_ms=2000, backoff_factor=1.5, jitter="full")
+
+
+class SagaSettings(Strict):
+    """Timeouts, retries and variants of the trading sagas."""
+
+    variants: Variants = Variants()
+    timeouts_s: dict[str, Positive] = Field(default_factory=dict)
+    steps: dict[str, StepSpec] = Field(default_factory=dict)
+    consistency_retry: RetrySpec = SEED_POLL
+    lock_ttl_s: Positive = 300.0
+    child_wait_timeout_s: Positive = 120.0
+
+    @field_validator("timeouts_s")
+    @classmethod
+    def _saga_types(cls, value: dict[str, float]) -> dict[str, float]:
+        for saga_type in value:
+            _known("saga type", saga_type, SAGA_TYPES)
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: dict[str, StepSpec]) -> dict[str, StepSpec]:
+        for key in value:
+            saga_type, _, step = key.partition(".")
+            _known("saga type", saga_type, SAGA_TYPES)
+            if not step:
+                raise ValueError(f"step key {key!r} must be 'SagaType.step_name'")
+            _known(f"step of {saga_type}", step, STEP_NAMES[saga_type])
+        return value
+
+    def to_config(self) -> SagaConfig:
+        """The trading sagas' configuration."""
+        timeouts = {**DEFAULT_TIMEOUTS_SECONDS, **self.timeouts_s}
+        overrides = {
+            key: (spec.timeout_s, spec.retry.to_config() if spec.retry else None) for key, spec in self.steps.items()
+        }
+        return SagaConfig(
+            timeouts_seconds=timeouts,
+            variants=SagaVariants(self.variants.disconnect_lock, self.variants.child_wait, self.variants.purge),
+            consistency_retry=self.consistency_retry.to_config(),
+            lock_ttl_seconds=self.lock_ttl_s,
+            child_wait_timeout_seconds=self.child_wait_timeout_s,
+            step_overrides=overrides,
+        )
+
+
+# -- the scenario ------------------------------------------------------------------------------
+
+
+class Scenario(Strict):
+    """One scenario file."""
+
+    name: str = Field(min_length=1)
+    runs: int = Field(default=1000, ge=1)
+    seed: int = Field(default=0, ge=0)
+    horizon_s: Positive = 900.0
+    workload: Workload = Workload()
+    brokers: dict[str, BrokerSpec] = Field(default_factory=lambda: {"alpaca": BrokerSpec(profile="real")})
+    projections: dict[str, LagSpec] = Field(default_factory=lambda: {"accounts": LagSpec()})
+    bus_latency: BusLatency = BusLatency()
+    faults: Faults = Faults()
+    sagas: SagaSettings = SagaSettings()
+    invariants: tuple[str, ...] = INVARIANTS
+
+    @field_validator("projections")
+    @classmethod
+    def _projections(cls, value: dict[str, LagSpec]) -> dict[str, LagSpec]:
+        for name in value:
+            _known("projection", name, PROJECTIONS)
+        return value
+
+    @field_validator("invariants")
+    @classmethod
+    def _invariants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            _known("invariant", name, INVARIANTS)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        for broker in self.workload.brokers:
+            if broker not in self.brokers:
+                raise ValueError(
+                    f"workload.brokers names broker {broker!r}, which brokers does not define "
+                    f"(defined: {', '.join(self.brokers) or 'none'})"
+                )
+        if self.faults.heal_after_s > self.horizon_s:
+            raise ValueError(
+                f"faults.heal_after_s ({self.faults.heal_after_s}) must be <= horizon_s ({self.horizon_s}) "
+                "so that liveness can be judged after faults heal"
+            )
+        return self
