@@ -217,24 +217,37 @@ def _double_disconnect(variants: SagaVariants):
         await world.manager.wait_idle()
         return connection_id
 
-    return run_trading(main, config=SagaConfig(variants=variants), query_delay=fixed_delay(QUERY_DELAY))
+    # The broker takes 5 s to release the adapter (step 6), so the first saga is still at work at t=3.
+    return run_trading(
+        main, config=SagaConfig(variants=variants), query_delay=fixed_delay(QUERY_DELAY), broker_latency_s=5.0
+    )
 
 
-def test_the_seed_lock_lets_a_second_saga_proceed_after_sleeping_3_s():
+def _by_saga(world):
+    sagas: dict[str, list] = {}
+    for record in saga_records(world, "BrokerDisconnectionSaga"):
+        sagas.setdefault(record.saga_id, []).append(record)
+    first, second = sorted(sagas.values(), key=lambda records: records[0].t)  # both start at the same instant
+    return first, second
+
+
+def test_the_seed_lock_lets_a_second_saga_into_the_cleanup_after_sleeping_3_s():
     _, world = _double_disconnect(SagaVariants())
-    ends = sorted(terminal(world, "BrokerDisconnectionSaga"))
-    assert [(o, d) for _, o, d in ends] == [("completed", None), ("aborted", "already_purged")]
-    second_start = [r.t for r in saga_records(world, "BrokerDisconnectionSaga") if r.step == "clear_broker_cache"]
-    # both start at t=0.01 (after the connection saga's 10 ms verification query); the second
-    # slept 3 s without the lock, asked for the connection's status (10 ms), then went on
-    assert second_start[-1] == pytest.approx(QUERY_DELAY + 3.0 + QUERY_DELAY)
+    first, second = _by_saga(world)
+    started = second[0].t
+    entered = next(r.t for r in second if r.step == "clear_broker_cache" and r.outcome == "started")
+    first_end = first[-1].t
+    # slept 3 s without the lock, asked for the connection's status (10 ms), then went on...
+    assert entered == pytest.approx(started + 3.0 + QUERY_DELAY)
+    # ...while the first saga was still cleaning up: two sagas in the section the lock guards
+    assert entered < first_end
+    assert sorted(r.outcome for r in (first[-1], second[-1])) == ["aborted", "completed"]
 
 
-def test_the_safe_lock_makes_the_second_saga_stand_down_at_once():
+def test_the_safe_lock_makes_the_second_saga_wait_its_turn_then_stand_down():
     safe = dataclasses.replace(SagaVariants(), disconnect_lock="safe")
     _, world = _double_disconnect(safe)
-    ends = terminal(world, "BrokerDisconnectionSaga")
-    assert [(t, o, d) for t, o, d in ends if o == "aborted"] == [
-        (QUERY_DELAY, "aborted", "another saga holds the disconnect lock")
-    ]
-    assert [o for _, o, _ in ends].count("completed") == 1
+    first, second = _by_saga(world)
+    assert (first[-1].outcome, second[-1].outcome, second[-1].detail) == ("completed", "aborted", "already_purged")
+    assert not [r for r in second if r.step == "clear_broker_cache"]  # never entered the cleanup
+    assert second[-1].t >= first[-1].t

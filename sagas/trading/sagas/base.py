@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep, validate_steps
@@ -27,3 +28,34 @@ class TradingSaga(BaseSaga):
 
     async def _nothing_to_undo(self, **context: object) -> None:
         """Read-only or irreversible steps: nothing to compensate."""
+
+    # -- the per-connection lock of the safe variant ------------------------------------------
+
+    @property
+    def lock_wait_seconds(self) -> float:
+        """How long a safe-variant saga waits for the connection lock (a little over its TTL)."""
+        return self.deps.config.lock_ttl_seconds + 30.0
+
+    async def acquire_connection_lock(self, context: dict[str, Any]) -> str:
+        """Wait (polling) until this saga holds the connection's lock; return the owner token.
+
+        Connection and disconnection sagas of one connection take turns this way, so a
+        reconnect never interleaves with a disconnection's cleanup.
+        """
+        key = connection_lock_key(context["broker_connection_id"])
+        owner = context["saga_id"]
+        while not await self.deps.locks.acquire(key, owner, self.deps.config.lock_ttl_seconds):
+            await context["clock"].sleep(LOCK_POLL_SECONDS)
+        return owner
+
+    async def release_connection_lock(self, context: dict[str, Any]) -> None:
+        """Release the connection's lock if this saga holds it (a no-op otherwise)."""
+        await self.deps.locks.release(connection_lock_key(context["broker_connection_id"]), context["saga_id"])
+
+
+LOCK_POLL_SECONDS = 0.25
+
+
+def connection_lock_key(broker_connection_id: str) -> str:
+    """The seed's disconnect lock key, which the safe variant also takes when connecting."""
+    return f"broker:disconnect:lock:{broker_connection_id}"

@@ -20,8 +20,14 @@ class BrokerConnectionSaga(TradingSaga):
         return "BrokerConnectionSaga"
 
     def define_steps(self) -> list[SagaStep]:
+        safe = self.deps.config.variants.disconnect_lock == "safe"
         return [
-            SagaStep("verify_connection", self._verify_connection, self._nothing_to_undo, timeout_seconds=10),
+            SagaStep(
+                "verify_connection",
+                self._verify_connection,
+                self._release_lock if safe else self._nothing_to_undo,
+                timeout_seconds=self.lock_wait_seconds if safe else 10,
+            ),
             SagaStep(
                 "discover_accounts",
                 self._discover_accounts,
@@ -42,13 +48,26 @@ class BrokerConnectionSaga(TradingSaga):
         ]
 
     async def _verify_connection(self, **context: Any) -> dict[str, Any]:
-        """Step 1: the connection exists and is connected (synchronous read model)."""
+        """Step 1: the connection exists and is connected (synchronous read model).
+
+        The safe variant first waits for the connection lock, so a disconnection still
+        cleaning up finishes before accounts are discovered again.
+        """
         require_fields(context, "BrokerConnectionEstablished", ("broker_connection_id", "user_id", "broker_id"))
+        safe = self.deps.config.variants.disconnect_lock == "safe"
+        if safe:
+            await self.acquire_connection_lock(context)
         details = await context["query_bus"].query(c.GetBrokerConnectionDetailsQuery(context["broker_connection_id"]))
         if details is None or details.status != "connected":
+            if safe:
+                await self.release_connection_lock(context)
             status = details.status if details is not None else "missing"
             return {"aborted": True, "reason": f"connection_{status}"}
         return {"connection_verified": True}
+
+    async def _release_lock(self, **context: Any) -> None:
+        """Compensation of step 1 (safe variant): let the next saga of this connection in."""
+        await self.release_connection_lock(context)
 
     async def _discover_accounts(self, **context: Any) -> dict[str, Any]:
         """Step 2: ask the broker which accounts exist (the deadline is 10x shorter for virtual brokers)."""
@@ -74,5 +93,7 @@ class BrokerConnectionSaga(TradingSaga):
             await context["command_bus"].send(c.UnlinkBrokerAccount(context["broker_connection_id"], external_id))
 
     async def _publish_completion(self, **context: Any) -> dict[str, Any]:
-        """Step 4: nothing left to do; the manager publishes the saga's completion event."""
+        """Step 4: release the lock (safe variant); the manager publishes the completion event."""
+        if self.deps.config.variants.disconnect_lock == "safe":
+            await self.release_connection_lock(context)
         return {"accounts_linked": len(context.get("account_ids", ()))}

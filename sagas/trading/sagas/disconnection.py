@@ -51,7 +51,12 @@ class BrokerDisconnectionSaga(TradingSaga):
     def define_steps(self) -> list[SagaStep]:
         undo = self._nothing_to_undo
         return [
-            SagaStep("validate_disconnection", self._validate_disconnection, self._release_lock, timeout_seconds=30),
+            SagaStep(
+                "validate_disconnection",
+                self._validate_disconnection,
+                self._release_lock,
+                timeout_seconds=self.lock_wait_seconds if self.deps.config.variants.disconnect_lock == "safe" else 30,
+            ),
             SagaStep("clear_broker_cache", self._clear_broker_cache, undo, timeout_seconds=10, retry_count=2),
             SagaStep("delete_broker_accounts", self._delete_broker_accounts, undo, timeout_seconds=30, retry_count=2),
             SagaStep("cleanup_virtual_broker", self._cleanup_virtual_broker, undo, timeout_seconds=30, retry_count=2),
@@ -72,12 +77,12 @@ class BrokerDisconnectionSaga(TradingSaga):
         owner = f"{context['saga_id']}:{clock.now():.6f}"
         ttl = self.deps.config.lock_ttl_seconds
         if self.deps.config.variants.disconnect_lock == "safe":
-            if not await self.deps.locks.acquire(key, context["saga_id"], ttl):
-                raise SagaAborted("another saga holds the disconnect lock")
+            # Wait for the connection's lock (another disconnection, or a reconnect's discovery).
+            await self.acquire_connection_lock(context)
             try:
                 await self._check_not_reconnected(context)
             except BaseException:
-                await self.deps.locks.release(key, context["saga_id"])
+                await self.release_connection_lock(context)
                 raise
             # Held for the whole saga: released after the purge, or by this step's compensation.
             return {"lock_acquired": True, "lock_owner": context["saga_id"]}
@@ -96,6 +101,8 @@ class BrokerDisconnectionSaga(TradingSaga):
         details = await context["query_bus"].query(c.GetBrokerConnectionDetailsQuery(context["broker_connection_id"]))
         if details is not None and details.status == "connected":
             raise SagaAborted("connection_reconnected")
+        if details is not None and details.status == "purged":
+            raise SagaAborted("already_purged")
 
     async def _release_lock(self, **context: Any) -> None:
         """Compensation of step 1: the safe variant releases the lock it holds for the whole saga."""
