@@ -17,7 +17,8 @@ def test_connecting_links_the_discovered_accounts():
     connection_id, world = run_trading(main, broker_latency_s=0.25)
     accounts = world.platform.write.accounts_of(connection_id)
     assert [a.external_id for a in accounts] == [f"{connection_id[:8]}-acct-0", f"{connection_id[:8]}-acct-1"]
-    assert terminal(world, "BrokerConnectionSaga") == [(0.25, "completed", None)]
+    # the adapter opens a session (0.25 s), then discovers (0.25 s)
+    assert terminal(world, "BrokerConnectionSaga") == [(0.5, "completed", None)]
     assert world.platform.read.accounts.by_connection[connection_id] == [a.account_id for a in accounts]
 
 

@@ -22,12 +22,14 @@ def _recover(broker_options, requires_user_action=False):
         bus = world.manager.command_bus
         connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
         await world.manager.wait_idle()
+        for name, value in broker_options.items():  # the broker breaks after the connection was made
+            setattr(world.brokers["alpaca"], name, value)
         await world.sim.runtime.sleep(10.0)
         await bus.send(c.MarkConnectionFailed(connection_id, "stream_dropped", requires_user_action))
         await world.manager.wait_idle()
         return connection_id, seen
 
-    return run_trading(main, broker_options=broker_options)
+    return run_trading(main)
 
 
 def test_recovery_retries_at_0_2_6_14_seconds_and_then_reports_failure():

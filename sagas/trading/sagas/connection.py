@@ -74,7 +74,10 @@ class BrokerConnectionSaga(TradingSaga):
         connection_id = context["broker_connection_id"]
         deadline = DISCOVERY_TIMEOUT_SECONDS / (VIRTUAL_SPEEDUP if context.get("is_virtual") else 1.0)
         broker = self.deps.broker(context["broker_id"])
-        discovered = await context["clock"].run_with_deadline(broker.discover_accounts(connection_id), deadline)
+        clock = context["clock"]
+        # The adapter's session for this connection (opening one is idempotent), then discovery.
+        await clock.run_with_deadline(broker.connect(connection_id, self.deps.credentials(connection_id)), deadline)
+        discovered = await clock.run_with_deadline(broker.discover_accounts(connection_id), deadline)
         return {"discovered": [[a.external_id, a.kind] for a in discovered]}
 
     async def _link_accounts(self, **context: Any) -> dict[str, Any]:
