@@ -102,11 +102,15 @@ class PurgeBrokerConnection:
     ``expected_status`` set: purge only if the connection is in that status at
     the moment the command runs (an atomic check on the write model), else
     refuse. None: purge unconditionally, as the seed's saga does after its
-    query-based re-validation.
+    query-based re-validation. ``require_no_accounts``: also refuse while the
+    write model still has accounts on the connection (ones linked after the
+    event that started the cleanup was enriched), which a lagging read model
+    may not show yet.
     """
 
     broker_connection_id: str
     expected_status: str | None = None
+    require_no_accounts: bool = False
 
 
 @dataclass(frozen=True, slots=True)

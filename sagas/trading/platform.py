@@ -251,6 +251,8 @@ class TradingPlatform:
             return {"purged": False, "reason": "already_purged"}
         if command.expected_status is not None and status != command.expected_status:
             return {"purged": False, "reason": f"status_is_{status.value}"}
+        if command.require_no_accounts and self.accounts_of(connection.connection_id):
+            return {"purged": False, "reason": "accounts_exist_after_deletion"}
         connection.status = ConnectionStatus.PURGED
         connection.version += 1
         self.purges.append(PurgeRecord(self.clock(), connection.connection_id, connection.user_id, status.value))

@@ -175,8 +175,10 @@ class BrokerDisconnectionSaga(TradingSaga):
             if accounts:
                 return {"purged": False, "reason": "accounts_exist_after_deletion", "aborted": True}
             safe = self.deps.config.variants.purge == "safe"
-            expected = "disconnected" if safe else None
-            result = await context["command_bus"].send(c.PurgeBrokerConnection(connection_id, expected_status=expected))
+            purge = c.PurgeBrokerConnection(
+                connection_id, expected_status="disconnected" if safe else None, require_no_accounts=safe
+            )
+            result = await context["command_bus"].send(purge)
             if not result["purged"]:
                 return {"purged": False, "reason": result["reason"], "aborted": True}
             return {"purged": True}

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from sagas.engine.errors import NonRetryableError
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
 from sagas.trading.deps import require_fields
 from sagas.trading.sagas.base import TradingSaga
 
 SEED_WAIT_CAP_SECONDS = 30.0
+
+
+class CascadeIncomplete(NonRetryableError):
+    """Some child disconnection sagas ended without cleaning up their connection."""
 
 
 def seed_wait_seconds(disconnected_count: int) -> float:
@@ -53,6 +58,10 @@ class UserDeletionSaga(TradingSaga):
             await context["clock"].sleep(waited)
             return {"cascade_wait": "fixed_sleep", "waited_seconds": waited}
         statuses = await context["sagas"].wait(timeout_seconds=self.deps.config.child_wait_timeout_seconds)
+        unfinished = {saga_id: status for saga_id, status in statuses.items() if status != "completed"}
+        if unfinished:
+            # Declaring the user deleted now would be false: some connections were not cleaned up.
+            raise CascadeIncomplete(f"{len(unfinished)} of {len(statuses)} child disconnection(s) did not complete")
         return {"cascade_wait": "completion_events", "child_statuses": statuses}
 
     async def _cleanup_user_data(self, **context: Any) -> dict[str, Any]:
