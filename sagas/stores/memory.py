@@ -45,5 +45,9 @@ class InMemorySagaStore:
         """Unfinished sagas ordered by (started_at, saga_id)."""
         return [SagaState.from_dict(self._states[saga_id]) for _, saga_id in sorted(self._unfinished.values())]
 
+    def all_states(self) -> list[SagaState]:
+        """Every saga ever saved here, in the order first saved (for the lab's invariant checks)."""
+        return [SagaState.from_dict(snapshot) for snapshot in self._states.values()]
+
     def __len__(self) -> int:
         return len(self._states)

@@ -1,0 +1,140 @@
+"""Running a scenario: one seeded run, or a batch of runs from a root seed, and their summary.
+
+Each run's seed is derived from the batch's root seed and the run's index, so
+any run can be replayed alone from (scenario, run seed). This first runner is
+in-process and keeps results in memory; parallel workers, Parquet shards and
+resumption are the next step (see the issue notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sagas.engine.events import SagaFinished
+from sagas.engine.randomness import derive_seed
+from sagas.engine.trace import TraceRecord, trace_hash
+from sagas.trading.model import ConnectionStatus
+from simlab.invariants import DeletionSnapshot, Violation, check_invariants
+from simlab.scenario.model import Scenario
+from simlab.workload import build_scenario_world, drive
+from simlab.world import relaxed_gc
+
+
+class UnsupportedScenario(ValueError):
+    """The scenario asks for something this runner cannot do yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class SagaRow:
+    """One saga of one run."""
+
+    saga_id: str
+    saga_type: str
+    status: str
+    started_at: float
+    ended_at: float | None
+    attempts: int
+    retries: int
+
+
+@dataclass
+class RunResult:
+    """What one run produced."""
+
+    seed: int
+    trace_hash: str
+    sagas: list[SagaRow]
+    violations: list[Violation]
+    unchecked: list[str]
+    trace: list[TraceRecord] = field(default_factory=list, repr=False)
+
+
+def run_seed(index: int, root_seed: int) -> int:
+    """The seed of run ``index`` of a batch rooted at ``root_seed``."""
+    return derive_seed(root_seed, f"run/{index}")
+
+
+def check_supported(scenario: Scenario) -> None:
+    """Refuse, by name, what the runner does not implement yet (rather than silently ignoring it)."""
+    faults = scenario.faults
+    enabled = [
+        name
+        for name in type(faults).model_fields
+        if hasattr(getattr(faults, name), "enabled") and getattr(faults, name).enabled
+    ]
+    if enabled or faults.swarm:
+        raise UnsupportedScenario(
+            f"{scenario.name}: fault families are not implemented yet (enabled: {', '.join(enabled) or 'swarm'})"
+        )
+
+
+def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunResult:
+    """Simulate one run of ``scenario`` with ``seed`` up to its horizon and check its invariants."""
+    world = build_scenario_world(scenario, seed)
+    snapshots: list[DeletionSnapshot] = []
+    write = world.platform.write
+
+    async def on_finished(event: SagaFinished) -> None:
+        if event.saga_type != "UserDeletionSaga" or event.status != "completed":
+            return
+        state = await world.sim.store.load(event.saga_id)
+        user_id = state.trigger_data["user_id"] if state is not None else ""
+        live = tuple(
+            cid
+            for cid, conn in write.connections.items()
+            if conn.user_id == user_id and conn.status is not ConnectionStatus.PURGED
+        )
+        accounts = tuple(a.account_id for a in write.accounts.values() if a.user_id == user_id)
+        snapshots.append(DeletionSnapshot(world.sim.runtime.now(), event.saga_id, user_id, live, accounts))
+
+    world.manager.event_bus.subscribe("SagaCompleted", on_finished)
+    runtime = world.sim.runtime
+    runtime.spawn(drive(world, scenario), name="workload")
+    with relaxed_gc():
+        runtime.run(until=scenario.horizon_s)
+    records = world.sim.tracer.records
+    violations, unchecked = check_invariants(world, scenario.invariants, scenario.horizon_s, snapshots)
+    for name, error in runtime.unobserved_errors():
+        violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
+    return RunResult(
+        seed, trace_hash(records), _saga_rows(records), violations, unchecked, list(records) if keep_trace else []
+    )
+
+
+_TERMINAL = {"completed", "compensated", "compensation_failed", "aborted", "timed_out"}
+
+
+@dataclass
+class _Tally:
+    saga_type: str
+    started_at: float
+    status: str = "running"
+    ended_at: float | None = None
+    attempts: int = 0
+    retries: int = 0
+
+
+def _saga_rows(records: list[TraceRecord]) -> list[SagaRow]:
+    tallies: dict[str, _Tally] = {}
+    for r in records:
+        tally = tallies.get(r.saga_id)
+        if tally is None:
+            tally = tallies[r.saga_id] = _Tally(r.saga_type, r.t)
+        if r.phase == "execute" and r.outcome == "started":
+            tally.attempts += 1
+        elif r.phase == "retry":
+            tally.retries += 1
+        elif r.phase == "saga" and r.outcome in _TERMINAL:
+            tally.status, tally.ended_at = r.outcome, r.t
+    return [
+        SagaRow(sid, t.saga_type, t.status, t.started_at, t.ended_at, t.attempts, t.retries)
+        for sid, t in tallies.items()
+    ]
+
+
+def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:
+    """Runs ``0 .. runs-1`` of a batch, one after another."""
+    check_supported(scenario)
+    for index in range(runs):
+        yield run_once(scenario, run_seed(index, root_seed))

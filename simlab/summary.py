@@ -1,0 +1,104 @@
+"""Summaries of a batch of runs: outcomes per saga type, durations, retries, violations with their seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from simlab.runner import RunResult
+
+
+def saga_table(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per saga of every run (seed, type, status, duration, attempts, retries)."""
+    rows = [
+        {
+            "seed": result.seed,
+            "saga_type": row.saga_type,
+            "status": row.status,
+            "duration_s": (row.ended_at - row.started_at) if row.ended_at is not None else None,
+            "attempts": row.attempts,
+            "retries": row.retries,
+        }
+        for result in results
+        for row in result.sagas
+    ]
+    return pd.DataFrame(rows, columns=["seed", "saga_type", "status", "duration_s", "attempts", "retries"])
+
+
+def violation_table(results: Iterable[RunResult]) -> pd.DataFrame:
+    """One row per invariant violation (seed, invariant, time, sagas, explanation)."""
+    rows = [
+        {
+            "seed": r.seed,
+            "invariant": v.invariant,
+            "t": v.t,
+            "sagas": ",".join(v.saga_ids),
+            "explanation": v.explanation,
+        }
+        for r in results
+        for v in r.violations
+    ]
+    return pd.DataFrame(rows, columns=["seed", "invariant", "t", "sagas", "explanation"])
+
+
+def outcome_summary(sagas: pd.DataFrame) -> pd.DataFrame:
+    """Counts and rates of each terminal status per saga type, with duration quantiles and mean retries."""
+    grouped = sagas.groupby(["saga_type", "status"])
+    counts = grouped.size().rename("count")
+    table = counts.to_frame()
+    table["rate"] = counts / counts.groupby(level=0).transform("sum")
+    table["p50_s"] = grouped["duration_s"].quantile(0.5)
+    table["p99_s"] = grouped["duration_s"].quantile(0.99)
+    table["mean_retries"] = grouped["retries"].mean()
+    return table
+
+
+def format_summary(scenario_name: str, runs: int, root_seed: int, results: list[RunResult]) -> str:
+    """The text `simlab run` prints."""
+    sagas = saga_table(results)
+    violations = violation_table(results)
+    lines = [f"{scenario_name}: {runs} runs from root seed {root_seed}", ""]
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
+        lines.append(outcome_summary(sagas).to_string() if len(sagas) else "(no sagas ran)")
+    lines.append("")
+    if violations.empty:
+        lines.append("Invariant violations: none")
+    else:
+        lines.append("Invariant violations:")
+        for invariant, group in violations.groupby("invariant"):
+            seeds = list(dict.fromkeys(group["seed"]))
+            shown = ", ".join(str(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
+            lines.append(f"  {invariant}: {len(group)} in {len(seeds)} run(s); seeds: {shown}")
+            lines.append(f"    e.g. {group.iloc[0]['explanation']}")
+        lines.append("")
+        lines.append(f"Replay one: simlab replay {scenario_name} --seed {violations.iloc[0]['seed']}")
+    unchecked = sorted({name for r in results for name in r.unchecked})
+    if unchecked:
+        lines.append(f"Not checked yet: {', '.join(unchecked)}")
+    return "\n".join(lines)
+
+
+def format_timeline(result: RunResult) -> str:
+    """The text `simlab replay` prints: every trace record, then the violations and the trace hash."""
+    lines = []
+    for r in result.trace:
+        what = " ".join(
+            part
+            for part in (
+                r.step or "",
+                f"#{r.attempt}" if r.attempt else "",
+                r.phase,
+                r.outcome,
+                f"[{r.error_type}]" if r.error_type else "",
+                f"retry in {r.retry_delay:.3f}s" if r.retry_delay is not None else "",
+                f"({r.detail})" if r.detail else "",
+            )
+            if part
+        )
+        lines.append(f"{r.t:12.6f}  {r.saga_type:<24} {r.saga_id[:8]}  {what}")
+    lines.append("")
+    for v in result.violations:
+        lines.append(f"VIOLATION {v.invariant} at t={v.t:.6f}: {v.explanation}")
+    lines.append(f"trace sha256: {result.trace_hash}")
+    return "\n".join(lines)

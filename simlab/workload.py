@@ -1,0 +1,114 @@
+"""A scenario's world and workload: users who connect, disconnect, reconnect, trade and leave.
+
+``build_scenario_world`` assembles the trading platform on the simulated clock
+from a validated ``Scenario`` (virtual brokers with the named profiles, lagging
+projections, bus latency, saga configuration). ``drive`` is the workload: one
+task per user, every gap drawn from the user's own seeded stream, so adding a
+user never shifts another user's draws.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagas.engine.errors import SagaError
+from sagas.engine.randomness import RandomStreams
+from sagas.trading import commands as c
+from simlab.brokers import PROFILES, VirtualBroker
+from simlab.latency import lognormal_delay
+from simlab.projections import LagProfile
+from simlab.scenario.model import Scenario
+from simlab.trading_world import TradingWorld, build_trading_world
+from simlab.world import SimWorld
+
+REFERENCE_PRICE = 100.0
+
+
+def build_scenario_world(scenario: Scenario, seed: int) -> TradingWorld:
+    """The simulated platform a scenario describes, seeded with ``seed``."""
+
+    def brokers(sim: SimWorld) -> dict[str, VirtualBroker]:
+        return {
+            name: VirtualBroker(sim.runtime, sim.streams.stream(f"broker/{name}"), PROFILES[spec.profile], name=name)
+            for name, spec in scenario.brokers.items()
+        }
+
+    lag = {
+        name: LagProfile(spec.median_lag_s, spec.lag_sigma, spec.stall_probability, spec.stall_s)
+        for name, spec in scenario.projections.items()
+    }
+    # Same root seed, streams named for the buses alone: as independent of every other draw as the world's own.
+    streams = RandomStreams(seed)
+    latency = scenario.bus_latency
+    return build_trading_world(
+        seed,
+        brokers,
+        config=scenario.sagas.to_config(),
+        lag=lag,
+        command_delay=lognormal_delay(streams.stream("bus/command"), latency.command_median_s, latency.sigma),
+        query_delay=lognormal_delay(streams.stream("bus/query"), latency.query_median_s, latency.sigma),
+    )
+
+
+async def drive(world: TradingWorld, scenario: Scenario) -> None:
+    """Start every user's life; each runs as its own task."""
+    runtime = world.sim.runtime
+    start_rng = world.sim.streams.stream("workload/starts")
+    offset = 0.0
+    tasks = []
+    for index in range(scenario.workload.users):
+        offset += scenario.workload.user_start_gap_s.draw(start_rng) if index else 0.0
+        tasks.append(runtime.spawn(_user_life(world, scenario, f"user-{index}", offset), name=f"user-{index}"))
+    for task in tasks:
+        await task.join()
+
+
+async def _user_life(world: TradingWorld, scenario: Scenario, user_id: str, start_s: float) -> None:
+    runtime = world.sim.runtime
+    rng = world.sim.streams.stream(f"workload/{user_id}")
+    bus = world.manager.command_bus
+    workload = scenario.workload
+    await runtime.sleep(start_s)
+    await bus.send(c.CreateUser(user_id))
+
+    async def connect_all() -> list[str]:
+        return [
+            await bus.send(c.ConnectBroker(user_id, broker, is_virtual=scenario.brokers[broker].virtual))
+            for broker in workload.brokers
+        ]
+
+    connections = await connect_all()
+    cycles = workload.cycles
+    for _ in range(cycles.count):
+        await runtime.sleep(cycles.connect_to_disconnect_s.draw(rng))
+        for connection_id in connections:
+            await bus.send(c.DisconnectBroker(connection_id))
+        await runtime.sleep(cycles.disconnect_to_reconnect_s.draw(rng))
+        connections = await connect_all()
+        await runtime.sleep(cycles.between_cycles_s.draw(rng))
+    orders = workload.orders
+    for _ in range(orders.per_user):
+        await runtime.sleep(orders.gap_s.draw(rng))
+        await _place_order(world, scenario, user_id, connections, rng)
+    deletions = workload.user_deletions
+    if deletions.probability and rng.random() < deletions.probability:
+        await runtime.sleep(deletions.after_s.draw(rng))
+        await bus.send(c.DeleteUser(user_id))
+
+
+async def _place_order(world: TradingWorld, scenario: Scenario, user_id: str, connections: list[str], rng: Any) -> None:
+    write = world.platform.write
+    accounts = [a for cid in connections for a in write.accounts_of(cid)]
+    if not accounts:
+        return  # nothing linked yet: a user cannot trade on an account they do not have
+    orders = scenario.workload.orders
+    account = accounts[rng.randrange(len(accounts))]
+    quantity = rng.randint(orders.quantity_min, orders.quantity_max)
+    take = REFERENCE_PRICE * (1 + orders.take_profit_pct / 100) if orders.take_profit_pct else None
+    stop = REFERENCE_PRICE * (1 - orders.stop_loss_pct / 100) if orders.stop_loss_pct else None
+    try:
+        await world.manager.command_bus.send(
+            c.PlaceOrder(user_id, account.account_id, "AAPL", "buy", quantity, take_profit=take, stop_loss=stop)
+        )
+    except SagaError:
+        return  # the account vanished meanwhile (a disconnection): the platform refused the order
