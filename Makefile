@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m simlab demo
+	$(PY) -m simlab run reconnect_race --runs 2000 --out results/demo-reconnect_race
 
 test: lint typecheck unit
 

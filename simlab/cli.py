@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 
 def _positive_int(text: str) -> int:
@@ -41,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     run.add_argument("--runs", type=_positive_int, default=None, help="number of runs (default: the scenario's)")
     run.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
+    run.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--out", default=None, help="output folder (default: results/SCENARIO-SEED)")
+    check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
+    check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
+    check.add_argument("--runs", type=_positive_int, default=50, help="runs per pass (default 50)")
+    check.add_argument("--workers", type=_positive_int, default=2, help="workers of the parallel pass (default 2)")
     replay = commands.add_parser("replay", help="replay one run exactly: its timeline, violations and trace hash")
     replay.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     replay.add_argument("--seed", type=_seed, required=True, help="the run's seed (as `simlab run` prints it)")
@@ -72,15 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"{args.scenario}: valid scenario {scenario.name!r} ({scenario.runs} runs from seed {scenario.seed})")
         return 0
-    if args.command in ("run", "replay"):
+    if args.command in ("run", "replay", "check-determinism"):
         return _run_or_replay(args)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:
-    from simlab.runner import UnsupportedScenario, check_supported, run_batch, run_once
+    from simlab.batch import load_results
+    from simlab.runner import UnsupportedScenario, check_supported, run_once
     from simlab.scenario import ScenarioError, load_scenario
-    from simlab.summary import format_summary, format_timeline
+    from simlab.summary import format_tables, format_timeline
 
     try:
         scenario = load_scenario(args.scenario)
@@ -91,10 +100,66 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     if args.command == "replay":
         print(format_timeline(run_once(scenario, args.seed, keep_trace=True)))
         return 0
+    if args.command == "check-determinism":
+        return _check_determinism(scenario, args.runs, args.workers)
     runs = args.runs if args.runs is not None else scenario.runs
     root = args.seed if args.seed is not None else scenario.seed
-    results = list(run_batch(scenario, runs, root))
-    print(format_summary(scenario.name, runs, root, results))
+    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
+    try:
+        _run_with_progress(scenario, runs, root, out, args.workers)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished shards are kept in {out}; run the same command to complete it", file=sys.stderr)
+        return 130
+    except ValueError as error:
+        print(f"simlab run: {error}", file=sys.stderr)
+        return 2
+    results = load_results(out)
+    unchecked = sorted({n for cell in results.runs.get("unchecked", []) for n in str(cell).split(",") if n})
+    print(format_tables(scenario.name, runs, root, results.sagas, results.violations, unchecked))
+    print(f"\nTables: {out} (load with simlab.batch.load_results)")
+    return 0
+
+
+def _run_with_progress(scenario: Any, runs: int, root: int, out: Path, workers: int | None) -> None:
+    from tqdm import tqdm
+
+    from simlab.batch import run_batch_to
+
+    bar = tqdm(total=runs, unit="run", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def progress(done: int, total: int, violations: int) -> None:
+        bar.n = done
+        bar.set_postfix_str(f"violations={violations}", refresh=False)
+        bar.refresh()
+
+    try:
+        run_batch_to(scenario, runs, root, out, workers=workers, progress=progress)
+    finally:
+        bar.close()
+
+
+def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
+    import tempfile
+
+    from simlab.batch import hashes, run_batch_to
+
+    with tempfile.TemporaryDirectory(prefix="simlab-determinism-") as tmp:
+        passes = {
+            "first pass, 1 worker": (Path(tmp) / "a", 1),
+            "second pass, 1 worker": (Path(tmp) / "b", 1),
+            f"third pass, {workers} workers": (Path(tmp) / "c", workers),
+        }
+        seen = {}
+        for label, (out, count) in passes.items():
+            run_batch_to(scenario, runs, scenario.seed, out, workers=count, shard_size=max(1, runs // 4))
+            seen[label] = hashes(out)
+        reference_label, reference = next(iter(seen.items()))
+        for label, found in seen.items():
+            different = [run for (run, a), (_, b) in zip(reference, found, strict=True) if a != b]
+            if different or len(found) != len(reference):
+                print(f"{scenario.name}: {label} differs from the {reference_label} at runs {different[:10]}")
+                return 1
+    print(f"{scenario.name}: {runs} runs, identical trace hashes twice on 1 worker and on {workers} workers")
     return 0  # argparse rejects unknown commands
 
 

@@ -55,9 +55,20 @@ def outcome_summary(sagas: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_summary(scenario_name: str, runs: int, root_seed: int, results: list[RunResult]) -> str:
-    """The text `simlab run` prints."""
-    sagas = saga_table(results)
-    violations = violation_table(results)
+    """The text `simlab run` prints, from in-memory results."""
+    unchecked = sorted({name for r in results for name in r.unchecked})
+    return format_tables(scenario_name, runs, root_seed, saga_table(results), violation_table(results), unchecked)
+
+
+def format_tables(
+    scenario_name: str,
+    runs: int,
+    root_seed: int,
+    sagas: pd.DataFrame,
+    violations: pd.DataFrame,
+    unchecked: list[str],
+) -> str:
+    """The text `simlab run` prints: outcomes per saga type, then violations with the seeds that show them."""
     lines = [f"{scenario_name}: {runs} runs from root seed {root_seed}", ""]
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         lines.append(outcome_summary(sagas).to_string() if len(sagas) else "(no sagas ran)")
@@ -73,7 +84,6 @@ def format_summary(scenario_name: str, runs: int, root_seed: int, results: list[
             lines.append(f"    e.g. {group.iloc[0]['explanation']}")
         lines.append("")
         lines.append(f"Replay one: simlab replay {scenario_name} --seed {violations.iloc[0]['seed']}")
-    unchecked = sorted({name for r in results for name in r.unchecked})
     if unchecked:
         lines.append(f"Not checked yet: {', '.join(unchecked)}")
     return "\n".join(lines)

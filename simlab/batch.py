@@ -1,0 +1,232 @@
+"""The Monte Carlo runner: runs spread over worker processes, written as Parquet shards, resumable.
+
+How this works: the runs ``0 .. N-1`` of a batch are cut into shards of
+consecutive run indices. A worker runs one shard (each run seeded from the
+batch's root seed and its index, so nothing depends on which worker ran it)
+and writes one Parquet file per table, then a marker file; the marker is what
+makes a shard count as finished. Running the same command again skips
+finished shards, so an interrupted batch keeps what it finished and completes
+only what is missing. The parent process only counts; memory stays flat as N
+grows. ``load_results`` reads every finished shard back as one DataFrame per
+table, sorted by run index, so the tables are identical whatever the number
+of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from simlab.runner import RunResult, run_once, run_seed
+from simlab.scenario.model import Scenario
+
+TABLES = ("runs", "sagas", "attempts", "violations", "faults")
+DEFAULT_SHARD_SIZE = 250
+
+
+def config_hash(scenario: Scenario) -> str:
+    """A short hash of the scenario's whole configuration (every row carries it)."""
+    return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Runs ``start .. stop-1`` of a batch."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def stem(self) -> str:
+        return f"shard-{self.index:05d}"
+
+
+def plan_shards(runs: int, shard_size: int = DEFAULT_SHARD_SIZE) -> list[Shard]:
+    """The shards of a batch of ``runs`` runs."""
+    return [Shard(i, start, min(start + shard_size, runs)) for i, start in enumerate(range(0, runs, shard_size))]
+
+
+def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> dict[str, list[dict[str, object]]]:
+    keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
+    attempts = []
+    open_attempts: dict[tuple[str, str | None, int | None, str], float] = {}
+    for r in result.trace:
+        if r.phase not in ("execute", "compensate"):
+            continue
+        key = (r.saga_id, r.step, r.attempt, r.phase)
+        if r.outcome == "started":
+            open_attempts[key] = r.t
+        elif key in open_attempts:
+            attempts.append(
+                {
+                    **keys,
+                    "saga_id": r.saga_id,
+                    "saga_type": r.saga_type,
+                    "step": r.step,
+                    "attempt": r.attempt,
+                    "phase": r.phase,
+                    "start": open_attempts.pop(key),
+                    "end": r.t,
+                    "outcome": r.outcome,
+                    "error_type": r.error_type,
+                }
+            )
+    windows = getattr(result, "fault_windows", ()) or ()
+    return {
+        "runs": [
+            {
+                **keys,
+                "trace_hash": result.trace_hash,
+                "sagas": len(result.sagas),
+                "violations": len(result.violations),
+                "unchecked": ",".join(result.unchecked),
+            }
+        ],
+        "sagas": [
+            {
+                **keys,
+                "saga_id": s.saga_id,
+                "saga_type": s.saga_type,
+                "status": s.status,
+                "started_at": s.started_at,
+                "ended_at": s.ended_at,
+                "duration_s": None if s.ended_at is None else s.ended_at - s.started_at,
+                "attempts": s.attempts,
+                "retries": s.retries,
+            }
+            for s in result.sagas
+        ],
+        "attempts": attempts,
+        "violations": [
+            {**keys, "invariant": v.invariant, "t": v.t, "sagas": ",".join(v.saga_ids), "explanation": v.explanation}
+            for v in result.violations
+        ],
+        "faults": [{**keys, "family": w[0], "start": w[1], "end": w[2]} for w in windows],
+    }
+
+
+def run_shard(scenario: Scenario, root_seed: int, shard: Shard, out: Path) -> tuple[int, int]:
+    """Run one shard and write its tables; return (runs, violations). Runs in a worker process."""
+    digest = config_hash(scenario)
+    rows: dict[str, list[dict[str, object]]] = {name: [] for name in TABLES}
+    violations = 0
+    for index in range(shard.start, shard.stop):
+        result = run_once(scenario, run_seed(index, root_seed), keep_trace=True)
+        violations += len(result.violations)
+        for name, table in _tables(scenario, digest, index, result).items():
+            rows[name].extend(table)
+    for name in TABLES:
+        tmp = out / f".{shard.stem}.{name}.parquet.tmp"
+        pd.DataFrame(rows[name]).to_parquet(tmp, index=False)
+        os.replace(tmp, out / f"{shard.stem}.{name}.parquet")
+    (out / f"{shard.stem}.done").write_text(f"{shard.start} {shard.stop}\n")
+    return shard.stop - shard.start, violations
+
+
+def finished_shards(out: Path) -> set[int]:
+    """Indices of the shards already written completely in ``out``."""
+    return {int(p.name.split("-")[1].split(".")[0]) for p in out.glob("shard-*.done")}
+
+
+Progress = Callable[[int, int, int], None]  # (runs done, total, violations so far)
+
+
+def run_batch_to(
+    scenario: Scenario,
+    runs: int,
+    root_seed: int,
+    out: Path,
+    *,
+    workers: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
+    """Run the missing shards of a batch into ``out``; return (runs run now, violations found now)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _check_manifest(out, scenario, runs, root_seed, shard_size)
+    done = finished_shards(out)
+    todo = [shard for shard in plan_shards(runs, shard_size) if shard.index not in done]
+    total = sum(s.stop - s.start for s in plan_shards(runs, shard_size))
+    finished = total - sum(s.stop - s.start for s in todo)
+    ran = found = 0
+    if progress:
+        progress(finished, total, 0)
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        for shard in todo:
+            count, violations = run_shard(scenario, root_seed, shard, out)
+            ran, found = ran + count, found + violations
+            if progress:
+                progress(finished + ran, total, found)
+        return ran, found
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_shard, scenario, root_seed, shard, out) for shard in todo]
+        try:
+            for future in as_completed(futures):
+                count, violations = future.result()
+                ran, found = ran + count, found + violations
+                if progress:
+                    progress(finished + ran, total, found)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return ran, found
+
+
+def _check_manifest(out: Path, scenario: Scenario, runs: int, root_seed: int, shard_size: int) -> None:
+    manifest = out / "batch.txt"
+    text = f"scenario={scenario.name}\nconfig_hash={config_hash(scenario)}\nruns={runs}\nroot_seed={root_seed}\n"
+    text += f"shard_size={shard_size}\n"
+    if manifest.exists() and manifest.read_text() != text:
+        raise ValueError(
+            f"{out} holds a different batch ({manifest.read_text().strip().replace(chr(10), ', ')}); "
+            "use another --out or delete it"
+        )
+    manifest.write_text(text)
+
+
+@dataclass
+class Results:
+    """A batch's tables as pandas DataFrames."""
+
+    runs: pd.DataFrame
+    sagas: pd.DataFrame
+    attempts: pd.DataFrame
+    violations: pd.DataFrame
+    faults: pd.DataFrame
+
+
+def load_results(out: Path | str) -> Results:
+    """Every finished shard of a batch, one DataFrame per table, sorted by run index."""
+    folder = Path(out)
+    stems = sorted(f"shard-{i:05d}" for i in finished_shards(folder))
+    frames: dict[str, pd.DataFrame] = {}
+    for name in TABLES:
+        parts = [pd.read_parquet(folder / f"{stem}.{name}.parquet") for stem in stems]
+        non_empty = [p for p in parts if not p.empty]
+        frame = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
+        if "run" in frame:
+            frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
+        frames[name] = frame
+    return Results(**frames)
+
+
+def hashes(out: Path | str) -> list[tuple[int, str]]:
+    """(run index, trace hash) of every finished run, in order."""
+    runs = load_results(out).runs
+    return list(zip(runs["run"].tolist(), runs["trace_hash"].tolist(), strict=True)) if len(runs) else []
+
+
+def throughput(started: float, runs: int) -> float:
+    """Runs per second since ``started`` (a ``time.perf_counter()`` reading)."""
+    elapsed = time.perf_counter() - started
+    return runs / elapsed if elapsed > 0 else 0.0
