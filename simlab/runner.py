@@ -15,6 +15,7 @@ from sagas.engine.events import SagaFinished
 from sagas.engine.randomness import derive_seed
 from sagas.engine.trace import TraceRecord, trace_hash
 from sagas.trading.model import ConnectionStatus
+from simlab.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.invariants import DeletionSnapshot, Violation, check_invariants
 from simlab.scenario.model import Scenario
 from simlab.workload import build_scenario_world, drive
@@ -48,6 +49,8 @@ class RunResult:
     violations: list[Violation]
     unchecked: list[str]
     trace: list[TraceRecord] = field(default_factory=list, repr=False)
+    lags: list[tuple[str, float, float]] = field(default_factory=list, repr=False)  # (projection, published, applied)
+    fault_windows: list[FaultWindow] = field(default_factory=list)  # (family, start, end, detail)
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -63,15 +66,15 @@ def check_supported(scenario: Scenario) -> None:
         for name in type(faults).model_fields
         if hasattr(getattr(faults, name), "enabled") and getattr(faults, name).enabled
     ]
-    if enabled or faults.swarm:
-        raise UnsupportedScenario(
-            f"{scenario.name}: fault families are not implemented yet (enabled: {', '.join(enabled) or 'swarm'})"
-        )
+    missing = [name for name in enabled if name not in FAMILIES]
+    if missing:
+        raise UnsupportedScenario(f"{scenario.name}: fault families not implemented yet: {', '.join(missing)}")
 
 
 def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunResult:
     """Simulate one run of ``scenario`` with ``seed`` up to its horizon and check its invariants."""
     world = build_scenario_world(scenario, seed)
+    windows = install_faults(world, plan_faults(scenario, seed), scenario)
     snapshots: list[DeletionSnapshot] = []
     write = world.platform.write
 
@@ -98,7 +101,14 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
     return RunResult(
-        seed, trace_hash(records), _saga_rows(records), violations, unchecked, list(records) if keep_trace else []
+        seed,
+        trace_hash(records),
+        _saga_rows(records),
+        violations,
+        unchecked,
+        list(records) if keep_trace else [],
+        lags=[(a.projection, a.published_at, a.applied_at) for a in world.projections.applied] if keep_trace else [],
+        fault_windows=list(windows),
     )
 
 
