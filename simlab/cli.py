@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay one run exactly: its timeline, violations and trace hash")
     replay.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     replay.add_argument("--seed", type=_seed, required=True, help="the run's seed (as `simlab run` prints it)")
+    replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
     return parser
 
 
@@ -98,7 +99,17 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
     if args.command == "replay":
-        print(format_timeline(run_once(scenario, args.seed, keep_trace=True)))
+        from simlab.timeline import plot_path_problem, save_replay_figure
+
+        problem = plot_path_problem(args.plot) if args.plot else None
+        if problem:
+            print(f"simlab replay: {problem}", file=sys.stderr)
+            return 2
+        result = run_once(scenario, args.seed, keep_trace=True)
+        print(format_timeline(result))
+        if args.plot:
+            save_replay_figure(result, args.plot, title=f"{scenario.name} seed {args.seed}")
+            print(f"timeline figure: {args.plot}")
         return 0
     if args.command == "check-determinism":
         return _check_determinism(scenario, args.runs, args.workers)
