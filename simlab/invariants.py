@@ -72,10 +72,17 @@ def compensation_exact(world: TradingWorld, horizon_s: float) -> list[Violation]
     found = []
     for saga_id, records in _sagas_by_id(world.sim.tracer.records).items():
         touched: list[str] = []
+        in_flight: str | None = None
         for r in records:
+            if r.phase == "execute" and r.step is not None:
+                in_flight = None if r.outcome == "completed" else r.step
             applied = r.phase == "execute" and r.outcome in ("completed", "timed_out", "cancelled", "invalid_result")
-            if applied and r.step is not None and r.step not in touched:
-                touched.append(r.step)
+            # A resumed saga counts the step it was in when the process died as possibly applied.
+            resumed = r.phase == "saga" and r.outcome == "resumed" and r.detail == "running"
+            resumed_in = resumed and in_flight is not None
+            step = in_flight if resumed_in else (r.step if applied else None)
+            if step is not None and step not in touched:
+                touched.append(step)
         ended = [r for r in records if r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES]
         if not ended:
             continue

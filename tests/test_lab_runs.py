@@ -71,15 +71,3 @@ def test_simlab_run_and_replay_print_the_summary_and_the_timeline():
     )
     assert replay.returncode == 0, replay.stderr
     assert "VIOLATION " in replay.stdout and "trace sha256: " in replay.stdout
-
-
-def test_a_scenario_needing_unimplemented_faults_is_refused_by_name():
-    result = subprocess.run(
-        [sys.executable, "-m", "simlab", "run", "chaos_swarm", "--runs", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith("simlab run: chaos_swarm: fault families are not implemented yet (enabled: ")
-    assert "Traceback" not in result.stderr
