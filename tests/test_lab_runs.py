@@ -6,8 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from simlab.runner import run_batch, run_once, run_seed
 from simlab.scenario import load_scenario
+from simlab.scenario.loader import SCENARIOS_DIR
 from simlab.scenario.model import Scenario
 
 # Pinned: runs 0..69 of root seed 1 include a purge of a live connection (run 66) and orphaned
@@ -71,3 +74,13 @@ def test_simlab_run_and_replay_print_the_summary_and_the_timeline():
     )
     assert replay.returncode == 0, replay.stderr
     assert "VIOLATION " in replay.stdout and "trace sha256: " in replay.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
+def test_every_shipped_scenario_replays_its_runs_exactly(name):
+    # (`simlab check-determinism` adds the 1-vs-2-workers comparison; tests/test_batch.py covers that path)
+    scenario = load_scenario(name)
+    for index in range(2):
+        seed = run_seed(index, scenario.seed)
+        first, again = run_once(scenario, seed), run_once(scenario, seed)
+        assert first.trace_hash == again.trace_hash and first.violations == again.violations
