@@ -78,6 +78,9 @@ async def _user_life(world: TradingWorld, scenario: Scenario, user_id: str, star
         ]
 
     connections = await connect_all()
+    failures = workload.connection_failures
+    if failures.probability:
+        runtime.spawn(_fail_connections(world, scenario, user_id, connections), name=f"{user_id} failures")
     cycles = workload.cycles
     for _ in range(cycles.count):
         await runtime.sleep(cycles.connect_to_disconnect_s.draw(rng))
@@ -94,6 +97,19 @@ async def _user_life(world: TradingWorld, scenario: Scenario, user_id: str, star
     if deletions.probability and rng.random() < deletions.probability:
         await runtime.sleep(deletions.after_s.draw(rng))
         await bus.send(c.DeleteUser(user_id))
+
+
+async def _fail_connections(world: TradingWorld, scenario: Scenario, user_id: str, connections: list[str]) -> None:
+    """At a drawn instant, some of the user's connections lose their session (recovery sagas start)."""
+    failures = scenario.workload.connection_failures
+    rng = world.sim.streams.stream(f"workload/{user_id}/failures")
+    await world.sim.runtime.sleep(failures.at_s.draw(rng))
+    for connection_id in connections:
+        if rng.random() < failures.probability:
+            needs_user = rng.random() < failures.requires_user_action_probability
+            await world.manager.command_bus.send(
+                c.MarkConnectionFailed(connection_id, "session_lost", requires_user_action=needs_user)
+            )
 
 
 async def _place_order(world: TradingWorld, scenario: Scenario, user_id: str, connections: list[str], rng: Any) -> None:

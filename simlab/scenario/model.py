@@ -67,6 +67,14 @@ class UserDeletions(Strict):
     after_s: Distribution = Fixed(dist="fixed", value=5.0)
 
 
+class ConnectionFailures(Strict):
+    """Connections whose broker session fails (a ``BrokerConnectionFailed``, which starts recovery)."""
+
+    probability: Probability = 0.0
+    at_s: Distribution = Fixed(dist="fixed", value=5.0)
+    requires_user_action_probability: Probability = 0.0
+
+
 class Orders(Strict):
     """Orders each user places on a connected account."""
 
@@ -93,6 +101,7 @@ class Workload(Strict):
     cycles: Cycles = Cycles()
     user_deletions: UserDeletions = UserDeletions()
     orders: Orders = Orders()
+    connection_failures: ConnectionFailures = ConnectionFailures()
 
 
 # -- the world around the sagas ---------------------------------------------------------------
