@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sagas.engine.errors import DeadlineExceeded, SagaAborted
 from sagas.engine.events import SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, SagaStarted, SagaStepCompleted
 from sagas.engine.ports import Runtime
-from sagas.engine.retry import next_retry_delay, set_step_ambient
+from sagas.engine.retry import RetryConfig, next_retry_delay, set_step_ambient
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
@@ -341,19 +341,25 @@ class SagaExecution:
             else:
                 self._trace(name, attempt, "execute", "completed")
                 return result
-            delay = next_retry_delay(
-                policy,
-                attempts_made=attempt,
-                error=error,
-                elapsed_s=runtime.now() - started,
-                previous_delay_s=previous_delay,
-                rng=self._rng,
-            )
+            delay = self._retry_delay(policy, attempt, error, started, previous_delay)
             if delay is None:
                 raise _StepFailed(name, error)
             self._trace(name, attempt, "retry", "scheduled", retry_delay=delay)
             previous_delay = delay
             await runtime.sleep(delay)
+
+    def _retry_delay(
+        self, policy: RetryConfig, attempt: int, error: BaseException, started: float, previous: float | None
+    ) -> float | None:
+        """The wait before the next attempt, or None when the policy says stop."""
+        return next_retry_delay(
+            policy,
+            attempts_made=attempt,
+            error=error,
+            elapsed_s=self._runtime.now() - started,
+            previous_delay_s=previous,
+            rng=self._rng,
+        )
 
     def _mark_possibly_applied(self, name: str) -> None:
         if name not in self.state.possibly_applied:
@@ -398,14 +404,7 @@ class SagaExecution:
             else:
                 self._trace(name, attempt, "compensate", "compensated")
                 return True
-            delay = next_retry_delay(
-                policy,
-                attempts_made=attempt,
-                error=error,
-                elapsed_s=runtime.now() - started,
-                previous_delay_s=previous_delay,
-                rng=self._rng,
-            )
+            delay = self._retry_delay(policy, attempt, error, started, previous_delay)
             if delay is None:
                 self._trace(name, attempt, "compensate", "gave_up", error)
                 return False

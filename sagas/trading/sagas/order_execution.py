@@ -24,6 +24,18 @@ ORDER_FIELDS = (
 )
 
 
+def _order_request(context: dict[str, Any]) -> OrderRequest:
+    """The broker request for the saga's order; its client order id makes a resubmission idempotent."""
+    return OrderRequest(
+        context["order_id"],
+        context["account_external_id"],
+        context["symbol"],
+        context["side"],
+        context["quantity"],
+        context.get("limit_price"),
+    )
+
+
 class OrderRejected(NonRetryableError):
     """The broker rejected the order (or a check before it did): retrying cannot help."""
 
@@ -70,14 +82,7 @@ class OrderExecutionSaga(TradingSaga):
 
     async def _submit_order(self, **context: Any) -> dict[str, Any]:
         """Step 2: place at the broker; the client order id makes a retried submission idempotent."""
-        request = OrderRequest(
-            context["order_id"],
-            context["account_external_id"],
-            context["symbol"],
-            context["side"],
-            context["quantity"],
-            context.get("limit_price"),
-        )
+        request = _order_request(context)
         broker_order_id = await self.deps.broker(context["broker_id"]).place_order(
             context["broker_connection_id"], request
         )
@@ -89,14 +94,7 @@ class OrderExecutionSaga(TradingSaga):
         broker = self.deps.broker(context["broker_id"])
         broker_order_id = context.get("broker_order_id")
         if broker_order_id is None:  # possibly placed: placing again with the same client id returns its id
-            request = OrderRequest(
-                context["order_id"],
-                context["account_external_id"],
-                context["symbol"],
-                context["side"],
-                context["quantity"],
-                context.get("limit_price"),
-            )
+            request = _order_request(context)
             broker_order_id = await broker.place_order(context["broker_connection_id"], request)
         await broker.cancel_order(context["broker_connection_id"], broker_order_id)
         await context["command_bus"].send(c.CloseOrder(context["order_id"], "cancelled", "saga compensation"))
