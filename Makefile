@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	rm -rf results/demo-reconnect_race
 	$(PY) -m simlab run reconnect_race --runs 2000 --out results/demo-reconnect_race
 
 test: lint typecheck unit

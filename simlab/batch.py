@@ -31,6 +31,16 @@ TABLES = ("runs", "sagas", "attempts", "violations", "faults")
 DEFAULT_SHARD_SIZE = 250
 
 
+def code_hash() -> str:
+    """A short hash of the engine's and the lab's source: results from other code are other results."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted([*root.joinpath("sagas").rglob("*.py"), *root.joinpath("simlab").rglob("*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def config_hash(scenario: Scenario) -> str:
     """A short hash of the scenario's whole configuration (every row carries it)."""
     return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
@@ -185,7 +195,7 @@ def run_batch_to(
 def _check_manifest(out: Path, scenario: Scenario, runs: int, root_seed: int, shard_size: int) -> None:
     manifest = out / "batch.txt"
     text = f"scenario={scenario.name}\nconfig_hash={config_hash(scenario)}\nruns={runs}\nroot_seed={root_seed}\n"
-    text += f"shard_size={shard_size}\n"
+    text += f"shard_size={shard_size}\ncode_hash={code_hash()}\n"
     if manifest.exists() and manifest.read_text() != text:
         raise ValueError(
             f"{out} holds a different batch ({manifest.read_text().strip().replace(chr(10), ', ')}); "
