@@ -2,8 +2,7 @@
 
 They read the run's ground truth only: the trace, the saga store, the write
 model (and its purge history) and what the user-deletion sagas saw when they
-declared a user deleted. ``single_lock_holder`` is not checked yet (see the
-issue notes); asking for it is accepted and reported as unchecked.
+declared a user deleted, and the lock ledger (who believed they held which lock).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.trace import TraceRecord
 from sagas.trading.model import ConnectionStatus
+from simlab.lock_ledger import Overlap
 from simlab.trading_world import TradingWorld
 
 TERMINAL_OUTCOMES = {s.value for s in SagaStatus if s.is_terminal}
@@ -233,15 +233,35 @@ CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
 }
 
 
+def single_lock_holder(overlaps: Iterable[Overlap]) -> list[Violation]:
+    """At most one saga believes it holds a lock at any instant."""
+    return [
+        Violation(
+            "single_lock_holder",
+            o.t,
+            (o.first_owner, o.second_owner),
+            f"{o.second_owner} took {o.key} while {o.first_owner} still believed it held it (its TTL ran out)",
+        )
+        for o in overlaps
+    ]
+
+
 def check_invariants(
-    world: TradingWorld, names: Iterable[str], horizon_s: float, snapshots: Iterable[DeletionSnapshot] = ()
+    world: TradingWorld,
+    names: Iterable[str],
+    horizon_s: float,
+    snapshots: Iterable[DeletionSnapshot] = (),
+    *,
+    lock_overlaps: Iterable[Overlap] | None = None,
 ) -> tuple[list[Violation], list[str]]:
-    """Run the named checks; return the violations (by time) and the names that are not checked yet."""
+    """Run the named checks; return the violations (by time) and the names that could not be checked."""
     violations: list[Violation] = []
     unchecked: list[str] = []
     for name in names:
         if name == "deleted_user_clean":
             violations += deleted_user_clean(world, horizon_s, snapshots)
+        elif name == "single_lock_holder" and lock_overlaps is not None:
+            violations += single_lock_holder(lock_overlaps)
         elif name in CHECKS:
             violations += CHECKS[name](world, horizon_s)
         else:

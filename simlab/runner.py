@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 from sagas.engine.events import SagaFinished
 from sagas.engine.randomness import derive_seed
 from sagas.engine.trace import TraceRecord, trace_hash
+from sagas.infra.cache import CacheManager
+from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
 from simlab.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.invariants import DeletionSnapshot, Violation, check_invariants
+from simlab.lock_ledger import LedgerRedis, LockLedger
 from simlab.scenario.model import Scenario
+from simlab.trading_world import TradingWorld
 from simlab.workload import build_scenario_world, drive
 from simlab.world import relaxed_gc
 
@@ -49,6 +53,7 @@ class RunResult:
     violations: list[Violation]
     unchecked: list[str]
     trace: list[TraceRecord] = field(default_factory=list, repr=False)
+    lock_holds: list[tuple[str, str, float, float]] = field(default_factory=list, repr=False)
     lags: list[tuple[str, float, float]] = field(default_factory=list, repr=False)  # (projection, published, applied)
     fault_windows: list[FaultWindow] = field(default_factory=list)  # (family, start, end, detail)
 
@@ -74,6 +79,7 @@ def check_supported(scenario: Scenario) -> None:
 def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunResult:
     """Simulate one run of ``scenario`` with ``seed`` up to its horizon and check its invariants."""
     world = build_scenario_world(scenario, seed)
+    ledger = watch_locks(world)
     windows = install_faults(world, plan_faults(scenario, seed), scenario)
     snapshots: list[DeletionSnapshot] = []
     write = world.platform.write
@@ -97,7 +103,9 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     with relaxed_gc():
         runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
-    violations, unchecked = check_invariants(world, scenario.invariants, scenario.horizon_s, snapshots)
+    violations, unchecked = check_invariants(
+        world, scenario.invariants, scenario.horizon_s, snapshots, lock_overlaps=ledger.overlaps
+    )
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
     return RunResult(
@@ -109,7 +117,17 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         list(records) if keep_trace else [],
         lags=[(a.projection, a.published_at, a.applied_at) for a in world.projections.applied] if keep_trace else [],
         fault_windows=list(windows),
+        lock_holds=ledger.spans() if keep_trace else [],
     )
+
+
+def watch_locks(world: TradingWorld) -> LockLedger:
+    """Route the world's lock and cache traffic through a ``LockLedger`` (before faults wrap it further)."""
+    ledger = LockLedger(world.sim.runtime)
+    redis = LedgerRedis(world.deps.redis, ledger)
+    world.deps.redis, world.deps.cache = redis, CacheManager(redis)
+    world.deps.locks = world.manager.locks = RedisLockManager(redis)
+    return ledger
 
 
 _TERMINAL = {"completed", "compensated", "compensation_failed", "aborted", "timed_out"}

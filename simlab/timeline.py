@@ -707,6 +707,7 @@ def save_replay_figure(result: RunResult, path: str, *, title: str | None = None
         lags=result.lags,
         fault_windows=getattr(result, "fault_windows", None),  # recorded by the runner where faults are injected
         violations=result.violations,
+        lock_holders=result.lock_holds or None,
         title=title,
     )
     figure.savefig(path, dpi=dpi)

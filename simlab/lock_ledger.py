@@ -1,0 +1,153 @@
+"""Who believes they hold which lock, and when: the evidence for the single-lock-holder invariant.
+
+How this works: ``LedgerRedis`` wraps the Redis client that locks and the seed's
+``safe_set``/``safe_delete`` use (a wrapper around a port, like the fault families).
+A successful ``SET key owner NX`` on a lock key opens a hold for the owner; a
+``DEL`` of the key (directly, or inside the owner-checked release transaction)
+closes the holds open on it. A hold also ends when its holder's process has died
+(a crashed manager's saga believes nothing any more). A second hold opening while
+another one on the same key is still believed is a violation: two holders at once,
+which a TTL that ran out during a long pause produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from simpy.events import PENDING
+
+from simlab.runtime import SimRuntime
+
+LOCK_PREFIX = "broker:disconnect:lock:"
+
+
+@dataclass
+class Hold:
+    """A believed hold: ``end`` is None while it lasts."""
+
+    key: str
+    owner: str
+    start: float
+    end: float | None
+    process: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """Two holders of one lock at the same instant."""
+
+    t: float
+    key: str
+    first_owner: str
+    second_owner: str
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class LockLedger:
+    """Every hold of every lock in one run, and the overlaps among them."""
+
+    def __init__(self, runtime: SimRuntime) -> None:
+        self._runtime = runtime
+        self.holds: list[Hold] = []
+        self.overlaps: list[Overlap] = []
+
+    def opened(self, key: str, value: Any) -> None:
+        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``."""
+        now = self._runtime.now()
+        owner = _text(value).split(":", 1)[0]  # the seed's value is "saga_id:timestamp"; the safe lock's, saga_id
+        for hold in self._open(key, now):
+            self.overlaps.append(Overlap(now, key, hold.owner, owner))
+        self.holds.append(Hold(key, owner, now, None, self._runtime.env.active_process))
+
+    def closed(self, key: str) -> None:
+        """``key`` was deleted: every hold believed on it ends now."""
+        now = self._runtime.now()
+        for hold in self._open(key, now):
+            hold.end = now
+
+    def _open(self, key: str, now: float) -> list[Hold]:
+        still = []
+        for hold in self.holds:
+            if hold.key != key or hold.end is not None:
+                continue
+            if hold.process is not None and hold.process._value is not PENDING:
+                hold.end = now  # its process is gone: nobody believes in this hold any more
+                continue
+            still.append(hold)
+        return still
+
+    def spans(self) -> list[tuple[str, str, float, float]]:
+        """(key, owner, start, end) of every hold, open ones ending now (for the timeline figure)."""
+        now = self._runtime.now()
+        return [(h.key, h.owner, h.start, h.end if h.end is not None else now) for h in self.holds]
+
+
+class LedgerRedis:
+    """The Redis client, reporting lock acquisitions and deletions to a ``LockLedger``."""
+
+    def __init__(self, inner: Any, ledger: LockLedger) -> None:
+        self.inner = inner
+        self._ledger = ledger
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """SET; a successful ``NX`` on a lock key opens a hold."""
+        result = self.inner.set(name, value, *args, **kwargs)
+        if kwargs.get("nx") and result and _text(name).startswith(LOCK_PREFIX):
+            self._ledger.opened(_text(name), value)
+        return result
+
+    def delete(self, *names: Any) -> Any:
+        """DEL; deleting a lock key closes its holds."""
+        result = self.inner.delete(*names)
+        for name in names:
+            if _text(name).startswith(LOCK_PREFIX):
+                self._ledger.closed(_text(name))
+        return result
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> LedgerPipeline:
+        """A pipeline whose executed deletions of lock keys close their holds."""
+        return LedgerPipeline(self.inner.pipeline(transaction, shard_hint), self._ledger)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class LedgerPipeline:
+    """A pipeline that remembers queued deletions of lock keys and reports them once executed."""
+
+    def __init__(self, inner: Any, ledger: LockLedger) -> None:
+        self.inner = inner
+        self._ledger = ledger
+        self._queued: list[str] = []
+        self._in_transaction = False
+
+    def multi(self) -> None:
+        """Start queueing (after WATCH)."""
+        self._in_transaction = True
+        self.inner.multi()
+
+    def delete(self, *names: Any) -> Any:
+        """DEL, queued inside MULTI (reported when EXEC succeeds), else run at once."""
+        result = self.inner.delete(*names)
+        keys = [_text(n) for n in names if _text(n).startswith(LOCK_PREFIX)]
+        if self._in_transaction:
+            self._queued.extend(keys)
+        else:
+            for key in keys:
+                self._ledger.closed(key)
+        return result
+
+    def execute(self, raise_on_error: bool = True) -> Any:
+        """EXEC; its deletions of lock keys close their holds (an aborted transaction closes none)."""
+        result = self.inner.execute(raise_on_error)
+        for key in self._queued:
+            self._ledger.closed(key)
+        self._queued.clear()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
