@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    # The seed's safe_set logs each Redis failure it swallows; in the lab those are expected fault
+    # effects (the trace records their consequences), so keep them off the terminal.
+    logging.getLogger("sagas").addHandler(logging.NullHandler())
+    logging.getLogger("sagas").propagate = False
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         from simlab import demo
