@@ -54,9 +54,21 @@ def test_run_seeds_are_derived_from_the_root_seed_and_the_run_index():
     assert run_seed(0, 1) == run_seed(0, 1) != run_seed(1, 1) != run_seed(0, 2)
 
 
-def test_simlab_run_and_replay_print_the_summary_and_the_timeline():
+def test_simlab_run_and_replay_print_the_summary_and_the_timeline(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "simlab", "run", "reconnect_race", "--runs", "30", "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "simlab",
+            "run",
+            "reconnect_race",
+            "--runs",
+            "30",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
