@@ -217,10 +217,20 @@ def _sagas_of(world: TradingWorld, connection_id: str) -> tuple[str, ...]:
     return tuple(s.saga_id for s in _all_states(world) if s.trigger_data.get("broker_connection_id") == connection_id)
 
 
+_states_cache: list[tuple[object, int, list[SagaState]]] = []
+
+
 def _all_states(world: TradingWorld) -> list[SagaState]:
+    # Several checks look sagas up per connection; rebuilding every state each time made checking
+    # quadratic. One cached read per store version (the store does not change while checks run).
     store = world.sim.store
+    version = getattr(store, "version", None)
+    if _states_cache and _states_cache[0][0] is store and _states_cache[0][1] == version:
+        return _states_cache[0][2]
     all_states = getattr(store, "all_states", None)
-    return all_states() if all_states is not None else []
+    states = all_states() if all_states is not None else []
+    _states_cache[:] = [(store, version if version is not None else -1, states)]
+    return states
 
 
 CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {

@@ -19,6 +19,7 @@ class InMemorySagaStore:
         self._states: dict[str, dict[str, Any]] = {}
         self._unfinished: dict[str, tuple[float, str]] = {}
         self._triggers: dict[str, str] = {}
+        self.version = 0  # grows with every save: readers can tell whether anything changed
 
     async def create(self, state: SagaState, trigger_key: str) -> str:
         """Claim ``trigger_key`` for ``state`` and save it; return the owner's id."""
@@ -30,6 +31,7 @@ class InMemorySagaStore:
     async def save(self, state: SagaState) -> None:
         """Store a snapshot of ``state``."""
         saga_id = state.saga_id
+        self.version += 1
         self._states[saga_id] = state.to_dict()
         if state.status.is_terminal:
             self._unfinished.pop(saga_id, None)
