@@ -142,7 +142,10 @@ class SimulatedRedis(fakeredis.FakeRedis):
         _install_clocked_time()
         # Set before the base class runs, in case it issues a command through execute_command.
         self._clock = clock
-        super().__init__(*args, server=server, **kwargs)
+        # A server of its own, not fakeredis's default: without `server`, fakeredis registers a new
+        # server under a random key in a process-wide map that is never emptied, so every simulated
+        # run would leak its whole Redis dataset (memory grew with the number of runs).
+        super().__init__(*args, server=server if server is not None else fakeredis.FakeServer(), **kwargs)
 
     @property
     def clock(self) -> Clock:

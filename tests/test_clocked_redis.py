@@ -241,3 +241,11 @@ def test_redis_saga_store_on_simulated_redis_uses_simulated_time() -> None:
     seen, _ = simulate(main, seed=1)
     assert seen == ["saga-1", "saga-1", 570, "saga-1", [("saga-2", 30.0)], "saga-4", True]
     # (saga-x and saga-3 lost the trigger to saga-1 and were never written)
+
+
+def test_simulated_clients_do_not_pile_up_in_fakeredis_server_registry() -> None:
+    """Each run builds a client; none may stay reachable from fakeredis's process-wide server map."""
+    before = dict(fakeredis.FakeServer._servers_map)
+    for _ in range(20):
+        SimulatedRedis(clock=lambda: 0.0).set("k", "v")
+    assert fakeredis.FakeServer._servers_map == before
