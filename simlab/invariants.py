@@ -188,10 +188,14 @@ def deleted_user_clean(world: TradingWorld, horizon_s: float, snapshots: Iterabl
 
 
 def position_matches_fills(world: TradingWorld, horizon_s: float) -> list[Violation]:
-    """A position's quantity equals the sum of its fills."""
+    """A position's quantity equals the sum of the order fills applied to it (and not reverted)."""
+    write = world.platform.write
+    applied: dict[str, float] = defaultdict(float)
+    for position_id, signed, _average, _realized in write.applied_fills.values():
+        applied[position_id] += signed
     found = []
-    for position in world.platform.write.positions.values():
-        total = sum(position.fill_quantities)
+    for position in write.positions.values():
+        total = applied.get(position.position_id, 0.0)
         if abs(position.quantity - total) > 1e-9:
             found.append(
                 Violation(

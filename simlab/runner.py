@@ -18,7 +18,7 @@ from sagas.infra.cache import CacheManager
 from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
 from simlab.faults import FAMILIES, FaultWindow, install_faults, plan_faults
-from simlab.invariants import DeletionSnapshot, Violation, check_invariants
+from simlab.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
 from simlab.lock_ledger import LedgerRedis, LockLedger
 from simlab.scenario.model import Scenario
 from simlab.trading_world import TradingWorld
@@ -87,6 +87,8 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     async def on_finished(event: SagaFinished) -> None:
         if event.saga_type != "UserDeletionSaga" or event.status != "completed":
             return
+        if any(snap.saga_id == event.saga_id for snap in snapshots):
+            return  # a duplicated delivery of the same completion event
         state = await world.sim.store.load(event.saga_id)
         user_id = state.trigger_data["user_id"] if state is not None else ""
         live = tuple(
@@ -130,9 +132,6 @@ def watch_locks(world: TradingWorld) -> LockLedger:
     return ledger
 
 
-_TERMINAL = {"completed", "compensated", "compensation_failed", "aborted", "timed_out"}
-
-
 @dataclass
 class _Tally:
     saga_type: str
@@ -153,7 +152,7 @@ def _saga_rows(records: list[TraceRecord]) -> list[SagaRow]:
             tally.attempts += 1
         elif r.phase == "retry":
             tally.retries += 1
-        elif r.phase == "saga" and r.outcome in _TERMINAL:
+        elif r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES:
             tally.status, tally.ended_at = r.outcome, r.t
     return [
         SagaRow(sid, t.saga_type, t.status, t.started_at, t.ended_at, t.attempts, t.retries)

@@ -75,9 +75,13 @@ class UnlinkBrokerAccount:
 
 @dataclass(frozen=True, slots=True)
 class DeleteBrokerAccount:
-    """Delete an account (idempotent: deleting a deleted account is a no-op)."""
+    """Delete an account (idempotent: deleting a deleted account is a no-op).
+
+    ``only_if_disconnected``: refuse while the account's connection is connected again.
+    """
 
     account_id: str
+    only_if_disconnected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

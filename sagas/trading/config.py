@@ -34,13 +34,13 @@ class SagaVariants:
 
     - ``disconnect_lock``: ``seed`` takes the lock with ``safe_set`` and, if it is
       not acquired, sleeps 3 s and goes on anyway, releasing it after step 1;
-      ``safe`` takes an owner-token lock for the whole saga and aborts if another
-      saga holds it.
+      ``safe`` waits for an owner-token lock and holds it for the whole saga;
+      connection sagas of the same connection take turns on the same lock.
     - ``child_wait``: ``seed`` waits for child sagas with ``sleep(min(5 + 2n, 30))``;
       ``safe`` waits for their completion events with a deadline.
     - ``purge``: ``seed`` re-validates with queries, then purges unconditionally;
-      ``safe`` also makes the purge itself conditional on the connection still
-      being disconnected, checked atomically by the write model.
+      ``safe`` also makes the purge (and the account deletions) conditional on the
+      connection still being disconnected, checked atomically by the write model.
     """
 
     disconnect_lock: Variant = "seed"

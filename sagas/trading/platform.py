@@ -269,6 +269,9 @@ class TradingPlatform:
     async def link_broker_account(self, command: c.LinkBrokerAccount) -> str:
         """Link an account (idempotent per connection and external id); publish ``BrokerAccountLinked``."""
         connection = self._connection(command.broker_connection_id)
+        if connection.status is ConnectionStatus.PURGED:
+            # As a foreign key would: a purged connection takes no accounts.
+            raise DomainError(f"broker connection {connection.connection_id} is purged; cannot link accounts")
         for account in self.accounts_of(connection.connection_id):
             if account.external_id == command.external_id:
                 return account.account_id
@@ -296,9 +299,13 @@ class TradingPlatform:
 
     async def delete_broker_account(self, command: c.DeleteBrokerAccount) -> bool:
         """Delete an account (a no-op if it is already gone)."""
-        account = self.accounts.pop(command.account_id, None)
+        account = self.accounts.get(command.account_id)
         if account is None:
             return False
+        connection = self.connections.get(account.connection_id)
+        if command.only_if_disconnected and connection is not None and connection.status in LIVE_STATUSES:
+            return False
+        del self.accounts[command.account_id]
         for automation in self.automations.values():
             if account.account_id in automation.account_ids:
                 automation.account_ids.remove(account.account_id)

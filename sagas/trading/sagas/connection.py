@@ -57,7 +57,14 @@ class BrokerConnectionSaga(TradingSaga):
         safe = self.deps.config.variants.disconnect_lock == "safe"
         if safe:
             await self.acquire_connection_lock(context)
-        details = await context["query_bus"].query(c.GetBrokerConnectionDetailsQuery(context["broker_connection_id"]))
+        try:
+            details = await context["query_bus"].query(
+                c.GetBrokerConnectionDetailsQuery(context["broker_connection_id"])
+            )
+        except BaseException:
+            if safe:  # a failed step is not compensated: let the next saga of this connection in now
+                await self.release_connection_lock(context)
+            raise
         if details is None or details.status != "connected":
             if safe:
                 await self.release_connection_lock(context)

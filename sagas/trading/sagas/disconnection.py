@@ -17,7 +17,7 @@ from sagas.infra.cache import is_critical_disconnect_reason
 from sagas.infra.safe_ops import safe_delete, safe_set
 from sagas.trading import commands as c
 from sagas.trading.deps import require_fields
-from sagas.trading.sagas.base import TradingSaga
+from sagas.trading.sagas.base import TradingSaga, connection_lock_key
 
 ENRICHED_FIELDS = (
     "broker_connection_id",
@@ -35,11 +35,6 @@ READ_MODEL_SETTLE_SECONDS = 0.15
 
 class AccountsStillInReadModel(RuntimeError):
     """The account read model still lists accounts the saga deleted (projection lag)."""
-
-
-def lock_key(broker_connection_id: str) -> str:
-    """The seed's disconnect lock key."""
-    return f"broker:disconnect:lock:{broker_connection_id}"
 
 
 class BrokerDisconnectionSaga(TradingSaga):
@@ -73,7 +68,7 @@ class BrokerDisconnectionSaga(TradingSaga):
         require_fields(context, "BrokerDisconnected", ENRICHED_FIELDS)
         connection_id = context["broker_connection_id"]
         clock = context["clock"]
-        key = lock_key(connection_id)
+        key = connection_lock_key(connection_id)
         owner = f"{context['saga_id']}:{clock.now():.6f}"
         ttl = self.deps.config.lock_ttl_seconds
         if self.deps.config.variants.disconnect_lock == "safe":
@@ -107,7 +102,7 @@ class BrokerDisconnectionSaga(TradingSaga):
     async def _release_lock(self, **context: Any) -> None:
         """Compensation of step 1: the safe variant releases the lock it holds for the whole saga."""
         if context.get("lock_owner"):
-            await self.deps.locks.release(lock_key(context["broker_connection_id"]), context["lock_owner"])
+            await self.deps.locks.release(connection_lock_key(context["broker_connection_id"]), context["lock_owner"])
 
     # -- steps 2 to 7 ------------------------------------------------------
 
@@ -123,8 +118,11 @@ class BrokerDisconnectionSaga(TradingSaga):
     async def _delete_broker_accounts(self, **context: Any) -> dict[str, Any]:
         """Step 3: delete the accounts named by the enriched event (no queries: TRUE SAGA)."""
         account_ids = [*context["linked_account_ids"], *context["virtual_account_ids"]]
+        # The safe variant deletes only while the connection is still disconnected (checked by the
+        # write model): a delayed disconnection must not wipe a connection the user has reconnected.
+        guarded = self.deps.config.variants.purge == "safe"
         for account_id in account_ids:
-            await context["command_bus"].send(c.DeleteBrokerAccount(account_id))
+            await context["command_bus"].send(c.DeleteBrokerAccount(account_id, only_if_disconnected=guarded))
         return {"accounts_deleted": len(account_ids)}
 
     async def _cleanup_virtual_broker(self, **context: Any) -> dict[str, Any]:
@@ -184,4 +182,4 @@ class BrokerDisconnectionSaga(TradingSaga):
             return {"purged": True}
         finally:
             if context.get("lock_owner"):
-                await self.deps.locks.release(lock_key(connection_id), context["lock_owner"])
+                await self.deps.locks.release(connection_lock_key(connection_id), context["lock_owner"])

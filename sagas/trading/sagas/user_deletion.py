@@ -11,6 +11,7 @@ from sagas.trading.deps import require_fields
 from sagas.trading.sagas.base import TradingSaga
 
 SEED_WAIT_CAP_SECONDS = 30.0
+CHILD_POLL_SECONDS = 0.25
 
 
 class CascadeIncomplete(NonRetryableError):
@@ -57,12 +58,22 @@ class UserDeletionSaga(TradingSaga):
             waited = seed_wait_seconds(context["disconnected_count"])
             await context["clock"].sleep(waited)
             return {"cascade_wait": "fixed_sleep", "waited_seconds": waited}
-        statuses = await context["sagas"].wait(timeout_seconds=self.deps.config.child_wait_timeout_seconds)
+        statuses = await context["clock"].run_with_deadline(
+            self._wait_for_all_children(context), self.deps.config.child_wait_timeout_seconds
+        )
         unfinished = {saga_id: status for saga_id, status in statuses.items() if status != "completed"}
         if unfinished:
             # Declaring the user deleted now would be false: some connections were not cleaned up.
             raise CascadeIncomplete(f"{len(unfinished)} of {len(statuses)} child disconnection(s) did not complete")
         return {"cascade_wait": "completion_events", "child_statuses": statuses}
+
+    async def _wait_for_all_children(self, context: dict[str, Any]) -> dict[str, str]:
+        """Wait until every expected child exists (their trigger events may arrive late), then for them."""
+        sagas = context["sagas"]
+        while len(sagas.children()) < context["disconnected_count"]:
+            await context["clock"].sleep(CHILD_POLL_SECONDS)
+        statuses: dict[str, str] = await sagas.wait(timeout_seconds=self.deps.config.child_wait_timeout_seconds)
+        return statuses
 
     async def _cleanup_user_data(self, **context: Any) -> dict[str, Any]:
         """Step 4: virtual broker records and every cache entry of the user (nuclear)."""
