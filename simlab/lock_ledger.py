@@ -4,7 +4,7 @@ How this works: ``LedgerRedis`` wraps the Redis client that locks and the seed's
 ``safe_set``/``safe_delete`` use (a wrapper around a port, like the fault families).
 A successful ``SET key owner NX`` on a lock key opens a hold for the owner; a
 ``DEL`` of the key (directly, or inside the owner-checked release transaction)
-closes the holds open on it. A hold also ends when its holder's process has died
+closes the deleting process's own hold. A hold also ends when its holder's process has died
 (a crashed manager's saga believes nothing any more). A second hold opening while
 another one on the same key is still believed is a violation: two holders at once,
 which a TTL that ran out during a long pause produces.
@@ -64,10 +64,16 @@ class LockLedger:
         self.holds.append(Hold(key, owner, now, None, self._runtime.env.active_process))
 
     def closed(self, key: str) -> None:
-        """``key`` was deleted: every hold believed on it ends now."""
+        """``key`` was deleted: the deleting process's own hold on it ends now.
+
+        Another process's hold goes on: the seed's ``safe_delete`` can remove a lock that a
+        later holder took after the TTL ran out, and that holder still believes it holds it.
+        """
         now = self._runtime.now()
+        process = self._runtime.env.active_process
         for hold in self._open(key, now):
-            hold.end = now
+            if process is None or hold.process is process:
+                hold.end = now
 
     def _open(self, key: str, now: float) -> list[Hold]:
         still = []
