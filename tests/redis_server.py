@@ -8,12 +8,18 @@ can never pass by skipping the suite that needs a server (``.ci/run`` starts one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import itertools
 import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
+import fakeredis
 import pytest
 import redis
+import redis.asyncio
 
 _counter = itertools.count(1)
 
@@ -56,3 +62,60 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
     if keys:
         client.delete(*keys)
+
+
+ClientBody = Callable[[Any, str], Awaitable[None]]  # (client, key prefix)
+ClientRunner = Callable[[ClientBody], None]
+
+REDIS_KINDS = [
+    "fakeredis",
+    "simulated",
+    pytest.param("redis-sync", marks=pytest.mark.redis),
+    pytest.param("redis-asyncio", marks=pytest.mark.redis),
+]
+"""The Redis clients a contract suite runs against: fakeredis, fakeredis on the simulated clock, real Redis."""
+
+
+@contextlib.contextmanager
+def redis_runner(kind: str, name: str) -> Iterator[ClientRunner]:
+    """A function running ``body(client, prefix)`` with a fresh client of ``kind`` and keys nobody else uses."""
+    # Imported here: simlab is the lab under test, not a dependency of this helper's other users.
+    from simlab.clocked_redis import SimulatedRedis
+    from simlab.world import SimWorld, simulate
+
+    if kind == "fakeredis":
+        yield lambda body: asyncio.run(body(fakeredis.FakeRedis(), name))
+        return
+    if kind == "simulated":
+
+        def run_simulated(body: ClientBody) -> None:
+            async def main(world: SimWorld) -> None:
+                await body(SimulatedRedis(clock=world.runtime.now), name)
+
+            simulate(main, seed=3)
+
+        yield run_simulated
+        return
+    url = require_redis_url()
+    prefix = unique_prefix(name)
+    cleanup = redis.Redis.from_url(url)
+    try:
+        if kind == "redis-sync":
+            yield lambda body: asyncio.run(body(cleanup, prefix))
+        else:
+
+            def run_asyncio(body: ClientBody) -> None:
+                # The asyncio client belongs to the loop it was made on: build and close it inside the run.
+                async def main() -> None:
+                    client = redis.asyncio.Redis.from_url(url)
+                    try:
+                        await body(client, prefix)
+                    finally:
+                        await client.aclose()
+
+                asyncio.run(main())
+
+            yield run_asyncio
+    finally:
+        delete_prefix(cleanup, prefix)
+        cleanup.close()

@@ -8,64 +8,22 @@ from typing import Any
 
 import fakeredis
 import pytest
-import redis
-import redis.asyncio
 
 from sagas.infra import CacheManager, InMemoryLockManager, RedisLockManager, safe_delete, safe_set
 from sagas.infra.cache import is_critical_disconnect_reason
 from simlab.clocked_redis import SimulatedRedis
 from simlab.world import SimWorld, simulate
-from tests.redis_server import delete_prefix, require_redis_url, unique_prefix
+from tests.redis_server import REDIS_KINDS, redis_runner
 
 Body = Callable[[Any, str], Awaitable[None]]  # (client, key prefix)
 Runner = Callable[[Body], None]
 
 
-@pytest.fixture(
-    params=[
-        "fakeredis",
-        "simulated",
-        pytest.param("redis-sync", marks=pytest.mark.redis),
-        pytest.param("redis-asyncio", marks=pytest.mark.redis),
-    ]
-)
+@pytest.fixture(params=REDIS_KINDS)
 def on_redis(request: pytest.FixtureRequest) -> Iterator[Runner]:
     """Runs a body with a Redis client of the parametrized kind and a key prefix nobody else uses."""
-    kind: str = request.param
-    if kind == "fakeredis":
-        yield lambda body: asyncio.run(body(fakeredis.FakeRedis(), "t"))
-    elif kind == "simulated":
-
-        def run_simulated(body: Body) -> None:
-            async def main(world: SimWorld) -> None:
-                await body(SimulatedRedis(clock=world.runtime.now), "t")
-
-            simulate(main, seed=3)
-
-        yield run_simulated
-    else:
-        url = require_redis_url()
-        prefix = unique_prefix("locks")
-        cleanup = redis.Redis.from_url(url)
-        try:
-            if kind == "redis-sync":
-                yield lambda body: asyncio.run(body(cleanup, prefix))
-            else:
-
-                def run_asyncio(body: Body) -> None:
-                    async def main() -> None:
-                        client = redis.asyncio.Redis.from_url(url)
-                        try:
-                            await body(client, prefix)
-                        finally:
-                            await client.aclose()
-
-                    asyncio.run(main())
-
-                yield run_asyncio
-        finally:
-            delete_prefix(cleanup, prefix)
-            cleanup.close()
+    with redis_runner(request.param, "locks") as run:
+        yield run
 
 
 def test_only_one_owner_can_hold_a_lock(on_redis: Runner) -> None:

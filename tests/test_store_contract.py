@@ -21,17 +21,13 @@ from typing import Any
 
 import fakeredis
 import pytest
-import redis
-import redis.asyncio
 
 from sagas.engine.errors import SagaError
 from sagas.engine.ports import SagaStore
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.stores.memory import InMemorySagaStore
 from sagas.stores.redis_store import RedisSagaStore
-from simlab.clocked_redis import SimulatedRedis
-from simlab.world import SimWorld, simulate
-from tests.redis_server import delete_prefix, require_redis_url, unique_prefix
+from tests.redis_server import REDIS_KINDS, redis_runner
 
 Body = Callable[[SagaStore], Awaitable[None]]
 Runner = Callable[[Body], None]
@@ -40,58 +36,15 @@ TERMINAL = [s for s in SagaStatus if s.is_terminal]
 NON_TERMINAL = [s for s in SagaStatus if not s.is_terminal]
 
 
-@pytest.fixture(
-    params=[
-        "memory",
-        "fakeredis",
-        "simulated",
-        pytest.param("redis-sync", marks=pytest.mark.redis),
-        pytest.param("redis-asyncio", marks=pytest.mark.redis),
-    ]
-)
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 def run_on_store(request: pytest.FixtureRequest) -> Iterator[Runner]:
     """A function that runs a contract body against one fresh store of the parametrized kind."""
-    kind: str = request.param
-    if kind == "memory":
+    if request.param == "memory":
         store = InMemorySagaStore()
         yield lambda body: asyncio.run(body(store))
-    elif kind == "fakeredis":
-        fake_store = RedisSagaStore(fakeredis.FakeRedis(), prefix="contract")
-        yield lambda body: asyncio.run(body(fake_store))
-    elif kind == "simulated":
-
-        def run_simulated(body: Body) -> None:
-            async def main(world: SimWorld) -> None:
-                await body(RedisSagaStore(SimulatedRedis(clock=world.runtime.now), prefix="contract"))
-
-            simulate(main, seed=7)
-
-        yield run_simulated
-    else:
-        url = require_redis_url()
-        prefix = unique_prefix("store-contract")
-        cleanup = redis.Redis.from_url(url)
-        try:
-            if kind == "redis-sync":
-                sync_store = RedisSagaStore(cleanup, prefix=prefix)
-                yield lambda body: asyncio.run(body(sync_store))
-            else:
-
-                def run_asyncio(body: Body) -> None:
-                    # The asyncio client belongs to the loop it was made on: build and close it inside the run.
-                    async def main() -> None:
-                        client = redis.asyncio.Redis.from_url(url)
-                        try:
-                            await body(RedisSagaStore(client, prefix=prefix))
-                        finally:
-                            await client.aclose()
-
-                    asyncio.run(main())
-
-                yield run_asyncio
-        finally:
-            delete_prefix(cleanup, prefix)
-            cleanup.close()
+        return
+    with redis_runner(request.param, "store-contract") as run:
+        yield lambda body: run(lambda client, prefix: body(RedisSagaStore(client, prefix=prefix)))
 
 
 def full_state(saga_id: str = "saga-1", **changes: Any) -> SagaState:
