@@ -28,7 +28,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sagas.engine.errors import DeadlineExceeded, SagaAborted
-from sagas.engine.events import SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, SagaStarted, SagaStepCompleted
+from sagas.engine.events import (
+    SagaCompensated,
+    SagaCompleted,
+    SagaFailed,
+    SagaFinished,
+    SagaLifecycleEvent,
+    SagaStarted,
+    SagaStepCompleted,
+)
 from sagas.engine.ports import Runtime
 from sagas.engine.retry import RetryConfig, next_retry_delay, set_step_ambient
 from sagas.engine.saga import BaseSaga
@@ -148,6 +156,20 @@ class SagaExecution:
         state.updated_at = self._runtime.now()
         await self.manager.store.save(state)
 
+    async def _publish_lifecycle(self, kind: type[SagaLifecycleEvent], suffix: str, **fields: Any) -> None:
+        """Publish a lifecycle event about this saga; its id is derived from the saga's (deterministic)."""
+        state = self.state
+        await self._publish(
+            kind(
+                event_id=f"{state.saga_id}:{suffix}",
+                saga_id=state.saga_id,
+                saga_type=state.saga_type,
+                parent_id=state.parent_id,
+                causation_id=state.saga_id,
+                **fields,
+            )
+        )
+
     async def _publish(self, event: Any) -> None:
         # A failing subscriber must not strand the saga mid-transition: record it and go on.
         try:
@@ -176,16 +198,7 @@ class SagaExecution:
         else:
             self._trace(None, None, "saga", "started")  # the store already holds the new state
         if bus.has_subscribers(SagaStarted):
-            await self._publish(
-                SagaStarted(
-                    event_id=f"{state.saga_id}:started:{state.transitions}",
-                    saga_id=state.saga_id,
-                    saga_type=state.saga_type,
-                    parent_id=state.parent_id,
-                    resumed=self.resumed,
-                    causation_id=state.saga_id,
-                )
-            )
+            await self._publish_lifecycle(SagaStarted, f"started:{state.transitions}", resumed=self.resumed)
         timed_out = False
         if state.status is SagaStatus.RUNNING:
             remaining = state.deadline_at - self._runtime.now()
@@ -236,17 +249,12 @@ class SagaExecution:
             cls = SagaCompensated
         else:
             cls = SagaFailed
-        await self._publish(
-            cls(
-                event_id=f"{state.saga_id}:finished",
-                saga_id=state.saga_id,
-                saga_type=state.saga_type,
-                parent_id=state.parent_id,
-                status=state.status.value,
-                compensation_outcome=state.compensation_outcome,
-                error=state.error,
-                causation_id=state.saga_id,
-            )
+        await self._publish_lifecycle(
+            cls,
+            "finished",
+            status=state.status.value,
+            compensation_outcome=state.compensation_outcome,
+            error=state.error,
         )
         return state
 
@@ -271,16 +279,7 @@ class SagaExecution:
             state.current_step = remaining[index + 1].name if index + 1 < len(remaining) else None
             await self._persist()
             if bus.has_subscribers(SagaStepCompleted):
-                await self._publish(
-                    SagaStepCompleted(
-                        event_id=f"{state.saga_id}:step:{step.name}",
-                        saga_id=state.saga_id,
-                        saga_type=state.saga_type,
-                        parent_id=state.parent_id,
-                        step=step.name,
-                        causation_id=state.saga_id,
-                    )
-                )
+                await self._publish_lifecycle(SagaStepCompleted, f"step:{step.name}", step=step.name)
 
     def _checked_result(self, step: SagaStep, result: Any) -> dict[str, Any] | None:
         """The step's result as the store will hold it; a result it cannot hold fails the step."""
