@@ -15,19 +15,24 @@ of workers.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from simlab.runner import RunResult, run_once, run_seed
 from simlab.scenario.model import Scenario
 
-TABLES = ("runs", "sagas", "attempts", "violations", "faults")
+SWEEP_MANIFEST = "sweep.json"
+SCENARIO_FILE = "scenario.yaml"
+TABLES = ("runs", "sagas", "attempts", "violations", "faults", "broker_calls")
 DEFAULT_SHARD_SIZE = 250
 
 
@@ -120,6 +125,10 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
             for v in result.violations
         ],
         "faults": [{**keys, "family": w[0], "start": w[1], "end": w[2]} for w in windows],
+        "broker_calls": [
+            {**keys, "broker": b, "start": start, "end": end, "operation": op, "outcome": outcome}
+            for b, start, end, op, outcome in result.broker_calls
+        ],
     }
 
 
@@ -149,6 +158,17 @@ def finished_shards(out: Path) -> set[int]:
 Progress = Callable[[int, int, int], None]  # (runs done, total, violations so far)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """``runs`` runs of one scenario from one root seed, written into ``out``."""
+
+    scenario: Scenario
+    runs: int
+    root_seed: int
+    out: Path
+    shard_size: int = DEFAULT_SHARD_SIZE
+
+
 def run_batch_to(
     scenario: Scenario,
     runs: int,
@@ -160,25 +180,41 @@ def run_batch_to(
     progress: Progress | None = None,
 ) -> tuple[int, int]:
     """Run the missing shards of a batch into ``out``; return (runs run now, violations found now)."""
-    out.mkdir(parents=True, exist_ok=True)
-    _check_manifest(out, scenario, runs, root_seed, shard_size)
-    done = finished_shards(out)
-    todo = [shard for shard in plan_shards(runs, shard_size) if shard.index not in done]
-    total = sum(s.stop - s.start for s in plan_shards(runs, shard_size))
-    finished = total - sum(s.stop - s.start for s in todo)
+    return run_batches([Batch(scenario, runs, root_seed, out, shard_size)], workers=workers, progress=progress)
+
+
+def run_batches(
+    batches: list[Batch], *, workers: int | None = None, progress: Progress | None = None
+) -> tuple[int, int]:
+    """Run the missing shards of several batches (a sweep's points) on one pool of workers.
+
+    Returns (runs run now, violations found now). Each batch's folder is checked against
+    its manifest first, so nothing runs if any folder holds a different batch.
+    """
+    todo: list[tuple[Batch, Shard]] = []
+    total = 0
+    for batch in batches:
+        batch.out.mkdir(parents=True, exist_ok=True)
+        _check_manifest(batch.out, batch.scenario, batch.runs, batch.root_seed, batch.shard_size)
+    for batch in batches:
+        done = finished_shards(batch.out)
+        shards = plan_shards(batch.runs, batch.shard_size)
+        total += batch.runs
+        todo += [(batch, shard) for shard in shards if shard.index not in done]
+    finished = total - sum(shard.stop - shard.start for _, shard in todo)
     ran = found = 0
     if progress:
         progress(finished, total, 0)
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        for shard in todo:
-            count, violations = run_shard(scenario, root_seed, shard, out)
+        for batch, shard in todo:
+            count, violations = run_shard(batch.scenario, batch.root_seed, shard, batch.out)
             ran, found = ran + count, found + violations
             if progress:
                 progress(finished + ran, total, found)
         return ran, found
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_shard, scenario, root_seed, shard, out) for shard in todo]
+        futures = [pool.submit(run_shard, b.scenario, b.root_seed, shard, b.out) for b, shard in todo]
         try:
             for future in as_completed(futures):
                 count, violations = future.result()
@@ -202,22 +238,41 @@ def _check_manifest(out: Path, scenario: Scenario, runs: int, root_seed: int, sh
             "use another --out or delete it"
         )
     manifest.write_text(text)
+    # The exact scenario the runs used, so `simlab replay FOLDER/scenario.yaml --seed S` replays any of
+    # them even after the shipped file changed, or when it is a sweep's point.
+    (out / SCENARIO_FILE).write_text(
+        f"# The scenario of this batch, exactly as run (config hash {config_hash(scenario)}).\n"
+        + yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False)
+    )
 
 
 @dataclass
 class Results:
-    """A batch's tables as pandas DataFrames."""
+    """A batch's (or a sweep's) tables as pandas DataFrames.
+
+    For a sweep every table has a ``point`` column and one column per swept parameter,
+    named by its dotted path; ``params`` lists those columns (empty for a plain batch).
+    """
 
     runs: pd.DataFrame
     sagas: pd.DataFrame
     attempts: pd.DataFrame
     violations: pd.DataFrame
     faults: pd.DataFrame
+    broker_calls: pd.DataFrame
+    params: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
 
 def load_results(out: Path | str) -> Results:
-    """Every finished shard of a batch, one DataFrame per table, sorted by run index."""
+    """Every finished shard of a batch or a sweep, one DataFrame per table, sorted by (point and) run index."""
     folder = Path(out)
+    if (folder / SWEEP_MANIFEST).exists():
+        return _load_sweep(folder)
+    return _results(_load_batch(folder), [], read_manifest(folder))
+
+
+def _load_batch(folder: Path) -> dict[str, pd.DataFrame]:
     stems = sorted(f"shard-{i:05d}" for i in finished_shards(folder))
     frames: dict[str, pd.DataFrame] = {}
     for name in TABLES:
@@ -227,7 +282,41 @@ def load_results(out: Path | str) -> Results:
         if "run" in frame:
             frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
         frames[name] = frame
-    return Results(**frames)
+    return frames
+
+
+def _load_sweep(folder: Path) -> Results:
+    manifest = json.loads((folder / SWEEP_MANIFEST).read_text())
+    params: list[str] = manifest["parameters"]
+    per_table: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
+    for point in manifest["points"]:
+        frames = _load_batch(folder / point["folder"])
+        for name, frame in frames.items():
+            if frame.empty:
+                continue
+            frame.insert(0, "point", point["index"])
+            for offset, param in enumerate(params, start=1):
+                frame.insert(offset, param, point["values"][param])
+            per_table[name].append(frame)
+    tables = {
+        name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame() for name, parts in per_table.items()
+    }
+    return _results(tables, params, manifest)
+
+
+def _results(tables: dict[str, pd.DataFrame], params: list[str], manifest: dict[str, Any]) -> Results:
+    t = tables
+    return Results(
+        t["runs"], t["sagas"], t["attempts"], t["violations"], t["faults"], t["broker_calls"], params, manifest
+    )
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A batch folder's manifest (scenario, config and code hashes, runs, root seed) as a dict."""
+    path = folder / "batch.txt"
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 def hashes(out: Path | str) -> list[tuple[int, str]]:

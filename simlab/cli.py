@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     replay.add_argument("--seed", type=_seed, required=True, help="the run's seed (as `simlab run` prints it)")
     replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
+    sweep = commands.add_parser("sweep", help="run a scenario at every point of a grid of its settings")
+    sweep.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
+    sweep.add_argument("--grid", required=True, metavar="GRID.yaml", help="a grid file or a name in scenarios/grids/")
+    sweep.add_argument(
+        "--runs-per-point", type=_positive_int, default=200, help="seeded runs at each point (default 200)"
+    )
+    sweep.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
+    sweep.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    sweep.add_argument("--out", default=None, help="output folder (default: results/sweep-SCENARIO-GRID)")
     return parser
 
 
@@ -85,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("run", "replay", "check-determinism"):
         return _run_or_replay(args)
+    if args.command == "sweep":
+        return _sweep(args)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -134,21 +146,83 @@ def _run_or_replay(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(scenario: Any, runs: int, root: int, out: Path, workers: int | None) -> None:
-    from tqdm import tqdm
-
     from simlab.batch import run_batch_to
 
-    bar = tqdm(total=runs, unit="run", file=sys.stderr, disable=None, dynamic_ncols=True)
+    with _progress_bar(runs) as progress:
+        run_batch_to(scenario, runs, root, out, workers=workers, progress=progress)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[int, int, int], None]]:
+    """A progress bar on stderr: runs done, rate, and violations found so far."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="run", file=sys.stderr, disable=None, dynamic_ncols=True)
 
     def progress(done: int, total: int, violations: int) -> None:
+        bar.total = total
         bar.n = done
         bar.set_postfix_str(f"violations={violations}", refresh=False)
         bar.refresh()
 
     try:
-        run_batch_to(scenario, runs, root, out, workers=workers, progress=progress)
+        yield progress
     finally:
         bar.close()
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from simlab.runner import UnsupportedScenario, check_supported
+    from simlab.scenario import ScenarioError, load_scenario
+    from simlab.sweep import GridError, load_grid, make_points, resolve_grid_path, run_sweep
+
+    try:
+        scenario = load_scenario(args.scenario)
+        check_supported(scenario)
+        grid_path = resolve_grid_path(args.grid)
+        grid = load_grid(grid_path)
+        points = make_points(scenario, grid, str(grid_path))
+    except (ScenarioError, UnsupportedScenario, GridError) as error:
+        print(f"simlab sweep: {error}", file=sys.stderr)
+        return 2
+    root = args.seed if args.seed is not None else scenario.seed
+    out = Path(args.out) if args.out else Path("results") / f"sweep-{scenario.name}-{grid_path.stem}"
+    print(f"{scenario.name}: {len(points)} points x {args.runs_per_point} runs from root seed {root} -> {out}")
+    try:
+        with _progress_bar(len(points) * args.runs_per_point) as progress:
+            run_sweep(
+                scenario,
+                grid,
+                args.runs_per_point,
+                root,
+                out,
+                grid_name=str(grid_path),
+                workers=args.workers,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished shards are kept in {out}; run the same command to complete it", file=sys.stderr)
+        return 130
+    except ValueError as error:
+        print(f"simlab sweep: {error}", file=sys.stderr)
+        return 2
+    from simlab.analysis import config_summary
+    from simlab.batch import load_results
+
+    results = load_results(out)
+    with pd_display():
+        print(config_summary(results).to_string())
+    print(f"\nTables: {out} (load with simlab.batch.load_results); report: simlab report {out} -o report.html")
+    return 0
+
+
+@contextlib.contextmanager
+def pd_display() -> Iterator[None]:
+    """Pandas printing fit for a terminal: three decimals, wide lines."""
+    import pandas as pd
+
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160, "display.max_columns", 30):
+        yield
 
 
 def _check_determinism(scenario: Any, runs: int, workers: int) -> int:

@@ -119,6 +119,7 @@ from sagas.trading.broker_port import (
     StreamDisconnected,
 )
 from sagas.trading.wiring import register_trading_sagas
+from simlab.brokers import BrokerCall
 from simlab.runtime import SimRuntime
 from simlab.scenario.distributions import Distribution, Fixed
 from simlab.scenario.model import PROJECTIONS, Faults, Scenario
@@ -350,25 +351,29 @@ class FaultyBroker:
     # ----- the BrokerApi port -----
 
     async def connect(self, connection_id: str, credentials: str) -> None:
-        await self._request("connect", lambda: self.inner.connect(connection_id, credentials))
+        await self._request("connect", connection_id, lambda: self.inner.connect(connection_id, credentials))
 
     async def health_check(self, connection_id: str) -> bool:
-        return await self._request("health_check", lambda: self.inner.health_check(connection_id))
+        return await self._request("health_check", connection_id, lambda: self.inner.health_check(connection_id))
 
     async def discover_accounts(self, connection_id: str) -> Sequence[DiscoveredAccount]:
-        return await self._request("discover_accounts", lambda: self.inner.discover_accounts(connection_id))
+        return await self._request(
+            "discover_accounts", connection_id, lambda: self.inner.discover_accounts(connection_id)
+        )
 
     async def place_order(self, connection_id: str, order: OrderRequest) -> str:
-        return await self._request("place_order", lambda: self.inner.place_order(connection_id, order))
+        return await self._request("place_order", connection_id, lambda: self.inner.place_order(connection_id, order))
 
     async def cancel_order(self, connection_id: str, broker_order_id: str) -> None:
-        await self._request("cancel_order", lambda: self.inner.cancel_order(connection_id, broker_order_id))
+        await self._request(
+            "cancel_order", connection_id, lambda: self.inner.cancel_order(connection_id, broker_order_id)
+        )
 
     async def last_price(self, connection_id: str, symbol: str) -> float:
-        return await self._request("last_price", lambda: self.inner.last_price(connection_id, symbol))
+        return await self._request("last_price", connection_id, lambda: self.inner.last_price(connection_id, symbol))
 
     async def disconnect(self, connection_id: str) -> None:
-        await self._request("disconnect", lambda: self.inner.disconnect(connection_id))
+        await self._request("disconnect", connection_id, lambda: self.inner.disconnect(connection_id))
 
     async def next_order_update(self, connection_id: str, broker_order_id: str, after_sequence: int) -> OrderUpdate:
         ctx = self._ctx
@@ -380,20 +385,30 @@ class FaultyBroker:
 
     # ----- the request path -----
 
+    def _rejected(self, operation: str, connection_id: str, outcome: str) -> None:
+        # A request the fault answered at the broker's door still counts as broker load: record it
+        # in the broker's own call log (its ``BrokerCall`` rows are what the lab's load plots read).
+        calls = getattr(self.inner, "calls", None)
+        if isinstance(calls, list):
+            now = self._ctx.runtime.now()
+            calls.append(BrokerCall(self.name, now, now, operation, connection_id, outcome))
+
     def _timeout_after_s(self) -> float:
         # The profile's (which a test may swap mid-run), as the broker's own timeouts use.
         profile = getattr(self.inner, "profile", None)
         return float(getattr(profile, "timeout_after_s", DEFAULT_TIMEOUT_AFTER_S))
 
-    async def _request(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _request(self, operation: str, connection_id: str, call: Callable[[], Awaitable[T]]) -> T:
         ctx = self._ctx
         ctx.check_alive()
         if not ctx.active():
             return await call()
         if ctx.compensation_fails():
+            self._rejected(operation, connection_id, "BrokerUnavailable")
             raise BrokerUnavailable(f"{self.name}: 503 service unavailable ({operation})")
         if self._error_rate and self._error_rng.random() < self._error_rate:
             ctx.injected("broker_errors")
+            self._rejected(operation, connection_id, "BrokerUnavailable")
             raise BrokerUnavailable(f"{self.name}: 503 service unavailable ({operation})")
         runtime = ctx.runtime
         started = runtime.now()
@@ -403,6 +418,8 @@ class FaultyBroker:
             if self._timeout_rng.random() < self._after_success_share:
                 with contextlib.suppress(BrokerError):  # an error's answer is lost as well
                     await call()  # applied; the answer is lost
+            else:  # lost on its way in, but it still loaded the broker
+                self._rejected(operation, connection_id, "BrokerTimeout")
             await runtime.sleep(started + wait_s - runtime.now())
             raise BrokerTimeout(f"{self.name}: no answer within {wait_s:g} s")
         if not (self._spike_p and self._spike_rng.random() < self._spike_p):

@@ -153,6 +153,30 @@ def no_orphans(world: TradingWorld, horizon_s: float) -> list[Violation]:
     return found
 
 
+def disconnect_completed(world: TradingWorld, horizon_s: float) -> list[Violation]:
+    """A connection its user disconnected (and did not reconnect) is purged by the horizon.
+
+    The disconnection saga ends in the purge; a saga that gives up (for example when its
+    eventual-consistency poll runs out before the account projection catches up) leaves the
+    connection stranded in ``disconnected``, still holding whatever the purge would have removed.
+    """
+    found = []
+    for connection in world.platform.write.connections.values():
+        if connection.status is ConnectionStatus.DISCONNECTED:
+            last = _last_saga(world, "BrokerDisconnectionSaga", connection.connection_id)
+            how = f"its disconnection saga ended {last.status.value}" if last is not None else "no disconnection ran"
+            found.append(
+                Violation(
+                    "disconnect_completed",
+                    horizon_s,
+                    _sagas_of(world, connection.connection_id),
+                    f"connection {connection.connection_id} is still disconnected, not purged, at the "
+                    f"{horizon_s:g} s horizon ({how})",
+                )
+            )
+    return found
+
+
 def no_duplicate_accounts(world: TradingWorld, horizon_s: float) -> list[Violation]:
     """No connection has two accounts for the same broker account."""
     seen: dict[tuple[str, str], str] = {}
@@ -243,6 +267,7 @@ CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
     "no_data_loss": no_data_loss,
     "no_orphans": no_orphans,
     "no_duplicate_accounts": no_duplicate_accounts,
+    "disconnect_completed": disconnect_completed,
     "position_matches_fills": position_matches_fills,
 }
 

@@ -43,6 +43,10 @@ class SagaRow:
     retries: int
 
 
+BrokerCallRow = tuple[str, float, float, str, str]
+"""(broker, started_at, ended_at, operation, outcome) of one call that reached a broker."""
+
+
 @dataclass
 class RunResult:
     """What one run produced."""
@@ -56,6 +60,7 @@ class RunResult:
     lock_holds: list[tuple[str, str, float, float]] = field(default_factory=list, repr=False)
     lags: list[tuple[str, float, float]] = field(default_factory=list, repr=False)  # (projection, published, applied)
     fault_windows: list[FaultWindow] = field(default_factory=list)  # (family, start, end, detail)
+    broker_calls: list[BrokerCallRow] = field(default_factory=list, repr=False)
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -120,7 +125,18 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         lags=[(a.projection, a.published_at, a.applied_at) for a in world.projections.applied] if keep_trace else [],
         fault_windows=list(windows),
         lock_holds=ledger.spans() if keep_trace else [],
+        broker_calls=broker_calls(world),
     )
+
+
+def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:
+    """Every call the run's brokers received (those a fault rejected at the door too), by start time."""
+    rows = [
+        (c.broker, c.started_at, c.ended_at, c.operation, c.outcome)
+        for broker in world.brokers.values()
+        for c in getattr(broker, "calls", ())
+    ]
+    return sorted(rows, key=lambda row: (row[1], row[0], row[2]))
 
 
 def watch_locks(world: TradingWorld) -> LockLedger:

@@ -82,10 +82,13 @@ async def _user_life(world: TradingWorld, scenario: Scenario, user_id: str, star
     if failures.probability:
         runtime.spawn(_fail_connections(world, scenario, user_id, connections), name=f"{user_id} failures")
     cycles = workload.cycles
-    for _ in range(cycles.count):
+    for cycle in range(cycles.count):
         await runtime.sleep(cycles.connect_to_disconnect_s.draw(rng))
         for connection_id in connections:
             await bus.send(c.DisconnectBroker(connection_id))
+        if cycle == cycles.count - 1 and not cycles.end_connected:
+            connections = []
+            break
         await runtime.sleep(cycles.disconnect_to_reconnect_s.draw(rng))
         connections = await connect_all()
         await runtime.sleep(cycles.between_cycles_s.draw(rng))

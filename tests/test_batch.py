@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from simlab.batch import finished_shards, load_results, run_batch_to
+from simlab.batch import config_hash, finished_shards, load_results, run_batch_to
+from simlab.runner import run_once
 from simlab.scenario import load_scenario
 
 RUNS = 12
@@ -77,3 +78,14 @@ def test_check_determinism_passes_for_reconnect_race():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "identical trace hashes twice on 1 worker and on 2 workers" in result.stdout
+
+
+def test_a_batch_folder_keeps_the_exact_scenario_it_ran_so_any_run_replays_from_it(tmp_path):
+    scenario = load_scenario("reconnect_race")
+    out = tmp_path / "batch"
+    run_batch_to(scenario, 3, 5, out, workers=1)
+    kept = load_scenario(str(out / "scenario.yaml"))
+    assert config_hash(kept) == config_hash(scenario)
+    results = load_results(out)
+    seed = int(results.runs["seed"].iloc[2])
+    assert run_once(kept, seed).trace_hash == results.runs["trace_hash"].iloc[2]

@@ -49,7 +49,8 @@ def _location(loc: tuple[Any, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
+    """The first problem of a pydantic error as ``field.path: problem`` (with a count of the others)."""
     first = error.errors(include_url=False)[0]
     message = first["msg"].removeprefix("Value error, ")
     where = _location(tuple(first["loc"]))
@@ -80,7 +81,7 @@ def load_scenario(name_or_path: str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
-        raise ScenarioError(f"{path}: {_describe(error)}") from None
+        raise ScenarioError(f"{path}: {describe_validation_error(error)}") from None
 
 
 def scenario_question(path: Path) -> str:

@@ -28,6 +28,7 @@ INVARIANTS: tuple[str, ...] = (
     "no_data_loss",
     "no_orphans",
     "no_duplicate_accounts",
+    "disconnect_completed",
     "single_lock_holder",
     "deleted_user_clean",
     "position_matches_fills",
@@ -58,6 +59,7 @@ class Cycles(Strict):
     connect_to_disconnect_s: Distribution = Fixed(dist="fixed", value=2.0)
     disconnect_to_reconnect_s: Distribution = Fixed(dist="fixed", value=1.0)
     between_cycles_s: Distribution = Fixed(dist="fixed", value=0.0)
+    end_connected: bool = True  # false: the last cycle's disconnect stands (no reconnect after it)
 
 
 class UserDeletions(Strict):

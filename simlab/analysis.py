@@ -1,0 +1,413 @@
+"""From the runner's tables to decisions: rates with intervals, quantiles, load, recovery, the Pareto front.
+
+Every function reads a ``Results`` (``simlab.batch.load_results`` of a batch or a
+sweep folder) and nothing else, and groups by the swept parameters unless told
+otherwise (``by=[...]``); a plain batch is one group. Intervals come from scipy:
+Wilson score intervals for rates (``binomtest(...).proportion_ci``), percentile
+bootstrap for quantiles (``scipy.stats.bootstrap`` with a fixed seed, so a report
+is reproducible too).
+
+Vocabulary:
+
+- a saga ends **clean** when it completed, aborted by design (a re-validation said
+  "nothing to do"), or was compensated without a failing compensation. ``timed_out``
+  and ``compensation_failed`` are not clean, and neither is a saga still running at
+  the horizon;
+- a run **violates** when any invariant was violated in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from simlab.batch import Results
+
+CLEAN_STATUSES = ("completed", "aborted", "compensated")
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 999
+BOOTSTRAP_SEED = 20261127
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Wilson score interval of a rate (NaN, NaN without trials)."""
+    if trials <= 0:
+        return (float("nan"), float("nan"))
+    ci = stats.binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def quantile_interval(
+    values: Sequence[float] | np.ndarray, q: float, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """(estimate, low, high) of the ``q`` quantile, the interval by a seeded percentile bootstrap."""
+    data = np.asarray(values, dtype=float)
+    data = data[~np.isnan(data)]
+    if data.size == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    estimate = float(np.quantile(data, q))
+    if data.size < 2 or np.all(data == data[0]):
+        return (estimate, estimate, estimate)
+    result = stats.bootstrap(
+        (data,),
+        lambda sample, axis: np.quantile(sample, q, axis=axis),
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    return (estimate, float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+# -- grouping ----------------------------------------------------------------------------------
+
+
+def _by(results: Results, by: Sequence[str] | None) -> list[str]:
+    return list(results.params if by is None else by)
+
+
+def _groups(frame: pd.DataFrame, by: list[str]) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
+    if frame.empty:
+        return
+    if not by:
+        yield (), frame
+        return
+    for key, group in frame.groupby(by, sort=True):
+        yield (key if isinstance(key, tuple) else (key,)), group
+
+
+def _configs(results: Results, by: list[str]) -> list[tuple[Any, ...]]:
+    return [key for key, _ in _groups(results.runs, by)]
+
+
+def _select(frame: pd.DataFrame, by: list[str], key: tuple[Any, ...]) -> pd.DataFrame:
+    if frame.empty or not by:
+        return frame
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in zip(by, key, strict=True):
+        mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
+
+
+def _of_type(sagas: pd.DataFrame, saga_type: str | None) -> pd.DataFrame:
+    return sagas if saga_type is None or sagas.empty else sagas[sagas["saga_type"] == saga_type]
+
+
+# -- outcomes ----------------------------------------------------------------------------------
+
+
+def outcome_rates(
+    results: Results, *, by: Sequence[str] | None = None, saga_type: str | None = None, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Per configuration, saga type and final status: count, sagas, rate and its Wilson interval."""
+    keys = _by(results, by)
+    rows = []
+    for key, group in _groups(_of_type(results.sagas, saga_type), [*keys, "saga_type"]):
+        n = len(group)
+        for status, count in group["status"].value_counts().sort_index().items():
+            low, high = wilson_interval(int(count), n, confidence)
+            rows.append({**dict(zip([*keys, "saga_type"], key, strict=True)), "status": status,
+                         "count": int(count), "sagas": n, "rate": count / n, "low": low, "high": high})  # fmt: skip
+    return pd.DataFrame(rows, columns=[*keys, "saga_type", "status", "count", "sagas", "rate", "low", "high"])
+
+
+def config_summary(
+    results: Results,
+    *,
+    by: Sequence[str] | None = None,
+    saga_type: str | None = None,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """One row per configuration: the figures a tuning decision rests on, each with its interval.
+
+    Columns: runs and sagas; ``clean_rate`` (share of sagas ending clean) with ``clean_low``/``clean_high``;
+    ``success_rate`` (share of runs whose sagas all ended clean with no violation) with its interval;
+    ``violation_rate`` (share of runs with any invariant violation) with its interval; duration
+    ``p50_s`` and ``p99_s`` of finished sagas, p99 with a bootstrap interval; ``mean_retries``;
+    ``calls_per_saga`` (broker calls per saga, the retry amplification) and ``peak_calls_per_s``
+    (the mean over runs of each run's busiest second at the brokers).
+    """
+    keys = _by(results, by)
+    sagas = _of_type(results.sagas, saga_type)
+    load = _per_run_peaks(results, keys)
+    rows = []
+    for key in _configs(results, keys):
+        runs = _select(results.runs, keys, key)
+        these = _select(sagas, keys, key)
+        clean = int(these["status"].isin(CLEAN_STATUSES).sum()) if len(these) else 0
+        violating = int((runs["violations"] > 0).sum())
+        unclean_runs = set(these.loc[~these["status"].isin(CLEAN_STATUSES), "run"]) if len(these) else set()
+        bad_runs = unclean_runs | set(runs.loc[runs["violations"] > 0, "run"])
+        succeeded = len(runs) - len(bad_runs)
+        durations = these["duration_s"].to_numpy(dtype=float) if len(these) else np.array([])
+        p99, p99_low, p99_high = quantile_interval(durations, 0.99, confidence)
+        calls = _select(results.broker_calls, keys, key)
+        all_sagas = len(_select(results.sagas, keys, key))
+        peaks = _select(load, keys, key)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "runs": len(runs),
+                "sagas": len(these),
+                "clean_rate": clean / len(these) if len(these) else float("nan"),
+                **_interval("clean", clean, len(these), confidence),
+                "success_rate": succeeded / len(runs) if len(runs) else float("nan"),
+                **_interval("success", succeeded, len(runs), confidence),
+                "violation_rate": violating / len(runs) if len(runs) else float("nan"),
+                **_interval("violation", violating, len(runs), confidence),
+                "p50_s": float(np.nanquantile(durations, 0.5)) if np.any(~np.isnan(durations)) else float("nan"),
+                "p99_s": p99,
+                "p99_low": p99_low,
+                "p99_high": p99_high,
+                "mean_retries": float(these["retries"].mean()) if len(these) else float("nan"),
+                "calls_per_saga": len(calls) / all_sagas if all_sagas else float("nan"),
+                "peak_calls_per_s": float(peaks["peak_calls_per_s"].mean()) if len(peaks) else 0.0,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return frame.set_index(keys) if keys else frame
+
+
+def _interval(prefix: str, successes: int, trials: int, confidence: float) -> dict[str, float]:
+    low, high = wilson_interval(successes, trials, confidence)
+    return {f"{prefix}_low": low, f"{prefix}_high": high}
+
+
+# -- broker load and retries --------------------------------------------------------------------
+
+
+def _per_run_peaks(results: Results, keys: list[str], bin_s: float = 1.0) -> pd.DataFrame:
+    calls = results.broker_calls
+    if calls.empty:
+        return pd.DataFrame(columns=[*keys, "run", "peak_calls_per_s"])
+    binned = calls.assign(bin=np.floor(calls["start"] / bin_s).astype(int))
+    per_bin = binned.groupby([*keys, "run", "bin"]).size().rename("calls").reset_index()
+    peaks = per_bin.groupby([*keys, "run"])["calls"].max().rename("peak_calls_per_s").reset_index()
+    peaks["peak_calls_per_s"] = peaks["peak_calls_per_s"] / bin_s
+    return peaks
+
+
+def broker_load(results: Results, *, by: Sequence[str] | None = None, bin_s: float = 1.0) -> pd.DataFrame:
+    """Broker calls per second over simulated time, per configuration: the mean over runs and the busiest run.
+
+    Columns: the configuration, ``t`` (start of the bin, seconds), ``mean_calls_per_s``, ``max_calls_per_s``.
+    Every run counts in the mean, including runs with no call in a bin.
+    """
+    keys = _by(results, by)
+    calls = results.broker_calls
+    columns = [*keys, "t", "mean_calls_per_s", "max_calls_per_s"]
+    if calls.empty:
+        return pd.DataFrame(columns=columns)
+    runs_per_config = results.runs.groupby(keys).size() if keys else pd.Series({(): len(results.runs)})
+    binned = calls.assign(bin=np.floor(calls["start"] / bin_s).astype(int))
+    per_run = binned.groupby([*keys, "bin", "run"]).size().rename("calls").reset_index()
+    grouped = per_run.groupby([*keys, "bin"])["calls"]
+    frame = pd.DataFrame({"total": grouped.sum(), "max": grouped.max()}).reset_index()
+    if keys:
+        index = pd.MultiIndex.from_frame(frame[keys]) if len(keys) > 1 else pd.Index(frame[keys[0]])
+        runs = runs_per_config.reindex(index).to_numpy()
+    else:
+        runs = np.full(len(frame), len(results.runs))
+    frame["mean_calls_per_s"] = frame["total"] / runs / bin_s
+    frame["max_calls_per_s"] = frame["max"] / bin_s
+    frame["t"] = frame["bin"] * bin_s
+    return frame[columns].reset_index(drop=True)
+
+
+def retry_counts(results: Results, *, by: Sequence[str] | None = None, saga_type: str | None = None) -> pd.DataFrame:
+    """How many sagas needed how many retries, per configuration (columns: config, retries, sagas)."""
+    keys = _by(results, by)
+    sagas = _of_type(results.sagas, saga_type)
+    if sagas.empty:
+        return pd.DataFrame(columns=[*keys, "retries", "sagas"])
+    return sagas.groupby([*keys, "retries"]).size().rename("sagas").reset_index()
+
+
+# -- compensations and recovery -----------------------------------------------------------------
+
+
+def compensations_by_step(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Which step failed in sagas that did not complete, and how their compensation ended.
+
+    One row per (configuration, saga type, failing step, final status) with the number of sagas.
+    The failing step is the step of the saga's last execution attempt that did not complete.
+    """
+    keys = _by(results, by)
+    columns = [*keys, "saga_type", "failing_step", "status", "sagas"]
+    sagas, attempts = results.sagas, results.attempts
+    if sagas.empty or attempts.empty:
+        return pd.DataFrame(columns=columns)
+    ended = sagas[sagas["status"].isin(("compensated", "compensation_failed", "timed_out"))]
+    failed = attempts[(attempts["phase"] == "execute") & (attempts["outcome"] != "completed")]
+    last = failed.groupby([*keys, "run", "saga_id"], sort=False).tail(1)[[*keys, "run", "saga_id", "step"]]
+    merged = ended.merge(last, on=[*keys, "run", "saga_id"], how="left")
+    merged["failing_step"] = merged["step"].fillna("(none: saga deadline or crash)")
+    table = merged.groupby([*keys, "saga_type", "failing_step", "status"]).size().rename("sagas").reset_index()
+    return table.sort_values([*keys, "sagas"], ascending=[True] * len(keys) + [False]).reset_index(drop=True)[columns]
+
+
+def compensation_attempts(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Compensation attempts per (configuration, saga type, step, outcome)."""
+    keys = _by(results, by)
+    attempts = results.attempts
+    if attempts.empty:
+        return pd.DataFrame(columns=[*keys, "saga_type", "step", "outcome", "attempts"])
+    comp = attempts[attempts["phase"] == "compensate"]
+    return comp.groupby([*keys, "saga_type", "step", "outcome"]).size().rename("attempts").reset_index()
+
+
+def time_to_recover(
+    results: Results,
+    *,
+    by: Sequence[str] | None = None,
+    saga_type: str = "ConnectionRecoverySaga",
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """Per configuration: how many recoveries succeeded (with interval) and how long they took (quantiles)."""
+    keys = _by(results, by)
+    sagas = _of_type(results.sagas, saga_type)
+    rows = []
+    for key in _configs(results, keys):
+        these = _select(sagas, keys, key)
+        done = these[these["status"] == "completed"] if len(these) else these
+        durations = done["duration_s"].to_numpy(dtype=float) if len(done) else np.array([])
+        p99, low, high = quantile_interval(durations, 0.99, confidence)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "recoveries": len(these),
+                "recovered_rate": len(done) / len(these) if len(these) else float("nan"),
+                **_interval("recovered", len(done), len(these), confidence),
+                "p50_s": float(np.quantile(durations, 0.5)) if durations.size else float("nan"),
+                "p90_s": float(np.quantile(durations, 0.9)) if durations.size else float("nan"),
+                "p99_s": p99,
+                "p99_low": low,
+                "p99_high": high,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    return frame.set_index(keys) if keys and len(frame) else frame
+
+
+# -- findings ----------------------------------------------------------------------------------
+
+
+def findings(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Invariant violations grouped per (configuration, invariant): counts, runs, seeds and one explanation."""
+    keys = _by(results, by)
+    columns = [*keys, "invariant", "violations", "runs", "seeds", "example"]
+    violations = results.violations
+    if violations.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for key, group in _groups(violations, [*keys, "invariant"]):
+        seeds = list(dict.fromkeys(int(s) for s in group["seed"]))
+        rows.append(
+            {
+                **dict(zip([*keys, "invariant"], key, strict=True)),
+                "violations": len(group),
+                "runs": group["run"].nunique(),
+                "seeds": seeds,
+                "example": str(group.iloc[0]["explanation"]),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+# -- choosing ----------------------------------------------------------------------------------
+
+
+def pareto_front(summary: pd.DataFrame, *, rate: str = "success_rate", cost: str = "p99_s") -> pd.Series:
+    """True for the configurations no other one beats on both ``rate`` (higher) and ``cost`` (lower)."""
+    values = summary[[rate, cost]].to_numpy(dtype=float)
+    front = []
+    for i, (r, c) in enumerate(values):
+        dominated = any((r2 >= r and c2 <= c) and (r2 > r or c2 < c) for j, (r2, c2) in enumerate(values) if j != i)
+        front.append(not dominated and not np.isnan(r) and not np.isnan(c))
+    return pd.Series(front, index=summary.index, name="pareto")
+
+
+def recommend(
+    summary: pd.DataFrame,
+    *,
+    target: float = 0.999,
+    max_violation_rate: float = 0.0,
+    given: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The configurations that meet the target, fastest (lowest p99) first, with their uncertainty.
+
+    A configuration **meets** the target when its clean rate is at least ``target`` and its
+    violation rate at most ``max_violation_rate``, both as measured. It meets it **confidently**
+    when the lower end of the clean-rate interval clears ``target`` and the upper end of the
+    violation-rate interval stays within ``max_violation_rate`` too. (With a few hundred runs
+    per point a 99.9 % target cannot be met confidently: the interval is wider than the
+    margin, and the table shows it.) Rows that do not meet the target are left out.
+
+    ``given`` names swept parameters that are conditions rather than choices (a projection
+    lag, a broker's latency): the ranking is then done separately for each of their values,
+    and ``rank`` restarts at 1 in each.
+    """
+    table = summary.copy()
+    table["pareto"] = pareto_front(summary)
+    table["meets"] = (table["clean_rate"] >= target) & (table["violation_rate"] <= max_violation_rate)
+    table["confident"] = (
+        table["meets"] & (table["clean_low"] >= target) & (table["violation_high"] <= max_violation_rate)
+    )
+    chosen = table[table["meets"]].reset_index()
+    chosen = chosen.sort_values([*given, "p99_s", "success_rate"], ascending=[True] * (len(given) + 1) + [False])
+    chosen["rank"] = chosen.groupby(list(given)).cumcount() + 1 if given else range(1, len(chosen) + 1)
+    names = [n for n in summary.index.names if n is not None]
+    return chosen.set_index(names) if names else chosen
+
+
+def describe_choice(
+    summary: pd.DataFrame, *, target: float = 0.999, max_violation_rate: float = 0.0, given: Sequence[str] = ()
+) -> str:
+    """Plain sentences naming the recommended configuration (per condition in ``given``) and its figures."""
+    goal = f"at least {target:.1%} of sagas ending clean and at most {max_violation_rate:.1%} of runs with violations"
+    lines = [f"Target: {goal}."]
+    flat = summary.reset_index()
+    conditions = [()] if not given else list(flat[list(given)].drop_duplicates().itertuples(index=False, name=None))
+    for condition in conditions:
+        part = flat
+        for column, value in zip(given, condition, strict=True):
+            part = part[part[column] == value]
+        names = [n for n in summary.index.names if n is not None]
+        sub = part.set_index(names) if names else part
+        chosen = recommend(sub, target=target, max_violation_rate=max_violation_rate)
+        where = (
+            "When " + ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True)) + ": "
+            if given
+            else ""
+        )
+        if chosen.empty:
+            best = sub.sort_values(["violation_rate", "clean_rate"], ascending=[True, False]).iloc[0]
+            lines.append(
+                f"{where}no configuration meets the target; closest is {_name(sub, best.name, given)} with "
+                f"{best['clean_rate']:.2%} clean and {best['violation_rate']:.2%} of runs violating."
+            )
+            continue
+        top = chosen.iloc[0]
+        sure = "confidently" if top["confident"] else "as measured (its interval still reaches past the target)"
+        lines.append(
+            f"{where}choose {_name(sub, top.name, given)}, which meets the target {sure}: "
+            f"{top['clean_rate']:.2%} clean [{top['clean_low']:.2%}, {top['clean_high']:.2%}], "
+            f"{top['violation_rate']:.2%} of runs violating [{top['violation_low']:.2%}, "
+            f"{top['violation_high']:.2%}], p99 {top['p99_s']:.2f} s [{top['p99_low']:.2f}, {top['p99_high']:.2f}] "
+            f"({len(chosen)} of {len(sub)} configurations meet it)."
+        )
+    return "\n".join(lines)
+
+
+def _name(summary: pd.DataFrame, key: Any, skip: Sequence[str] = ()) -> str:
+    names = [str(n) for n in summary.index.names if n is not None]
+    if not names:
+        return "the configuration"
+    values = key if isinstance(key, tuple) else (key,)
+    shown = [(n, v) for n, v in zip(names, values, strict=True) if n not in skip]
+    return ", ".join(f"{n.rsplit('.', 1)[-1]}={v}" for n, v in shown) or "the configuration"

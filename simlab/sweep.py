@@ -1,0 +1,272 @@
+"""Sweeps: one scenario run at every point of a grid (or a seeded random sample) of its settings.
+
+A grid file names settings of the scenario by their dotted path, exactly as they
+are spelled in the scenario file, with the values to try::
+
+    # Question: how long must the consistency poll run for the projection's lag?
+    parameters:
+      sagas.consistency_retry.max_attempts: [2, 3, 5, 8]
+      projections.accounts.median_lag_s: [0.5, 2.0, 5.0]
+    # mode: random        # instead of the full product: `samples` seeded draws
+    # samples: 20         # lists are then drawn from; {low: 1, high: 8} draws a range
+    # seed: 0
+
+Step settings are addressed through their ``SagaType.step`` key, for example
+``sagas.steps.BrokerDisconnectionSaga.validate_accounts_deleted.timeout_s``.
+
+Every point is validated as a whole scenario before any run starts, so a
+parameter the scenario lacks, or a value of the wrong type, is one clear line
+and nothing is written. Each point is an ordinary batch (its own folder, manifest,
+shards, resumption); all points use the same run seeds (common random numbers),
+so two points differ only by their settings and comparisons between them are
+paired. ``simlab.batch.load_results`` on a sweep folder returns the points'
+tables concatenated, with a ``point`` column and one column per swept parameter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simlab.batch import SWEEP_MANIFEST, Batch, Progress, config_hash, run_batches
+from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error
+from simlab.scenario.model import STEP_NAMES, Scenario
+
+SWEEP_SHARD_SIZE = 50  # smaller than a plain batch's: points are many and small, and all share the workers
+STEP_KEYS = frozenset(f"{saga}.{step}" for saga, steps in STEP_NAMES.items() for step in steps)
+
+
+class GridError(ValueError):
+    """A grid file that cannot be used; ``str()`` is the one-line message for the user."""
+
+
+class Range(BaseModel):
+    """A range to draw from in random mode (integers if both ends are integers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float | int
+    high: float | int
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        return self
+
+    def draw(self, rng: random.Random) -> float | int:
+        """One draw."""
+        if isinstance(self.low, int) and isinstance(self.high, int) and not self.log:
+            return rng.randint(self.low, self.high)
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
+
+class Grid(BaseModel):
+    """A grid file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parameters: dict[str, list[Any] | Range] = Field(min_length=1)
+    mode: Literal["grid", "random"] = "grid"
+    samples: int | None = Field(default=None, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Grid:
+        for path, values in self.parameters.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"parameter {path!r} has no values to try")
+            if isinstance(values, Range) and self.mode == "grid":
+                raise ValueError(f"parameter {path!r}: a range needs mode: random (a grid lists its values)")
+        if self.mode == "random" and self.samples is None:
+            raise ValueError("mode: random needs samples: N")
+        return self
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a sweep: the swept values and the scenario they make."""
+
+    index: int
+    values: dict[str, Any]
+    scenario: Scenario
+
+    @property
+    def label(self) -> str:
+        """``max_attempts=5, median_lag_s=2.0`` (the last part of each path)."""
+        return ", ".join(f"{path.rsplit('.', 1)[-1]}={_cell(v)}" for path, v in self.values.items())
+
+
+GRIDS_DIR = SCENARIOS_DIR / "grids"
+
+
+def resolve_grid_path(name_or_path: str) -> Path:
+    """A grid file's path, or the name of one in ``scenarios/grids/``."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise GridError(f"{name_or_path}: no such grid file")
+        return path
+    candidate = GRIDS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(sorted(p.stem for p in GRIDS_DIR.glob("*.yaml")))
+        raise GridError(f"{name_or_path}: no grid of that name in {GRIDS_DIR} (known: {known})")
+    return candidate
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file; raise ``GridError`` with a one-line message on any problem."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise GridError(f"{path}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise GridError(f"{path}: {where}YAML syntax error: {getattr(error, 'problem', None) or error}") from None
+    if not isinstance(data, dict):
+        raise GridError(f"{path}: expected a mapping with `parameters:`, got {type(data).__name__}")
+    try:
+        return Grid.model_validate(data)
+    except ValidationError as error:
+        raise GridError(f"{path}: {describe_validation_error(error)}") from None
+
+
+def grid_values(grid: Grid) -> list[dict[str, Any]]:
+    """The swept values of every point, in a stable order (the grid's product, or seeded draws)."""
+    paths = list(grid.parameters)
+    if grid.mode == "grid":
+        lists = [grid.parameters[p] for p in paths]
+        return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*lists)]
+    rng = random.Random(grid.seed)
+    points = []
+    for _ in range(grid.samples or 0):
+        point = {}
+        for p in paths:
+            spec = grid.parameters[p]
+            point[p] = spec.draw(rng) if isinstance(spec, Range) else spec[rng.randrange(len(spec))]
+        points.append(point)
+    return points
+
+
+def make_points(scenario: Scenario, grid: Grid, grid_name: str = "grid") -> list[Point]:
+    """Every point as a validated scenario; raise ``GridError`` naming the first bad parameter or value."""
+    base = scenario.model_dump(mode="json")
+    points = []
+    for index, values in enumerate(grid_values(grid)):
+        data = json.loads(json.dumps(base))
+        for path, value in values.items():
+            _set_path(data, path, value, grid_name, scenario.name)
+        try:
+            points.append(Point(index, values, Scenario.model_validate(data)))
+        except ValidationError as error:
+            problem = describe_validation_error(error)
+            where = problem.split(":", 1)[0]
+            swept = next((p for p in values if where == p or where.startswith(p + ".")), None)
+            if swept is None:
+                swept = next((p for p in values if p.startswith(where)), None)
+            if swept is None:
+                raise GridError(f"{grid_name}: point {values}: {problem}") from None
+            raise GridError(
+                f"{grid_name}: parameters.{swept} = {values[swept]!r}: not accepted by scenario "
+                f"{scenario.name!r}: {problem}"
+            ) from None
+    return points
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any, grid_name: str, scenario_name: str) -> None:
+    """Set ``value`` at a dotted path of a scenario's data (a step key ``Saga.step`` counts as one part)."""
+    parts = path.split(".")
+    node: Any = data
+    i = 0
+    while i < len(parts):
+        if not isinstance(node, dict):
+            raise GridError(
+                f"{grid_name}: parameters.{path}: {'.'.join(parts[:i])} is a single value in scenario "
+                f"{scenario_name!r}, not a section with settings"
+            )
+        key, i = _next_key(node, parts, i)
+        if i == len(parts):
+            node[key] = value
+            return
+        if key not in node or node[key] is None:
+            node[key] = {}
+        node = node[key]
+
+
+def _next_key(node: Mapping[str, Any], parts: Sequence[str], i: int) -> tuple[str, int]:
+    # Keys of a scenario's maps may contain dots (step keys are "Saga.step"): prefer an existing key,
+    # then a known step key, and otherwise one part.
+    for j in range(len(parts), i + 1, -1):
+        if ".".join(parts[i:j]) in node:
+            return ".".join(parts[i:j]), j
+    if ".".join(parts[i : i + 2]) in STEP_KEYS:
+        return ".".join(parts[i : i + 2]), i + 2
+    return parts[i], i + 1
+
+
+def _cell(value: Any) -> Any:
+    """A swept value as a table cell: scalars as they are, anything else as compact JSON."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def run_sweep(
+    scenario: Scenario,
+    grid: Grid,
+    runs_per_point: int,
+    root_seed: int,
+    out: Path,
+    *,
+    grid_name: str = "grid",
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
+    """Run every point's missing runs into ``out/point-NNN``; return (runs run now, violations found now)."""
+    points = make_points(scenario, grid, grid_name)
+    manifest = {
+        "scenario": scenario.name,
+        "base_config_hash": config_hash(scenario),
+        "grid": grid.model_dump(mode="json"),
+        "runs_per_point": runs_per_point,
+        "root_seed": root_seed,
+        "parameters": list(grid.parameters),
+        "points": [
+            {
+                "index": p.index,
+                "folder": f"point-{p.index:03d}",
+                "values": {k: _cell(v) for k, v in p.values.items()},
+                "label": p.label,
+                "config_hash": config_hash(p.scenario),
+            }
+            for p in points
+        ],
+    }
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    path = out / SWEEP_MANIFEST
+    if path.exists() and path.read_text() != text:
+        raise ValueError(f"{out} holds a different sweep; use another --out or delete it")
+    if out.exists() and not path.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no sweep; use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    batches = [
+        Batch(p.scenario, runs_per_point, root_seed, out / f"point-{p.index:03d}", SWEEP_SHARD_SIZE) for p in points
+    ]
+    return run_batches(batches, workers=workers, progress=progress)

@@ -1,0 +1,163 @@
+"""Sweeps: grid files, points as validated scenarios, tables with parameter columns, and what they show."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simlab import analysis
+from simlab.batch import load_results
+from simlab.scenario import load_scenario
+from simlab.sweep import Grid, GridError, grid_values, load_grid, make_points, run_sweep
+
+BUDGET = "sagas.consistency_retry.max_attempts"
+LAG = "projections.accounts.median_lag_s"
+
+
+def _grid(text: str, tmp_path: Path) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_grid_is_the_product_of_its_values_in_file_order():
+    grid = Grid.model_validate({"parameters": {BUDGET: [2, 5], LAG: [0.5, 2.0, 5.0]}})
+    assert grid_values(grid) == [
+        {BUDGET: 2, LAG: 0.5},
+        {BUDGET: 2, LAG: 2.0},
+        {BUDGET: 2, LAG: 5.0},
+        {BUDGET: 5, LAG: 0.5},
+        {BUDGET: 5, LAG: 2.0},
+        {BUDGET: 5, LAG: 5.0},
+    ]
+
+
+def test_random_mode_draws_the_same_points_from_the_same_seed():
+    spec = {"mode": "random", "samples": 5, "seed": 3, "parameters": {BUDGET: {"low": 2, "high": 9}, LAG: [1, 2]}}
+    first, again = grid_values(Grid.model_validate(spec)), grid_values(Grid.model_validate(spec))
+    assert first == again and len(first) == 5
+    assert all(isinstance(p[BUDGET], int) and 2 <= p[BUDGET] <= 9 and p[LAG] in (1, 2) for p in first)
+
+
+def test_points_set_nested_and_step_settings_and_keep_the_rest_of_the_scenario():
+    scenario = load_scenario("broker_disconnection")
+    step = "sagas.steps.BrokerDisconnectionSaga.validate_accounts_deleted.timeout_s"
+    grid = Grid.model_validate({"parameters": {step: [45.0], "sagas.consistency_retry.jitter": ["none"], LAG: [3.0]}})
+    [point] = make_points(scenario, grid)
+    settings = point.scenario.sagas
+    assert settings.steps["BrokerDisconnectionSaga.validate_accounts_deleted"].timeout_s == 45.0
+    assert settings.consistency_retry.jitter == "none"
+    assert settings.consistency_retry.max_attempts == scenario.sagas.consistency_retry.max_attempts
+    assert point.scenario.projections["accounts"].median_lag_s == 3.0
+    assert point.scenario.workload == scenario.workload
+    assert point.label == "timeout_s=45.0, jitter=none, median_lag_s=3.0"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (
+            {"sagas.consistency_retry.max_atempts": [3]},
+            "parameters.sagas.consistency_retry.max_atempts = 3: not accepted by scenario 'broker_disconnection': "
+            "sagas.consistency_retry.max_atempts: unknown key (not part of the scenario schema)",
+        ),
+        (
+            {BUDGET: [3, "three"]},
+            f"parameters.{BUDGET} = 'three': not accepted by scenario 'broker_disconnection': "
+            f"{BUDGET}: Input should be a valid integer, unable to parse string as an integer (got 'three')",
+        ),
+        (
+            {"sagas.timeouts_s.NoSuchSaga": [10]},
+            "parameters.sagas.timeouts_s.NoSuchSaga = 10: not accepted by scenario 'broker_disconnection': "
+            "sagas.timeouts_s: unknown saga type 'NoSuchSaga'",
+        ),
+        (
+            {"horizon_s.seconds": [10]},
+            "parameters.horizon_s.seconds: horizon_s is a single value in scenario 'broker_disconnection', "
+            "not a section with settings",
+        ),
+    ],
+)
+def test_a_parameter_the_scenario_lacks_or_a_wrong_value_is_named_in_one_line(parameters, message):
+    scenario = load_scenario("broker_disconnection")
+    with pytest.raises(GridError) as caught:
+        make_points(scenario, Grid.model_validate({"parameters": parameters}), "grid.yaml")
+    assert str(caught.value).startswith(f"grid.yaml: {message}")
+
+
+def test_simlab_sweep_rejects_a_bad_grid_before_any_run_and_writes_nothing(tmp_path):
+    grid = _grid(f"parameters:\n  {BUDGET}: [2, 3.5x]\n", tmp_path)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "simlab", "sweep", "broker_disconnection", "--grid", str(grid), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"simlab sweep: {grid}: parameters.{BUDGET} = '3.5x': not accepted by scenario 'broker_disconnection': "
+        f"{BUDGET}: Input should be a valid integer, unable to parse string as an integer (got '3.5x')"
+    )
+    assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_a_grid_file_with_an_unknown_key_or_bad_yaml_is_one_line(tmp_path):
+    with pytest.raises(GridError, match=r"grid.yaml: mod: unknown key"):
+        load_grid(_grid(f"parameters: {{{BUDGET}: [1]}}\nmod: random\n", tmp_path))
+    with pytest.raises(GridError, match=r"grid.yaml: line 2, column 1: YAML syntax error"):
+        load_grid(_grid("parameters: [a: 1\n", tmp_path))
+    with pytest.raises(GridError, match=r"grid.yaml: a range needs mode: random|grid.yaml: .*range needs mode"):
+        load_grid(_grid(f"parameters:\n  {BUDGET}: {{low: 1, high: 3}}\n", tmp_path))
+
+
+def test_sweep_tables_carry_one_column_per_parameter_and_match_on_1_and_2_workers(tmp_path):
+    scenario = load_scenario("broker_disconnection")
+    grid = Grid.model_validate({"parameters": {BUDGET: [2, 8]}})
+    run_sweep(scenario, grid, 6, 11, tmp_path / "one", workers=1)
+    run_sweep(scenario, grid, 6, 11, tmp_path / "two", workers=2)
+    one, two = load_results(tmp_path / "one"), load_results(tmp_path / "two")
+    assert one.params == [BUDGET]
+    for name in ("runs", "sagas", "attempts", "violations", "broker_calls"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name))
+    assert one.runs[[BUDGET, "point"]].drop_duplicates().values.tolist() == [[2, 0], [8, 1]]
+    # Common random numbers: every point runs the same seeds.
+    seeds = one.runs.groupby("point")["seed"].apply(list)
+    assert seeds[0] == seeds[1]
+    # Each point's exact scenario is kept for replay; its runs replay from it.
+    assert (
+        load_scenario(str(tmp_path / "one" / "point-001" / "scenario.yaml")).sagas.consistency_retry.max_attempts == 8
+    )
+
+
+def test_a_sweep_resumes_and_refuses_another_grid_in_the_same_folder(tmp_path):
+    scenario = load_scenario("broker_disconnection")
+    grid = Grid.model_validate({"parameters": {BUDGET: [2, 8]}})
+    out = tmp_path / "sweep"
+    assert run_sweep(scenario, grid, 4, 11, out, workers=1)[0] == 8
+    assert run_sweep(scenario, grid, 4, 11, out, workers=1)[0] == 0  # nothing left to do
+    other = Grid.model_validate({"parameters": {BUDGET: [3]}})
+    with pytest.raises(ValueError, match="holds a different sweep"):
+        run_sweep(scenario, other, 4, 11, out, workers=1)
+
+
+def test_the_consistency_budget_sweep_shows_violations_falling_as_the_budget_outgrows_the_lag(tmp_path):
+    """The issue's acceptance: violation rate falls as the poll budget grows past the projection lag,
+    and the recommendation picks a budget that meets the target, for each lag."""
+    scenario = load_scenario("broker_disconnection")
+    grid = Grid.model_validate({"parameters": {BUDGET: [2, 5, 12], LAG: [0.5, 2.0]}})
+    run_sweep(scenario, grid, 20, 11, tmp_path / "sweep", workers=2)
+    results = load_results(tmp_path / "sweep")
+    summary = analysis.config_summary(results, saga_type="BrokerDisconnectionSaga")
+    rate = summary["violation_rate"].unstack(LAG)
+    assert rate.loc[2].tolist() == [1.0, 1.0]  # two polls never outlast even a 0.5 s lag for all five users
+    assert rate.loc[5, 0.5] <= 0.1 < 0.9 <= rate.loc[5, 2.0]  # five polls outlast 0.5 s but not 2 s
+    assert rate.loc[12].tolist() == [0.0, 0.0]
+    chosen = analysis.recommend(summary, given=[LAG])
+    best = chosen[chosen["rank"] == 1].reset_index().set_index(LAG)[BUDGET]
+    assert best.to_dict() == {0.5: 5, 2.0: 12}
+    text = analysis.describe_choice(summary, given=[LAG])
+    assert "When median_lag_s=2.0: choose max_attempts=12" in text
