@@ -94,6 +94,11 @@ def _select(frame: pd.DataFrame, by: list[str], key: tuple[Any, ...]) -> pd.Data
     return frame[mask]
 
 
+def _run_id(frame: pd.DataFrame) -> list[str]:
+    """The columns that identify a run: a sweep's points reuse run indices (and seeds), so the point counts too."""
+    return ["point", "run"] if "point" in frame.columns else ["run"]
+
+
 def _of_type(sagas: pd.DataFrame, saga_type: str | None) -> pd.DataFrame:
     return sagas if saga_type is None or sagas.empty else sagas[sagas["saga_type"] == saga_type]
 
@@ -141,8 +146,11 @@ def config_summary(
         these = _select(sagas, keys, key)
         clean = int(these["status"].isin(CLEAN_STATUSES).sum()) if len(these) else 0
         violating = int((runs["violations"] > 0).sum())
-        unclean_runs = set(these.loc[~these["status"].isin(CLEAN_STATUSES), "run"]) if len(these) else set()
-        bad_runs = unclean_runs | set(runs.loc[runs["violations"] > 0, "run"])
+        rid = _run_id(runs)
+        unclean = these.loc[~these["status"].isin(CLEAN_STATUSES), rid] if len(these) else runs[rid].iloc[:0]
+        bad_runs = set(unclean.itertuples(index=False)) | set(
+            runs.loc[runs["violations"] > 0, rid].itertuples(index=False)
+        )
         succeeded = len(runs) - len(bad_runs)
         durations = these["duration_s"].to_numpy(dtype=float) if len(these) else np.array([])
         p99, p99_low, p99_high = quantile_interval(durations, 0.99, confidence)
@@ -185,9 +193,10 @@ def _per_run_peaks(results: Results, keys: list[str], bin_s: float = 1.0) -> pd.
     calls = results.broker_calls
     if calls.empty:
         return pd.DataFrame(columns=[*keys, "run", "peak_calls_per_s"])
+    rid = _run_id(calls)
     binned = calls.assign(bin=np.floor(calls["start"] / bin_s).astype(int))
-    per_bin = binned.groupby([*keys, "run", "bin"]).size().rename("calls").reset_index()
-    peaks = per_bin.groupby([*keys, "run"])["calls"].max().rename("peak_calls_per_s").reset_index()
+    per_bin = binned.groupby([*keys, *rid, "bin"]).size().rename("calls").reset_index()
+    peaks = per_bin.groupby([*keys, *rid])["calls"].max().rename("peak_calls_per_s").reset_index()
     peaks["peak_calls_per_s"] = peaks["peak_calls_per_s"] / bin_s
     return peaks
 
@@ -195,7 +204,8 @@ def _per_run_peaks(results: Results, keys: list[str], bin_s: float = 1.0) -> pd.
 def broker_load(results: Results, *, by: Sequence[str] | None = None, bin_s: float = 1.0) -> pd.DataFrame:
     """Broker calls per second over simulated time, per configuration: the mean over runs and the busiest run.
 
-    Columns: the configuration, ``t`` (start of the bin, seconds), ``mean_calls_per_s``, ``max_calls_per_s``.
+    Columns: the configuration, ``t`` (start of the bin, seconds), ``mean_calls_per_s``, ``max_calls_per_s``
+    (the most calls any single run made in that bin).
     Every run counts in the mean, including runs with no call in a bin.
     """
     keys = _by(results, by)
@@ -205,7 +215,7 @@ def broker_load(results: Results, *, by: Sequence[str] | None = None, bin_s: flo
         return pd.DataFrame(columns=columns)
     runs_per_config = results.runs.groupby(keys).size() if keys else pd.Series({(): len(results.runs)})
     binned = calls.assign(bin=np.floor(calls["start"] / bin_s).astype(int))
-    per_run = binned.groupby([*keys, "bin", "run"]).size().rename("calls").reset_index()
+    per_run = binned.groupby([*keys, "bin", *_run_id(calls)]).size().rename("calls").reset_index()
     grouped = per_run.groupby([*keys, "bin"])["calls"]
     frame = pd.DataFrame({"total": grouped.sum(), "max": grouped.max()}).reset_index()
     if keys:
@@ -244,8 +254,9 @@ def compensations_by_step(results: Results, *, by: Sequence[str] | None = None) 
         return pd.DataFrame(columns=columns)
     ended = sagas[sagas["status"].isin(("compensated", "compensation_failed", "timed_out"))]
     failed = attempts[(attempts["phase"] == "execute") & (attempts["outcome"] != "completed")]
-    last = failed.groupby([*keys, "run", "saga_id"], sort=False).tail(1)[[*keys, "run", "saga_id", "step"]]
-    merged = ended.merge(last, on=[*keys, "run", "saga_id"], how="left")
+    ids = [*dict.fromkeys([*keys, *_run_id(attempts), "saga_id"])]
+    last = failed.groupby(ids, sort=False).tail(1)[[*ids, "step"]]
+    merged = ended.merge(last, on=ids, how="left")
     merged["failing_step"] = merged["step"].fillna("(none: saga deadline or crash)")
     table = merged.groupby([*keys, "saga_type", "failing_step", "status"]).size().rename("sagas").reset_index()
     return table.sort_values([*keys, "sagas"], ascending=[True] * len(keys) + [False]).reset_index(drop=True)[columns]
@@ -311,7 +322,7 @@ def findings(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFra
             {
                 **dict(zip([*keys, "invariant"], key, strict=True)),
                 "violations": len(group),
-                "runs": group["run"].nunique(),
+                "runs": len(group[_run_id(group)].drop_duplicates()),
                 "seeds": seeds,
                 "example": str(group.iloc[0]["explanation"]),
             }

@@ -276,7 +276,9 @@ def _load_batch(folder: Path) -> dict[str, pd.DataFrame]:
     stems = sorted(f"shard-{i:05d}" for i in finished_shards(folder))
     frames: dict[str, pd.DataFrame] = {}
     for name in TABLES:
-        parts = [pd.read_parquet(folder / f"{stem}.{name}.parquet") for stem in stems]
+        # A table missing from a finished shard was written by an older lab that did not have it.
+        paths = [folder / f"{stem}.{name}.parquet" for stem in stems]
+        parts = [pd.read_parquet(path) for path in paths if path.exists()]
         non_empty = [p for p in parts if not p.empty]
         frame = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
         if "run" in frame:

@@ -61,7 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
     sweep.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
     sweep.add_argument("--out", default=None, help="output folder (default: results/sweep-SCENARIO-GRID)")
+    report = commands.add_parser("report", help="write a self-contained HTML reliability report of a batch or sweep")
+    report.add_argument("folder", metavar="DIR", help="a results folder of `simlab run` or `simlab sweep`")
+    report.add_argument("--baseline", metavar="DIR", help="a results folder to compare findings with")
+    report.add_argument("-o", "--output", metavar="REPORT.html", required=True, help="the HTML file to write")
+    report.add_argument(
+        "--target", type=_rate, default=0.999, help="share of sagas that must end clean (default 0.999)"
+    )
+    report.add_argument(
+        "--max-violation-rate", type=_rate, default=0.0, help="share of runs allowed a violation (default 0)"
+    )
+    report.add_argument("--saga-type", default=None, help="the saga type the figures are about (default: all)")
     return parser
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_or_replay(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "report":
+        return _report(args)
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
@@ -206,13 +229,48 @@ def _sweep(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"simlab sweep: {error}", file=sys.stderr)
         return 2
-    from simlab.analysis import config_summary
+    from simlab.analysis import config_summary, describe_choice
     from simlab.batch import load_results
 
     results = load_results(out)
+    summary = config_summary(results, saga_type=grid.saga_type)
+    columns = ["runs", "clean_rate", "violation_rate", "success_rate", "p50_s", "p99_s", "calls_per_saga"]
     with pd_display():
-        print(config_summary(results).to_string())
+        print(summary[columns].to_string())
+    print()
+    print(describe_choice(summary, given=grid.conditions))
     print(f"\nTables: {out} (load with simlab.batch.load_results); report: simlab report {out} -o report.html")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from simlab.report import ReportError, write_report
+    from simlab.scenario.model import SAGA_TYPES
+
+    output = Path(args.output)
+    problem = None
+    if output.suffix.lower() not in (".html", ".htm"):
+        problem = f"-o {args.output}: expected a file name ending in .html"
+    elif not output.parent.is_dir():
+        problem = f"-o {args.output}: the folder {output.parent} does not exist"
+    elif args.saga_type is not None and args.saga_type not in SAGA_TYPES:
+        problem = f"--saga-type {args.saga_type}: unknown saga type; expected one of {', '.join(SAGA_TYPES)}"
+    if problem:
+        print(f"simlab report: {problem}", file=sys.stderr)
+        return 2
+    try:
+        path = write_report(
+            args.folder,
+            output,
+            baseline=args.baseline,
+            target=args.target,
+            max_violation_rate=args.max_violation_rate,
+            saga_type=args.saga_type,
+        )
+    except ReportError as error:
+        print(f"simlab report: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
     return 0
 
 

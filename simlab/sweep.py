@@ -10,6 +10,8 @@ are spelled in the scenario file, with the values to try::
     # mode: random        # instead of the full product: `samples` seeded draws
     # samples: 20         # lists are then drawn from; {low: 1, high: 8} draws a range
     # seed: 0
+    conditions: [projections.accounts.median_lag_s]   # circumstances, not choices: recommend per value
+    saga_type: BrokerDisconnectionSaga                 # the saga the decision is about
 
 Step settings are addressed through their ``SagaType.step`` key, for example
 ``sagas.steps.BrokerDisconnectionSaga.validate_accounts_deleted.timeout_s``.
@@ -39,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simlab.batch import SWEEP_MANIFEST, Batch, Progress, config_hash, run_batches
 from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error
-from simlab.scenario.model import STEP_NAMES, Scenario
+from simlab.scenario.model import SAGA_TYPES, STEP_NAMES, Scenario
 
 SWEEP_SHARD_SIZE = 50  # smaller than a plain batch's: points are many and small, and all share the workers
 STEP_KEYS = frozenset(f"{saga}.{step}" for saga, steps in STEP_NAMES.items() for step in steps)
@@ -81,6 +83,8 @@ class Grid(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     parameters: dict[str, list[Any] | Range] = Field(min_length=1)
+    conditions: list[str] = Field(default_factory=list)  # swept settings that are circumstances, not choices
+    saga_type: str | None = None  # the saga type the decision is about (summary, Pareto front, recommendation)
     mode: Literal["grid", "random"] = "grid"
     samples: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0)
@@ -92,6 +96,11 @@ class Grid(BaseModel):
                 raise ValueError(f"parameter {path!r} has no values to try")
             if isinstance(values, Range) and self.mode == "grid":
                 raise ValueError(f"parameter {path!r}: a range needs mode: random (a grid lists its values)")
+        if self.saga_type is not None and self.saga_type not in SAGA_TYPES:
+            raise ValueError(f"unknown saga type {self.saga_type!r}; expected one of {', '.join(SAGA_TYPES)}")
+        for condition in self.conditions:
+            if condition not in self.parameters:
+                raise ValueError(f"condition {condition!r} is not one of the parameters")
         if self.mode == "random" and self.samples is None:
             raise ValueError("mode: random needs samples: N")
         return self

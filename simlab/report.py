@@ -1,0 +1,290 @@
+"""The reliability report: one self-contained HTML file a team can read without knowing the lab.
+
+``simlab report DIR [--baseline DIR] -o report.html`` reads a batch or a sweep
+folder (its tables and manifest, nothing else) and writes one file: what was run
+(scenario, question, configuration and code hashes, seed range), the outcome
+tables with their intervals, the plots (embedded PNGs), a recommendation for a
+sweep, every invariant violation with the exact ``simlab replay`` command that
+reproduces it, and, given a baseline folder, which findings are new, resolved or
+still present. The file is written to a temporary name and moved into place, so
+an interrupted report leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import os
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+from matplotlib.figure import Figure
+
+from simlab import analysis, plots
+from simlab.batch import SCENARIO_FILE, SWEEP_MANIFEST, Results, config_hash, finished_shards, load_results
+from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
+
+
+class ReportError(ValueError):
+    """A folder that cannot be reported on; ``str()`` is the one-line message for the user."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One invariant's violations in a batch, compared with a baseline."""
+
+    invariant: str
+    status: str  # "new", "still present", "resolved", or "" without a baseline
+    violations: int
+    runs: int
+    baseline_violations: int
+    baseline_runs: int
+    example: str
+
+
+def is_results_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a batch or a sweep written by ``simlab run`` / ``simlab sweep``."""
+    return (folder / SWEEP_MANIFEST).is_file() or (folder / "batch.txt").is_file()
+
+
+def _load(folder: Path, role: str) -> Results:
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: no such folder ({role})")
+    if not is_results_folder(folder):
+        raise ReportError(f"{folder}: not a results folder of `simlab run` or `simlab sweep` ({role}: no manifest)")
+    results = load_results(folder)
+    if results.runs.empty:
+        raise ReportError(f"{folder}: holds no finished runs yet ({role}); run its command again to complete it")
+    return results
+
+
+def _figure_uri(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _table(frame: pd.DataFrame, *, percent: Sequence[str] = (), index: bool = True) -> str:
+    shown = frame.copy()
+    for column in shown.columns:
+        if column in percent or (
+            str(column).endswith(("_rate", "_low", "_high")) and column not in ("p99_low", "p99_high")
+        ):
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2%}")
+    return shown.to_html(
+        index=index, float_format=lambda v: f"{v:.3f}", classes="data", border=0, na_rep="", sparsify=False
+    )
+
+
+def replay_reference(folder: Path, results: Results, point: int | None) -> str:
+    """How ``simlab replay`` should name the scenario of a run in ``folder``: the shipped name when the
+    shipped file is still the configuration that ran, otherwise the exact copy kept in the folder."""
+    if point is not None:
+        folder_point = results.manifest["points"][point]["folder"]
+        return str(folder / folder_point / SCENARIO_FILE)
+    name = str(results.manifest.get("scenario", ""))
+    try:
+        shipped = load_scenario(name) if name else None
+    except ScenarioError:
+        shipped = None
+    if shipped is not None and config_hash(shipped) == results.manifest.get("config_hash"):
+        return name
+    return str(folder / SCENARIO_FILE)
+
+
+def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
+    violations = results.violations
+    if violations.empty:
+        return []
+    rows = []
+    refs: dict[int | None, str] = {}
+    for record in violations.to_dict("records"):
+        point = int(record["point"]) if "point" in record else None
+        if point not in refs:
+            refs[point] = replay_reference(folder, results, point)
+        setting = ""
+        if point is not None:
+            setting = results.manifest["points"][point]["label"]
+        rows.append(
+            {
+                "invariant": record["invariant"],
+                "setting": setting,
+                "run": int(record["run"]),
+                "seed": int(record["seed"]),
+                "t": float(record["t"]),
+                "explanation": str(record["explanation"]),
+                "command": f"simlab replay {shlex.quote(refs[point])} --seed {int(record['seed'])}",
+            }
+        )
+    return rows
+
+
+def compare_findings(current: Results, baseline: Results | None) -> list[Finding]:
+    """Per invariant: violations and runs here and in the baseline, and whether the finding is new,
+    resolved or still present."""
+
+    def tally(results: Results) -> dict[str, tuple[int, int, str]]:
+        table = analysis.findings(results, by=[])
+        rows = table.to_dict("records")
+        return {str(r["invariant"]): (int(r["violations"]), int(r["runs"]), str(r["example"])) for r in rows}
+
+    now = tally(current)
+    before = tally(baseline) if baseline is not None else {}
+    found = []
+    for invariant in sorted(set(now) | set(before)):
+        v, r, example = now.get(invariant, (0, 0, ""))
+        bv, br, bexample = before.get(invariant, (0, 0, ""))
+        if baseline is None:
+            status = ""
+        elif v and bv:
+            status = "still present"
+        elif v:
+            status = "new"
+        else:
+            status = "resolved"
+        found.append(Finding(invariant, status, v, r, bv, br, example or bexample))
+    return found
+
+
+def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
+    manifest = results.manifest
+    sweep = (folder / SWEEP_MANIFEST).is_file()
+    name = str(manifest.get("scenario", "?"))
+    try:
+        question = scenario_question(resolve_scenario_path(name))
+    except ScenarioError:
+        question = "(the scenario file is not among the shipped scenarios)"
+    if sweep:
+        first = manifest["points"][0]["folder"]
+        batch = (folder / first / "batch.txt").read_text().splitlines()
+        facts = dict(line.split("=", 1) for line in batch if "=" in line)
+        runs_per_point = int(manifest["runs_per_point"])
+        root = int(manifest["root_seed"])
+        done = sum(len(finished_shards(folder / p["folder"])) > 0 for p in manifest["points"])
+        return {
+            "scenario": name,
+            "question": question,
+            "kind": f"sweep over {len(manifest['points'])} settings ({done} with results)",
+            "config": f"base {manifest['base_config_hash']}; one per point (see the summary table)",
+            "code": facts.get("code_hash", "?"),
+            "seeds": f"root seed {root}, runs 0..{runs_per_point - 1} at every point (the same seeds everywhere)",
+            "runs": len(results.runs),
+        }
+    runs = int(manifest.get("runs", len(results.runs)))
+    return {
+        "scenario": name,
+        "question": question,
+        "kind": "batch of seeded runs",
+        "config": manifest.get("config_hash", "?"),
+        "code": manifest.get("code_hash", "?"),
+        "seeds": f"root seed {manifest.get('root_seed', '?')}, runs 0..{runs - 1}",
+        "runs": len(results.runs),
+    }
+
+
+def build_report(
+    folder: Path | str,
+    *,
+    baseline: Path | str | None = None,
+    target: float = 0.999,
+    max_violation_rate: float = 0.0,
+    saga_type: str | None = None,
+) -> str:
+    """The report's HTML for the batch or sweep in ``folder`` (raises ``ReportError`` on bad folders)."""
+    folder = Path(folder)
+    results = _load(folder, "the batch to report")
+    base = _load(Path(baseline), "the baseline") if baseline is not None else None
+    grid = results.manifest.get("grid", {}) if results.params else {}
+    saga_type = saga_type or grid.get("saga_type")
+    given = list(grid.get("conditions", []))
+    figures: list[tuple[str, str, str]] = []  # (title, caption, data uri)
+
+    def add(title: str, caption: str, figure: Figure) -> None:
+        figures.append((title, caption, _figure_uri(figure)))
+
+    summary = analysis.config_summary(results, saga_type=saga_type)
+    outcomes = analysis.outcome_rates(results, saga_type=saga_type)
+    recommendation = ""
+    recommended_table = ""
+    if results.params:
+        recommendation = analysis.describe_choice(
+            summary, target=target, max_violation_rate=max_violation_rate, given=given
+        )
+        chosen = analysis.recommend(summary, target=target, max_violation_rate=max_violation_rate, given=given)
+        columns = ["rank", "clean_rate", "clean_low", "violation_rate", "violation_high", "p99_s", "p99_low",
+                   "p99_high", "confident"]  # fmt: skip
+        recommended_table = _table(chosen[columns]) if len(chosen) else ""
+        if len(results.params) >= 2:
+            x, y = results.params[0], results.params[1]
+            add(
+                "Violations over the grid",
+                f"Share of runs with at least one invariant violation, for each {x} and {y}.",
+                plots.heatmap(summary, x, y),
+            )
+        first = chosen.index[0] if len(chosen) else None
+        add(
+            "Success against p99 duration",
+            "Each point is one setting (bars: 95% intervals). The Pareto front joins the settings no other beats on "
+            "both; the star is the recommendation.",
+            plots.pareto(summary, recommended=first),
+        )
+    add(
+        "How the sagas ended",
+        "Share of sagas per final status; the black mark is the clean share with its 95% Wilson interval.",
+        plots.outcome_breakdown(results, saga_type=saga_type),
+    )
+    add(
+        "How long the sagas took",
+        "Cumulative share of finished sagas by duration (simulated seconds); the dotted line is the 99th percentile.",
+        plots.duration_cdf(results, saga_type=saga_type),
+    )
+    add("Retries", "How many sagas needed how many retries.", plots.retry_histogram(results, saga_type=saga_type))
+    if not results.broker_calls.empty:
+        add(
+            "Broker load",
+            "Calls reaching the brokers per simulated second (refused ones included): the mean over runs, and the "
+            "most any one run made. Grey bands: the typical window of each injected fault family.",
+            plots.broker_load(results),
+        )
+    compensations = analysis.compensations_by_step(results)
+    findings = compare_findings(results, base)
+    replays = _replay_rows(folder, results)
+    env = Environment(loader=PackageLoader("simlab", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "success_rate", "violation_rate",
+               "violation_low", "violation_high", "p50_s", "p99_s", "p99_low", "p99_high", "mean_retries",
+               "calls_per_saga", "peak_calls_per_s"]  # fmt: skip
+    return env.get_template("report.html.j2").render(
+        about=_describe_batch(folder, results),
+        folder=str(folder),
+        baseline=str(baseline) if baseline is not None else None,
+        baseline_about=_describe_batch(Path(baseline), base) if base is not None and baseline is not None else None,
+        saga_type=saga_type or "all saga types",
+        target=target,
+        max_violation_rate=max_violation_rate,
+        summary=_table(summary[columns], index=bool(results.params)),
+        outcomes=_table(outcomes, index=False),
+        recommendation=recommendation,
+        recommended_table=recommended_table,
+        figures=figures,
+        compensations=_table(compensations, index=False) if len(compensations) else "",
+        findings=findings,
+        replays=replays,
+        params=results.params,
+        generated=_dt.date.today().isoformat(),  # the report's date only; nothing simulated reads it
+    )
+
+
+def write_report(folder: Path | str, output: Path | str, **options: Any) -> Path:
+    """Build the report and write it to ``output`` atomically; return the path."""
+    output = Path(output)
+    html = build_report(folder, **options)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, output)
+    return output
