@@ -28,9 +28,11 @@ from scipy import stats
 from simlab.batch import Results
 
 CLEAN_STATUSES = ("completed", "aborted", "compensated")
+DONE_STATUSES = ("completed", "aborted")  # did what was asked, or found by design that nothing was to be done
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 999
 BOOTSTRAP_SEED = 20261127
+OBJECTIVES = {"clean_rate": "ending clean", "completed_rate": "completing (no compensation)"}
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -127,24 +129,28 @@ def config_summary(
     by: Sequence[str] | None = None,
     saga_type: str | None = None,
     confidence: float = CONFIDENCE,
+    load_window: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """One row per configuration: the figures a tuning decision rests on, each with its interval.
 
     Columns: runs and sagas; ``clean_rate`` (share of sagas ending clean) with ``clean_low``/``clean_high``;
+    ``completed_rate`` (share that completed, or aborted by design: no compensation) with its interval;
     ``success_rate`` (share of runs whose sagas all ended clean with no violation) with its interval;
     ``violation_rate`` (share of runs with any invariant violation) with its interval; duration
     ``p50_s`` and ``p99_s`` of finished sagas, p99 with a bootstrap interval; ``mean_retries``;
     ``calls_per_saga`` (broker calls per saga, the retry amplification) and ``peak_calls_per_s``
-    (the mean over runs of each run's busiest second at the brokers).
+    (the mean over runs of each run's busiest second at the brokers; only within ``load_window``,
+    in simulated seconds, when given: for example from the end of an outage, to see the herd).
     """
     keys = _by(results, by)
     sagas = _of_type(results.sagas, saga_type)
-    load = _per_run_peaks(results, keys)
+    load = _per_run_peaks(results, keys, window=load_window)
     rows = []
     for key in _configs(results, keys):
         runs = _select(results.runs, keys, key)
         these = _select(sagas, keys, key)
         clean = int(these["status"].isin(CLEAN_STATUSES).sum()) if len(these) else 0
+        done = int(these["status"].isin(DONE_STATUSES).sum()) if len(these) else 0
         violating = int((runs["violations"] > 0).sum())
         rid = _run_id(runs)
         unclean = these.loc[~these["status"].isin(CLEAN_STATUSES), rid] if len(these) else runs[rid].iloc[:0]
@@ -164,6 +170,8 @@ def config_summary(
                 "sagas": len(these),
                 "clean_rate": clean / len(these) if len(these) else float("nan"),
                 **_interval("clean", clean, len(these), confidence),
+                "completed_rate": done / len(these) if len(these) else float("nan"),
+                **_interval("completed", done, len(these), confidence),
                 "success_rate": succeeded / len(runs) if len(runs) else float("nan"),
                 **_interval("success", succeeded, len(runs), confidence),
                 "violation_rate": violating / len(runs) if len(runs) else float("nan"),
@@ -174,7 +182,8 @@ def config_summary(
                 "p99_high": p99_high,
                 "mean_retries": float(these["retries"].mean()) if len(these) else float("nan"),
                 "calls_per_saga": len(calls) / all_sagas if all_sagas else float("nan"),
-                "peak_calls_per_s": float(peaks["peak_calls_per_s"].mean()) if len(peaks) else 0.0,
+                # Runs without a call in the window count as a peak of 0.
+                "peak_calls_per_s": float(peaks["peak_calls_per_s"].sum() / len(runs)) if len(runs) else 0.0,
             }
         )
     frame = pd.DataFrame(rows)
@@ -189,8 +198,12 @@ def _interval(prefix: str, successes: int, trials: int, confidence: float) -> di
 # -- broker load and retries --------------------------------------------------------------------
 
 
-def _per_run_peaks(results: Results, keys: list[str], bin_s: float = 1.0) -> pd.DataFrame:
+def _per_run_peaks(
+    results: Results, keys: list[str], bin_s: float = 1.0, window: tuple[float, float] | None = None
+) -> pd.DataFrame:
     calls = results.broker_calls
+    if window is not None and not calls.empty:
+        calls = calls[(calls["start"] >= window[0]) & (calls["start"] < window[1])]
     if calls.empty:
         return pd.DataFrame(columns=[*keys, "run", "peak_calls_per_s"])
     rid = _run_id(calls)
@@ -349,12 +362,15 @@ def recommend(
     target: float = 0.999,
     max_violation_rate: float = 0.0,
     given: Sequence[str] = (),
+    objective: str = "clean_rate",
 ) -> pd.DataFrame:
     """The configurations that meet the target, fastest (lowest p99) first, with their uncertainty.
 
-    A configuration **meets** the target when its clean rate is at least ``target`` and its
+    ``objective`` is the rate the target applies to: ``clean_rate`` (completed or cleanly
+    compensated, the default) or ``completed_rate`` (a compensation counts as a failure).
+    A configuration **meets** the target when its objective rate is at least ``target`` and its
     violation rate at most ``max_violation_rate``, both as measured. It meets it **confidently**
-    when the lower end of the clean-rate interval clears ``target`` and the upper end of the
+    when the lower end of the objective rate's interval clears ``target`` and the upper end of the
     violation-rate interval stays within ``max_violation_rate`` too. (With a few hundred runs
     per point a 99.9 % target cannot be met confidently: the interval is wider than the
     margin, and the table shows it.) Rows that do not meet the target are left out.
@@ -364,11 +380,10 @@ def recommend(
     and ``rank`` restarts at 1 in each.
     """
     table = summary.copy()
-    table["pareto"] = pareto_front(summary)
-    table["meets"] = (table["clean_rate"] >= target) & (table["violation_rate"] <= max_violation_rate)
-    table["confident"] = (
-        table["meets"] & (table["clean_low"] >= target) & (table["violation_high"] <= max_violation_rate)
-    )
+    table["pareto"] = pareto_front(summary, rate=objective)
+    low = objective.removesuffix("_rate") + "_low"
+    table["meets"] = (table[objective] >= target) & (table["violation_rate"] <= max_violation_rate)
+    table["confident"] = table["meets"] & (table[low] >= target) & (table["violation_high"] <= max_violation_rate)
     chosen = table[table["meets"]].reset_index()
     chosen = chosen.sort_values([*given, "p99_s", "success_rate"], ascending=[True] * (len(given) + 1) + [False])
     chosen["rank"] = chosen.groupby(list(given)).cumcount() + 1 if given else range(1, len(chosen) + 1)
@@ -377,10 +392,17 @@ def recommend(
 
 
 def describe_choice(
-    summary: pd.DataFrame, *, target: float = 0.999, max_violation_rate: float = 0.0, given: Sequence[str] = ()
+    summary: pd.DataFrame,
+    *,
+    target: float = 0.999,
+    max_violation_rate: float = 0.0,
+    given: Sequence[str] = (),
+    objective: str = "clean_rate",
 ) -> str:
     """Plain sentences naming the recommended configuration (per condition in ``given``) and its figures."""
-    goal = f"at least {target:.1%} of sagas ending clean and at most {max_violation_rate:.1%} of runs with violations"
+    what = OBJECTIVES[objective]
+    goal = f"at least {target:.1%} of sagas {what} and at most {max_violation_rate:.1%} of runs with violations"
+    prefix = objective.removesuffix("_rate")
     lines = [f"Target: {goal}."]
     flat = summary.reset_index()
     conditions = [()] if not given else list(flat[list(given)].drop_duplicates().itertuples(index=False, name=None))
@@ -390,24 +412,24 @@ def describe_choice(
             part = part[part[column] == value]
         names = [n for n in summary.index.names if n is not None]
         sub = part.set_index(names) if names else part
-        chosen = recommend(sub, target=target, max_violation_rate=max_violation_rate)
+        chosen = recommend(sub, target=target, max_violation_rate=max_violation_rate, objective=objective)
         where = (
             "When " + ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True)) + ": "
             if given
             else ""
         )
         if chosen.empty:
-            best = sub.sort_values(["violation_rate", "clean_rate"], ascending=[True, False]).iloc[0]
+            best = sub.sort_values(["violation_rate", objective], ascending=[True, False]).iloc[0]
             lines.append(
                 f"{where}no configuration meets the target; closest is {_name(sub, best.name, given)} with "
-                f"{best['clean_rate']:.2%} clean and {best['violation_rate']:.2%} of runs violating."
+                f"{best[objective]:.2%} {what} and {best['violation_rate']:.2%} of runs violating."
             )
             continue
         top = chosen.iloc[0]
         sure = "confidently" if top["confident"] else "as measured (its interval still reaches past the target)"
         lines.append(
             f"{where}choose {_name(sub, top.name, given)}, which meets the target {sure}: "
-            f"{top['clean_rate']:.2%} clean [{top['clean_low']:.2%}, {top['clean_high']:.2%}], "
+            f"{top[objective]:.2%} {what} [{top[prefix + '_low']:.2%}, {top[prefix + '_high']:.2%}], "
             f"{top['violation_rate']:.2%} of runs violating [{top['violation_low']:.2%}, "
             f"{top['violation_high']:.2%}], p99 {top['p99_s']:.2f} s [{top['p99_low']:.2f}, {top['p99_high']:.2f}] "
             f"({len(chosen)} of {len(sub)} configurations meet it)."

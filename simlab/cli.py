@@ -234,11 +234,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
     results = load_results(out)
     summary = config_summary(results, saga_type=grid.saga_type)
-    columns = ["runs", "clean_rate", "violation_rate", "success_rate", "p50_s", "p99_s", "calls_per_saga"]
+    columns = ["runs", "clean_rate", "completed_rate", "violation_rate", "success_rate", "p50_s", "p99_s"]
     with pd_display():
         print(summary[columns].to_string())
     print()
-    print(describe_choice(summary, given=grid.conditions))
+    print(describe_choice(summary, given=grid.conditions, objective=grid.objective))
     print(f"\nTables: {out} (load with simlab.batch.load_results); report: simlab report {out} -o report.html")
     return 0
 

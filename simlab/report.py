@@ -203,6 +203,7 @@ def build_report(
     grid = results.manifest.get("grid", {}) if results.params else {}
     saga_type = saga_type or grid.get("saga_type")
     given = list(grid.get("conditions", []))
+    objective = str(grid.get("objective", "clean_rate"))
     figures: list[tuple[str, str, str]] = []  # (title, caption, data uri)
 
     def add(title: str, caption: str, figure: Figure) -> None:
@@ -213,12 +214,12 @@ def build_report(
     recommendation = ""
     recommended_table = ""
     if results.params:
-        recommendation = analysis.describe_choice(
-            summary, target=target, max_violation_rate=max_violation_rate, given=given
-        )
-        chosen = analysis.recommend(summary, target=target, max_violation_rate=max_violation_rate, given=given)
-        columns = ["rank", "clean_rate", "clean_low", "violation_rate", "violation_high", "p99_s", "p99_low",
-                   "p99_high", "confident"]  # fmt: skip
+        options = {"target": target, "max_violation_rate": max_violation_rate, "given": given, "objective": objective}
+        recommendation = analysis.describe_choice(summary, **options)  # type: ignore[arg-type]
+        chosen = analysis.recommend(summary, **options)  # type: ignore[arg-type]
+        low = objective.removesuffix("_rate") + "_low"
+        columns = ["rank", objective, low, "violation_rate", "violation_high", "p99_s", "p99_low", "p99_high",
+                   "confident"]  # fmt: skip
         recommended_table = _table(chosen[columns]) if len(chosen) else ""
         if len(results.params) >= 2:
             x, y = results.params[0], results.params[1]
@@ -232,7 +233,7 @@ def build_report(
             "Success against p99 duration",
             "Each point is one setting (bars: 95% intervals). The Pareto front joins the settings no other beats on "
             "both; the star is the recommendation.",
-            plots.pareto(summary, recommended=first),
+            plots.pareto(summary, rate=objective, recommended=first),
         )
     add(
         "How the sagas ended",
@@ -256,7 +257,8 @@ def build_report(
     findings = compare_findings(results, base)
     replays = _replay_rows(folder, results)
     env = Environment(loader=PackageLoader("simlab", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "success_rate", "violation_rate",
+    columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
+               "violation_rate",
                "violation_low", "violation_high", "p50_s", "p99_s", "p99_low", "p99_high", "mean_retries",
                "calls_per_saga", "peak_calls_per_s"]  # fmt: skip
     return env.get_template("report.html.j2").render(

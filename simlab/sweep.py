@@ -12,6 +12,7 @@ are spelled in the scenario file, with the values to try::
     # seed: 0
     conditions: [projections.accounts.median_lag_s]   # circumstances, not choices: recommend per value
     saga_type: BrokerDisconnectionSaga                 # the saga the decision is about
+    objective: completed_rate                          # the target's rate (default clean_rate: compensated is ok)
 
 Step settings are addressed through their ``SagaType.step`` key, for example
 ``sagas.steps.BrokerDisconnectionSaga.validate_accounts_deleted.timeout_s``.
@@ -85,6 +86,7 @@ class Grid(BaseModel):
     parameters: dict[str, list[Any] | Range] = Field(min_length=1)
     conditions: list[str] = Field(default_factory=list)  # swept settings that are circumstances, not choices
     saga_type: str | None = None  # the saga type the decision is about (summary, Pareto front, recommendation)
+    objective: Literal["clean_rate", "completed_rate"] = "clean_rate"  # the rate the target applies to
     mode: Literal["grid", "random"] = "grid"
     samples: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0)
@@ -175,27 +177,34 @@ def grid_values(grid: Grid) -> list[dict[str, Any]]:
 
 def make_points(scenario: Scenario, grid: Grid, grid_name: str = "grid") -> list[Point]:
     """Every point as a validated scenario; raise ``GridError`` naming the first bad parameter or value."""
-    base = scenario.model_dump(mode="json")
-    points = []
-    for index, values in enumerate(grid_values(grid)):
-        data = json.loads(json.dumps(base))
-        for path, value in values.items():
-            _set_path(data, path, value, grid_name, scenario.name)
-        try:
-            points.append(Point(index, values, Scenario.model_validate(data)))
-        except ValidationError as error:
-            problem = describe_validation_error(error)
-            where = problem.split(":", 1)[0]
-            swept = next((p for p in values if where == p or where.startswith(p + ".")), None)
-            if swept is None:
-                swept = next((p for p in values if p.startswith(where)), None)
-            if swept is None:
-                raise GridError(f"{grid_name}: point {values}: {problem}") from None
-            raise GridError(
-                f"{grid_name}: parameters.{swept} = {values[swept]!r}: not accepted by scenario "
-                f"{scenario.name!r}: {problem}"
-            ) from None
-    return points
+    return [
+        Point(index, values, with_settings(scenario, values, grid_name))
+        for index, values in enumerate(grid_values(grid))
+    ]
+
+
+def with_settings(scenario: Scenario, values: Mapping[str, Any], source: str = "settings") -> Scenario:
+    """``scenario`` with the settings at the given dotted paths replaced, validated as a whole.
+
+    Raises ``GridError`` naming the first setting the scenario lacks or value it refuses
+    (``source`` names where the settings came from, for the message).
+    """
+    data = scenario.model_dump(mode="json")
+    for path, value in values.items():
+        _set_path(data, path, value, source, scenario.name)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as error:
+        problem = describe_validation_error(error)
+        where = problem.split(":", 1)[0]
+        swept = next((p for p in values if where == p or where.startswith(p + ".")), None)
+        if swept is None:
+            swept = next((p for p in values if p.startswith(where)), None)
+        if swept is None:
+            raise GridError(f"{source}: {dict(values)}: {problem}") from None
+        raise GridError(
+            f"{source}: parameters.{swept} = {values[swept]!r}: not accepted by scenario {scenario.name!r}: {problem}"
+        ) from None
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any, grid_name: str, scenario_name: str) -> None:

@@ -1,0 +1,113 @@
+"""The lab in a few calls, for notebooks and scripts: scenarios, settings, runs, sweeps, replays.
+
+::
+
+    from simlab import lab, analysis, plots
+
+    results = lab.run("reconnect_race", runs=500, out="results/nb/race")
+    analysis.config_summary(results)
+    plots.outcome_breakdown(results)
+    safe = lab.scenario("reconnect_race", {"sagas.variants.purge": "safe"})
+    sweep = lab.sweep("broker_disconnection", {"sagas.consistency_retry.max_attempts": [2, 5, 12]},
+                      runs_per_point=100, out="results/nb/budget")
+    run = lab.replay("reconnect_race", seed=...)
+    plots.replay_timeline(run)
+
+Everything here is the same code the ``simlab`` command runs: results are written
+as Parquet shards into ``out`` (resumable: calling again with the same arguments
+only completes what is missing) and read back with ``simlab.batch.load_results``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from simlab.batch import Progress, Results, load_results, run_batch_to
+from simlab.runner import RunResult, check_supported, run_once
+from simlab.scenario import load_scenario
+from simlab.scenario.model import Scenario
+from simlab.sweep import Grid, load_grid, resolve_grid_path, run_sweep, with_settings
+
+
+def scenario(name_or_path: str | Scenario, settings: Mapping[str, Any] | None = None) -> Scenario:
+    """A shipped scenario (or a file, or a ``Scenario``), optionally with some settings replaced by dotted path."""
+    base = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
+    return with_settings(base, settings) if settings else base
+
+
+@contextmanager
+def _bar(total: int, show: bool) -> Iterator[Progress | None]:
+    if not show:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="run", file=sys.stderr)
+
+    def progress(done: int, total: int, violations: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(f"violations={violations}", refresh=False)
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def run(
+    name_or_scenario: str | Scenario,
+    *,
+    runs: int | None = None,
+    seed: int | None = None,
+    out: str | Path,
+    workers: int | None = None,
+    settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Results:
+    """Run a scenario ``runs`` times from root ``seed`` (default: the scenario's) into ``out``; return its tables."""
+    chosen = scenario(name_or_scenario, settings)
+    check_supported(chosen)
+    count = runs if runs is not None else chosen.runs
+    with _bar(count, progress) as bar:
+        run_batch_to(chosen, count, chosen.seed if seed is None else seed, Path(out), workers=workers, progress=bar)
+    return load_results(out)
+
+
+def sweep(
+    name_or_scenario: str | Scenario,
+    grid: Mapping[str, Any] | Grid | str | Path,
+    *,
+    runs_per_point: int,
+    seed: int | None = None,
+    out: str | Path,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Results:
+    """Run a scenario at every point of ``grid``; return the points' tables with one column per parameter.
+
+    ``grid`` is a grid file's path or name, a ``Grid``, a mapping with the grid file's keys
+    (``{"parameters": {...}, "conditions": [...]}``), or just ``{path: [values]}``.
+    """
+    chosen = scenario(name_or_scenario)
+    check_supported(chosen)
+    if isinstance(grid, Grid):
+        spec = grid
+    elif isinstance(grid, str | Path):
+        spec = load_grid(resolve_grid_path(str(grid)))
+    else:
+        spec = Grid.model_validate(grid if "parameters" in grid else {"parameters": dict(grid)})
+    with _bar(0, progress) as bar:
+        run_sweep(chosen, spec, runs_per_point, chosen.seed if seed is None else seed, Path(out), workers=workers,
+                  progress=bar)  # fmt: skip
+    return load_results(out)
+
+
+def replay(name_or_scenario: str | Scenario, seed: int, settings: Mapping[str, Any] | None = None) -> RunResult:
+    """One run, exactly as the batch ran it: its trace, violations, lags, fault windows and lock holds."""
+    return run_once(scenario(name_or_scenario, settings), seed, keep_trace=True)
