@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,18 +15,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf results/demo-reconnect_race
 	$(PY) -m simlab run reconnect_race --runs 2000 --out results/demo-reconnect_race
+	$(PY) -m simlab report results/demo-reconnect_race -o results/demo-reconnect_race/report.html
 
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(PY) -m ruff check sagas simlab tests benchmarks
-	$(PY) -m ruff format --check sagas simlab tests benchmarks
+	$(PY) -m ruff check sagas simlab tests benchmarks notebooks
+	$(PY) -m ruff format --check sagas simlab tests benchmarks notebooks
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
 unit: $(STAMP)
 	$(PY) -m pytest
+
+# JupyterLab on the notebooks (each runs top to bottom in under two minutes with its default sizes).
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py

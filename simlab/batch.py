@@ -263,6 +263,23 @@ class Results:
     params: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
 
+    def where(self, conditions: dict[str, Any]) -> Results:
+        """The rows of every table whose columns match ``conditions`` (a value, or a list of values).
+
+        A swept parameter fixed to one value stops being a parameter of the result, so plots and
+        analyses of it group by the remaining ones: ``sweep.where({"brokers.alpaca.profile": "real"})``.
+        """
+        tables: dict[str, pd.DataFrame] = {}
+        for name in TABLES:
+            frame: pd.DataFrame = getattr(self, name)
+            for column, value in conditions.items():
+                if column in frame.columns:
+                    wanted = value if isinstance(value, list | tuple) else [value]
+                    frame = frame[frame[column].isin(wanted)]
+            tables[name] = frame.reset_index(drop=True)
+        fixed = [c for c, v in conditions.items() if not isinstance(v, list | tuple) or len(v) == 1]
+        return _results(tables, [p for p in self.params if p not in fixed], self.manifest)
+
 
 def load_results(out: Path | str) -> Results:
     """Every finished shard of a batch or a sweep, one DataFrame per table, sorted by (point and) run index."""
