@@ -244,7 +244,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from simlab.report import ReportError, write_report
     from simlab.scenario.model import SAGA_TYPES
 
     output = Path(args.output)
@@ -258,6 +257,8 @@ def _report(args: argparse.Namespace) -> int:
     if problem:
         print(f"simlab report: {problem}", file=sys.stderr)
         return 2
+    from simlab.report import ReportError, write_report  # the plotting stack: only once the arguments are good
+
     try:
         path = write_report(
             args.folder,
