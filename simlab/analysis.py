@@ -61,6 +61,7 @@ def quantile_interval(
         confidence_level=confidence,
         method="percentile",
         vectorized=True,
+        batch=100,  # resamples at a time: bounded memory for tens of thousands of durations
         random_state=np.random.default_rng(BOOTSTRAP_SEED),
     )
     return (estimate, float(result.confidence_interval.low), float(result.confidence_interval.high))

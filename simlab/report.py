@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from simlab import analysis, plots
 from simlab.batch import SCENARIO_FILE, SWEEP_MANIFEST, Results, config_hash, finished_shards, load_results
+from simlab.runner import run_once
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
 
 
@@ -152,6 +153,11 @@ def compare_findings(current: Results, baseline: Results | None) -> list[Finding
     return found
 
 
+def about_name(results: Results) -> str:
+    """The scenario's name, as the batch's manifest records it."""
+    return str(results.manifest.get("scenario", "?"))
+
+
 def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
     manifest = results.manifest
     sweep = (folder / SWEEP_MANIFEST).is_file()
@@ -256,6 +262,17 @@ def build_report(
     compensations = analysis.compensations_by_step(results)
     findings = compare_findings(results, base)
     replays = _replay_rows(folder, results)
+    if replays:
+        first = replays[0]
+        ref = first["command"].split(" ")[2]
+        run = run_once(load_scenario(shlex.split(first["command"])[2]), first["seed"], keep_trace=True)
+        add(
+            f"Replay of run {first['run']}: {first['invariant']}",
+            f"The first violating run, replayed from its seed ({first['command']}): one lane per saga, step "
+            "attempts as bars, compensations marked, the violation as a red dashed line, lock holders and "
+            f"projection lag below. {first['explanation']}.",
+            plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
+        )
     env = Environment(loader=PackageLoader("simlab", "templates"), autoescape=select_autoescape(["html", "j2"]))
     columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
                "violation_rate",
