@@ -8,7 +8,10 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simlab.batch import Progress
 
 
 def _int_at_least(minimum: int, expected: str) -> Callable[[str], int]:
@@ -153,14 +156,14 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     runs = args.runs if args.runs is not None else scenario.runs
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
-    try:
-        _run_with_progress(scenario, runs, root, out, args.workers)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: finished shards are kept in {out}; run the same command to complete it", file=sys.stderr)
-        return 130
-    except ValueError as error:
-        print(f"simlab run: {error}", file=sys.stderr)
-        return 2
+    from simlab.batch import run_batch_to
+
+    def work(progress: Progress) -> object:
+        return run_batch_to(scenario, runs, root, out, workers=args.workers, progress=progress)
+
+    status = _resumable("run", out, work, runs)
+    if status is not None:
+        return status
     results = load_results(out)
     unchecked = sorted({n for cell in results.runs.get("unchecked", []) for n in str(cell).split(",") if n})
     print(format_tables(scenario.name, runs, root, results.sagas, results.violations, unchecked))
@@ -168,30 +171,23 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress(scenario: Any, runs: int, root: int, out: Path, workers: int | None) -> None:
-    from simlab.batch import run_batch_to
+def _resumable(command: str, out: Path, work: Callable[[Progress], object], total: int) -> int | None:
+    """Run ``work`` under a progress bar; on Ctrl-C say what is kept, on a refused folder say why.
 
-    with _progress_bar(runs) as progress:
-        run_batch_to(scenario, runs, root, out, workers=workers, progress=progress)
-
-
-@contextlib.contextmanager
-def _progress_bar(total: int) -> Iterator[Callable[[int, int, int], None]]:
-    """A progress bar on stderr: runs done, rate, and violations found so far."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="run", file=sys.stderr, disable=None, dynamic_ncols=True)
-
-    def progress(done: int, total: int, violations: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(f"violations={violations}", refresh=False)
-        bar.refresh()
+    Returns the exit status when the work did not finish, ``None`` when it did.
+    """
+    from simlab.progress import progress_bar
 
     try:
-        yield progress
-    finally:
-        bar.close()
+        with progress_bar(total) as progress:
+            work(progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished shards are kept in {out}; run the same command to complete it", file=sys.stderr)
+        return 130
+    except ValueError as error:
+        print(f"simlab {command}: {error}", file=sys.stderr)
+        return 2
+    return None
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -211,24 +207,14 @@ def _sweep(args: argparse.Namespace) -> int:
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"sweep-{scenario.name}-{grid_path.stem}"
     print(f"{scenario.name}: {len(points)} points x {args.runs_per_point} runs from root seed {root} -> {out}")
-    try:
-        with _progress_bar(len(points) * args.runs_per_point) as progress:
-            run_sweep(
-                scenario,
-                grid,
-                args.runs_per_point,
-                root,
-                out,
-                grid_name=str(grid_path),
-                workers=args.workers,
-                progress=progress,
-            )
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: finished shards are kept in {out}; run the same command to complete it", file=sys.stderr)
-        return 130
-    except ValueError as error:
-        print(f"simlab sweep: {error}", file=sys.stderr)
-        return 2
+
+    def work(progress: Progress) -> object:
+        return run_sweep(scenario, grid, args.runs_per_point, root, out, grid_name=str(grid_path),
+                         workers=args.workers, progress=progress)  # fmt: skip
+
+    status = _resumable("sweep", out, work, len(points) * args.runs_per_point)
+    if status is not None:
+        return status
     from simlab.analysis import config_summary, describe_choice
     from simlab.batch import load_results
 

@@ -20,13 +20,13 @@ only completes what is missing) and read back with ``simlab.batch.load_results``
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from simlab.batch import Progress, Results, load_results, run_batch_to
+from simlab.progress import progress_bar
 from simlab.runner import RunResult, check_supported, run_once
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Scenario
@@ -40,24 +40,12 @@ def scenario(name_or_path: str | Scenario, settings: Mapping[str, Any] | None = 
 
 
 @contextmanager
-def _bar(total: int, show: bool) -> Iterator[Progress | None]:
+def _bar(show: bool) -> Iterator[Progress | None]:
     if not show:
         yield None
         return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, unit="run", file=sys.stderr)
-
-    def progress(done: int, total: int, violations: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(f"violations={violations}", refresh=False)
-        bar.refresh()
-
-    try:
+    with progress_bar(notebook=True) as progress:
         yield progress
-    finally:
-        bar.close()
 
 
 def run(
@@ -74,7 +62,7 @@ def run(
     chosen = scenario(name_or_scenario, settings)
     check_supported(chosen)
     count = runs if runs is not None else chosen.runs
-    with _bar(count, progress) as bar:
+    with _bar(progress) as bar:
         run_batch_to(chosen, count, chosen.seed if seed is None else seed, Path(out), workers=workers, progress=bar)
     return load_results(out)
 
@@ -102,7 +90,7 @@ def sweep(
         spec = load_grid(resolve_grid_path(str(grid)))
     else:
         spec = Grid.model_validate(grid if "parameters" in grid else {"parameters": dict(grid)})
-    with _bar(0, progress) as bar:
+    with _bar(progress) as bar:
         run_sweep(chosen, spec, runs_per_point, chosen.seed if seed is None else seed, Path(out), workers=workers,
                   progress=bar)  # fmt: skip
     return load_results(out)

@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simlab.batch import SWEEP_MANIFEST, Batch, Progress, config_hash, run_batches
-from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error
+from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error, read_yaml_mapping, resolve_named_file
 from simlab.scenario.model import SAGA_TYPES, STEP_NAMES, Scenario
 
 SWEEP_SHARD_SIZE = 50  # smaller than a plain batch's: points are many and small, and all share the workers
@@ -127,31 +126,13 @@ GRIDS_DIR = SCENARIOS_DIR / "grids"
 
 def resolve_grid_path(name_or_path: str) -> Path:
     """A grid file's path, or the name of one in ``scenarios/grids/``."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise GridError(f"{name_or_path}: no such grid file")
-        return path
-    candidate = GRIDS_DIR / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in GRIDS_DIR.glob("*.yaml")))
-        raise GridError(f"{name_or_path}: no grid of that name in {GRIDS_DIR} (known: {known})")
-    return candidate
+    return resolve_named_file(name_or_path, GRIDS_DIR, "grid", GridError)
 
 
 def load_grid(path: str | Path) -> Grid:
     """Read and validate a grid file; raise ``GridError`` with a one-line message on any problem."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise GridError(f"{path}: cannot read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise GridError(f"{path}: {where}YAML syntax error: {getattr(error, 'problem', None) or error}") from None
-    if not isinstance(data, dict):
-        raise GridError(f"{path}: expected a mapping with `parameters:`, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "a mapping with `parameters:`", GridError)
     try:
         return Grid.model_validate(data)
     except ValidationError as error:

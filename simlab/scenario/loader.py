@@ -23,18 +23,41 @@ class ScenarioError(ValueError):
     """A scenario that cannot be used; ``str()`` is the one-line message for the user."""
 
 
-def resolve_scenario_path(name_or_path: str) -> Path:
-    """A scenario name from ``scenarios/`` (``reconnect_race``) or a path to a file."""
+def resolve_named_file(name_or_path: str, folder: Path, kind: str, error: type[ValueError]) -> Path:
+    """A path to a YAML file, or the name of one in ``folder``; ``error`` (one line) if there is none."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise ScenarioError(f"{name_or_path}: no such scenario file")
+            raise error(f"{name_or_path}: no such {kind} file")
         return path
-    candidate = SCENARIOS_DIR / f"{name_or_path}.yaml"
+    candidate = folder / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
-        raise ScenarioError(f"{name_or_path}: no scenario of that name in {SCENARIOS_DIR} (known: {known})")
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise error(f"{name_or_path}: no {kind} of that name in {folder} (known: {known})")
     return candidate
+
+
+def read_yaml_mapping(path: Path, expected: str, error: type[ValueError]) -> dict[str, Any]:
+    """A YAML file's top-level mapping; ``error`` with the file, line and column of any problem."""
+    try:
+        text = path.read_text()
+    except OSError as problem:
+        raise error(f"{path}: cannot read: {problem.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as problem:
+        mark = getattr(problem, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = getattr(problem, "problem", None) or str(problem).splitlines()[0]
+        raise error(f"{path}: {where}YAML syntax error: {what}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected {expected}, got {type(data).__name__}")
+    return data
+
+
+def resolve_scenario_path(name_or_path: str) -> Path:
+    """A scenario name from ``scenarios/`` (``reconnect_race``) or a path to a file."""
+    return resolve_named_file(name_or_path, SCENARIOS_DIR, "scenario", ScenarioError)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -65,19 +88,7 @@ def describe_validation_error(error: ValidationError) -> str:
 def load_scenario(name_or_path: str) -> Scenario:
     """Read and validate a scenario; raise ``ScenarioError`` with a one-line message on any problem."""
     path = resolve_scenario_path(name_or_path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ScenarioError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ScenarioError(f"{path}: {where}YAML syntax error: {problem}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping of scenario fields, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "a mapping of scenario fields", ScenarioError)
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
