@@ -191,6 +191,30 @@ def config_summary(
     return frame.set_index(keys) if keys else frame
 
 
+def duration_quantiles(
+    results: Results,
+    *,
+    by: Sequence[str] | None = None,
+    saga_type: str | None = None,
+    quantiles: Sequence[float] = (0.5, 0.9, 0.99, 0.999),
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """Per configuration and quantile: the duration of finished sagas with its bootstrap interval.
+
+    Columns: the configuration, ``q``, ``sagas`` (finished ones), ``duration_s``, ``low``, ``high``.
+    """
+    keys = _by(results, by)
+    sagas = _of_type(results.sagas, saga_type)
+    rows = []
+    for key, group in _groups(sagas, keys):
+        values = group["duration_s"].dropna().to_numpy(dtype=float)
+        for q in quantiles:
+            estimate, low, high = quantile_interval(values, q, confidence)
+            rows.append({**dict(zip(keys, key, strict=True)), "q": q, "sagas": int(values.size),
+                         "duration_s": estimate, "low": low, "high": high})  # fmt: skip
+    return pd.DataFrame(rows, columns=[*keys, "q", "sagas", "duration_s", "low", "high"])
+
+
 def _interval(prefix: str, successes: int, trials: int, confidence: float) -> dict[str, float]:
     low, high = wilson_interval(successes, trials, confidence)
     return {f"{prefix}_low": low, f"{prefix}_high": high}

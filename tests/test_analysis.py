@@ -152,3 +152,14 @@ def test_in_the_same_outage_retries_without_jitter_hit_the_recovered_broker_far_
     peaks = analysis.config_summary(results, load_window=(heal, math.inf))["peak_calls_per_s"]
     none, full = peaks.loc[("none", 6)], peaks.loc[("full", 6)]
     assert none > 2.5 * full, (none, full)
+
+
+def test_duration_quantiles_per_configuration_with_intervals():
+    sagas = [
+        {"run": r, "saga_id": f"s{r}", "saga_type": "T", "status": "completed", "duration_s": float(r), "retries": 0}
+        for r in range(1, 101)
+    ]
+    table = analysis.duration_quantiles(_results(sagas, runs=100), quantiles=(0.5, 0.99))
+    assert table["q"].tolist() == [0.5, 0.99] and table["sagas"].tolist() == [100, 100]
+    assert table["duration_s"].tolist() == [pytest.approx(50.5), pytest.approx(99.01)]
+    assert (table["low"] <= table["duration_s"]).all() and (table["duration_s"] <= table["high"]).all()
