@@ -106,6 +106,28 @@ def _of_type(sagas: pd.DataFrame, saga_type: str | None) -> pd.DataFrame:
     return sagas if saga_type is None or sagas.empty else sagas[sagas["saga_type"] == saga_type]
 
 
+def short_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with swept settings' dotted paths shortened for display (index levels and columns).
+
+    Each path keeps as many trailing parts as it takes to stay distinct from the others:
+    ``sagas.consistency_retry.max_attempts`` becomes ``max_attempts``.
+    """
+    axes = [*frame.index.names, *frame.columns.names, *frame.columns]
+    names = list(dict.fromkeys(str(n) for n in axes if n is not None and "." in str(n)))
+    short: dict[str, str] = {}
+    for name in names:
+        parts = name.split(".")
+        for keep in range(1, len(parts) + 1):
+            candidate = ".".join(parts[-keep:])
+            if sum(other.split(".")[-keep:] == parts[-keep:] for other in names) == 1:
+                short[name] = candidate
+                break
+    renamed = frame.rename(columns=short)
+    renamed.index = renamed.index.set_names([short.get(str(n), n) for n in renamed.index.names])
+    renamed.columns = renamed.columns.set_names([short.get(str(n), n) for n in renamed.columns.names])
+    return renamed
+
+
 # -- outcomes ----------------------------------------------------------------------------------
 
 

@@ -72,7 +72,7 @@ def _figure_uri(figure: Figure) -> str:
 
 
 def _table(frame: pd.DataFrame, *, percent: Sequence[str] = (), index: bool = True) -> str:
-    shown = frame.copy()
+    shown = analysis.short_names(frame)  # the full paths of swept settings are listed under "What was run"
     for column in shown.columns:
         if column in percent or (
             str(column).endswith(("_rate", "_low", "_high")) and column not in ("p99_low", "p99_high")

@@ -163,3 +163,14 @@ def test_duration_quantiles_per_configuration_with_intervals():
     assert table["q"].tolist() == [0.5, 0.99] and table["sagas"].tolist() == [100, 100]
     assert table["duration_s"].tolist() == [pytest.approx(50.5), pytest.approx(99.01)]
     assert (table["low"] <= table["duration_s"]).all() and (table["duration_s"] <= table["high"]).all()
+
+
+def test_short_names_keep_settings_distinct():
+    frame = pd.DataFrame(
+        {"a.retry.max_attempts": [1], "b.retry.max_attempts": [2], "x.jitter": ["none"], "rate": [0.5]}
+    ).set_index(["x.jitter"])
+    short = analysis.short_names(frame)
+    assert list(short.columns) == ["a.retry.max_attempts", "b.retry.max_attempts", "rate"]
+    assert short.index.names == ["jitter"]
+    single = analysis.short_names(pd.DataFrame({"sagas.consistency_retry.max_attempts": [2]}))
+    assert list(single.columns) == ["max_attempts"]
