@@ -80,7 +80,7 @@ def _groups(frame: pd.DataFrame, by: list[str]) -> Iterator[tuple[tuple[Any, ...
     if not by:
         yield (), frame
         return
-    for key, group in frame.groupby(by, sort=True):
+    for key, group in frame.groupby(by, sort=True, dropna=False):  # a swept `null` is a setting too
         yield (key if isinstance(key, tuple) else (key,)), group
 
 
@@ -93,7 +93,7 @@ def _select(frame: pd.DataFrame, by: list[str], key: tuple[Any, ...]) -> pd.Data
         return frame
     mask = np.ones(len(frame), dtype=bool)
     for column, value in zip(by, key, strict=True):
-        mask &= (frame[column] == value).to_numpy()
+        mask &= (frame[column].isna() if pd.isna(value) else frame[column] == value).to_numpy()
     return frame[mask]
 
 
@@ -285,6 +285,15 @@ def broker_load(results: Results, *, by: Sequence[str] | None = None, bin_s: flo
         runs = np.full(len(frame), len(results.runs))
     frame["mean_calls_per_s"] = frame["total"] / runs / bin_s
     frame["max_calls_per_s"] = frame["max"] / bin_s
+    # Seconds without a call are zeros, not gaps: every configuration gets every bin.
+    bins = np.arange(int(frame["bin"].min()), int(frame["bin"].max()) + 1)
+    full = []
+    for key, group in _groups(frame, keys):
+        filled = group.set_index("bin")[["mean_calls_per_s", "max_calls_per_s"]].reindex(bins, fill_value=0.0)
+        for column, value in zip(keys, key, strict=True):
+            filled[column] = value
+        full.append(filled.rename_axis("bin").reset_index())
+    frame = pd.concat(full, ignore_index=True)
     frame["t"] = frame["bin"] * bin_s
     return frame[columns].reset_index(drop=True)
 
@@ -393,13 +402,36 @@ def findings(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFra
 # -- choosing ----------------------------------------------------------------------------------
 
 
-def pareto_front(summary: pd.DataFrame, *, rate: str = "success_rate", cost: str = "p99_s") -> pd.Series:
-    """True for the configurations no other one beats on both ``rate`` (higher) and ``cost`` (lower)."""
+def pareto_front(
+    summary: pd.DataFrame,
+    *,
+    rate: str = "success_rate",
+    cost: str = "p99_s",
+    given: Sequence[str] = (),
+    max_violation_rate: float | None = None,
+) -> pd.Series:
+    """True for the configurations no other one beats on both ``rate`` (higher) and ``cost`` (lower).
+
+    With ``given``, one front per value of those conditions (a setting is only compared with others
+    under the same circumstances); with ``max_violation_rate``, only configurations within it count.
+    """
+    eligible = summary[rate].notna() & summary[cost].notna()
+    if max_violation_rate is not None:
+        eligible &= summary["violation_rate"] <= max_violation_rate
+    flat = summary.reset_index()
+    groups = [np.arange(len(flat))] if not given else [g.index.to_numpy() for _, g in flat.groupby(list(given))]
+    front = np.zeros(len(summary), dtype=bool)
     values = summary[[rate, cost]].to_numpy(dtype=float)
-    front = []
-    for i, (r, c) in enumerate(values):
-        dominated = any((r2 >= r and c2 <= c) and (r2 > r or c2 < c) for j, (r2, c2) in enumerate(values) if j != i)
-        front.append(not dominated and not np.isnan(r) and not np.isnan(c))
+    ok = eligible.to_numpy()
+    for rows in groups:
+        candidates = [i for i in rows if ok[i]]
+        for i in candidates:
+            r, c = values[i]
+            front[i] = not any(
+                values[j][0] >= r and values[j][1] <= c and (values[j][0] > r or values[j][1] < c)
+                for j in candidates
+                if j != i
+            )
     return pd.Series(front, index=summary.index, name="pareto")
 
 
@@ -417,8 +449,8 @@ def recommend(
     compensated, the default) or ``completed_rate`` (a compensation counts as a failure).
     A configuration **meets** the target when its objective rate is at least ``target`` and its
     violation rate at most ``max_violation_rate``, both as measured. It meets it **confidently**
-    when the lower end of the objective rate's interval clears ``target`` and the upper end of the
-    violation-rate interval stays within ``max_violation_rate`` too. (With a few hundred runs
+    when the lower end of the objective rate's interval clears ``target`` too (and, for a tolerance
+    above zero, the upper end of the violation-rate interval stays within it). (With a few hundred runs
     per point a 99.9 % target cannot be met confidently: the interval is wider than the
     margin, and the table shows it.) Rows that do not meet the target are left out.
 
@@ -427,14 +459,17 @@ def recommend(
     and ``rank`` restarts at 1 in each.
     """
     table = summary.copy()
-    table["pareto"] = pareto_front(summary, rate=objective)
+    table["pareto"] = pareto_front(summary, rate=objective, given=given, max_violation_rate=max_violation_rate)
     low = objective.removesuffix("_rate") + "_low"
     table["meets"] = (table[objective] >= target) & (table["violation_rate"] <= max_violation_rate)
-    table["confident"] = table["meets"] & (table[low] >= target) & (table["violation_high"] <= max_violation_rate)
-    chosen = table[table["meets"]].reset_index()
-    chosen = chosen.sort_values([*given, "p99_s", "success_rate"], ascending=[True] * (len(given) + 1) + [False])
-    chosen["rank"] = chosen.groupby(list(given)).cumcount() + 1 if given else range(1, len(chosen) + 1)
+    # With a tolerance of zero violations, "none seen" is the most any number of runs can show (an interval's
+    # upper end never reaches 0); with a tolerance above zero, the interval's upper end must respect it.
+    violations_ok = table["violation_high"] <= max_violation_rate if max_violation_rate > 0 else table["meets"]
+    table["confident"] = table["meets"] & (table[low] >= target) & violations_ok
     names = [n for n in summary.index.names if n is not None]
+    chosen = table[table["meets"]].reset_index() if names else table[table["meets"]]
+    chosen = chosen.sort_values([*given, "p99_s", objective], ascending=[True] * (len(given) + 1) + [False])
+    chosen["rank"] = chosen.groupby(list(given)).cumcount() + 1 if given else range(1, len(chosen) + 1)
     return chosen.set_index(names) if names else chosen
 
 

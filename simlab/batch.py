@@ -36,11 +36,19 @@ TABLES = ("runs", "sagas", "attempts", "violations", "faults", "broker_calls")
 DEFAULT_SHARD_SIZE = 250
 
 
+# Modules that only read or present finished results: changing them changes no run, so a batch
+# written before the change can still be resumed.
+PRESENTATION = frozenset(
+    {"analysis.py", "plots.py", "report.py", "lab.py", "progress.py", "cli.py", "summary.py", "timeline.py"}
+)
+
+
 def code_hash() -> str:
     """A short hash of the engine's and the lab's source: results from other code are other results."""
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
-    for path in sorted([*root.joinpath("sagas").rglob("*.py"), *root.joinpath("simlab").rglob("*.py")]):
+    sources = [*root.joinpath("sagas").rglob("*.py"), *root.joinpath("simlab").rglob("*.py")]
+    for path in sorted(p for p in sources if not (p.parent.name == "simlab" and p.name in PRESENTATION)):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -269,12 +277,22 @@ class Results:
         A swept parameter fixed to one value stops being a parameter of the result, so plots and
         analyses of it group by the remaining ones: ``sweep.where({"brokers.alpaca.profile": "real"})``.
         """
+        runs = self.runs
+        for column, value in conditions.items():
+            if column not in runs.columns:
+                raise KeyError(
+                    f"{column!r} is not a column of these results (swept: {', '.join(self.params) or 'none'})"
+                )
+            wanted = [table_cell(v) for v in (value if isinstance(value, list | tuple) else [value])]
+            if not runs[column].isin(wanted).any():
+                present = ", ".join(repr(v) for v in dict.fromkeys(runs[column].tolist()))
+                raise ValueError(f"no runs with {column} in {wanted!r} (present: {present})")
         tables: dict[str, pd.DataFrame] = {}
         for name in TABLES:
             frame: pd.DataFrame = getattr(self, name)
             for column, value in conditions.items():
                 if column in frame.columns:
-                    wanted = value if isinstance(value, list | tuple) else [value]
+                    wanted = [table_cell(v) for v in (value if isinstance(value, list | tuple) else [value])]
                     frame = frame[frame[column].isin(wanted)]
             tables[name] = frame.reset_index(drop=True)
         fixed = [c for c, v in conditions.items() if not isinstance(v, list | tuple) or len(v) == 1]
@@ -321,6 +339,13 @@ def _load_sweep(folder: Path) -> Results:
         name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame() for name, parts in per_table.items()
     }
     return _results(tables, params, manifest)
+
+
+def table_cell(value: Any) -> Any:
+    """A swept value as a table cell: scalars as they are, anything else as compact JSON."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _results(tables: dict[str, pd.DataFrame], params: list[str], manifest: dict[str, Any]) -> Results:

@@ -236,6 +236,8 @@ def _report(args: argparse.Namespace) -> int:
     problem = None
     if output.suffix.lower() not in (".html", ".htm"):
         problem = f"-o {args.output}: expected a file name ending in .html"
+    elif output.is_dir():
+        problem = f"-o {args.output}: is a folder; expected a file name ending in .html"
     elif not output.parent.is_dir():
         problem = f"-o {args.output}: the folder {output.parent} does not exist"
     elif args.saga_type is not None and args.saga_type not in SAGA_TYPES:

@@ -199,19 +199,29 @@ def pareto(
     rate: str = "success_rate",
     cost: str = "p99_s",
     recommended: Any = None,
+    max_violation_rate: float | None = None,
 ) -> Figure:
-    """Success rate against p99 duration per configuration, the Pareto front joined, the recommendation starred.
+    """A rate against p99 duration per configuration, the Pareto front joined, the recommendation starred.
 
     ``recommended`` is an index label of ``summary`` (e.g. the first row of ``analysis.recommend``).
+    With ``max_violation_rate``, only settings within it can be on the front (the others are drawn hollow).
+    Give it the configurations of one circumstance at a time: a front across circumstances compares
+    settings that were never alternatives.
     """
-    front = analysis.pareto_front(summary, rate=rate, cost=cost)
+    front = analysis.pareto_front(summary, rate=rate, cost=cost, max_violation_rate=max_violation_rate)
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
     prefix = rate.removesuffix("_rate")
     x, y = summary[cost].to_numpy(dtype=float), summary[rate].to_numpy(dtype=float)
     xerr = _err(summary, cost, "p99_low", "p99_high") if cost == "p99_s" else None
     yerr = _err(summary, rate, f"{prefix}_low", f"{prefix}_high")
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color="#90a4ae", ecolor="#cfd8dc", label="configuration, 95% CI")
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc")
+    within = np.ones(len(summary), dtype=bool)
+    if max_violation_rate is not None:
+        within = (summary["violation_rate"] <= max_violation_rate).to_numpy()
+    ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)")
+    if not within.all():
+        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations")
     on = summary[front.to_numpy()].sort_values(cost)
     ax.plot(on[cost], on[rate], "-o", color="#1565c0", label="Pareto front")
     names = [str(n) for n in summary.index.names if n is not None]

@@ -31,6 +31,8 @@ from simlab.batch import SCENARIO_FILE, SWEEP_MANIFEST, Results, config_hash, fi
 from simlab.runner import run_once
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
 
+MAX_PARETO_FIGURES = 6  # one per circumstance, up to this many
+
 
 class ReportError(ValueError):
     """A folder that cannot be reported on; ``str()`` is the one-line message for the user."""
@@ -38,15 +40,37 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class Finding:
-    """One invariant's violations in a batch, compared with a baseline."""
+    """One invariant's violations in a batch, compared with a baseline.
+
+    ``runs`` and ``baseline_runs`` count the runs that show the finding, out of ``total`` and
+    ``baseline_total`` runs; ``share`` and ``baseline_share`` are those as rates with their 95 %
+    Wilson intervals, so that "resolved" after 10 runs reads differently from after 10,000.
+    """
 
     invariant: str
-    status: str  # "new", "still present", "resolved", or "" without a baseline
+    status: str  # "new", "still present", "resolved", "not checked here", or "" without a baseline
     violations: int
     runs: int
+    total: int
     baseline_violations: int
     baseline_runs: int
+    baseline_total: int
     example: str
+
+    @property
+    def share(self) -> str:
+        return _share(self.runs, self.total)
+
+    @property
+    def baseline_share(self) -> str:
+        return _share(self.baseline_runs, self.baseline_total)
+
+
+def _share(runs: int, total: int) -> str:
+    if not total:
+        return ""
+    low, high = analysis.wilson_interval(runs, total)
+    return f"{runs / total:.2%} [{low:.2%}, {high:.2%}]"
 
 
 def is_results_folder(folder: Path) -> bool:
@@ -126,9 +150,10 @@ def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
     return rows
 
 
-def compare_findings(current: Results, baseline: Results | None) -> list[Finding]:
+def compare_findings(current: Results, baseline: Results | None, checked: Sequence[str] | None = None) -> list[Finding]:
     """Per invariant: violations and runs here and in the baseline, and whether the finding is new,
-    resolved or still present."""
+    resolved, still present, or not checked here at all (``checked``: the invariants the current
+    batch's scenario checks; an invariant it does not check cannot have been resolved by it)."""
 
     def tally(results: Results) -> dict[str, tuple[int, int, str]]:
         table = analysis.findings(results, by=[])
@@ -137,25 +162,49 @@ def compare_findings(current: Results, baseline: Results | None) -> list[Finding
 
     now = tally(current)
     before = tally(baseline) if baseline is not None else {}
+    total, baseline_total = len(current.runs), len(baseline.runs) if baseline is not None else 0
     found = []
     for invariant in sorted(set(now) | set(before)):
         v, r, example = now.get(invariant, (0, 0, ""))
         bv, br, bexample = before.get(invariant, (0, 0, ""))
         if baseline is None:
             status = ""
+        elif checked is not None and invariant not in checked:
+            status = "not checked here"
         elif v and bv:
             status = "still present"
         elif v:
             status = "new"
         else:
             status = "resolved"
-        found.append(Finding(invariant, status, v, r, bv, br, example or bexample))
+        found.append(Finding(invariant, status, v, r, total, bv, br, baseline_total, example or bexample))
     return found
+
+
+def _checked_invariants(folder: Path, results: Results) -> list[str] | None:
+    """The invariants the batch's scenario checks (from the exact scenario kept with it)."""
+    kept = folder / SCENARIO_FILE
+    if results.params:
+        kept = folder / results.manifest["points"][0]["folder"] / SCENARIO_FILE
+    try:
+        return list(load_scenario(str(kept)).invariants)
+    except ScenarioError:
+        return None
 
 
 def about_name(results: Results) -> str:
     """The scenario's name, as the batch's manifest records it."""
     return str(results.manifest.get("scenario", "?"))
+
+
+def _incomplete(finished: int, expected: int) -> str:
+    if finished >= expected:
+        return ""
+    return (
+        f"Only {finished} of the {expected} runs have finished (the work was interrupted): every figure, "
+        "table and recommendation here comes from the finished runs only. Run the same command again to "
+        "complete it, then write the report again."
+    )
 
 
 def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
@@ -173,7 +222,9 @@ def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
         runs_per_point = int(manifest["runs_per_point"])
         root = int(manifest["root_seed"])
         done = sum(len(finished_shards(folder / p["folder"])) > 0 for p in manifest["points"])
+        expected = runs_per_point * len(manifest["points"])
         return {
+            "incomplete": _incomplete(len(results.runs), expected),
             "scenario": name,
             "question": question,
             "kind": f"sweep over {len(manifest['points'])} settings ({done} with results)",
@@ -184,6 +235,7 @@ def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
         }
     runs = int(manifest.get("runs", len(results.runs)))
     return {
+        "incomplete": _incomplete(len(results.runs), runs),
         "scenario": name,
         "question": question,
         "kind": "batch of seeded runs",
@@ -206,6 +258,11 @@ def build_report(
     folder = Path(folder)
     results = _load(folder, "the batch to report")
     base = _load(Path(baseline), "the baseline") if baseline is not None else None
+    if base is not None and about_name(base) != about_name(results):
+        raise ReportError(
+            f"{baseline}: the baseline ran scenario {about_name(base)!r}, not {about_name(results)!r}; "
+            "findings of different scenarios cannot be compared"
+        )
     grid = results.manifest.get("grid", {}) if results.params else {}
     saga_type = saga_type or grid.get("saga_type")
     given = list(grid.get("conditions", []))
@@ -234,13 +291,25 @@ def build_report(
                 f"Share of runs with at least one invariant violation, for each {x} and {y}.",
                 plots.heatmap(summary, x, y),
             )
-        first = chosen.index[0] if len(chosen) else None
-        add(
-            "Success against p99 duration",
-            "Each point is one setting (bars: 95% intervals). The Pareto front joins the settings no other beats on "
-            "both; the star is the recommendation.",
-            plots.pareto(summary, rate=objective, recommended=first),
-        )
+        flat = summary.reset_index()
+        conditions = [()] if not given else list(flat[given].drop_duplicates().itertuples(index=False, name=None))
+        for condition in conditions[:MAX_PARETO_FIGURES]:
+            part, top = summary, chosen
+            for column, value in zip(given, condition, strict=True):
+                part = part[part.index.get_level_values(column) == value]
+                top = top[top.index.get_level_values(column) == value]
+            when = ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True))
+            add(
+                f"{objective.replace('_', ' ').capitalize()} against p99 duration" + (f" when {when}" if when else ""),
+                "Each point is one setting (bars: 95% intervals). The Pareto front joins the settings within the "
+                "violation tolerance that no other beats on both; the star is the recommendation.",
+                plots.pareto(
+                    part,
+                    rate=objective,
+                    recommended=top.index[0] if len(top) else None,
+                    max_violation_rate=max_violation_rate,
+                ),
+            )
     add(
         "How the sagas ended",
         "Share of sagas per final status; the black mark is the clean share with its 95% Wilson interval.",
@@ -260,12 +329,12 @@ def build_report(
             plots.broker_load(results),
         )
     compensations = analysis.compensations_by_step(results)
-    findings = compare_findings(results, base)
+    findings = compare_findings(results, base, checked=_checked_invariants(folder, results))
     replays = _replay_rows(folder, results)
     if replays:
         first = replays[0]
-        ref = first["command"].split(" ")[2]
-        run = run_once(load_scenario(shlex.split(first["command"])[2]), first["seed"], keep_trace=True)
+        ref = shlex.split(first["command"])[2]
+        run = run_once(load_scenario(ref), first["seed"], keep_trace=True)
         add(
             f"Replay of run {first['run']}: {first['invariant']}",
             f"The first violating run, replayed from its seed ({first['command']}): one lane per saga, step "

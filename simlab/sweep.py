@@ -39,7 +39,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simlab.batch import SWEEP_MANIFEST, Batch, Progress, config_hash, run_batches
+from sagas.trading.wiring import saga_steps
+from simlab.batch import SWEEP_MANIFEST, Batch, Progress, config_hash, run_batches, table_cell
 from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error, read_yaml_mapping, resolve_named_file
 from simlab.scenario.model import SAGA_TYPES, STEP_NAMES, Scenario
 
@@ -47,18 +48,26 @@ SWEEP_SHARD_SIZE = 50  # smaller than a plain batch's: points are many and small
 STEP_KEYS = frozenset(f"{saga}.{step}" for saga, steps in STEP_NAMES.items() for step in steps)
 
 
+NOT_SWEPT = {
+    "name": "it names the scenario",
+    "runs": "use --runs-per-point",
+    "seed": "use --seed (every point runs the same seeds, so that points differ only by their settings)",
+}
+
+
 class GridError(ValueError):
     """A grid file that cannot be used; ``str()`` is the one-line message for the user."""
 
 
 class Range(BaseModel):
-    """A range to draw from in random mode (integers if both ends are integers)."""
+    """A range to draw from in random mode: uniform (or log-uniform), whole numbers if ``integer``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    low: float | int
-    high: float | int
+    low: float
+    high: float
     log: bool = False
+    integer: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> Range:
@@ -70,11 +79,13 @@ class Range(BaseModel):
 
     def draw(self, rng: random.Random) -> float | int:
         """One draw."""
-        if isinstance(self.low, int) and isinstance(self.high, int) and not self.log:
-            return rng.randint(self.low, self.high)
         if self.log:
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        return rng.uniform(self.low, self.high)
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        elif self.integer:
+            return rng.randint(math.ceil(self.low), math.floor(self.high))
+        else:
+            value = rng.uniform(self.low, self.high)
+        return round(value) if self.integer else value
 
 
 class Grid(BaseModel):
@@ -99,9 +110,14 @@ class Grid(BaseModel):
                 raise ValueError(f"parameter {path!r}: a range needs mode: random (a grid lists its values)")
         if self.saga_type is not None and self.saga_type not in SAGA_TYPES:
             raise ValueError(f"unknown saga type {self.saga_type!r}; expected one of {', '.join(SAGA_TYPES)}")
+        for path in self.parameters:
+            if path in NOT_SWEPT:
+                raise ValueError(f"parameter {path!r} cannot be swept: {NOT_SWEPT[path]}")
         for condition in self.conditions:
             if condition not in self.parameters:
                 raise ValueError(f"condition {condition!r} is not one of the parameters")
+            if not isinstance(self.parameters[condition], list):
+                raise ValueError(f"condition {condition!r} must list its values (a range makes every point its own)")
         if self.mode == "random" and self.samples is None:
             raise ValueError("mode: random needs samples: N")
         return self
@@ -118,7 +134,7 @@ class Point:
     @property
     def label(self) -> str:
         """``max_attempts=5, median_lag_s=2.0`` (the last part of each path)."""
-        return ", ".join(f"{path.rsplit('.', 1)[-1]}={_cell(v)}" for path, v in self.values.items())
+        return ", ".join(f"{path.rsplit('.', 1)[-1]}={table_cell(v)}" for path, v in self.values.items())
 
 
 GRIDS_DIR = SCENARIOS_DIR / "grids"
@@ -146,13 +162,17 @@ def grid_values(grid: Grid) -> list[dict[str, Any]]:
         lists = [grid.parameters[p] for p in paths]
         return [dict(zip(paths, combo, strict=True)) for combo in itertools.product(*lists)]
     rng = random.Random(grid.seed)
-    points = []
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for _ in range(grid.samples or 0):
         point = {}
         for p in paths:
             spec = grid.parameters[p]
             point[p] = spec.draw(rng) if isinstance(spec, Range) else spec[rng.randrange(len(spec))]
-        points.append(point)
+        key = json.dumps(point, sort_keys=True)
+        if key not in seen:  # a repeated draw would run the same seeds again: copies, not evidence
+            seen.add(key)
+            points.append(point)
     return points
 
 
@@ -204,8 +224,26 @@ def _set_path(data: dict[str, Any], path: str, value: Any, grid_name: str, scena
             node[key] = value
             return
         if key not in node or node[key] is None:
-            node[key] = {}
+            # A step's retry policy that the scenario leaves to the step starts from the step's own policy,
+            # so sweeping one of its fields changes that field only.
+            step_key = ".".join(parts[i - 3 : i - 1])  # "Saga.step", just before "retry"
+            node[key] = _builtin_retry(step_key) if key == "retry" and step_key in STEP_KEYS else {}
         node = node[key]
+
+
+def _builtin_retry(step_key: str) -> dict[str, Any]:
+    """The retry policy a step is defined with, in the scenario file's terms."""
+    saga_type, _, name = step_key.partition(".")
+    step = next(s for s in saga_steps()[saga_type] if s.name == name)
+    policy = step.policy
+    return {
+        "max_attempts": policy.max_attempts,
+        "initial_delay_ms": policy.initial_delay_ms,
+        "max_delay_ms": policy.max_delay_ms,
+        "backoff_factor": policy.backoff_factor,
+        "jitter": policy.jitter,
+        "retry_budget_ms": policy.retry_budget_ms,
+    }
 
 
 def _next_key(node: Mapping[str, Any], parts: Sequence[str], i: int) -> tuple[str, int]:
@@ -217,13 +255,6 @@ def _next_key(node: Mapping[str, Any], parts: Sequence[str], i: int) -> tuple[st
     if ".".join(parts[i : i + 2]) in STEP_KEYS:
         return ".".join(parts[i : i + 2]), i + 2
     return parts[i], i + 1
-
-
-def _cell(value: Any) -> Any:
-    """A swept value as a table cell: scalars as they are, anything else as compact JSON."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def run_sweep(
@@ -250,7 +281,7 @@ def run_sweep(
             {
                 "index": p.index,
                 "folder": f"point-{p.index:03d}",
-                "values": {k: _cell(v) for k, v in p.values.items()},
+                "values": {k: table_cell(v) for k, v in p.values.items()},
                 "label": p.label,
                 "config_hash": config_hash(p.scenario),
             }

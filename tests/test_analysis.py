@@ -53,7 +53,12 @@ def test_broker_load_averages_over_every_run_including_runs_without_calls():
     results = _results([{"run": 0, "saga_id": "a", "saga_type": "T", "status": "completed", "duration_s": 1.0,
                          "retries": 0}], calls, runs=2)  # fmt: skip
     load = analysis.broker_load(results)
-    assert load[["t", "mean_calls_per_s", "max_calls_per_s"]].values.tolist() == [[0.0, 1.0, 2.0], [3.0, 0.5, 1.0]]
+    assert load[["t", "mean_calls_per_s", "max_calls_per_s"]].values.tolist() == [
+        [0.0, 1.0, 2.0],
+        [1.0, 0.0, 0.0],  # quiet seconds are zeros, not gaps
+        [2.0, 0.0, 0.0],
+        [3.0, 0.5, 1.0],
+    ]
     summary = analysis.config_summary(results)
     assert summary.loc[0, "peak_calls_per_s"] == 1.0  # run 0's busiest second had 2 calls; run 1 had none
     assert summary.loc[0, "calls_per_saga"] == 3.0
@@ -110,6 +115,30 @@ def _summary() -> pd.DataFrame:
 def test_the_pareto_front_keeps_only_the_undominated_settings():
     front = analysis.pareto_front(_summary())
     assert front[front].index.tolist() == [(2, 0.5), (5, 0.5)]
+    # One front per circumstance, among the settings within the violation tolerance.
+    per_lag = analysis.pareto_front(_summary(), given=["lag"], max_violation_rate=0.0)
+    assert per_lag[per_lag].index.tolist() == [(5, 0.5), (8, 2.0)]
+
+
+def test_zero_violations_seen_with_a_tight_rate_interval_is_a_confident_choice():
+    summary = _summary()
+    summary.loc[(8, 2.0), ["completed_rate", "completed_low"]] = [1.0, 0.9995]
+    chosen = analysis.recommend(summary, target=0.999, given=["lag"], objective="completed_rate")
+    assert chosen.loc[(8, 2.0), "confident"] and not chosen.loc[(5, 0.5), "confident"]
+
+
+def test_a_swept_null_is_a_configuration_of_its_own():
+    sagas = [
+        {"run": 0, "saga_id": "a", "saga_type": "T", "status": "completed", "duration_s": 1.0, "retries": 0, "t": None},
+        {"run": 0, "saga_id": "b", "saga_type": "T", "status": "compensated", "duration_s": 2.0, "retries": 1, "t": 5},
+    ]
+    results = _results(sagas, runs=1)
+    results.runs = pd.concat([results.runs.assign(t=None), results.runs.assign(t=5)], ignore_index=True)
+    results.params = ["t"]
+    summary = analysis.config_summary(results)
+    rates = dict(zip(summary.index.tolist(), summary["completed_rate"], strict=True))
+    assert len(rates) == 2 and rates[5] == 0.0
+    assert [rate for key, rate in rates.items() if pd.isna(key)] == [1.0]
 
 
 def test_the_recommendation_is_the_fastest_setting_meeting_the_target_per_condition():

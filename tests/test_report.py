@@ -105,7 +105,9 @@ def test_a_sweep_report_leads_with_the_recommendation_and_replays_each_point_fro
     html = report.read_text()
     assert "When median_lag_s=0.5: choose max_attempts=12" in html
     assert "When median_lag_s=2.0: choose max_attempts=12" in html
-    assert "Violations over the grid" in html and "Success against p99 duration" in html
+    assert "Violations over the grid" in html
+    assert "Clean rate against p99 duration when median_lag_s=0.5" in html
+    assert "Clean rate against p99 duration when median_lag_s=2.0" in html
     commands = re.findall(r"<code>simlab replay (\S+) --seed (\d+)</code>", html)
     assert commands and all(ref.endswith("/scenario.yaml") and "/point-00" in ref for ref, _ in commands)
     ref, seed = commands[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,10 +38,53 @@ def test_a_grid_is_the_product_of_its_values_in_file_order():
 
 
 def test_random_mode_draws_the_same_points_from_the_same_seed():
-    spec = {"mode": "random", "samples": 5, "seed": 3, "parameters": {BUDGET: {"low": 2, "high": 9}, LAG: [1, 2]}}
+    spec = {
+        "mode": "random",
+        "samples": 5,
+        "seed": 3,
+        "parameters": {BUDGET: {"low": 2, "high": 9, "integer": True}, LAG: [1, 2]},
+    }
     first, again = grid_values(Grid.model_validate(spec)), grid_values(Grid.model_validate(spec))
-    assert first == again and len(first) == 5
+    assert first == again and len(first) == 4  # five draws, one a repeat: it would only rerun the same seeds
+    assert len({tuple(p.items()) for p in first}) == len(first)
     assert all(isinstance(p[BUDGET], int) and 2 <= p[BUDGET] <= 9 and p[LAG] in (1, 2) for p in first)
+
+
+def test_a_range_draws_fractions_unless_it_asks_for_whole_numbers():
+    spec = {"mode": "random", "samples": 20, "parameters": {"faults.broker_errors.error_rate": {"low": 0, "high": 1}}}
+    values = [p["faults.broker_errors.error_rate"] for p in grid_values(Grid.model_validate(spec))]
+    assert len(values) == 20 and all(0 <= v <= 1 for v in values) and len({round(v, 6) for v in values}) == 20
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"parameters": {"seed": [1, 2]}}, "parameter 'seed' cannot be swept: use --seed"),
+        ({"parameters": {"runs": [1, 2]}}, "parameter 'runs' cannot be swept: use --runs-per-point"),
+        (
+            {"mode": "random", "samples": 3, "conditions": [LAG], "parameters": {LAG: {"low": 0.5, "high": 5}}},
+            f"condition '{LAG}' must list its values",
+        ),
+    ],
+)
+def test_grids_refuse_what_would_mislead(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Grid.model_validate(spec)
+
+
+def test_sweeping_one_field_of_a_step_s_retry_keeps_the_rest_of_the_step_s_own_policy():
+    scenario = load_scenario("reconnect_race")  # its scenario file leaves the recovery step's retry alone
+    path = "sagas.steps.ConnectionRecoverySaga.restore_connection.retry.max_attempts"
+    [point] = make_points(scenario, Grid.model_validate({"parameters": {path: [6]}}))
+    policy = point.scenario.sagas.to_config().step_overrides["ConnectionRecoverySaga.restore_connection"][1]
+    assert policy is not None
+    # The step's own policy is the seed's: 3 retries at 2, 4 and 8 s. Only the attempts change.
+    assert (policy.max_attempts, policy.initial_delay_ms, policy.max_delay_ms, policy.backoff_factor) == (
+        6,
+        2000.0,
+        8000.0,
+        2.0,
+    )
 
 
 def test_points_set_nested_and_step_settings_and_keep_the_rest_of_the_scenario():

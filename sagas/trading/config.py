@@ -102,6 +102,10 @@ class SagaConfig:
             override = wanted.get(step.name)
             if override is not None:
                 timeout, retry = override
+                if retry is not None and not retry.non_retryable:
+                    # A configured policy (scenario files cannot name exception types) keeps the errors
+                    # the step itself never retries, such as revoked credentials.
+                    retry = replace(retry, non_retryable=step.policy.non_retryable)
                 step = replace(
                     step,
                     timeout_seconds=timeout if timeout is not None else step.timeout_seconds,

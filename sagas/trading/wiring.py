@@ -8,6 +8,7 @@ from typing import cast
 
 from sagas.engine.manager import SagaManager
 from sagas.engine.ports import LockManager
+from sagas.engine.step import SagaStep
 from sagas.infra.cache import CacheManager
 from sagas.trading import commands as c
 from sagas.trading import events as e
@@ -86,6 +87,11 @@ def register_trading_sagas(manager: SagaManager, deps: TradingDeps) -> None:
 
 def saga_step_names(config: SagaConfig | None = None) -> dict[str, tuple[str, ...]]:
     """The step names of each trading saga type (for validating per-step configuration)."""
+    return {saga_type: tuple(step.name for step in steps) for saga_type, steps in saga_steps(config).items()}
+
+
+def saga_steps(config: SagaConfig | None = None) -> dict[str, tuple[SagaStep, ...]]:
+    """The steps of each trading saga type as defined (deadlines, retry policies), before any override."""
     deps = TradingDeps(
         brokers={},
         cache=cast(CacheManager, None),
@@ -102,4 +108,4 @@ def saga_step_names(config: SagaConfig | None = None) -> dict[str, tuple[str, ..
         OrderExecutionSaga(deps),
         PositionManagementSaga(deps),
     )
-    return {saga.get_saga_type(): tuple(step.name for step in saga.define_steps()) for saga in sagas}
+    return {saga.get_saga_type(): tuple(saga.define_steps()) for saga in sagas}
