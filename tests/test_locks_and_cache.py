@@ -91,6 +91,18 @@ def test_cache_clears_one_connection_or_all_of_a_users_broker_data(on_redis: Run
     on_redis(body)
 
 
+def test_cache_clears_leave_no_index_behind(on_redis: Runner) -> None:
+    async def body(client: Any, prefix: str) -> None:
+        cache = CacheManager(client, prefix=f"{prefix}:cache")
+        for user, broker, conn in [("u1", "alpaca", "c1"), ("u1", "ib", "c2")]:
+            await cache.put(user, broker, conn, "accounts", "x")
+        assert await cache.clear_connection_cache("c1") == 1
+        assert await cache.clear_all_user_broker_data("u1") == 1  # only c2 is still indexed for u1
+        assert await _resolve(client.keys(f"{prefix}:cache*")) == []
+
+    on_redis(body)
+
+
 async def _resolve(value: Any) -> Any:
     from sagas.infra import resolve
 

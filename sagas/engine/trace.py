@@ -77,9 +77,14 @@ class Tracer:
         )
 
 
+# NOTE: one encoder for every record; json.dumps with non-default separators builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
 def canonical_trace(records: Iterable[TraceRecord]) -> bytes:
     """The trace as canonical JSON lines: one array per record, fields in fixed order."""
-    lines = [json.dumps(tuple(r), separators=(",", ":"), ensure_ascii=True) for r in records]
+    encode = _ENCODE
+    lines = [encode(tuple(r)) for r in records]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
