@@ -152,7 +152,12 @@ def run_shard(scenario: Scenario, root_seed: int, shard: Shard, out: Path) -> tu
             rows[name].extend(table)
     for name in TABLES:
         tmp = out / f".{shard.stem}.{name}.parquet.tmp"
-        pd.DataFrame(rows[name]).to_parquet(tmp, index=False)
+        frame = pd.DataFrame(rows[name])
+        if "seed" in frame:
+            # Seeds are 64-bit unsigned: pandas would store a shard whose seeds all fit in int64 as int64,
+            # and int64 and uint64 shards concatenate to float64, which loses the seeds' last digits.
+            frame["seed"] = frame["seed"].astype("uint64")
+        frame.to_parquet(tmp, index=False)
         os.replace(tmp, out / f"{shard.stem}.{name}.parquet")
     (out / f"{shard.stem}.done").write_text(f"{shard.start} {shard.stop}\n")
     return shard.stop - shard.start, violations
@@ -307,14 +312,28 @@ def load_results(out: Path | str) -> Results:
     return _results(_load_batch(folder), [], read_manifest(folder))
 
 
-def _load_batch(folder: Path) -> dict[str, pd.DataFrame]:
+def load_table(out: Path | str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """One table of a batch, only ``columns`` of it if given (text columns as categories).
+
+    What a summary needs, without the rest: the step-attempt and broker-call tables grow with
+    every run, so reading them all back would make memory grow with the batch.
+    """
+    return _load_batch(Path(out), (name,), columns)[name]
+
+
+def _load_batch(
+    folder: Path, names: tuple[str, ...] = TABLES, columns: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
     stems = sorted(f"shard-{i:05d}" for i in finished_shards(folder))
     frames: dict[str, pd.DataFrame] = {}
-    for name in TABLES:
+    for name in names:
         # A table missing from a finished shard was written by an older lab that did not have it.
         paths = [folder / f"{stem}.{name}.parquet" for stem in stems]
-        parts = [pd.read_parquet(path) for path in paths if path.exists()]
-        non_empty = [p for p in parts if not p.empty]
+        wanted = None if columns is None else [*dict.fromkeys([*columns, "run"])]
+        parts = [pd.read_parquet(path, columns=wanted) for path in paths if path.exists()]
+        if columns is not None:
+            parts = [part.astype({c: "category" for c in part.columns if part[c].dtype == object}) for part in parts]
+        non_empty = [p.astype({"seed": "uint64"}) if "seed" in p else p for p in parts if not p.empty]
         frame = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
         if "run" in frame:
             frame = frame.sort_values("run", kind="stable").reset_index(drop=True)

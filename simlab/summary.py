@@ -44,7 +44,7 @@ def violation_table(results: Iterable[RunResult]) -> pd.DataFrame:
 
 def outcome_summary(sagas: pd.DataFrame) -> pd.DataFrame:
     """Counts and rates of each terminal status per saga type, with duration quantiles and mean retries."""
-    grouped = sagas.groupby(["saga_type", "status"])
+    grouped = sagas.groupby(["saga_type", "status"], observed=True)
     counts = grouped.size().rename("count")
     table = counts.to_frame()
     table["rate"] = counts / counts.groupby(level=0).transform("sum")
@@ -77,7 +77,7 @@ def format_tables(
         lines.append("Invariant violations: none")
     else:
         lines.append("Invariant violations:")
-        for invariant, group in violations.groupby("invariant"):
+        for invariant, group in violations.groupby("invariant", observed=True):
             seeds = list(dict.fromkeys(group["seed"]))
             shown = ", ".join(str(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
             lines.append(f"  {invariant}: {len(group)} in {len(seeds)} run(s); seeds: {shown}")

@@ -89,3 +89,14 @@ def test_a_batch_folder_keeps_the_exact_scenario_it_ran_so_any_run_replays_from_
     results = load_results(out)
     seed = int(results.runs["seed"].iloc[2])
     assert run_once(kept, seed).trace_hash == results.runs["trace_hash"].iloc[2]
+
+
+def test_seeds_come_back_exact_whichever_shards_hold_them(tmp_path):
+    """Seeds are unsigned 64-bit: a shard of seeds below 2**63 and one above must not meet as floats."""
+    from simlab.runner import run_seed
+
+    seeds = [run_seed(i, 5) for i in range(6)]
+    assert min(seeds) < 2**63 <= max(seeds)  # both kinds of shard occur below
+    run_batch_to(load_scenario("reconnect_race"), 6, 5, tmp_path / "b", workers=1, shard_size=1)
+    loaded = load_results(tmp_path / "b").runs["seed"].tolist()
+    assert loaded == seeds and all(isinstance(s, int) for s in loaded)
