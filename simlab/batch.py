@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from simlab.runner import RunResult, run_once, run_seed
@@ -318,21 +320,33 @@ def load_table(out: Path | str, name: str, columns: list[str] | None = None) -> 
     What a summary needs, without the rest: the step-attempt and broker-call tables grow with
     every run, so reading them all back would make memory grow with the batch.
     """
-    return _load_batch(Path(out), (name,), columns)[name]
+    folder = Path(out)
+    paths = [folder / f"shard-{i:05d}.{name}.parquet" for i in sorted(finished_shards(folder))]
+    paths = [path for path in paths if path.exists()]
+    if not paths:
+        return pd.DataFrame()
+    schema = pq.read_schema(paths[0])
+    wanted = [c for c in dict.fromkeys([*(columns or schema.names), "run"]) if c in schema.names]
+    # Text as dictionary-encoded columns straight from Parquet: no Python string per cell, ever.
+    text = [
+        c for c in wanted if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)
+    ]
+    table = pa.concat_tables(
+        pq.read_table(path, columns=wanted, read_dictionary=text, use_threads=False) for path in paths
+    )
+    frame = table.to_pandas()
+    if "seed" in frame:
+        frame["seed"] = frame["seed"].astype("uint64")
+    return frame.sort_values("run", kind="stable").reset_index(drop=True) if "run" in frame else frame
 
 
-def _load_batch(
-    folder: Path, names: tuple[str, ...] = TABLES, columns: list[str] | None = None
-) -> dict[str, pd.DataFrame]:
+def _load_batch(folder: Path) -> dict[str, pd.DataFrame]:
     stems = sorted(f"shard-{i:05d}" for i in finished_shards(folder))
     frames: dict[str, pd.DataFrame] = {}
-    for name in names:
+    for name in TABLES:
         # A table missing from a finished shard was written by an older lab that did not have it.
         paths = [folder / f"{stem}.{name}.parquet" for stem in stems]
-        wanted = None if columns is None else [*dict.fromkeys([*columns, "run"])]
-        parts = [pd.read_parquet(path, columns=wanted) for path in paths if path.exists()]
-        if columns is not None:
-            parts = [part.astype({c: "category" for c in part.columns if part[c].dtype == object}) for part in parts]
+        parts = [pd.read_parquet(path) for path in paths if path.exists()]
         non_empty = [p.astype({"seed": "uint64"}) if "seed" in p else p for p in parts if not p.empty]
         frame = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
         if "run" in frame:
