@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -90,10 +89,6 @@ def _rate(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    # The seed's safe_set logs each Redis failure it swallows; in the lab those are expected fault
-    # effects (the trace records their consequences), so keep them off the terminal.
-    logging.getLogger("sagas").addHandler(logging.NullHandler())
-    logging.getLogger("sagas").propagate = False
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         from simlab import demo

@@ -8,6 +8,7 @@ resumption are the next step (see the issue notes).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -81,8 +82,21 @@ def check_supported(scenario: Scenario) -> None:
         raise UnsupportedScenario(f"{scenario.name}: fault families not implemented yet: {', '.join(missing)}")
 
 
+def quiet_swallowed_errors() -> None:
+    """Keep the seed's ``safe_set``/``safe_delete`` failure logs (logger ``sagas.infra``) off the terminal.
+
+    They log every Redis error they swallow; in the lab those are injected faults, thousands per batch,
+    and the trace records their consequences. Only that logger, only in a process that runs the lab.
+    """
+    logger = logging.getLogger("sagas.infra")
+    if logger.propagate:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
 def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunResult:
     """Simulate one run of ``scenario`` with ``seed`` up to its horizon and check its invariants."""
+    quiet_swallowed_errors()
     world = build_scenario_world(scenario, seed)
     ledger = watch_locks(world)
     windows = install_faults(world, plan_faults(scenario, seed), scenario)
