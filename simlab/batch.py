@@ -32,6 +32,7 @@ import yaml
 from simlab.runner import RunResult, run_once, run_seed
 from simlab.scenario.model import Scenario
 
+BATCH_MANIFEST = "batch.txt"
 SWEEP_MANIFEST = "sweep.json"
 SCENARIO_FILE = "scenario.yaml"
 TABLES = ("runs", "sagas", "attempts", "violations", "faults", "broker_calls")
@@ -244,7 +245,7 @@ def run_batches(
 
 
 def _check_manifest(out: Path, scenario: Scenario, runs: int, root_seed: int, shard_size: int) -> None:
-    manifest = out / "batch.txt"
+    manifest = out / BATCH_MANIFEST
     text = f"scenario={scenario.name}\nconfig_hash={config_hash(scenario)}\nruns={runs}\nroot_seed={root_seed}\n"
     text += f"shard_size={shard_size}\ncode_hash={code_hash()}\n"
     if manifest.exists() and manifest.read_text() != text:
@@ -285,22 +286,24 @@ class Results:
         analyses of it group by the remaining ones: ``sweep.where({"brokers.alpaca.profile": "real"})``.
         """
         runs = self.runs
-        for column, value in conditions.items():
+        wanted = {
+            column: [table_cell(v) for v in (value if isinstance(value, list | tuple) else [value])]
+            for column, value in conditions.items()
+        }
+        for column, cells in wanted.items():
             if column not in runs.columns:
                 raise KeyError(
                     f"{column!r} is not a column of these results (swept: {', '.join(self.params) or 'none'})"
                 )
-            wanted = [table_cell(v) for v in (value if isinstance(value, list | tuple) else [value])]
-            if not runs[column].isin(wanted).any():
+            if not runs[column].isin(cells).any():
                 present = ", ".join(repr(v) for v in dict.fromkeys(runs[column].tolist()))
-                raise ValueError(f"no runs with {column} in {wanted!r} (present: {present})")
+                raise ValueError(f"no runs with {column} in {cells!r} (present: {present})")
         tables: dict[str, pd.DataFrame] = {}
         for name in TABLES:
             frame: pd.DataFrame = getattr(self, name)
-            for column, value in conditions.items():
+            for column, cells in wanted.items():
                 if column in frame.columns:
-                    wanted = [table_cell(v) for v in (value if isinstance(value, list | tuple) else [value])]
-                    frame = frame[frame[column].isin(wanted)]
+                    frame = frame[frame[column].isin(cells)]
             tables[name] = frame.reset_index(drop=True)
         fixed = [c for c, v in conditions.items() if not isinstance(v, list | tuple) or len(v) == 1]
         return _results(tables, [p for p in self.params if p not in fixed], self.manifest)
@@ -320,9 +323,7 @@ def load_table(out: Path | str, name: str, columns: list[str] | None = None) -> 
     What a summary needs, without the rest: the step-attempt and broker-call tables grow with
     every run, so reading them all back would make memory grow with the batch.
     """
-    folder = Path(out)
-    paths = [folder / f"shard-{i:05d}.{name}.parquet" for i in sorted(finished_shards(folder))]
-    paths = [path for path in paths if path.exists()]
+    paths = _table_paths(Path(out), name)
     if not paths:
         return pd.DataFrame()
     schema = pq.read_schema(paths[0])
@@ -334,25 +335,31 @@ def load_table(out: Path | str, name: str, columns: list[str] | None = None) -> 
     table = pa.concat_tables(
         pq.read_table(path, columns=wanted, read_dictionary=text, use_threads=False) for path in paths
     )
-    frame = table.to_pandas()
-    if "seed" in frame:
-        frame["seed"] = frame["seed"].astype("uint64")
-    return frame.sort_values("run", kind="stable").reset_index(drop=True) if "run" in frame else frame
+    return _by_run(table.to_pandas())
 
 
 def _load_batch(folder: Path) -> dict[str, pd.DataFrame]:
-    stems = sorted(f"shard-{i:05d}" for i in finished_shards(folder))
     frames: dict[str, pd.DataFrame] = {}
     for name in TABLES:
-        # A table missing from a finished shard was written by an older lab that did not have it.
-        paths = [folder / f"{stem}.{name}.parquet" for stem in stems]
-        parts = [pd.read_parquet(path) for path in paths if path.exists()]
-        non_empty = [p.astype({"seed": "uint64"}) if "seed" in p else p for p in parts if not p.empty]
-        frame = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame()
-        if "run" in frame:
-            frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
-        frames[name] = frame
+        # Seeds exact in every part before concatenating: int64 and uint64 parts would meet as float64.
+        parts = [_by_run(pd.read_parquet(path)) for path in _table_paths(folder, name)]
+        non_empty = [p for p in parts if not p.empty]
+        frames[name] = _by_run(pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame())
     return frames
+
+
+def _table_paths(folder: Path, name: str) -> list[Path]:
+    """The Parquet files of one table, in shard order (a table missing from a finished shard was
+    written by an older lab that did not have it)."""
+    paths = [folder / f"shard-{i:05d}.{name}.parquet" for i in sorted(finished_shards(folder))]
+    return [path for path in paths if path.exists()]
+
+
+def _by_run(frame: pd.DataFrame) -> pd.DataFrame:
+    """A loaded table with exact (uint64) seeds, in run order."""
+    if "seed" in frame:
+        frame["seed"] = frame["seed"].astype("uint64")
+    return frame.sort_values("run", kind="stable").reset_index(drop=True) if "run" in frame else frame
 
 
 def _load_sweep(folder: Path) -> Results:
@@ -390,7 +397,7 @@ def _results(tables: dict[str, pd.DataFrame], params: list[str], manifest: dict[
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     """A batch folder's manifest (scenario, config and code hashes, runs, root seed) as a dict."""
-    path = folder / "batch.txt"
+    path = folder / BATCH_MANIFEST
     if not path.exists():
         return {}
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)

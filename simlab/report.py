@@ -27,7 +27,16 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from simlab import analysis, plots
-from simlab.batch import SCENARIO_FILE, SWEEP_MANIFEST, Results, config_hash, finished_shards, load_results
+from simlab.batch import (
+    BATCH_MANIFEST,
+    SCENARIO_FILE,
+    SWEEP_MANIFEST,
+    Results,
+    config_hash,
+    finished_shards,
+    load_results,
+    read_manifest,
+)
 from simlab.runner import run_once
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
 
@@ -75,7 +84,7 @@ def _share(runs: int, total: int) -> str:
 
 def is_results_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a batch or a sweep written by ``simlab run`` / ``simlab sweep``."""
-    return (folder / SWEEP_MANIFEST).is_file() or (folder / "batch.txt").is_file()
+    return (folder / SWEEP_MANIFEST).is_file() or (folder / BATCH_MANIFEST).is_file()
 
 
 def _load(folder: Path, role: str) -> Results:
@@ -217,8 +226,7 @@ def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
         question = "(the scenario file is not among the shipped scenarios)"
     if sweep:
         first = manifest["points"][0]["folder"]
-        batch = (folder / first / "batch.txt").read_text().splitlines()
-        facts = dict(line.split("=", 1) for line in batch if "=" in line)
+        facts = read_manifest(folder / first)
         runs_per_point = int(manifest["runs_per_point"])
         root = int(manifest["root_seed"])
         done = sum(len(finished_shards(folder / p["folder"])) > 0 for p in manifest["points"])
