@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from simlab import analysis
 from simlab.batch import Results
 from simlab.runner import RunResult
-from simlab.timeline import timeline_figure
+from simlab.timeline import replay_figure
 
 STATUS_COLOURS = {
     "completed": "#2e7d32",
@@ -249,11 +249,4 @@ def _err(summary: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray |
 
 def replay_timeline(result: RunResult, *, title: str | None = None) -> Figure:
     """One run's timeline (lanes per saga, attempts, compensations, faults, locks, lag): ``simlab replay --plot``."""
-    return timeline_figure(
-        result.trace,
-        lags=result.lags,
-        fault_windows=result.fault_windows,
-        violations=result.violations,
-        lock_holders=result.lock_holds or None,
-        title=title,
-    )
+    return replay_figure(result, title=title)

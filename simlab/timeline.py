@@ -700,9 +700,9 @@ def plot_path_problem(path: str) -> str | None:
     return None
 
 
-def save_replay_figure(result: RunResult, path: str, *, title: str | None = None, dpi: int = 120) -> None:
-    """Draw ``result``'s timeline (trace, projection lags, fault windows, violations) into the image ``path``."""
-    figure = timeline_figure(
+def replay_figure(result: RunResult, *, title: str | None = None) -> Figure:
+    """``result``'s timeline: its trace, projection lags, fault windows, lock holders and violations."""
+    return timeline_figure(
         result.trace,
         lags=result.lags,
         fault_windows=getattr(result, "fault_windows", None),  # recorded by the runner where faults are injected
@@ -710,4 +710,8 @@ def save_replay_figure(result: RunResult, path: str, *, title: str | None = None
         lock_holders=result.lock_holds or None,
         title=title,
     )
-    figure.savefig(path, dpi=dpi)
+
+
+def save_replay_figure(result: RunResult, path: str, *, title: str | None = None, dpi: int = 120) -> None:
+    """Draw ``result``'s timeline into the image ``path``."""
+    replay_figure(result, title=title).savefig(path, dpi=dpi)
