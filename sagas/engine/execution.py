@@ -314,6 +314,8 @@ class SagaExecution:
                 # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
                 raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
             self._trace(name, attempt, "execute", "started")
+            # The step may want to know which try this is (e.g. to report the attempt that succeeded).
+            self._context["attempt"] = attempt
             error: BaseException
             try:
                 result = await runtime.run_with_deadline(
@@ -386,6 +388,7 @@ class SagaExecution:
         while True:
             attempt += 1
             self._trace(name, attempt, "compensate", "started")
+            self._context["attempt"] = attempt
             error: BaseException
             try:
                 await runtime.run_with_deadline(
