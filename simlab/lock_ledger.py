@@ -123,13 +123,22 @@ class LedgerRedis:
 
 
 class LedgerPipeline:
-    """A pipeline that remembers queued deletions of lock keys and reports them once executed."""
+    """A pipeline that remembers queued deletions and ``SET NX`` of lock keys and reports them once executed."""
 
     def __init__(self, inner: Any, ledger: LockLedger) -> None:
         self.inner = inner
         self._ledger = ledger
         self._queued: list[str] = []
+        self._queued_sets: list[tuple[int, str, Any]] = []  # (position in the transaction, key, value)
         self._in_transaction = False
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """SET, buffered until EXEC (a fenced lock acquisition): a successful ``NX`` on a lock key opens a hold."""
+        position = len(self.inner.command_stack)
+        result = self.inner.set(name, value, *args, **kwargs)
+        if kwargs.get("nx") and _text(name).startswith(LOCK_PREFIX):
+            self._queued_sets.append((position, _text(name), value))
+        return result
 
     def multi(self) -> None:
         """Start queueing (after WATCH)."""
@@ -153,7 +162,18 @@ class LedgerPipeline:
         for key in self._queued:
             self._ledger.closed(key)
         self._queued.clear()
+        for position, key, value in self._queued_sets:
+            if result[position]:
+                self._ledger.opened(key, value)
+        self._queued_sets.clear()
         return result
+
+    def reset(self) -> Any:
+        """Forget what was queued (an unexecuted transaction opens and closes nothing)."""
+        self._queued.clear()
+        self._queued_sets.clear()
+        self._in_transaction = False
+        return self.inner.reset()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

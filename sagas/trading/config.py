@@ -34,13 +34,21 @@ class SagaVariants:
 
     - ``disconnect_lock``: ``seed`` takes the lock with ``safe_set`` and, if it is
       not acquired, sleeps 3 s and goes on anyway, releasing it after step 1;
-      ``safe`` waits for an owner-token lock and holds it for the whole saga;
-      connection sagas of the same connection take turns on the same lock.
+      ``safe`` waits for an owner-token lock (retrying through Redis errors) and
+      holds it for the whole saga; connection sagas of the same connection take
+      turns on the same lock. The safe lock hands out a fencing token, which the
+      saga announces to the write model at once and sends with every write it
+      makes under the lock, so a holder frozen past the TTL cannot write once the
+      next holder has started.
     - ``child_wait``: ``seed`` waits for child sagas with ``sleep(min(5 + 2n, 30))``;
       ``safe`` waits for their completion events with a deadline.
     - ``purge``: ``seed`` re-validates with queries, then purges unconditionally;
-      ``safe`` also makes the purge (and the account deletions) conditional on the
-      connection still being disconnected, checked atomically by the write model.
+      ``safe`` lets the write model judge, atomically: the purge (and the account
+      deletions) happen only while the connection is still disconnected and holds
+      no account; accounts are linked only into a connected connection; a connection
+      saga's compensation unlinks only the accounts it linked itself; and when the
+      account read model still lags after the consistency poll's budget, the write
+      model says whether accounts remain (the poll delays the purge, never strands it).
     """
 
     disconnect_lock: Variant = "seed"

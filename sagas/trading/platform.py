@@ -6,6 +6,14 @@ A handler checks and changes aggregates, then publishes enriched events on the
 ``EventBus``; synchronous projections see them before the command returns,
 asynchronous ones later. It also keeps a history of purges and deletions that
 invariant checks read.
+
+Fencing: commands a saga sends under a connection's lock carry the lock's
+fencing token. The platform remembers the newest token it accepted per
+connection and refuses an older one (``StaleFencingToken``) before changing
+anything, so a holder that froze past its lock's TTL cannot write once the
+next holder has. Every write a saga made (``saga_id`` set) is recorded in
+``writes``, and every refused stale one in ``stale_writes``: with the lock
+ledger, that is the ground truth of who changed a connection under which lock.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus
-from sagas.engine.errors import InvalidEvent
+from sagas.engine.errors import InvalidEvent, NonRetryableError
 from sagas.engine.events import Event
 from sagas.engine.randomness import IdSource
 from sagas.trading import commands as c
@@ -41,6 +49,25 @@ class DomainError(InvalidEvent):
     """A command that the write model refuses (unknown aggregate, wrong state)."""
 
 
+class StaleFencingToken(DomainError, NonRetryableError):
+    """A write carrying a lock token older than one the write model already accepted for the connection."""
+
+
+class ConnectionNotConnected(DomainError, NonRetryableError):
+    """A guarded link into a connection that is not connected (its user disconnected it meanwhile)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionWrite:
+    """A write about a connection that a saga sent: when, by whom, under which token, what it was."""
+
+    t: float
+    broker_connection_id: str
+    saga_id: str
+    fencing_token: int | None
+    command: str
+
+
 @dataclass(frozen=True, slots=True)
 class PurgeRecord:
     """A purge as it happened: when, which connection, and its status at that moment."""
@@ -64,6 +91,9 @@ class TradingPlatform:
         self.automations: dict[str, Automation] = {}
         self.virtual_broker_records: dict[str, str] = {}  # account id -> connection id, in the VB's own store
         self.purges: list[PurgeRecord] = []
+        self.fences: dict[str, int] = {}  # connection id -> newest fencing token accepted
+        self.writes: list[ConnectionWrite] = []  # writes sagas made, in the order they took effect
+        self.stale_writes: list[ConnectionWrite] = []  # writes refused for a stale token
         self.orders: dict[str, Order] = {}
         self.positions: dict[str, Position] = {}
         # fill key (order id:sequence) -> (position id, signed quantity, average and realized P&L before it)
@@ -92,6 +122,7 @@ class TradingPlatform:
             c.RevertFillsFromPosition: self.revert_fills_from_position,
             c.SetPositionExits: self.set_position_exits,
             c.PurgeBrokerConnection: self.purge_broker_connection,
+            c.FenceConnection: self.fence_connection,
             c.DeleteUser: self.delete_user,
             c.HardDeleteUser: self.hard_delete_user,
         }
@@ -112,6 +143,39 @@ class TradingPlatform:
     def accounts_of(self, connection_id: str) -> list[BrokerAccount]:
         """The accounts linked to a connection, in creation order."""
         return [a for a in self.accounts.values() if a.connection_id == connection_id]
+
+    # -- fencing -----------------------------------------------------------
+
+    def _check_token(self, connection_id: str, command: Any) -> None:
+        """Refuse ``command`` if its fencing token is older than the connection's newest; else remember it."""
+        token = getattr(command, "fencing_token", None)
+        if token is None:
+            return
+        newest = self.fences.get(connection_id, 0)
+        if token < newest:
+            saga_id = getattr(command, "saga_id", None) or "?"
+            self.stale_writes.append(
+                ConnectionWrite(self.clock(), connection_id, saga_id, token, type(command).__name__)
+            )
+            raise StaleFencingToken(
+                f"{type(command).__name__} for connection {connection_id} carries lock token {token}, "
+                f"older than token {newest} already accepted: its sender no longer holds the lock"
+            )
+        self.fences[connection_id] = token
+
+    def _wrote(self, connection_id: str, command: Any) -> None:
+        """Record a write a saga made (commands without a ``saga_id`` are the user's own)."""
+        saga_id = getattr(command, "saga_id", None)
+        if saga_id is not None:
+            token = getattr(command, "fencing_token", None)
+            self.writes.append(ConnectionWrite(self.clock(), connection_id, saga_id, token, type(command).__name__))
+
+    async def fence_connection(self, command: c.FenceConnection) -> int:
+        """Accept a new lock holder's token for a connection; return it (``StaleFencingToken`` if older)."""
+        self._connection(command.broker_connection_id)
+        self._check_token(command.broker_connection_id, command)
+        self._wrote(command.broker_connection_id, command)
+        return command.fencing_token
 
     # -- users -------------------------------------------------------------
 
@@ -246,6 +310,7 @@ class TradingPlatform:
     async def purge_broker_connection(self, command: c.PurgeBrokerConnection) -> dict[str, Any]:
         """Purge a connection, unconditionally or only if it is in ``expected_status`` right now."""
         connection = self._connection(command.broker_connection_id)
+        self._check_token(connection.connection_id, command)
         status = connection.status
         if status is ConnectionStatus.PURGED:
             return {"purged": False, "reason": "already_purged"}
@@ -255,6 +320,7 @@ class TradingPlatform:
             return {"purged": False, "reason": "accounts_exist_after_deletion"}
         connection.status = ConnectionStatus.PURGED
         connection.version += 1
+        self._wrote(connection.connection_id, command)
         self.purges.append(PurgeRecord(self.clock(), connection.connection_id, connection.user_id, status.value))
         await self._publish(
             e.BrokerConnectionPurged,
@@ -269,9 +335,15 @@ class TradingPlatform:
     async def link_broker_account(self, command: c.LinkBrokerAccount) -> str:
         """Link an account (idempotent per connection and external id); publish ``BrokerAccountLinked``."""
         connection = self._connection(command.broker_connection_id)
+        self._check_token(connection.connection_id, command)
         if connection.status is ConnectionStatus.PURGED:
             # As a foreign key would: a purged connection takes no accounts.
             raise DomainError(f"broker connection {connection.connection_id} is purged; cannot link accounts")
+        if command.only_if_connected and connection.status is not ConnectionStatus.CONNECTED:
+            raise ConnectionNotConnected(
+                f"broker connection {connection.connection_id} is {connection.status.value}, not connected; "
+                "linking now would add accounts its disconnection does not know about"
+            )
         for account in self.accounts_of(connection.connection_id):
             if account.external_id == command.external_id:
                 return account.account_id
@@ -282,8 +354,10 @@ class TradingPlatform:
             connection.broker_id,
             command.external_id,
             AccountKind(command.kind),
+            linked_by=command.saga_id,
         )
         self.accounts[account.account_id] = account
+        self._wrote(connection.connection_id, command)
         if account.kind is AccountKind.VIRTUAL:
             self.virtual_broker_records[account.account_id] = connection.connection_id
         await self._publish(
@@ -302,10 +376,12 @@ class TradingPlatform:
         account = self.accounts.get(command.account_id)
         if account is None:
             return False
+        self._check_token(account.connection_id, command)
         connection = self.connections.get(account.connection_id)
         if command.only_if_disconnected and connection is not None and connection.status in LIVE_STATUSES:
             return False
         del self.accounts[command.account_id]
+        self._wrote(account.connection_id, command)
         for automation in self.automations.values():
             if account.account_id in automation.account_ids:
                 automation.account_ids.remove(account.account_id)
@@ -318,15 +394,27 @@ class TradingPlatform:
         return True
 
     async def unlink_broker_account(self, command: c.UnlinkBrokerAccount) -> bool:
-        """Delete the connection's account for ``external_id`` (a no-op if there is none)."""
+        """Delete the connection's account for ``external_id`` (a no-op if there is none, or if it is
+        another saga's and ``only_own`` is set)."""
+        self._check_token(command.broker_connection_id, command)
         for account in self.accounts_of(command.broker_connection_id):
             if account.external_id == command.external_id:
-                return await self.delete_broker_account(c.DeleteBrokerAccount(account.account_id))
+                if command.only_own and account.linked_by != command.saga_id:
+                    return False
+                delete = c.DeleteBrokerAccount(
+                    account.account_id, saga_id=command.saga_id, fencing_token=command.fencing_token
+                )
+                return await self.delete_broker_account(delete)
         return False
 
     async def delete_virtual_broker_data(self, command: c.DeleteVirtualBrokerData) -> int:
         """Delete the virtual broker's own records of these accounts; return how many existed."""
-        return sum(self.virtual_broker_records.pop(a, None) is not None for a in command.account_ids)
+        if command.broker_connection_id is not None:
+            self._check_token(command.broker_connection_id, command)
+        deleted = sum(self.virtual_broker_records.pop(a, None) is not None for a in command.account_ids)
+        if deleted and command.broker_connection_id is not None:
+            self._wrote(command.broker_connection_id, command)
+        return deleted
 
     async def create_automation(self, command: c.CreateAutomation) -> str:
         """Create an automation over some accounts."""

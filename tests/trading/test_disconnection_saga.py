@@ -140,7 +140,7 @@ def test_a_longer_poll_budget_rides_out_the_same_lag():
 QUERY_DELAY = 0.01  # every read-model query takes 10 ms, as a database round trip would
 
 
-def _race(variants: SagaVariants, reconnect_at: float | None):
+def _race(variants: SagaVariants, reconnect_at: float | None, command_delay: float = 0.0):
     config = SagaConfig(variants=variants)
 
     async def main(world):
@@ -154,7 +154,9 @@ def _race(variants: SagaVariants, reconnect_at: float | None):
         await world.manager.wait_idle()
         return connection_id
 
-    return run_trading(main, config=config, query_delay=fixed_delay(QUERY_DELAY))
+    return run_trading(
+        main, config=config, query_delay=fixed_delay(QUERY_DELAY), command_delay=fixed_delay(command_delay)
+    )
 
 
 def _purge_started(world) -> float:
@@ -179,10 +181,12 @@ def test_the_seed_purge_loses_a_connection_that_reconnects_between_revalidation_
 
 
 def test_the_safe_purge_aborts_when_the_connection_reconnected_and_loses_nothing():
+    # The safe purge re-validates the connection's status (10 ms), then sends the guarded purge (10 ms
+    # on the way): the user's reconnect (itself 10 ms on the way) lands between the two.
     safe = dataclasses.replace(SagaVariants(), purge="safe")
-    _, undisturbed = _race(safe, reconnect_at=None)
-    window = _purge_started(undisturbed) + QUERY_DELAY + QUERY_DELAY / 2
-    connection_id, world = _race(safe, reconnect_at=window)
+    _, undisturbed = _race(safe, reconnect_at=None, command_delay=QUERY_DELAY)
+    window = _purge_started(undisturbed) + QUERY_DELAY / 2
+    connection_id, world = _race(safe, reconnect_at=window, command_delay=QUERY_DELAY)
     assert world.platform.write.purges == []
     assert world.platform.write.connections[connection_id].status is ConnectionStatus.CONNECTED
     assert len(world.platform.write.accounts_of(connection_id)) == 2  # rediscovered and kept
