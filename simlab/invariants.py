@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.trace import TraceRecord
 from sagas.trading.model import ConnectionStatus
-from simlab.lock_ledger import Overlap
+from simlab.lock_ledger import LOCK_PREFIX, Hold
 from simlab.trading_world import TradingWorld
 
 TERMINAL_OUTCOMES = {s.value for s in SagaStatus if s.is_terminal}
@@ -272,17 +272,62 @@ CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
 }
 
 
-def single_lock_holder(overlaps: Iterable[Overlap]) -> list[Violation]:
-    """At most one saga believes it holds a lock at any instant."""
-    return [
-        Violation(
-            "single_lock_holder",
-            o.t,
-            (o.first_owner, o.second_owner),
-            f"{o.second_owner} took {o.key} while {o.first_owner} still believed it held it (its TTL ran out)",
-        )
-        for o in overlaps
-    ]
+def single_lock_holder(world: TradingWorld, holds: Iterable[Hold]) -> list[Violation]:
+    """No holder of a connection's lock gets a write accepted after a later holder of that lock wrote.
+
+    Under process pauses no lock can stop two sagas from believing they hold it at once: a holder
+    frozen past its TTL wakes up believing it still does (the lock ledger records these overlaps, and
+    the run result counts them). What must never follow is an effect of the stale holder on the
+    connection once the new holder has acted, since the new holder decided on what it had seen. So
+    this compares two independent records: the write model's accepted writes (who, when, in order)
+    and the ledger's holds (who believed they held which lock, from when, until when). A write by a
+    saga that believed it held the lock at that instant, accepted after a write by a saga that took
+    the same lock later, is a violation. Fencing tokens prevent it; the check does not read them.
+    """
+    by_key: dict[str, list[Hold]] = defaultdict(list)
+    for hold in holds:
+        by_key[hold.key].append(hold)
+    found = []
+    writes = world.platform.write.writes
+    for index, write in enumerate(writes):
+        key = LOCK_PREFIX + write.broker_connection_id
+        believed = [
+            h
+            for h in by_key.get(key, ())
+            # A hold whose process died lives on in the saga's stored state: resumed, it believes again.
+            if h.owner == write.saga_id and h.start <= write.t and (h.end is None or h.end >= write.t or h.died)
+        ]
+        if not believed:
+            continue  # not a write under this lock
+        mine = max(believed, key=lambda h: h.start)
+        for newer in by_key[key]:
+            if newer.owner == write.saga_id or not mine.start < newer.start <= write.t:
+                continue
+            acted = next(
+                (
+                    w
+                    for w in writes[:index]
+                    if w.saga_id == newer.owner
+                    and w.broker_connection_id == write.broker_connection_id
+                    and w.t >= newer.start
+                ),
+                None,
+            )
+            if acted is None:
+                continue
+            ran_out = f"its TTL ran out at {mine.expires:g} s" if mine.expires is not None else "it had no TTL"
+            found.append(
+                Violation(
+                    "single_lock_holder",
+                    write.t,
+                    (write.saga_id, newer.owner),
+                    f"{write.saga_id}'s {write.command} on connection {write.broker_connection_id} was accepted at "
+                    f"{write.t:g} s while it still believed it held {key} ({ran_out}), after {newer.owner} had "
+                    f"taken the lock at {newer.start:g} s and written ({acted.command} at {acted.t:g} s)",
+                )
+            )
+            break
+    return found
 
 
 def check_invariants(
@@ -291,7 +336,7 @@ def check_invariants(
     horizon_s: float,
     snapshots: Iterable[DeletionSnapshot] = (),
     *,
-    lock_overlaps: Iterable[Overlap] | None = None,
+    lock_holds: Iterable[Hold] | None = None,
 ) -> tuple[list[Violation], list[str]]:
     """Run the named checks; return the violations (by time) and the names that could not be checked."""
     violations: list[Violation] = []
@@ -299,8 +344,8 @@ def check_invariants(
     for name in names:
         if name == "deleted_user_clean":
             violations += deleted_user_clean(world, horizon_s, snapshots)
-        elif name == "single_lock_holder" and lock_overlaps is not None:
-            violations += single_lock_holder(lock_overlaps)
+        elif name == "single_lock_holder" and lock_holds is not None:
+            violations += single_lock_holder(world, lock_holds)
         elif name in CHECKS:
             violations += CHECKS[name](world, horizon_s)
         else:

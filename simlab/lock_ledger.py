@@ -2,12 +2,16 @@
 
 How this works: ``LedgerRedis`` wraps the Redis client that locks and the seed's
 ``safe_set``/``safe_delete`` use (a wrapper around a port, like the fault families).
-A successful ``SET key owner NX`` on a lock key opens a hold for the owner; a
-``DEL`` of the key (directly, or inside the owner-checked release transaction)
-closes the deleting process's own hold. A hold also ends when its holder's process has died
-(a crashed manager's saga believes nothing any more). A second hold opening while
-another one on the same key is still believed is a violation: two holders at once,
-which a TTL that ran out during a long pause produces.
+A successful ``SET key owner NX`` on a lock key (alone, or inside the fenced
+acquisition's transaction) opens a hold for the owner, with the instant its TTL
+runs out; a ``DEL`` of the key (directly, or inside the owner-checked release
+transaction) closes the deleting process's own hold. A hold also ends when its
+holder's process has died (a crashed manager's saga believes nothing any more). A
+second hold opening while another one on the same key is still believed is an
+overlap: two holders at once, which a TTL that ran out during a long pause
+produces. No lock can prevent that; what must not follow from it is a write the
+stale holder gets accepted after the new holder acted (``single_lock_holder``
+compares these holds with the write model's record of writes).
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ LOCK_PREFIX = "broker:disconnect:lock:"
 
 @dataclass
 class Hold:
-    """A believed hold: ``end`` is None while it lasts."""
+    """A believed hold: ``end`` is None while it lasts; ``expires`` is when its TTL runs out (None: no TTL)."""
 
     key: str
     owner: str
     start: float
     end: float | None
     process: Any
+    expires: float | None = None
+    died: bool = False  # ended because its process died, not by a release: a resumed saga believes in it again
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _ttl_s(kwargs: dict[str, Any]) -> float | None:
+    """The TTL a SET's ``px``/``ex`` asks for, in seconds."""
+    if kwargs.get("px"):
+        return float(kwargs["px"]) / 1000.0
+    if kwargs.get("ex"):
+        return float(kwargs["ex"])
+    return None
+
+
 class LockLedger:
     """Every hold of every lock in one run, and the overlaps among them."""
 
@@ -55,13 +70,14 @@ class LockLedger:
         self.holds: list[Hold] = []
         self.overlaps: list[Overlap] = []
 
-    def opened(self, key: str, value: Any) -> None:
-        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``."""
+    def opened(self, key: str, value: Any, ttl_s: float | None = None) -> None:
+        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``, for ``ttl_s`` seconds."""
         now = self._runtime.now()
         owner = _text(value).split(":", 1)[0]  # the seed's value is "saga_id:timestamp"; the safe lock's, saga_id
         for hold in self._open(key, now):
             self.overlaps.append(Overlap(now, key, hold.owner, owner))
-        self.holds.append(Hold(key, owner, now, None, self._runtime.env.active_process))
+        expires = now + ttl_s if ttl_s is not None else None
+        self.holds.append(Hold(key, owner, now, None, self._runtime.env.active_process, expires))
 
     def closed(self, key: str) -> None:
         """``key`` was deleted: the deleting process's own hold on it ends now.
@@ -81,7 +97,7 @@ class LockLedger:
             if hold.key != key or hold.end is not None:
                 continue
             if hold.process is not None and hold.process._value is not PENDING:
-                hold.end = now  # its process is gone: nobody believes in this hold any more
+                hold.end, hold.died = now, True  # its process is gone: nobody believes in this hold any more
                 continue
             still.append(hold)
         return still
@@ -103,7 +119,7 @@ class LedgerRedis:
         """SET; a successful ``NX`` on a lock key opens a hold."""
         result = self.inner.set(name, value, *args, **kwargs)
         if kwargs.get("nx") and result and _text(name).startswith(LOCK_PREFIX):
-            self._ledger.opened(_text(name), value)
+            self._ledger.opened(_text(name), value, _ttl_s(kwargs))
         return result
 
     def delete(self, *names: Any) -> Any:
@@ -129,7 +145,9 @@ class LedgerPipeline:
         self.inner = inner
         self._ledger = ledger
         self._queued: list[str] = []
-        self._queued_sets: list[tuple[int, str, Any]] = []  # (position in the transaction, key, value)
+        self._queued_sets: list[
+            tuple[int, str, Any, float | None]
+        ] = []  # (position in the transaction, key, value, ttl)
         self._in_transaction = False
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -137,7 +155,7 @@ class LedgerPipeline:
         position = len(self.inner.command_stack)
         result = self.inner.set(name, value, *args, **kwargs)
         if kwargs.get("nx") and _text(name).startswith(LOCK_PREFIX):
-            self._queued_sets.append((position, _text(name), value))
+            self._queued_sets.append((position, _text(name), value, _ttl_s(kwargs)))
         return result
 
     def multi(self) -> None:
@@ -162,9 +180,9 @@ class LedgerPipeline:
         for key in self._queued:
             self._ledger.closed(key)
         self._queued.clear()
-        for position, key, value in self._queued_sets:
+        for position, key, value, ttl_s in self._queued_sets:
             if result[position]:
-                self._ledger.opened(key, value)
+                self._ledger.opened(key, value, ttl_s)
         self._queued_sets.clear()
         return result
 

@@ -124,3 +124,7 @@ class LockManager(Protocol):
     async def release(self, key: str, owner: str) -> bool:
         """Release ``key`` if ``owner`` still holds it; False otherwise."""
         ...
+
+    async def holder(self, key: str) -> str | None:
+        """The current holder's owner token, or None."""
+        ...

@@ -61,8 +61,14 @@ class TradingSaga(BaseSaga):
         connection_id = context["broker_connection_id"]
         key = connection_lock_key(connection_id)
         owner = context["saga_id"]
-        await self.deps.locks.release(key, owner)
-        while (token := await self.deps.locks.acquire_fenced(key, owner, self.deps.config.lock_ttl_seconds)) is None:
+        locks = self.deps.locks
+        await locks.release(key, owner)
+        while True:
+            # NOTE: a plain read while the lock is taken; the transaction only when it looks free.
+            if await locks.holder(key) is None:
+                token = await locks.acquire_fenced(key, owner, self.deps.config.lock_ttl_seconds)
+                if token is not None:
+                    break
             await context["clock"].sleep(LOCK_POLL_SECONDS)
         await context["command_bus"].send(c.FenceConnection(connection_id, token, owner))
         return token
