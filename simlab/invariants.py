@@ -11,9 +11,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaState, SagaStatus
+from sagas.engine.step import SagaStep
 from sagas.engine.trace import TraceRecord
 from sagas.trading.model import ConnectionStatus
+from sagas.trading.wiring import saga_steps
 from simlab.lock_ledger import LOCK_PREFIX, Hold
 from simlab.trading_world import TradingWorld
 
@@ -49,22 +52,49 @@ def _sagas_by_id(records: Iterable[TraceRecord]) -> dict[str, list[TraceRecord]]
 
 
 def terminal_by_horizon(world: TradingWorld, horizon_s: float) -> list[Violation]:
-    """Every saga that started reached a terminal status by the horizon."""
+    """Every saga ends by its own deadline, give or take the compensations that deadline starts.
+
+    A saga still running at the horizon is a violation once the horizon lies past its deadline
+    plus the longest its compensations may take (each compensation's attempts, cut at their
+    deadline, with the longest delays its policy allows); a saga whose deadline, so extended, lies
+    beyond the horizon may legitimately still be at work. The deadline is the saga's own, from the
+    store; the compensations to allow for are those of the steps it has touched.
+    """
+    states = {s.saga_id: s for s in _all_states(world)}
+    steps = _steps_by_type(world)
     found = []
     for saga_id, records in _sagas_by_id(world.sim.tracer.records).items():
         if not any(r.phase == "saga" and r.outcome == "started" for r in records):
             continue
-        if not any(r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES for r in records):
-            last = records[-1]
-            found.append(
-                Violation(
-                    "terminal_by_horizon",
-                    horizon_s,
-                    (saga_id,),
-                    f"{last.saga_type} still running at the {horizon_s:g} s horizon (last: {last.step} {last.outcome})",
-                )
+        if any(r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES for r in records):
+            continue
+        last = records[-1]
+        state = states.get(saga_id)
+        due = "no stored state"
+        if state is not None:
+            allowance = compensation_seconds_bound(steps.get(state.saga_type, ()), state)
+            if horizon_s < state.deadline_at + allowance:
+                continue  # within its own deadline (and the compensations it may still be running)
+            due = f"due by {state.deadline_at:g} s, {state.deadline_at + allowance:g} s with its compensations"
+        found.append(
+            Violation(
+                "terminal_by_horizon",
+                horizon_s,
+                (saga_id,),
+                f"{last.saga_type} still running at the {horizon_s:g} s horizon, {due} "
+                f"(last: {last.step} {last.outcome})",
             )
+        )
     return found
+
+
+def _steps_by_type(world: TradingWorld) -> dict[str, tuple[SagaStep, ...]]:
+    """Each trading saga type's steps as this world's configuration defines them (overrides applied)."""
+    config = world.deps.config
+    return {
+        saga_type: tuple(config.apply_step_overrides(saga_type, steps))
+        for saga_type, steps in saga_steps(config).items()
+    }
 
 
 def compensation_exact(world: TradingWorld, horizon_s: float) -> list[Violation]:

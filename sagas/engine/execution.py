@@ -38,7 +38,7 @@ from sagas.engine.events import (
     SagaStepCompleted,
 )
 from sagas.engine.ports import Runtime
-from sagas.engine.retry import RetryConfig, next_retry_delay, set_step_ambient
+from sagas.engine.retry import RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
@@ -88,6 +88,16 @@ def steps_to_compensate(steps: Sequence[SagaStep], state: SagaState) -> list[Sag
     done = set(state.compensated_steps) | set(state.failed_compensations)
     touched = set(state.completed_steps) | set(state.possibly_applied)
     return [s for s in reversed(steps) if s.name in touched and s.name not in done]
+
+
+def compensation_seconds_bound(steps: Sequence[SagaStep], state: SagaState) -> float:
+    """The longest compensating ``state``'s saga can take from now: every step it would compensate,
+    each with all its compensation attempts cut at their deadline and the longest delays between them."""
+    return sum(
+        worst_case_seconds(step.compensation_policy, step.compensation_deadline)
+        for step in steps_to_compensate(steps, state)
+        if step.compensate is not None
+    )
 
 
 def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus:

@@ -27,6 +27,12 @@ SEED_CONSISTENCY_RETRY = RetryConfig(
 )
 """The seed's eventual-consistency poll: 5 attempts, 0.5 s growing by 1.5x to at most 2 s, jittered."""
 
+PRICE_READ_RETRY = RetryConfig(
+    max_attempts=5, initial_delay_ms=1000, max_delay_ms=8000, backoff_factor=2.0, jitter="equal"
+)
+"""Each price read of a position's monitor loop: a transient broker error (5xx, 429, a timeout) is retried
+about 1, 2, 4 and 8 s later, so one error in a watch of hundreds of reads does not end the watch."""
+
 
 @dataclass(frozen=True, slots=True)
 class SagaVariants:
@@ -72,6 +78,7 @@ class SagaConfig:
     child_wait_timeout_seconds: float = 120.0
     max_order_quantity: float = 10_000.0
     position_poll_seconds: float = 5.0
+    position_price_retry: RetryConfig = PRICE_READ_RETRY
     step_overrides: Mapping[str, tuple[float | None, RetryConfig | None]] = field(default_factory=dict)
     """Per-step (deadline, retry policy) overrides keyed ``"SagaType.step_name"``; None keeps the step's own."""
 
