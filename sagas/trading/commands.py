@@ -122,6 +122,21 @@ class DeleteVirtualBrokerData:
 
 
 @dataclass(frozen=True, slots=True)
+class RedriveDisconnection:
+    """A disconnection saga that ends without its purge hands the cleanup to a fresh saga.
+
+    If the connection is still disconnected, the write model publishes ``BrokerDisconnected``
+    again, enriched with what the connection holds now, as the ``redrive``-th hand-over; otherwise
+    (reconnected, or purged meanwhile) there is nothing left to hand over.
+    """
+
+    broker_connection_id: str
+    reason: str
+    redrive: int
+    saga_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class FenceConnection:
     """A saga that just took a connection's lock announces its fencing token to the write model.
 

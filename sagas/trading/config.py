@@ -54,7 +54,9 @@ class SagaVariants:
       no account; accounts are linked only into a connected connection; a connection
       saga's compensation unlinks only the accounts it linked itself; and when the
       account read model still lags after the consistency poll's budget, the write
-      model says whether accounts remain (the poll delays the purge, never strands it).
+      model says whether accounts remain (the poll delays the purge, never strands it);
+      and a disconnection saga that fails or times out hands the cleanup over to a
+      fresh saga (a re-published ``BrokerDisconnected``), at most three times in a row.
     """
 
     disconnect_lock: Variant = "seed"

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus
-from sagas.engine.errors import InvalidEvent, NonRetryableError
+from sagas.engine.errors import NonRetryableError
 from sagas.engine.events import Event
 from sagas.engine.randomness import IdSource
 from sagas.trading import commands as c
 from sagas.trading import events as e
+from sagas.trading.fencing import ConnectionWrite, DomainError, StaleFencingToken, WriteFence
 from sagas.trading.model import (
     AccountKind,
     Automation,
@@ -45,27 +46,8 @@ from sagas.trading.model import (
 LIVE_STATUSES = (ConnectionStatus.CONNECTING, ConnectionStatus.CONNECTED, ConnectionStatus.FAILED)
 
 
-class DomainError(InvalidEvent):
-    """A command that the write model refuses (unknown aggregate, wrong state)."""
-
-
-class StaleFencingToken(DomainError, NonRetryableError):
-    """A write carrying a lock token older than one the write model already accepted for the connection."""
-
-
 class ConnectionNotConnected(DomainError, NonRetryableError):
     """A guarded link into a connection that is not connected (its user disconnected it meanwhile)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionWrite:
-    """A write about a connection that a saga sent: when, by whom, under which token, what it was."""
-
-    t: float
-    broker_connection_id: str
-    saga_id: str
-    fencing_token: int | None
-    command: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +73,7 @@ class TradingPlatform:
         self.automations: dict[str, Automation] = {}
         self.virtual_broker_records: dict[str, str] = {}  # account id -> connection id, in the VB's own store
         self.purges: list[PurgeRecord] = []
-        self.fences: dict[str, int] = {}  # connection id -> newest fencing token accepted
-        self.writes: list[ConnectionWrite] = []  # writes sagas made, in the order they took effect
-        self.stale_writes: list[ConnectionWrite] = []  # writes refused for a stale token
+        self.fence = WriteFence(clock)
         self.orders: dict[str, Order] = {}
         self.positions: dict[str, Position] = {}
         # fill key (order id:sequence) -> (position id, signed quantity, average and realized P&L before it)
@@ -123,6 +103,7 @@ class TradingPlatform:
             c.SetPositionExits: self.set_position_exits,
             c.PurgeBrokerConnection: self.purge_broker_connection,
             c.FenceConnection: self.fence_connection,
+            c.RedriveDisconnection: self.redrive_disconnection,
             c.DeleteUser: self.delete_user,
             c.HardDeleteUser: self.hard_delete_user,
         }
@@ -147,28 +128,26 @@ class TradingPlatform:
     # -- fencing -----------------------------------------------------------
 
     def _check_token(self, connection_id: str, command: Any) -> None:
-        """Refuse ``command`` if its fencing token is older than the connection's newest; else remember it."""
-        token = getattr(command, "fencing_token", None)
-        if token is None:
-            return
-        newest = self.fences.get(connection_id, 0)
-        if token < newest:
-            saga_id = getattr(command, "saga_id", None) or "?"
-            self.stale_writes.append(
-                ConnectionWrite(self.clock(), connection_id, saga_id, token, type(command).__name__)
-            )
-            raise StaleFencingToken(
-                f"{type(command).__name__} for connection {connection_id} carries lock token {token}, "
-                f"older than token {newest} already accepted: its sender no longer holds the lock"
-            )
-        self.fences[connection_id] = token
+        """Refuse ``command`` if its fencing token is stale (``StaleFencingToken``), before it changes anything."""
+        self.fence.check(connection_id, command)
 
     def _wrote(self, connection_id: str, command: Any) -> None:
-        """Record a write a saga made (commands without a ``saga_id`` are the user's own)."""
-        saga_id = getattr(command, "saga_id", None)
-        if saga_id is not None:
-            token = getattr(command, "fencing_token", None)
-            self.writes.append(ConnectionWrite(self.clock(), connection_id, saga_id, token, type(command).__name__))
+        self.fence.record(connection_id, command)
+
+    @property
+    def writes(self) -> list[ConnectionWrite]:
+        """Every write a saga made about a connection, in the order they took effect."""
+        return self.fence.writes
+
+    @property
+    def stale_writes(self) -> list[ConnectionWrite]:
+        """Every write refused for a stale fencing token."""
+        return self.fence.stale_writes
+
+    @property
+    def fences(self) -> dict[str, int]:
+        """The newest fencing token accepted per connection."""
+        return self.fence.fences
 
     async def fence_connection(self, command: c.FenceConnection) -> int:
         """Accept a new lock holder's token for a connection; return it (``StaleFencingToken`` if older)."""
@@ -255,22 +234,37 @@ class TradingPlatform:
             return False
         connection.status = ConnectionStatus.DISCONNECTED
         connection.version += 1
+        await self._publish_disconnected(connection, command.reason, command.causation_id)
+        return True
+
+    async def _publish_disconnected(
+        self, connection: BrokerConnection, reason: str, causation_id: str | None, redrive: int = 0
+    ) -> None:
+        """``BrokerDisconnected``, enriched with the accounts and automations the connection holds now."""
         accounts = self.accounts_of(connection.connection_id)
         account_ids = {a.account_id for a in accounts}
         await self._publish(
             e.BrokerDisconnected,
-            causation_id=command.causation_id,
+            causation_id=causation_id,
             broker_connection_id=connection.connection_id,
             user_id=connection.user_id,
             broker_id=connection.broker_id,
             is_virtual=connection.is_virtual,
-            disconnect_reason=command.reason,
+            disconnect_reason=reason,
             linked_account_ids=tuple(a.account_id for a in accounts if a.kind is AccountKind.LINKED),
             virtual_account_ids=tuple(a.account_id for a in accounts if a.kind is AccountKind.VIRTUAL),
             automation_ids=tuple(
                 a.automation_id for a in self.automations.values() if account_ids.intersection(a.account_ids)
             ),
+            redrive=redrive,
         )
+
+    async def redrive_disconnection(self, command: c.RedriveDisconnection) -> bool:
+        """Publish ``BrokerDisconnected`` again for a connection still disconnected; False if it is not."""
+        connection = self._connection(command.broker_connection_id)
+        if connection.status is not ConnectionStatus.DISCONNECTED:
+            return False
+        await self._publish_disconnected(connection, command.reason, None, command.redrive)
         return True
 
     async def disconnect_all_brokers(self, command: c.DisconnectAllBrokers) -> dict[str, Any]:
@@ -595,3 +589,13 @@ class TradingPlatform:
         if position is None:
             raise DomainError(f"unknown position {command.position_id!r}")
         position.stop_loss, position.take_profit = command.stop_loss, command.take_profit
+
+
+__all__ = [
+    "ConnectionNotConnected",
+    "ConnectionWrite",
+    "DomainError",
+    "PurgeRecord",
+    "StaleFencingToken",
+    "TradingPlatform",
+]

@@ -359,3 +359,52 @@ def test_the_safe_disconnection_retries_its_lock_through_a_redis_outage_and_purg
     }
     assert terminal(world, "BrokerDisconnectionSaga")[-1][1] == "completed"
     assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
+
+
+def _frozen_past_its_deadline(variants: SagaVariants):
+    # The disconnection saga freezes for 400 s right after taking the lock (a GC pause; the fault is
+    # on from t=1 to t=10 only): its own 300 s deadline passes while it is frozen.
+    pause = Scenario.model_validate(
+        {
+            "name": "pause",
+            "faults": {
+                "heal_after_s": 10,
+                "process_pauses": {"enabled": True, "probability": 1.0, "pause_s": {"dist": "fixed", "value": 400}},
+            },
+        }
+    )
+
+    async def main(world):
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        install_faults(world, plan_faults(pause, 0), pause)
+        await world.sim.runtime.sleep(1.0)
+        await bus.send(c.DisconnectBroker(connection_id))
+        await world.manager.wait_idle()
+        return connection_id
+
+    return run_trading(main, config=SagaConfig(variants=variants))
+
+
+def test_the_seed_disconnection_that_outlives_its_deadline_frozen_strands_the_connection():
+    connection_id, world = _frozen_past_its_deadline(SagaVariants())
+    assert terminal(world, "BrokerDisconnectionSaga") == [(401.0, "timed_out", "compensated")]
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.DISCONNECTED
+
+
+def test_the_safe_disconnection_that_outlives_its_deadline_hands_the_cleanup_to_a_fresh_saga():
+    connection_id, world = _frozen_past_its_deadline(SagaVariants.all_safe())
+    [(gave_up, outcome, _), (done, handed_over, _)] = terminal(world, "BrokerDisconnectionSaga")
+    # Woken at t=401, 100 s past its deadline, it retries its lock step and meets its deadline before the
+    # retry's first (jittered) delay is over; the fresh saga starts at that instant and purges.
+    assert (outcome, handed_over) == ("timed_out", "completed")
+    assert 401.0 < gave_up < 401.5
+    first, second = sorted(
+        (s for s in world.sim.store.all_states() if s.saga_type == "BrokerDisconnectionSaga"),
+        key=lambda s: s.started_at,
+    )
+    assert (first.trigger_data["redrive"], second.started_at, second.trigger_data["redrive"]) == (0, gave_up, 1)
+    assert done == pytest.approx(gave_up + 0.15)  # its poll's one settle
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
+    assert world.platform.write.accounts_of(connection_id) == []

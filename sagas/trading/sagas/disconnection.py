@@ -36,6 +36,7 @@ ENRICHED_FIELDS = (
     "automation_ids",
 )
 LOCK_NOT_ACQUIRED_SLEEP_SECONDS = 3.0
+MAX_REDRIVES = 3  # hand-overs of one unfinished cleanup to a fresh saga (safe purge variant)
 READ_MODEL_SETTLE_SECONDS = 0.15
 
 
@@ -126,9 +127,23 @@ class BrokerDisconnectionSaga(TradingSaga):
             raise SagaAborted("already_purged")
 
     async def _release_lock(self, **context: Any) -> None:
-        """Compensation of step 1: the safe variant releases the lock it holds for the whole saga."""
+        """Compensation of step 1, the last to run when the saga fails or times out.
+
+        The safe lock variant releases the lock it holds for the whole saga. With the safe purge the
+        cleanup must still end in the purge: the saga hands it over to a fresh one (the write model
+        re-publishes ``BrokerDisconnected`` if the connection is still disconnected), at most
+        ``MAX_REDRIVES`` times in a row. A saga that froze past its own deadline, or spent it waiting
+        for a lock a frozen holder kept until its TTL, no longer strands its connection.
+        """
         if context.get("lock_owner"):
             await self.deps.locks.release(connection_lock_key(context["broker_connection_id"]), context["lock_owner"])
+        redrive = context.get("redrive", 0) + 1
+        if self.deps.config.variants.purge == "safe" and redrive <= MAX_REDRIVES:
+            await context["command_bus"].send(
+                c.RedriveDisconnection(
+                    context["broker_connection_id"], context["disconnect_reason"], redrive, context["saga_id"]
+                )
+            )
 
     # -- steps 2 to 7 ------------------------------------------------------
 
