@@ -143,8 +143,10 @@ class SimTask:
             return
         try:
             self._result = await coroutine
-        except BaseException as error:  # noqa: BLE001 - kept for join(); see SimRuntime.unobserved_errors
+        except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 - kept for join(); see unobserved_errors
             self._exception = error
+        # Anything else (KeyboardInterrupt, SystemExit, GeneratorExit) is not the task's failure but the
+        # process being stopped: it propagates out of the simulation instead of being recorded as a result.
 
     def join(self) -> Any:
         """Wait for the task; return its result or raise its exception (on every join)."""
@@ -243,7 +245,7 @@ class SimRuntime:
             if deadline.fired and cancelled.args and cancelled.args[0] is deadline:
                 raise DeadlineExceeded(timeout_seconds) from None
             raise
-        except BaseException as error:
+        except Exception as error:
             if deadline.fired:
                 # Cut by this deadline, then its cleanup raised: still a timeout (possibly applied).
                 raise DeadlineExceeded(timeout_seconds) from error

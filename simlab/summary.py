@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from simlab.results import read_table
 from simlab.runner import RunResult
+from simlab.shards import read_manifest, scan_folder
 
 
 def saga_table(results: Iterable[RunResult]) -> pd.DataFrame:
@@ -60,6 +63,34 @@ def format_summary(scenario_name: str, runs: int, root_seed: int, results: list[
     return format_tables(scenario_name, runs, root_seed, saga_table(results), violation_table(results), unchecked)
 
 
+def batch_summary(folder: Path | str) -> str:
+    """The text `simlab run` prints for the batch in ``folder``, read through the lab's one loader.
+
+    Only the columns the summary needs are read, text as categories, so memory stays flat
+    however many runs the batch holds; every finished shard is checked and read.
+    """
+    folder = Path(folder)
+    scan = scan_folder(folder)
+    manifest = read_manifest(folder)
+    sagas = read_table(
+        folder, "sagas", ["seed", "saga_type", "status", "duration_s", "retries"], finished=scan.finished,
+        categories=True,
+    )  # fmt: skip
+    violations = read_table(folder, "violations", finished=scan.finished, categories=True)
+    runs = read_table(folder, "runs", ["unchecked"], finished=scan.finished)
+    unchecked = sorted({name for cell in runs["unchecked"].tolist() for name in str(cell or "").split(",") if name})
+    return format_tables(
+        str(manifest.get("scenario", folder.name)),
+        len(runs),
+        int(manifest.get("root_seed", 0)),
+        sagas,
+        violations,
+        unchecked,
+        expected_runs=int(manifest["runs"]) if "runs" in manifest else None,
+        problems=[damaged.describe(folder) for damaged in scan.damaged],
+    )
+
+
 def format_tables(
     scenario_name: str,
     runs: int,
@@ -67,9 +98,16 @@ def format_tables(
     sagas: pd.DataFrame,
     violations: pd.DataFrame,
     unchecked: list[str],
+    *,
+    expected_runs: int | None = None,
+    problems: Sequence[str] = (),
 ) -> str:
     """The text `simlab run` prints: outcomes per saga type, then violations with the seeds that show them."""
-    lines = [f"{scenario_name}: {runs} runs from root seed {root_seed}", ""]
+    if expected_runs is not None and runs < expected_runs:
+        head = f"{scenario_name}: {runs} of {expected_runs} runs from root seed {root_seed} (the rest are missing)"
+    else:
+        head = f"{scenario_name}: {runs} runs from root seed {root_seed}"
+    lines = [head, *(f"Left out: {problem}" for problem in problems), ""]
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         lines.append(outcome_summary(sagas).to_string() if len(sagas) else "(no sagas ran)")
     lines.append("")
