@@ -125,7 +125,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
     violations, unchecked = check_invariants(
-        world, scenario.invariants, scenario.horizon_s, snapshots, lock_overlaps=ledger.overlaps
+        world, scenario.invariants, scenario.horizon_s, snapshots, lock_overlaps=ledger.overlaps, ledger=ledger
     )
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))

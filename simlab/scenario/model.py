@@ -32,6 +32,9 @@ INVARIANTS: tuple[str, ...] = (
     "single_lock_holder",
     "deleted_user_clean",
     "position_matches_fills",
+    "retry_policy_obeyed",
+    "one_saga_per_trigger",
+    "lock_hygiene",
 )
 Probability = Annotated[float, Field(ge=0, le=1)]
 Variant = Literal["seed", "safe"]
