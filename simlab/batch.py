@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from simlab.reach import reach_columns
 from simlab.runner import RunResult, run_once, run_seed
 from simlab.scenario.model import Scenario
 
@@ -37,6 +38,8 @@ SWEEP_MANIFEST = "sweep.json"
 SCENARIO_FILE = "scenario.yaml"
 TABLES = ("runs", "sagas", "attempts", "violations", "faults", "broker_calls")
 DEFAULT_SHARD_SIZE = 250
+ATTEMPT_PHASES = ("execute", "compensate", "poll")
+"""Trace phases whose attempts the ``attempts`` table holds (``poll``: a ``retry_async`` poll inside a step)."""
 
 
 # Modules that only read or present finished results: changing them changes no run, so a batch
@@ -85,7 +88,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
     attempts = []
     open_attempts: dict[tuple[str, str | None, int | None, str], float] = {}
     for r in result.trace:
-        if r.phase not in ("execute", "compensate"):
+        if r.phase not in ATTEMPT_PHASES:
             continue
         key = (r.saga_id, r.step, r.attempt, r.phase)
         if r.outcome == "started":
@@ -114,6 +117,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
                 "sagas": len(result.sagas),
                 "violations": len(result.violations),
                 "unchecked": ",".join(result.unchecked),
+                **reach_columns(result),
             }
         ],
         "sagas": [
