@@ -130,3 +130,18 @@ def test_a_context_variable_one_simulated_task_sets_is_not_seen_by_another():
     runtime.run()
     assert var.get() == "unset"
     assert seen == {"sibling": "unset", "child": "parent's", "setter, after others ran": "setter's"}
+
+
+def test_simlab_replay_shows_the_consistency_polls_in_its_timeline_text():
+    from simlab.runner import run_once, run_seed
+    from simlab.scenario import load_scenario
+    from simlab.summary import format_timeline
+
+    scenario = load_scenario("broker_disconnection")
+    text = format_timeline(run_once(scenario, run_seed(0, scenario.seed), keep_trace=True))
+    polls = [line for line in text.splitlines() if " poll " in line]
+    assert [line.split(None, 3)[1:] for line in polls[:3]] == [
+        ["BrokerDisconnectionSaga", "ca96828a", "validate_accounts_deleted #1 poll started"],
+        ["BrokerDisconnectionSaga", "ca96828a", "validate_accounts_deleted #1 poll failed [AccountsStillInReadModel]"],
+        ["BrokerDisconnectionSaga", "ca96828a", "validate_accounts_deleted #1 poll scheduled retry in 0.302s"],
+    ]
