@@ -20,7 +20,7 @@ from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
 from simlab.clocked_redis import SimulatedRedis
 from simlab.invariants import check_invariants, lock_hygiene, no_data_loss, one_saga_per_trigger
 from simlab.lock_ledger import LedgerRedis, LockLedger
-from simlab.runner import watch_locks
+from simlab.runner import run_once, watch_locks
 from simlab.scenario.model import Scenario
 from simlab.trading_world import TradingWorld
 from simlab.workload import build_scenario_world
@@ -334,3 +334,42 @@ def test_a_lock_released_or_whose_holder_died_before_its_ttl_did_not_expire_unde
 
     ledger, _ = simulate(main)
     assert ledger.expired_while_held() == [] and [h.expires_at for h in ledger.holds] == [10.0]
+
+
+def _paused_disconnections(variant: str) -> Scenario:
+    """Two disconnections of one connection 321 s apart; each freezes 400 s right after taking the lock, and
+    the saga and its first step are given time to outlive the freeze (so the first one carries on after it)."""
+    return Scenario.model_validate(
+        {
+            "name": "paused_disconnections",
+            "horizon_s": 1500,
+            "workload": {
+                "users": 1,
+                "cycles": {
+                    "count": 2,
+                    "connect_to_disconnect_s": {"dist": "fixed", "value": 320},
+                    "disconnect_to_reconnect_s": {"dist": "fixed", "value": 1},
+                },
+            },
+            "faults": {"heal_after_s": 700, "process_pauses": {"enabled": True, "probability": 1.0}},
+            "sagas": {
+                "variants": {k: variant for k in SAFE},
+                "timeouts_s": {"BrokerDisconnectionSaga": 1200},
+                "steps": {"BrokerDisconnectionSaga.validate_disconnection": {"timeout_s": 600}},
+            },
+            "invariants": ["lock_hygiene"],
+        }
+    )
+
+
+def test_in_a_whole_run_the_seed_lock_deletes_the_next_holders_lock_and_the_safe_lock_does_not():
+    seed = run_once(_paused_disconnections("seed"), 0)
+    [violation] = seed.violations
+    first, second = violation.saga_ids
+    assert violation.t == pytest.approx(720.012893, abs=1e-6)  # the first holder thawed at 720 s
+    assert violation.explanation.startswith(f"{first} deleted lock broker:disconnect:lock:")
+    assert violation.explanation.endswith(f"which {second} held (and still believed it held)")
+    assert seed.reach["lock_expiry"] == 1  # the first lock ran out under its frozen holder; the second was deleted
+    safe = run_once(_paused_disconnections("safe"), 0)
+    assert safe.violations == []
+    assert safe.reach["lock_expiry"] >= 2  # both frozen holders' locks ran out: the pauses still struck
