@@ -34,6 +34,7 @@ from simlab.interrupts import (
     stop_requested,
     terminate_workers,
 )
+from simlab.reach import reach_columns
 from simlab.results import Results, load_results, read_table
 from simlab.runner import RunResult, run_once, run_seed
 from simlab.scenario.model import Scenario
@@ -72,6 +73,8 @@ __all__ = [
 ]
 
 DEFAULT_SHARD_SIZE = 250
+ATTEMPT_PHASES = ("execute", "compensate", "poll")
+"""Trace phases whose attempts the ``attempts`` table holds (``poll``: a ``retry_async`` poll inside a step)."""
 
 
 # Modules that only read or present finished results: changing them changes no run, so a batch
@@ -103,7 +106,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
     attempts = []
     open_attempts: dict[tuple[str, str | None, int | None, str], float] = {}
     for r in result.trace:
-        if r.phase not in ("execute", "compensate"):
+        if r.phase not in ATTEMPT_PHASES:
             continue
         key = (r.saga_id, r.step, r.attempt, r.phase)
         if r.outcome == "started":
@@ -132,6 +135,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
                 "sagas": len(result.sagas),
                 "violations": len(result.violations),
                 "unchecked": ",".join(result.unchecked),
+                **reach_columns(result),
             }
         ],
         "sagas": [

@@ -8,6 +8,13 @@ closes the deleting process's own hold. A hold also ends when its holder's proce
 (a crashed manager's saga believes nothing any more). A second hold opening while
 another one on the same key is still believed is a violation: two holders at once,
 which a TTL that ran out during a long pause produces.
+
+Two more things the ledger sees, for lock hygiene and the reach table: a deletion of a
+key whose value (read from Redis just before the DEL runs) names a live holder other
+than the deleting process (``foreign_deletions``), and a hold whose TTL ran out while
+its holder still believed in it (``expired_while_held``: the holder neither deleted it nor
+died before the expiry; its death time comes from a callback on its process, so the
+ledger schedules nothing and moves no event).
 """
 
 from __future__ import annotations
@@ -24,13 +31,26 @@ LOCK_PREFIX = "broker:disconnect:lock:"
 
 @dataclass
 class Hold:
-    """A believed hold: ``end`` is None while it lasts."""
+    """A believed hold: ``end`` is None while it lasts; ``expires_at`` is when its TTL runs out (None: never)."""
 
     key: str
     owner: str
     start: float
     end: float | None
     process: Any
+    expires_at: float | None = None
+    died_at: float | None = None
+    taken_at: float | None = None  # when a process that did not hold it deleted the key
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignDeletion:
+    """A lock key deleted by a process that did not hold it, while its holder still did."""
+
+    t: float
+    key: str
+    deleter: str
+    holder: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +67,19 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def owner_of(value: Any) -> str:
+    """The saga a lock value names: the seed's value is ``saga_id:timestamp``, the safe lock's the saga id."""
+    return _text(value).split(":", 1)[0]
+
+
+def _ttl_s(kwargs: dict[str, Any]) -> float | None:
+    if kwargs.get("px") is not None:
+        return float(kwargs["px"]) / 1000.0
+    if kwargs.get("ex") is not None:
+        return float(kwargs["ex"])
+    return None
+
+
 class LockLedger:
     """Every hold of every lock in one run, and the overlaps among them."""
 
@@ -54,14 +87,66 @@ class LockLedger:
         self._runtime = runtime
         self.holds: list[Hold] = []
         self.overlaps: list[Overlap] = []
+        self.foreign_deletions: list[ForeignDeletion] = []
 
-    def opened(self, key: str, value: Any) -> None:
-        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``."""
+    def opened(self, key: str, value: Any, ttl_s: float | None = None) -> None:
+        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``; it expires after ``ttl_s`` (or never)."""
         now = self._runtime.now()
-        owner = _text(value).split(":", 1)[0]  # the seed's value is "saga_id:timestamp"; the safe lock's, saga_id
+        owner = owner_of(value)
         for hold in self._open(key, now):
             self.overlaps.append(Overlap(now, key, hold.owner, owner))
-        self.holds.append(Hold(key, owner, now, None, self._runtime.env.active_process))
+        process = self._runtime.env.active_process
+        hold = Hold(key, owner, now, None, process, None if ttl_s is None else now + ttl_s)
+        self.holds.append(hold)
+        if process is not None and process.callbacks is not None:
+            process.callbacks.append(lambda _event: self._died(hold))
+
+    def _died(self, hold: Hold) -> None:
+        hold.died_at = self._runtime.now()
+
+    def expired_while_held(self) -> list[Hold]:
+        """Holds whose TTL ran out by now while their holder still believed in them.
+
+        Believed: the holder had not deleted the key, had not died, and nobody else had deleted
+        it, when its TTL ran out. A holder paused past its TTL is the usual way.
+        """
+        now = self._runtime.now()
+        expired = []
+        for hold in self.holds:
+            at = hold.expires_at
+            if at is None or at > now:
+                continue
+            ends = [t for t in (hold.end, hold.died_at, hold.taken_at) if t is not None]
+            if not ends or min(ends) > at:
+                expired.append(hold)
+        return expired
+
+    def deleting(self, key: str, value: Any) -> None:
+        """``key`` is about to be deleted while holding ``value`` (None: absent): note a holder's lock taken away.
+
+        Only a live hold counts: a crashed process's lock deleted by its resumed saga (same owner)
+        or by anyone after its holder died takes nothing from anybody.
+        """
+        if value is None:
+            return
+        now = self._runtime.now()
+        process = self._runtime.env.active_process
+        holder = owner_of(value)
+        theirs = [h for h in self._open(key, now) if h.owner == holder]
+        if theirs and all(h.process is not process for h in theirs):
+            for hold in theirs:
+                hold.taken_at = now
+            self.foreign_deletions.append(ForeignDeletion(now, key, self._who(process, key, now), holder))
+
+    def _who(self, process: Any, key: str, now: float) -> str:
+        """The deleting process as a saga id (its own believed hold of ``key``, else its task's name)."""
+        for hold in self._open(key, now):
+            if hold.process is process:
+                return hold.owner
+        for task in self._runtime.tasks:
+            if task._process is process:
+                return task.name.removeprefix("saga ")
+        return "an unknown process"
 
     def closed(self, key: str) -> None:
         """``key`` was deleted: the deleting process's own hold on it ends now.
@@ -103,11 +188,14 @@ class LedgerRedis:
         """SET; a successful ``NX`` on a lock key opens a hold."""
         result = self.inner.set(name, value, *args, **kwargs)
         if kwargs.get("nx") and result and _text(name).startswith(LOCK_PREFIX):
-            self._ledger.opened(_text(name), value)
+            self._ledger.opened(_text(name), value, _ttl_s(kwargs))
         return result
 
     def delete(self, *names: Any) -> Any:
-        """DEL; deleting a lock key closes its holds."""
+        """DEL; deleting a lock key closes its holds (and a live other holder's is noted first)."""
+        for name in names:
+            if _text(name).startswith(LOCK_PREFIX):
+                self._ledger.deleting(_text(name), self.inner.get(name))
         result = self.inner.delete(*names)
         for name in names:
             if _text(name).startswith(LOCK_PREFIX):
@@ -116,7 +204,7 @@ class LedgerRedis:
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> LedgerPipeline:
         """A pipeline whose executed deletions of lock keys close their holds."""
-        return LedgerPipeline(self.inner.pipeline(transaction, shard_hint), self._ledger)
+        return LedgerPipeline(self.inner.pipeline(transaction, shard_hint), self._ledger, self.inner)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -125,9 +213,10 @@ class LedgerRedis:
 class LedgerPipeline:
     """A pipeline that remembers queued deletions of lock keys and reports them once executed."""
 
-    def __init__(self, inner: Any, ledger: LockLedger) -> None:
+    def __init__(self, inner: Any, ledger: LockLedger, client: Any = None) -> None:
         self.inner = inner
         self._ledger = ledger
+        self._client = client  # reads a queued key's value just before EXEC (a read does not disturb WATCH)
         self._queued: list[str] = []
         self._in_transaction = False
 
@@ -138,8 +227,11 @@ class LedgerPipeline:
 
     def delete(self, *names: Any) -> Any:
         """DEL, queued inside MULTI (reported when EXEC succeeds), else run at once."""
-        result = self.inner.delete(*names)
         keys = [_text(n) for n in names if _text(n).startswith(LOCK_PREFIX)]
+        if not self._in_transaction and self._client is not None:
+            for key in keys:
+                self._ledger.deleting(key, self._client.get(key))
+        result = self.inner.delete(*names)
         if self._in_transaction:
             self._queued.extend(keys)
         else:
@@ -149,7 +241,10 @@ class LedgerPipeline:
 
     def execute(self, raise_on_error: bool = True) -> Any:
         """EXEC; its deletions of lock keys close their holds (an aborted transaction closes none)."""
+        values = [(key, self._client.get(key)) for key in self._queued] if self._client is not None else []
         result = self.inner.execute(raise_on_error)
+        for key, value in values:
+            self._ledger.deleting(key, value)
         for key in self._queued:
             self._ledger.closed(key)
         self._queued.clear()

@@ -21,6 +21,7 @@ from sagas.trading.model import ConnectionStatus
 from simlab.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
 from simlab.lock_ledger import LedgerRedis, LockLedger
+from simlab.reach import run_reach
 from simlab.scenario.model import Scenario
 from simlab.trading_world import TradingWorld
 from simlab.workload import build_scenario_world, drive
@@ -62,6 +63,7 @@ class RunResult:
     lags: list[tuple[str, float, float]] = field(default_factory=list, repr=False)  # (projection, published, applied)
     fault_windows: list[FaultWindow] = field(default_factory=list)  # (family, start, end, detail)
     broker_calls: list[BrokerCallRow] = field(default_factory=list, repr=False)
+    reach: dict[str, int] = field(default_factory=dict)  # engine path -> times taken (simlab.reach)
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -125,7 +127,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
     violations, unchecked = check_invariants(
-        world, scenario.invariants, scenario.horizon_s, snapshots, lock_overlaps=ledger.overlaps
+        world, scenario.invariants, scenario.horizon_s, snapshots, lock_overlaps=ledger.overlaps, ledger=ledger
     )
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
@@ -140,6 +142,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         fault_windows=list(windows),
         lock_holds=ledger.spans() if keep_trace else [],
         broker_calls=broker_calls(world),
+        reach=run_reach(records, len(ledger.expired_while_held())),
     )
 
 

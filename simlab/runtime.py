@@ -15,6 +15,8 @@ deadline was already disarmed (both fell due at the same instant) is ignored.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
@@ -119,8 +121,29 @@ def _wait(event: simpy.Event) -> Generator[simpy.Event, Any, Any]:
             raise
 
 
+class _InContext:
+    """A coroutine as simpy drives it (``send``/``throw``), every step run inside one ``Context``."""
+
+    __slots__ = ("_coroutine", "send", "throw")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        self._coroutine = coroutine
+        # NOTE: partials of Context.run are C calls; a Python method here would cost a frame per resume.
+        run: Any = context.run
+        self.send = functools.partial(run, coroutine.send)
+        self.throw = functools.partial(run, coroutine.throw)
+
+    @property
+    def __name__(self) -> str:  # simpy names a process after its generator
+        return str(getattr(self._coroutine, "__name__", "task"))
+
+    @property
+    def gi_frame(self) -> Any:  # simpy describes the frame of a process that yields a bad value
+        return getattr(self._coroutine, "cr_frame", None)
+
+
 class SimTask:
-    """A ``TaskHandle`` over a simpy process running a coroutine."""
+    """A ``TaskHandle`` over a simpy process running a coroutine (in its own copy of the spawner's context)."""
 
     __slots__ = ("_env", "_exception", "_observed", "_process", "_result", "name")
 
@@ -130,7 +153,8 @@ class SimTask:
         self._result: Any = None
         self._exception: BaseException | None = None
         self._observed = False
-        self._process = env.process(self._guard(coroutine))  # type: ignore[arg-type]
+        steps = _InContext(self._guard(coroutine), contextvars.copy_context())
+        self._process = env.process(steps)  # type: ignore[arg-type]
 
     async def _guard(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         # simpy starts a process with an URGENT event, ahead of events already due now;

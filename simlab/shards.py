@@ -29,6 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from simlab.reach import REACH_PATHS, reach_column
+
 BATCH_MANIFEST = "batch.txt"
 SWEEP_MANIFEST = "sweep.json"
 SCENARIO_FILE = "scenario.yaml"
@@ -48,6 +50,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("sagas", pa.int64()),
             ("violations", pa.int64()),
             ("unchecked", pa.string()),
+            *((reach_column(path), pa.int64()) for path in REACH_PATHS),  # how often each engine path ran
         ]
     ),
     "sagas": pa.schema(

@@ -20,6 +20,7 @@ from simlab.report import ReportError, build_report
 from simlab.results import load_results, read_table
 from simlab.runner import run_once, run_seed
 from simlab.scenario import load_scenario
+from simlab.scenario.model import Faults
 from simlab.shards import SCHEMAS, TABLES, marker_path, scan_folder, table_path
 from simlab.summary import batch_summary
 
@@ -92,7 +93,7 @@ def test_violations_outside_the_first_shard_are_seen_by_every_reader(
 
 def test_a_batch_without_violations_keeps_every_table_with_its_columns(tmp_path: Path) -> None:
     clean = load_scenario("reconnect_race").model_copy(
-        update={"invariants": ("terminal_by_horizon",), "faults": load_scenario("broker_connection").faults}
+        update={"invariants": ("terminal_by_horizon",), "faults": Faults()}
     )
     out = tmp_path / "clean"
     run_batch_to(clean, 4, ROOT, out, workers=1, shard_size=2)
