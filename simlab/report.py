@@ -28,10 +28,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from simlab import analysis, plots
+from simlab import summary as summary_text
 from simlab.batch import config_hash
 from simlab.results import Results, is_results_folder, load_results
 from simlab.runner import run_once
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
+from simlab.scenario.model import Scenario
 from simlab.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
 
 MAX_PARETO_FIGURES = 6  # one per circumstance, up to this many
@@ -181,16 +183,28 @@ def compare_findings(current: Results, baseline: Results | None, checked: Sequen
     return found
 
 
+def _kept_scenarios(folder: Path, results: Results) -> list[Scenario]:
+    """The exact scenarios a batch (one) or a sweep (one per point) ran, as the folder keeps them."""
+    kept = [folder / p["folder"] / SCENARIO_FILE for p in results.manifest["points"]] if results.params else []
+    return [load_scenario(str(path)) for path in kept or [folder / SCENARIO_FILE]]
+
+
+def _needed_paths(folder: Path, results: Results) -> list[str]:
+    """The engine paths the scenario's question needs (its ``reach:`` list; every point's for a sweep)."""
+    try:
+        scenarios = _kept_scenarios(folder, results)
+    except ScenarioError:
+        return []
+    return list(dict.fromkeys(path for scenario in scenarios for path in scenario.reach))
+
+
 def _checked_invariants(folder: Path, results: Results) -> list[str] | None:
     """The invariants the batch's scenario checks (from the exact scenarios kept with it: every point's)."""
-    kept = [folder / p["folder"] / SCENARIO_FILE for p in results.manifest["points"]] if results.params else []
-    checked: dict[str, None] = {}
     try:
-        for path in kept or [folder / SCENARIO_FILE]:
-            checked.update(dict.fromkeys(load_scenario(str(path)).invariants))
+        scenarios = _kept_scenarios(folder, results)
     except ScenarioError:
         return None
-    return list(checked)
+    return list(dict.fromkeys(name for scenario in scenarios for name in scenario.invariants))
 
 
 def about_name(results: Results) -> str:
@@ -346,6 +360,10 @@ def build_report(
             f"projection lag below. {first['explanation']}.",
             plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
         )
+    reach = summary_text.reach_table(results.runs, _needed_paths(folder, results))
+    shown_reach = reach.assign(
+        path=[("* " if n else "") + p for p, n in zip(reach["path"], reach["needed"], strict=True)]
+    )
     env = Environment(loader=PackageLoader("simlab", "templates"), autoescape=select_autoescape(["html", "j2"]))
     columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
                "violation_rate",
@@ -365,6 +383,8 @@ def build_report(
         recommended_table=recommended_table,
         figures=figures,
         compensations=_table(compensations, index=False) if len(compensations) else "",
+        reach=_table(shown_reach[["path", "runs_reached", "share", "times"]], percent=["share"], index=False),
+        unreached=reach.loc[reach["unreached"], "path"].tolist(),
         findings=findings,
         replays=replays,
         params=results.params,

@@ -10,7 +10,9 @@ import pandas as pd
 from simlab.reach import REACH_PATHS, reach_column
 from simlab.results import read_table
 from simlab.runner import RunResult
-from simlab.shards import read_manifest, scan_folder
+from simlab.scenario.loader import ScenarioError, load_scenario
+from simlab.scenario.model import Scenario
+from simlab.shards import SCENARIO_FILE, read_manifest, scan_folder
 
 REACH_COLUMNS: tuple[str, ...] = ("path", "runs_reached", "runs", "share", "times", "needed", "unreached")
 """Columns of :func:`reach_table`."""
@@ -81,9 +83,12 @@ def batch_summary(folder: Path | str) -> str:
         categories=True,
     )  # fmt: skip
     violations = read_table(folder, "violations", finished=scan.finished, categories=True)
-    runs = read_table(folder, "runs", ["unchecked"], finished=scan.finished)
+    reach = [reach_column(path) for path in REACH_PATHS]
+    runs = read_table(folder, "runs", ["unchecked", *reach], finished=scan.finished)
     unchecked = sorted({name for cell in runs["unchecked"].tolist() for name in str(cell or "").split(",") if name})
-    return format_tables(
+    scenario = _kept_scenario(folder)
+    needed = scenario.reach if scenario is not None else ()
+    text = format_tables(
         str(manifest.get("scenario", folder.name)),
         len(runs),
         int(manifest.get("root_seed", 0)),
@@ -93,6 +98,15 @@ def batch_summary(folder: Path | str) -> str:
         expected_runs=int(manifest["runs"]) if "runs" in manifest else None,
         problems=[damaged.describe(folder) for damaged in scan.damaged],
     )
+    return text + "\n\n" + format_reach(reach_table(runs, needed))
+
+
+def _kept_scenario(folder: Path) -> Scenario | None:
+    """The exact scenario a batch ran, as its folder keeps it (None if it is missing or unreadable)."""
+    try:
+        return load_scenario(str(folder / SCENARIO_FILE))
+    except ScenarioError:
+        return None
 
 
 def format_tables(
