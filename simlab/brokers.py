@@ -304,7 +304,7 @@ class VirtualBroker:
 
     Lab controls: ``set_outage``/``heal``, ``revoke_credentials``/``restore_credentials``,
     ``drop_session``, ``set_accounts``, ``set_price``. Inspection: ``calls``,
-    ``orders``, ``order_updates``, ``has_session``.
+    ``orders``, ``order_updates``, ``has_session``, ``accounts_of``.
     """
 
     def __init__(
@@ -375,6 +375,10 @@ class VirtualBroker:
         return self.profile.reference_price
 
     # ----- inspection -----
+
+    def accounts_of(self, connection_id: str) -> list[DiscoveredAccount]:
+        """The accounts the broker has for the connection (its ground truth: no call, no latency, no fault)."""
+        return self._accounts(connection_id)
 
     def has_session(self, connection_id: str) -> bool:
         """Whether the connection has an open session (no call, no latency)."""

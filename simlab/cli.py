@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from simlab.batch import Progress
+    from simlab.batch import Notice, Progress
 
 
 def _int_at_least(minimum: int, expected: str) -> Callable[[str], int]:
@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
     run.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
     run.add_argument("--out", default=None, help="output folder (default: results/SCENARIO-SEED)")
+    run.add_argument(
+        "--shard-size", type=_positive_int, default=250, help="runs per shard, the unit of resumption (default 250)"
+    )
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument("--runs", type=_positive_int, default=50, help="runs per pass (default 50)")
@@ -122,10 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:
-    from simlab.batch import load_table
     from simlab.runner import UnsupportedScenario, check_supported, run_once
     from simlab.scenario import ScenarioError, load_scenario
-    from simlab.summary import format_tables, format_timeline
+    from simlab.summary import batch_summary, format_timeline
 
     try:
         scenario = load_scenario(args.scenario)
@@ -153,10 +155,13 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
     from simlab.batch import run_batch_to
 
-    def work(progress: Progress) -> object:
-        return run_batch_to(scenario, runs, root, out, workers=args.workers, progress=progress)
+    def work(progress: Progress, notice: Notice) -> object:
+        return run_batch_to(
+            scenario, runs, root, out, workers=args.workers, shard_size=args.shard_size, progress=progress,
+            notice=notice,
+        )  # fmt: skip
 
-    status = _resumable("run", out, work, runs)
+    status = _resumable("run", work, runs)
     if status is not None:
         return status
     # Only what the summary needs: memory stays flat however many runs the batch has. Arrow's own
@@ -164,29 +169,28 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     import pyarrow
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
-    sagas = load_table(out, "sagas", ["seed", "saga_type", "status", "duration_s", "retries"])
-    violations = load_table(out, "violations")
-    run_table = load_table(out, "runs", ["unchecked"])
-    cells = run_table["unchecked"].tolist() if "unchecked" in run_table else []
-    unchecked = sorted({n for cell in cells for n in str(cell).split(",") if n})
-    print(format_tables(scenario.name, runs, root, sagas, violations, unchecked))
+    print(batch_summary(out))
     print(f"\nTables: {out} (load with simlab.batch.load_results)")
     return 0
 
 
-def _resumable(command: str, out: Path, work: Callable[[Progress], object], total: int) -> int | None:
-    """Run ``work`` under a progress bar; on Ctrl-C say what is kept, on a refused folder say why.
+def _resumable(command: str, work: Callable[[Progress, Notice], object], total: int) -> int | None:
+    """Run ``work`` under a progress bar; on Ctrl-C or SIGTERM say what is kept, on a refused folder say why.
 
     Returns the exit status when the work did not finish, ``None`` when it did.
     """
+    from simlab.interrupts import BatchInterrupted, WorkerDied
     from simlab.progress import progress_bar
 
     try:
-        with progress_bar(total) as progress:
-            work(progress)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: finished shards are kept in {out}; run the same command to complete it", file=sys.stderr)
-        return 130
+        with progress_bar(total) as (progress, notice):
+            work(progress, notice)
+    except BatchInterrupted as interrupted:
+        print(f"\nsimlab {command}: {interrupted}", file=sys.stderr)
+        return interrupted.exit_status
+    except WorkerDied as error:
+        print(f"simlab {command}: {error}", file=sys.stderr)
+        return 1
     except ValueError as error:
         print(f"simlab {command}: {error}", file=sys.stderr)
         return 2
@@ -211,11 +215,11 @@ def _sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / f"sweep-{scenario.name}-{grid_path.stem}"
     print(f"{scenario.name}: {len(points)} points x {args.runs_per_point} runs from root seed {root} -> {out}")
 
-    def work(progress: Progress) -> object:
+    def work(progress: Progress, notice: Notice) -> object:
         return run_sweep(scenario, grid, args.runs_per_point, root, out, grid_name=str(grid_path),
-                         workers=args.workers, progress=progress)  # fmt: skip
+                         workers=args.workers, progress=progress, notice=notice)  # fmt: skip
 
-    status = _resumable("sweep", out, work, len(points) * args.runs_per_point)
+    status = _resumable("sweep", work, len(points) * args.runs_per_point)
     if status is not None:
         return status
     from simlab.analysis import config_summary, describe_choice
@@ -276,9 +280,12 @@ def pd_display() -> Iterator[None]:
 
 
 def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
+    """Run the batch three times (1 worker twice, then ``workers``); every table must be identical."""
     import tempfile
 
-    from simlab.batch import hashes, run_batch_to
+    from simlab.batch import run_batch_to
+    from simlab.interrupts import BatchInterrupted
+    from simlab.results import load_results
 
     with tempfile.TemporaryDirectory(prefix="simlab-determinism-") as tmp:
         passes = {
@@ -287,17 +294,43 @@ def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
             f"third pass, {workers} workers": (Path(tmp) / "c", workers),
         }
         seen = {}
-        for label, (out, count) in passes.items():
-            run_batch_to(scenario, runs, scenario.seed, out, workers=count, shard_size=max(1, runs // 4))
-            seen[label] = hashes(out)
-        reference_label, reference = next(iter(seen.items()))
-        for label, found in seen.items():
-            different = [run for (run, a), (_, b) in zip(reference, found, strict=True) if a != b]
-            if different or len(found) != len(reference):
-                print(f"{scenario.name}: {label} differs from the {reference_label} at runs {different[:10]}")
-                return 1
-    print(f"{scenario.name}: {runs} runs, identical trace hashes twice on 1 worker and on {workers} workers")
-    return 0  # argparse rejects unknown commands
+        try:
+            for label, (out, count) in passes.items():
+                run_batch_to(scenario, runs, scenario.seed, out, workers=count, shard_size=max(1, runs // 4))
+                seen[label] = load_results(out)
+        except BatchInterrupted as interrupted:
+            print(f"simlab check-determinism: interrupted by {interrupted.signal_name}", file=sys.stderr)
+            return interrupted.exit_status
+    reference_label, reference = next(iter(seen.items()))
+    for label, found in seen.items():
+        problem = _difference(reference, found)
+        if problem:
+            print(f"{scenario.name}: the {label} differs from the {reference_label}: {problem}")
+            return 1
+    print(f"{scenario.name}: {runs} runs, identical tables twice on 1 worker and on {workers} workers")
+    violations = reference.violations
+    if violations.empty:
+        print("Invariant violations: none (in every pass)")
+    else:
+        counts = violations.groupby("invariant", observed=True)["run"].nunique()
+        listed = ", ".join(f"{name} in {count} run(s)" for name, count in counts.items())
+        print(f"Invariant violations, identical in every pass: {listed}")
+    return 0
+
+
+def _difference(reference: Any, found: Any) -> str:
+    """What differs between two loads of the same batch ('' when every table is identical)."""
+    from simlab.batch import TABLES
+
+    if len(found.runs) != len(reference.runs):
+        return f"{len(found.runs)} runs instead of {len(reference.runs)}"
+    hashes = reference.runs["trace_hash"].to_numpy() != found.runs["trace_hash"].to_numpy()
+    if hashes.any():
+        return f"trace hashes differ at runs {reference.runs['run'][hashes].tolist()[:10]}"
+    for name in TABLES:
+        if not getattr(reference, name).equals(getattr(found, name)):
+            return f"the {name} tables differ"
+    return ""
 
 
 if __name__ == "__main__":

@@ -218,6 +218,9 @@ def plan_faults(scenario: Scenario, seed: int) -> FaultPlan:
 # -- what the wrappers share -------------------------------------------------------------------
 
 
+_ATTEMPT_PHASES = frozenset({"execute", "compensate", "retry"})
+
+
 class _Activity:
     """Which saga the running simulated process belongs to, and what that saga is doing (from the trace)."""
 
@@ -248,7 +251,9 @@ class _Activity:
         records = self._tracer.records
         if len(records) > self._records_seen:
             for record in records[self._records_seen :]:
-                if record.phase != "saga":  # saga-level records may come from other processes (duplicates)
+                # Saga-level records may come from other processes (duplicates); poll and child-wait
+                # records happen inside an attempt and do not end it.
+                if record.phase in _ATTEMPT_PHASES:
                     self._latest[record.saga_id] = record
             self._records_seen = len(records)
         latest = self._latest.get(saga_id)

@@ -2,7 +2,12 @@
 
 They read the run's ground truth only: the trace, the saga store, the write
 model (and its purge history) and what the user-deletion sagas saw when they
-declared a user deleted, and the lock ledger (who believed they held which lock).
+declared a user deleted, the virtual brokers' own accounts, the sagas' declared
+step definitions (retry policies), the simulated Redis, and the lock ledger (who
+believed they held which lock). Never what a saga reported about itself. The
+longer checks live in ``simlab.checks``, one module per concept; this module is
+their registry. A check that lacks its independent source raises ``CannotCheck``
+and is listed as not checked.
 """
 
 from __future__ import annotations
@@ -15,22 +20,16 @@ from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.step import SagaStep
 from sagas.engine.trace import TraceRecord
-from sagas.trading.model import ConnectionStatus
-from sagas.trading.wiring import saga_steps
-from simlab.lock_ledger import LOCK_PREFIX, Hold
+from sagas.trading.model import BrokerConnection, ConnectionStatus
+from sagas.trading.wiring import saga_steps, trading_sagas
+from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
+from simlab.checks.retry_policy import declared_policies, retry_policy_violations
+from simlab.checks.triggers import one_saga_per_trigger_violations
+from simlab.checks.violation import CannotCheck, Violation
+from simlab.lock_ledger import LOCK_PREFIX, Hold, LockLedger
 from simlab.trading_world import TradingWorld
 
 TERMINAL_OUTCOMES = {s.value for s in SagaStatus if s.is_terminal}
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One broken invariant."""
-
-    invariant: str
-    t: float
-    saga_ids: tuple[str, ...]
-    explanation: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +130,14 @@ def compensation_exact(world: TradingWorld, horizon_s: float) -> list[Violation]
 
 
 def no_data_loss(world: TradingWorld, horizon_s: float) -> list[Violation]:
-    """No connection is purged while connected; a connected connection keeps the accounts its broker has."""
+    """No connection is purged while connected; a connected connection keeps the accounts its broker has.
+
+    The accounts expected are the broker's own (``accounts_of`` of the virtual broker: its
+    ground truth), never what a saga said it discovered. They are expected once a connection
+    saga that started after the connection last became connected has completed: from then on
+    the connection stayed connected, so nothing may take its accounts away. Without such a
+    saga (the reconnect's saga failed or still runs) missing accounts are a failure, not a loss.
+    """
     write = world.platform.write
     found = [
         Violation(
@@ -147,22 +153,46 @@ def no_data_loss(world: TradingWorld, horizon_s: float) -> list[Violation]:
     for connection in write.connections.values():
         if connection.status is not ConnectionStatus.CONNECTED:
             continue
-        last = _last_saga(world, "BrokerConnectionSaga", connection.connection_id)
-        if last is None or last.status is not SagaStatus.COMPLETED:
-            continue  # its last connection attempt failed: missing accounts are a failure, not a loss
-        expected = len(last.results.get("discovered", ()))
-        linked = len(write.accounts_of(connection.connection_id))
-        if linked < expected:
+        linker = _completed_since_connected(world, connection)
+        if linker is None:
+            continue
+        truth = _broker_accounts(world, connection)
+        linked = {a.external_id for a in write.accounts_of(connection.connection_id)}
+        missing = sorted(truth - linked)
+        if missing:
             found.append(
                 Violation(
                     "no_data_loss",
                     horizon_s,
                     _sagas_of(world, connection.connection_id),
-                    f"connection {connection.connection_id} is connected with {linked} of its {expected} accounts "
-                    "(deleted by a disconnection after the reconnect linked them)",
+                    f"connection {connection.connection_id} is connected with {len(truth) - len(missing)} of the "
+                    f"{len(truth)} accounts its broker has (missing {', '.join(missing)}), although "
+                    f"{linker.saga_type} {linker.saga_id} completed for it at t={linker.updated_at:g}",
                 )
             )
     return found
+
+
+def _completed_since_connected(world: TradingWorld, connection: BrokerConnection) -> SagaState | None:
+    """The first connection saga that started after ``connection`` last became connected and completed."""
+    done = [
+        s
+        for s in _all_states(world)
+        if s.saga_type == "BrokerConnectionSaga"
+        and s.trigger_data.get("broker_connection_id") == connection.connection_id
+        and s.started_at >= connection.connected_at
+        and s.status is SagaStatus.COMPLETED
+    ]
+    return min(done, key=lambda s: (s.updated_at, s.saga_id)) if done else None
+
+
+def _broker_accounts(world: TradingWorld, connection: BrokerConnection) -> set[str]:
+    """External ids of the accounts the connection's broker itself has for it (its ground truth)."""
+    broker = world.brokers.get(connection.broker_id)
+    accounts_of = getattr(broker, "accounts_of", None)
+    if accounts_of is None:
+        raise CannotCheck(f"broker {connection.broker_id!r} does not tell its accounts (no ground truth)")
+    return {account.external_id for account in accounts_of(connection.connection_id)}
 
 
 def no_orphans(world: TradingWorld, horizon_s: float) -> list[Violation]:
@@ -291,6 +321,28 @@ def _all_states(world: TradingWorld) -> list[SagaState]:
     return states
 
 
+def retry_policy_obeyed(world: TradingWorld, horizon_s: float) -> list[Violation]:
+    """Every step's attempts, compensations and polls keep the retry policy its saga declares.
+
+    See ``simlab.checks.retry_policy``; the policies are the trading sagas' definitions under
+    the run's configuration (the scenario's step overrides applied), not the trace's own.
+    """
+    return retry_policy_violations(world.sim.tracer.records, declared_policies(trading_sagas(world.deps)))
+
+
+def one_saga_per_trigger(world: TradingWorld, horizon_s: float) -> list[Violation]:
+    """At most one saga per (saga type, trigger event id) in the saga store."""
+    return one_saga_per_trigger_violations(_all_states(world))
+
+
+def lock_hygiene(world: TradingWorld, horizon_s: float, ledger: LockLedger) -> list[Violation]:
+    """At the horizon no lock is held by a finished or dead saga and every lock expires; no lock was
+    deleted by a process that did not hold it while its holder did (see ``simlab.checks.locks``)."""
+    states = {s.saga_id: s for s in _all_states(world)}
+    left = locks_left_at_horizon(world.redis, states, set(world.manager.running), horizon_s)
+    return foreign_deletions(ledger.foreign_deletions) + left
+
+
 CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
     "terminal_by_horizon": terminal_by_horizon,
     "compensation_exact": compensation_exact,
@@ -299,6 +351,8 @@ CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
     "no_duplicate_accounts": no_duplicate_accounts,
     "disconnect_completed": disconnect_completed,
     "position_matches_fills": position_matches_fills,
+    "retry_policy_obeyed": retry_policy_obeyed,
+    "one_saga_per_trigger": one_saga_per_trigger,
 }
 
 
@@ -324,8 +378,9 @@ def single_lock_holder(world: TradingWorld, holds: Iterable[Hold]) -> list[Viola
         believed = [
             h
             for h in by_key.get(key, ())
-            # A hold whose process died lives on in the saga's stored state: resumed, it believes again.
-            if h.owner == write.saga_id and h.start <= write.t and (h.end is None or h.end >= write.t or h.died)
+            # Only its own release ends a holder's belief: a hold whose process died lives on in the
+            # saga's stored state (resumed, it believes again), and one deleted by another is still believed.
+            if h.owner == write.saga_id and h.start <= write.t and (h.released_at is None or h.released_at >= write.t)
         ]
         if not believed:
             continue  # not a write under this lock
@@ -345,7 +400,7 @@ def single_lock_holder(world: TradingWorld, holds: Iterable[Hold]) -> list[Viola
             )
             if acted is None:
                 continue
-            ran_out = f"its TTL ran out at {mine.expires:g} s" if mine.expires is not None else "it had no TTL"
+            ran_out = f"its TTL ran out at {mine.expires_at:g} s" if mine.expires_at is not None else "it had no TTL"
             found.append(
                 Violation(
                     "single_lock_holder",
@@ -366,18 +421,27 @@ def check_invariants(
     horizon_s: float,
     snapshots: Iterable[DeletionSnapshot] = (),
     *,
-    lock_holds: Iterable[Hold] | None = None,
+    ledger: LockLedger | None = None,
 ) -> tuple[list[Violation], list[str]]:
-    """Run the named checks; return the violations (by time) and the names that could not be checked."""
+    """Run the named checks; return the violations (by time) and the names that could not be checked.
+
+    ``lock_hygiene`` and ``single_lock_holder`` need the run's ``ledger``; a check that raises
+    ``CannotCheck`` is not checked.
+    """
     violations: list[Violation] = []
     unchecked: list[str] = []
     for name in names:
-        if name == "deleted_user_clean":
-            violations += deleted_user_clean(world, horizon_s, snapshots)
-        elif name == "single_lock_holder" and lock_holds is not None:
-            violations += single_lock_holder(world, lock_holds)
-        elif name in CHECKS:
-            violations += CHECKS[name](world, horizon_s)
-        else:
+        try:
+            if name == "deleted_user_clean":
+                violations += deleted_user_clean(world, horizon_s, snapshots)
+            elif name == "single_lock_holder" and ledger is not None:
+                violations += single_lock_holder(world, ledger.holds)
+            elif name == "lock_hygiene" and ledger is not None:
+                violations += lock_hygiene(world, horizon_s, ledger)
+            elif name in CHECKS:
+                violations += CHECKS[name](world, horizon_s)
+            else:
+                unchecked.append(name)
+        except CannotCheck:
             unchecked.append(name)
     return sorted(violations, key=lambda v: (v.t, v.invariant, v.saga_ids)), unchecked

@@ -20,12 +20,13 @@ only completes what is missing) and read back with ``simlab.batch.load_results``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from simlab.batch import Progress, Results, load_results, run_batch_to
+from simlab.batch import Notice, Progress, Results, load_results, run_batch_to
 from simlab.progress import progress_bar
 from simlab.runner import RunResult, check_supported, run_once
 from simlab.scenario import load_scenario
@@ -40,12 +41,16 @@ def scenario(name_or_path: str | Scenario, settings: Mapping[str, Any] | None = 
 
 
 @contextmanager
-def _bar(show: bool) -> Iterator[Progress | None]:
+def _bar(show: bool) -> Iterator[tuple[Progress | None, Notice]]:
     if not show:
-        yield None
+        yield None, _warn
         return
-    with progress_bar(notebook=True) as progress:
-        yield progress
+    with progress_bar(notebook=True) as bar:
+        yield bar
+
+
+def _warn(line: str) -> None:
+    warnings.warn(line, stacklevel=3)
 
 
 def run(
@@ -62,8 +67,9 @@ def run(
     chosen = scenario(name_or_scenario, settings)
     check_supported(chosen)
     count = runs if runs is not None else chosen.runs
-    with _bar(progress) as bar:
-        run_batch_to(chosen, count, chosen.seed if seed is None else seed, Path(out), workers=workers, progress=bar)
+    with _bar(progress) as (bar, notice):
+        root = chosen.seed if seed is None else seed
+        run_batch_to(chosen, count, root, Path(out), workers=workers, progress=bar, notice=notice)
     return load_results(out)
 
 
@@ -90,9 +96,9 @@ def sweep(
         spec = load_grid(resolve_grid_path(str(grid)))
     else:
         spec = Grid.model_validate(grid if "parameters" in grid else {"parameters": dict(grid)})
-    with _bar(progress) as bar:
+    with _bar(progress) as (bar, notice):
         run_sweep(chosen, spec, runs_per_point, chosen.seed if seed is None else seed, Path(out), workers=workers,
-                  progress=bar)  # fmt: skip
+                  progress=bar, notice=notice)  # fmt: skip
     return load_results(out)
 
 

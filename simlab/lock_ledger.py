@@ -3,15 +3,22 @@
 How this works: ``LedgerRedis`` wraps the Redis client that locks and the seed's
 ``safe_set``/``safe_delete`` use (a wrapper around a port, like the fault families).
 A successful ``SET key owner NX`` on a lock key (alone, or inside the fenced
-acquisition's transaction) opens a hold for the owner, with the instant its TTL
-runs out; a ``DEL`` of the key (directly, or inside the owner-checked release
-transaction) closes the deleting process's own hold. A hold also ends when its
-holder's process has died (a crashed manager's saga believes nothing any more). A
-second hold opening while another one on the same key is still believed is an
-overlap: two holders at once, which a TTL that ran out during a long pause
-produces. No lock can prevent that; what must not follow from it is a write the
-stale holder gets accepted after the new holder acted (``single_lock_holder``
-compares these holds with the write model's record of writes).
+acquisition's transaction) opens a hold for the owner; a ``DEL`` of the key
+(directly, or inside the owner-checked release transaction) closes the deleting
+process's own hold (``released_at``). A hold also ends when its holder's process has
+died (a crashed manager's saga believes nothing any more). A second hold opening while
+another one on the same key is still believed is an overlap: two holders at once,
+which a TTL that ran out during a long pause produces. No lock can prevent that;
+what must not follow from it is a write the stale holder gets accepted after the new
+holder acted (``single_lock_holder`` compares these holds with the write model's
+record of writes).
+
+Two more things the ledger sees, for lock hygiene and the reach table: a deletion of a
+key whose value (read from Redis just before the DEL runs) names a live holder other
+than the deleting process (``foreign_deletions``), and a hold whose TTL ran out while
+its holder still believed in it (``expired_while_held``: the holder neither deleted it nor
+died before the expiry; its death time comes from a callback on its process, so the
+ledger schedules nothing and moves no event).
 """
 
 from __future__ import annotations
@@ -28,15 +35,27 @@ LOCK_PREFIX = "broker:disconnect:lock:"
 
 @dataclass
 class Hold:
-    """A believed hold: ``end`` is None while it lasts; ``expires`` is when its TTL runs out (None: no TTL)."""
+    """A believed hold: ``end`` is None while it lasts; ``expires_at`` is when its TTL runs out (None: never)."""
 
     key: str
     owner: str
     start: float
     end: float | None
     process: Any
-    expires: float | None = None
-    died: bool = False  # ended because its process died, not by a release: a resumed saga believes in it again
+    expires_at: float | None = None
+    died_at: float | None = None
+    released_at: float | None = None  # when its holder deleted the key itself (its belief ends only so)
+    taken_at: float | None = None  # when a process that did not hold it deleted the key
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignDeletion:
+    """A lock key deleted by a process that did not hold it, while its holder still did."""
+
+    t: float
+    key: str
+    deleter: str
+    holder: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +72,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def owner_of(value: Any) -> str:
+    """The saga a lock value names: the seed's value is ``saga_id:timestamp``, the safe lock's the saga id."""
+    return _text(value).split(":", 1)[0]
+
+
 def _ttl_s(kwargs: dict[str, Any]) -> float | None:
-    """The TTL a SET's ``px``/``ex`` asks for, in seconds."""
-    if kwargs.get("px"):
+    if kwargs.get("px") is not None:
         return float(kwargs["px"]) / 1000.0
-    if kwargs.get("ex"):
+    if kwargs.get("ex") is not None:
         return float(kwargs["ex"])
     return None
 
@@ -69,15 +92,66 @@ class LockLedger:
         self._runtime = runtime
         self.holds: list[Hold] = []
         self.overlaps: list[Overlap] = []
+        self.foreign_deletions: list[ForeignDeletion] = []
 
     def opened(self, key: str, value: Any, ttl_s: float | None = None) -> None:
-        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``, for ``ttl_s`` seconds."""
+        """A ``SET NX`` on ``key`` succeeded for the owner named in ``value``; it expires after ``ttl_s`` (or never)."""
         now = self._runtime.now()
-        owner = _text(value).split(":", 1)[0]  # the seed's value is "saga_id:timestamp"; the safe lock's, saga_id
+        owner = owner_of(value)
         for hold in self._open(key, now):
             self.overlaps.append(Overlap(now, key, hold.owner, owner))
-        expires = now + ttl_s if ttl_s is not None else None
-        self.holds.append(Hold(key, owner, now, None, self._runtime.env.active_process, expires))
+        process = self._runtime.env.active_process
+        hold = Hold(key, owner, now, None, process, None if ttl_s is None else now + ttl_s)
+        self.holds.append(hold)
+        if process is not None and process.callbacks is not None:
+            process.callbacks.append(lambda _event: self._died(hold))
+
+    def _died(self, hold: Hold) -> None:
+        hold.died_at = self._runtime.now()
+
+    def expired_while_held(self) -> list[Hold]:
+        """Holds whose TTL ran out by now while their holder still believed in them.
+
+        Believed: the holder had not deleted the key, had not died, and nobody else had deleted
+        it, when its TTL ran out. A holder paused past its TTL is the usual way.
+        """
+        now = self._runtime.now()
+        expired = []
+        for hold in self.holds:
+            at = hold.expires_at
+            if at is None or at > now:
+                continue
+            ends = [t for t in (hold.end, hold.died_at, hold.taken_at) if t is not None]
+            if not ends or min(ends) > at:
+                expired.append(hold)
+        return expired
+
+    def deleting(self, key: str, value: Any) -> None:
+        """``key`` is about to be deleted while holding ``value`` (None: absent): note a holder's lock taken away.
+
+        Only a live hold counts: a crashed process's lock deleted by its resumed saga (same owner)
+        or by anyone after its holder died takes nothing from anybody.
+        """
+        if value is None:
+            return
+        now = self._runtime.now()
+        process = self._runtime.env.active_process
+        holder = owner_of(value)
+        theirs = [h for h in self._open(key, now) if h.owner == holder]
+        if theirs and all(h.process is not process for h in theirs):
+            for hold in theirs:
+                hold.taken_at = now
+            self.foreign_deletions.append(ForeignDeletion(now, key, self._who(process, key, now), holder))
+
+    def _who(self, process: Any, key: str, now: float) -> str:
+        """The deleting process as a saga id (its own believed hold of ``key``, else its task's name)."""
+        for hold in self._open(key, now):
+            if hold.process is process:
+                return hold.owner
+        for task in self._runtime.tasks:
+            if task._process is process:
+                return task.name.removeprefix("saga ")
+        return "an unknown process"
 
     def closed(self, key: str) -> None:
         """``key`` was deleted: the deleting process's own hold on it ends now.
@@ -89,7 +163,7 @@ class LockLedger:
         process = self._runtime.env.active_process
         for hold in self._open(key, now):
             if process is None or hold.process is process:
-                hold.end = now
+                hold.end = hold.released_at = now
 
     def _open(self, key: str, now: float) -> list[Hold]:
         still = []
@@ -97,7 +171,7 @@ class LockLedger:
             if hold.key != key or hold.end is not None:
                 continue
             if hold.process is not None and hold.process._value is not PENDING:
-                hold.end, hold.died = now, True  # its process is gone: nobody believes in this hold any more
+                hold.end = now  # its process is gone: nobody believes in this hold any more
                 continue
             still.append(hold)
         return still
@@ -123,7 +197,10 @@ class LedgerRedis:
         return result
 
     def delete(self, *names: Any) -> Any:
-        """DEL; deleting a lock key closes its holds."""
+        """DEL; deleting a lock key closes its holds (and a live other holder's is noted first)."""
+        for name in names:
+            if _text(name).startswith(LOCK_PREFIX):
+                self._ledger.deleting(_text(name), self.inner.get(name))
         result = self.inner.delete(*names)
         for name in names:
             if _text(name).startswith(LOCK_PREFIX):
@@ -132,7 +209,7 @@ class LedgerRedis:
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> LedgerPipeline:
         """A pipeline whose executed deletions of lock keys close their holds."""
-        return LedgerPipeline(self.inner.pipeline(transaction, shard_hint), self._ledger)
+        return LedgerPipeline(self.inner.pipeline(transaction, shard_hint), self._ledger, self.inner)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -141,13 +218,13 @@ class LedgerRedis:
 class LedgerPipeline:
     """A pipeline that remembers queued deletions and ``SET NX`` of lock keys and reports them once executed."""
 
-    def __init__(self, inner: Any, ledger: LockLedger) -> None:
+    def __init__(self, inner: Any, ledger: LockLedger, client: Any = None) -> None:
         self.inner = inner
         self._ledger = ledger
+        self._client = client  # reads a queued key's value just before EXEC (a read does not disturb WATCH)
         self._queued: list[str] = []
-        self._queued_sets: list[
-            tuple[int, str, Any, float | None]
-        ] = []  # (position in the transaction, key, value, ttl)
+        # (position in the transaction, key, value, ttl) of each queued SET NX of a lock key
+        self._queued_sets: list[tuple[int, str, Any, float | None]] = []
         self._in_transaction = False
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -158,6 +235,13 @@ class LedgerPipeline:
             self._queued_sets.append((position, _text(name), value, _ttl_s(kwargs)))
         return result
 
+    def reset(self) -> Any:
+        """Forget what was queued (an unexecuted transaction opens and closes nothing)."""
+        self._queued.clear()
+        self._queued_sets.clear()
+        self._in_transaction = False
+        return self.inner.reset()
+
     def multi(self) -> None:
         """Start queueing (after WATCH)."""
         self._in_transaction = True
@@ -165,8 +249,11 @@ class LedgerPipeline:
 
     def delete(self, *names: Any) -> Any:
         """DEL, queued inside MULTI (reported when EXEC succeeds), else run at once."""
-        result = self.inner.delete(*names)
         keys = [_text(n) for n in names if _text(n).startswith(LOCK_PREFIX)]
+        if not self._in_transaction and self._client is not None:
+            for key in keys:
+                self._ledger.deleting(key, self._client.get(key))
+        result = self.inner.delete(*names)
         if self._in_transaction:
             self._queued.extend(keys)
         else:
@@ -176,7 +263,10 @@ class LedgerPipeline:
 
     def execute(self, raise_on_error: bool = True) -> Any:
         """EXEC; its deletions of lock keys close their holds (an aborted transaction closes none)."""
+        values = [(key, self._client.get(key)) for key in self._queued] if self._client is not None else []
         result = self.inner.execute(raise_on_error)
+        for key, value in values:
+            self._ledger.deleting(key, value)
         for key in self._queued:
             self._ledger.closed(key)
         self._queued.clear()
@@ -185,13 +275,6 @@ class LedgerPipeline:
                 self._ledger.opened(key, value, ttl_s)
         self._queued_sets.clear()
         return result
-
-    def reset(self) -> Any:
-        """Forget what was queued (an unexecuted transaction opens and closes nothing)."""
-        self._queued.clear()
-        self._queued_sets.clear()
-        self._in_transaction = False
-        return self.inner.reset()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

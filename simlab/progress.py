@@ -6,12 +6,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from simlab.batch import Progress
+from simlab.batch import Notice, Progress
 
 
 @contextmanager
-def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[Progress]:
-    """A tqdm bar on stderr (a widget in Jupyter when ``notebook``), fed by the runner's progress calls."""
+def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[tuple[Progress, Notice]]:
+    """A tqdm bar on stderr (a widget in Jupyter when ``notebook``), fed by the runner's progress calls,
+    and a way to print a line above it (what the runner has to tell, such as a damaged shard)."""
     from tqdm import tqdm
     from tqdm.auto import tqdm as auto_tqdm
 
@@ -24,7 +25,10 @@ def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[Progress
         bar.set_postfix_str(f"violations={violations}", refresh=False)
         bar.refresh()
 
+    def notice(line: str) -> None:
+        bar.write(line, file=sys.stderr)
+
     try:
-        yield progress
+        yield progress, notice
     finally:
         bar.close()

@@ -17,6 +17,7 @@ import datetime as _dt
 import io
 import os
 import shlex
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +28,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from simlab import analysis, plots
-from simlab.batch import (
-    BATCH_MANIFEST,
-    SCENARIO_FILE,
-    SWEEP_MANIFEST,
-    Results,
-    config_hash,
-    finished_shards,
-    load_results,
-    read_manifest,
-)
+from simlab import summary as summary_text
+from simlab.batch import config_hash
+from simlab.results import Results, is_results_folder, load_results
 from simlab.runner import run_once
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
+from simlab.scenario.model import Scenario
+from simlab.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
 
 MAX_PARETO_FIGURES = 6  # one per circumstance, up to this many
 
@@ -82,17 +78,14 @@ def _share(runs: int, total: int) -> str:
     return f"{runs / total:.2%} [{low:.2%}, {high:.2%}]"
 
 
-def is_results_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a batch or a sweep written by ``simlab run`` / ``simlab sweep``."""
-    return (folder / SWEEP_MANIFEST).is_file() or (folder / BATCH_MANIFEST).is_file()
-
-
 def _load(folder: Path, role: str) -> Results:
     if not folder.is_dir():
         raise ReportError(f"{folder}: no such folder ({role})")
     if not is_results_folder(folder):
         raise ReportError(f"{folder}: not a results folder of `simlab run` or `simlab sweep` ({role}: no manifest)")
-    results = load_results(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # damaged shards are named in the report itself (Results.problems)
+        results = load_results(folder)
     if results.runs.empty:
         raise ReportError(f"{folder}: holds no finished runs yet ({role}); run its command again to complete it")
     return results
@@ -190,15 +183,28 @@ def compare_findings(current: Results, baseline: Results | None, checked: Sequen
     return found
 
 
-def _checked_invariants(folder: Path, results: Results) -> list[str] | None:
-    """The invariants the batch's scenario checks (from the exact scenario kept with it)."""
-    kept = folder / SCENARIO_FILE
-    if results.params:
-        kept = folder / results.manifest["points"][0]["folder"] / SCENARIO_FILE
+def _kept_scenarios(folder: Path, results: Results) -> list[Scenario]:
+    """The exact scenarios a batch (one) or a sweep (one per point) ran, as the folder keeps them."""
+    kept = [folder / p["folder"] / SCENARIO_FILE for p in results.manifest["points"]] if results.params else []
+    return [load_scenario(str(path)) for path in kept or [folder / SCENARIO_FILE]]
+
+
+def _needed_paths(folder: Path, results: Results) -> list[str]:
+    """The engine paths the scenario's question needs (its ``reach:`` list; every point's for a sweep)."""
     try:
-        return list(load_scenario(str(kept)).invariants)
+        scenarios = _kept_scenarios(folder, results)
+    except ScenarioError:
+        return []
+    return list(dict.fromkeys(path for scenario in scenarios for path in scenario.reach))
+
+
+def _checked_invariants(folder: Path, results: Results) -> list[str] | None:
+    """The invariants the batch's scenario checks (from the exact scenarios kept with it: every point's)."""
+    try:
+        scenarios = _kept_scenarios(folder, results)
     except ScenarioError:
         return None
+    return list(dict.fromkeys(name for scenario in scenarios for name in scenario.invariants))
 
 
 def about_name(results: Results) -> str:
@@ -206,13 +212,18 @@ def about_name(results: Results) -> str:
     return str(results.manifest.get("scenario", "?"))
 
 
-def _incomplete(finished: int, expected: int) -> str:
-    if finished >= expected:
+def _incomplete(results: Results) -> str:
+    finished, expected = len(results.runs), results.expected_runs
+    if expected is None or finished >= expected:
         return ""
+    why = (
+        f"{len(results.problems)} shard(s) are damaged and left out ({'; '.join(results.problems)})"
+        if results.problems
+        else "the work was interrupted"
+    )
     return (
-        f"Only {finished} of the {expected} runs have finished (the work was interrupted): every figure, "
-        "table and recommendation here comes from the finished runs only. Run the same command again to "
-        "complete it, then write the report again."
+        f"Only {finished} of the {expected} runs are here: {why}. Every figure, table and recommendation "
+        "here comes from those runs only. Run the same command again to complete it, then write the report again."
     )
 
 
@@ -225,25 +236,24 @@ def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
     except ScenarioError:
         question = "(the scenario file is not among the shipped scenarios)"
     if sweep:
-        first = manifest["points"][0]["folder"]
-        facts = read_manifest(folder / first)
+        # Every point's own manifest: a code hash read from one point would vouch for the others.
+        codes = dict.fromkeys(read_manifest(folder / p["folder"]).get("code_hash", "?") for p in manifest["points"])
         runs_per_point = int(manifest["runs_per_point"])
         root = int(manifest["root_seed"])
-        done = sum(len(finished_shards(folder / p["folder"])) > 0 for p in manifest["points"])
-        expected = runs_per_point * len(manifest["points"])
+        done = sum(scan_folder(folder / p["folder"]).runs > 0 for p in manifest["points"])
         return {
-            "incomplete": _incomplete(len(results.runs), expected),
+            "incomplete": _incomplete(results),
             "scenario": name,
             "question": question,
             "kind": f"sweep over {len(manifest['points'])} settings ({done} with results)",
             "config": f"base {manifest['base_config_hash']}; one per point (see the summary table)",
-            "code": facts.get("code_hash", "?"),
+            "code": ", ".join(codes),
             "seeds": f"root seed {root}, runs 0..{runs_per_point - 1} at every point (the same seeds everywhere)",
             "runs": len(results.runs),
         }
     runs = int(manifest.get("runs", len(results.runs)))
     return {
-        "incomplete": _incomplete(len(results.runs), runs),
+        "incomplete": _incomplete(results),
         "scenario": name,
         "question": question,
         "kind": "batch of seeded runs",
@@ -350,6 +360,10 @@ def build_report(
             f"projection lag below. {first['explanation']}.",
             plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
         )
+    reach = summary_text.reach_table(results.runs, _needed_paths(folder, results))
+    shown_reach = reach.assign(
+        path=[("* " if n else "") + p for p, n in zip(reach["path"], reach["needed"], strict=True)]
+    )
     env = Environment(loader=PackageLoader("simlab", "templates"), autoescape=select_autoescape(["html", "j2"]))
     columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
                "violation_rate",
@@ -369,6 +383,8 @@ def build_report(
         recommended_table=recommended_table,
         figures=figures,
         compensations=_table(compensations, index=False) if len(compensations) else "",
+        reach=_table(shown_reach[["path", "runs_reached", "share", "times"]], percent=["share"], index=False),
+        unreached=reach.loc[reach["unreached"], "path"].tolist(),
         findings=findings,
         replays=replays,
         params=results.params,

@@ -21,6 +21,7 @@ from sagas.trading.model import ConnectionStatus
 from simlab.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
 from simlab.lock_ledger import LedgerRedis, LockLedger
+from simlab.reach import run_reach
 from simlab.scenario.model import Scenario
 from simlab.trading_world import TradingWorld
 from simlab.workload import build_scenario_world, drive
@@ -65,6 +66,7 @@ class RunResult:
     lock_overlaps: int = 0
     """How often a saga took a lock while another still believed it held it (a TTL ran out during a
     pause): the "lock expiry" path, reached; a violation only if the stale holder then wrote."""
+    reach: dict[str, int] = field(default_factory=dict)  # engine path -> times taken (simlab.reach)
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -127,9 +129,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     with relaxed_gc():
         runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
-    violations, unchecked = check_invariants(
-        world, scenario.invariants, scenario.horizon_s, snapshots, lock_holds=ledger.holds
-    )
+    violations, unchecked = check_invariants(world, scenario.invariants, scenario.horizon_s, snapshots, ledger=ledger)
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
     return RunResult(
@@ -144,6 +144,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         lock_holds=ledger.spans() if keep_trace else [],
         broker_calls=broker_calls(world),
         lock_overlaps=len(ledger.overlaps),
+        reach=run_reach(records, len(ledger.expired_while_held())),
     )
 
 

@@ -15,6 +15,8 @@ deadline was already disarmed (both fell due at the same instant) is ignored.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import types
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
@@ -119,8 +121,29 @@ def _wait(event: simpy.Event) -> Generator[simpy.Event, Any, Any]:
             raise
 
 
+class _InContext:
+    """A coroutine as simpy drives it (``send``/``throw``), every step run inside one ``Context``."""
+
+    __slots__ = ("_coroutine", "send", "throw")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        self._coroutine = coroutine
+        # NOTE: partials of Context.run are C calls; a Python method here would cost a frame per resume.
+        run: Any = context.run
+        self.send = functools.partial(run, coroutine.send)
+        self.throw = functools.partial(run, coroutine.throw)
+
+    @property
+    def __name__(self) -> str:  # simpy names a process after its generator
+        return str(getattr(self._coroutine, "__name__", "task"))
+
+    @property
+    def gi_frame(self) -> Any:  # simpy describes the frame of a process that yields a bad value
+        return getattr(self._coroutine, "cr_frame", None)
+
+
 class SimTask:
-    """A ``TaskHandle`` over a simpy process running a coroutine."""
+    """A ``TaskHandle`` over a simpy process running a coroutine (in its own copy of the spawner's context)."""
 
     __slots__ = ("_env", "_exception", "_observed", "_process", "_result", "name")
 
@@ -130,7 +153,8 @@ class SimTask:
         self._result: Any = None
         self._exception: BaseException | None = None
         self._observed = False
-        self._process = env.process(self._guard(coroutine))  # type: ignore[arg-type]
+        steps = _InContext(self._guard(coroutine), contextvars.copy_context())
+        self._process = env.process(steps)  # type: ignore[arg-type]
 
     async def _guard(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         # simpy starts a process with an URGENT event, ahead of events already due now;
@@ -143,8 +167,10 @@ class SimTask:
             return
         try:
             self._result = await coroutine
-        except BaseException as error:  # noqa: BLE001 - kept for join(); see SimRuntime.unobserved_errors
+        except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 - kept for join(); see unobserved_errors
             self._exception = error
+        # Anything else (KeyboardInterrupt, SystemExit, GeneratorExit) is not the task's failure but the
+        # process being stopped: it propagates out of the simulation instead of being recorded as a result.
 
     def join(self) -> Any:
         """Wait for the task; return its result or raise its exception (on every join)."""
@@ -243,7 +269,7 @@ class SimRuntime:
             if deadline.fired and cancelled.args and cancelled.args[0] is deadline:
                 raise DeadlineExceeded(timeout_seconds) from None
             raise
-        except BaseException as error:
+        except Exception as error:
             if deadline.fired:
                 # Cut by this deadline, then its cleanup raised: still a timeout (possibly applied).
                 raise DeadlineExceeded(timeout_seconds) from error

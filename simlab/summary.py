@@ -1,16 +1,24 @@
 """Summaries of a batch of runs: outcomes per saga type, durations, retries, violations with their seeds,
-saga types that never reached their goal, and whether the batch met its scenario's expectation."""
+reach, saga types that never reached their goal, and whether the batch met its scenario's expectation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
+from simlab.reach import REACH_PATHS, reach_column
+from simlab.results import read_table
 from simlab.runner import RunResult
+from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario, Variant
+from simlab.shards import SCENARIO_FILE, read_manifest, scan_folder
+
+REACH_COLUMNS: tuple[str, ...] = ("path", "runs_reached", "runs", "share", "times", "needed", "unreached")
+"""Columns of :func:`reach_table`."""
 
 
 def saga_table(results: Iterable[RunResult]) -> pd.DataFrame:
@@ -64,6 +72,46 @@ def format_summary(scenario_name: str, runs: int, root_seed: int, results: list[
     return format_tables(scenario_name, runs, root_seed, saga_table(results), violation_table(results), unchecked)
 
 
+def batch_summary(folder: Path | str) -> str:
+    """The text `simlab run` prints for the batch in ``folder``, read through the lab's one loader.
+
+    Only the columns the summary needs are read, text as categories, so memory stays flat
+    however many runs the batch holds; every finished shard is checked and read.
+    """
+    folder = Path(folder)
+    scan = scan_folder(folder)
+    manifest = read_manifest(folder)
+    sagas = read_table(
+        folder, "sagas", ["seed", "saga_type", "status", "duration_s", "retries"], finished=scan.finished,
+        categories=True,
+    )  # fmt: skip
+    violations = read_table(folder, "violations", finished=scan.finished, categories=True)
+    reach = [reach_column(path) for path in REACH_PATHS]
+    runs = read_table(folder, "runs", ["unchecked", *reach], finished=scan.finished)
+    unchecked = sorted({name for cell in runs["unchecked"].tolist() for name in str(cell or "").split(",") if name})
+    scenario = _kept_scenario(folder)
+    needed = scenario.reach if scenario is not None else ()
+    text = format_tables(
+        str(manifest.get("scenario", folder.name)),
+        len(runs),
+        int(manifest.get("root_seed", 0)),
+        sagas,
+        violations,
+        unchecked,
+        expected_runs=int(manifest["runs"]) if "runs" in manifest else None,
+        problems=[damaged.describe(folder) for damaged in scan.damaged],
+    )
+    return text + "\n\n" + format_reach(reach_table(runs, needed))
+
+
+def _kept_scenario(folder: Path) -> Scenario | None:
+    """The exact scenario a batch ran, as its folder keeps it (None if it is missing or unreadable)."""
+    try:
+        return load_scenario(str(folder / SCENARIO_FILE))
+    except ScenarioError:
+        return None
+
+
 def format_tables(
     scenario_name: str,
     runs: int,
@@ -71,9 +119,16 @@ def format_tables(
     sagas: pd.DataFrame,
     violations: pd.DataFrame,
     unchecked: list[str],
+    *,
+    expected_runs: int | None = None,
+    problems: Sequence[str] = (),
 ) -> str:
     """The text `simlab run` prints: outcomes per saga type, then violations with the seeds that show them."""
-    lines = [f"{scenario_name}: {runs} runs from root seed {root_seed}", ""]
+    if expected_runs is not None and runs < expected_runs:
+        head = f"{scenario_name}: {runs} of {expected_runs} runs from root seed {root_seed} (the rest are missing)"
+    else:
+        head = f"{scenario_name}: {runs} runs from root seed {root_seed}"
+    lines = [head, *(f"Left out: {problem}" for problem in problems), ""]
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         lines.append(outcome_summary(sagas).to_string() if len(sagas) else "(no sagas ran)")
     lines.extend(f"Note: {note}" for note in goal_notes(sagas))
@@ -116,6 +171,68 @@ def format_timeline(result: RunResult) -> str:
     for v in result.violations:
         lines.append(f"VIOLATION {v.invariant} at t={v.t:.6f}: {v.explanation}")
     lines.append(f"trace sha256: {result.trace_hash}")
+    return "\n".join(lines)
+
+
+def reach_table(runs: pd.DataFrame, needed: Iterable[str] = ()) -> pd.DataFrame:
+    """In how many runs each engine path was reached, from the ``runs`` table's ``reach_<path>`` columns.
+
+    One row per path of ``simlab.reach.REACH_PATHS``, in that order: ``runs_reached`` (runs whose count
+    is above zero), ``runs`` (all runs), ``share`` (their ratio), ``times`` (the count summed over all
+    runs), ``needed`` (the path is in ``needed``, a scenario's ``reach:`` list) and ``unreached``
+    (needed, yet no run reached it: the batch cannot answer what the scenario asks). A table written
+    before the lab counted a path has no column for it: its figures are missing (NA) and it is not
+    flagged, since nothing was measured.
+    """
+    wanted = list(dict.fromkeys(needed))
+    unknown = [p for p in wanted if p not in REACH_PATHS]
+    if unknown:
+        raise ValueError(f"unknown engine path(s) {', '.join(unknown)}; expected some of {', '.join(REACH_PATHS)}")
+    total = len(runs)
+    rows = []
+    for path in REACH_PATHS:
+        column = reach_column(path)
+        counted = column in runs.columns
+        counts = runs[column].fillna(0) if counted else None
+        reached = int((counts > 0).sum()) if counts is not None else pd.NA
+        rows.append(
+            {
+                "path": path,
+                "runs_reached": reached,
+                "runs": total,
+                "share": (reached / total if total else 0.0) if counts is not None else pd.NA,
+                "times": int(counts.sum()) if counts is not None else pd.NA,
+                "needed": path in wanted,
+                "unreached": path in wanted and counts is not None and reached == 0,
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(REACH_COLUMNS))
+    for column in ("runs_reached", "times"):
+        table[column] = table[column].astype("Int64")
+    table["share"] = table["share"].astype("Float64")
+    return table
+
+
+def format_reach(table: pd.DataFrame) -> str:
+    """The reach table as text (for `simlab run` and the report): one line per path, then the verdict.
+
+    Needed paths carry a ``*``; a needed path no run reached says so on its line and in the last line.
+    """
+    total = int(table["runs"].iloc[0]) if len(table) else 0
+    lines = [f"Reach: runs (of {total}) that exercised each engine path; * = the scenario's question needs it"]
+    for row in table.to_dict("records"):
+        mark = "*" if row["needed"] else " "
+        path, reached, share, times = row["path"], row["runs_reached"], row["share"], row["times"]
+        if pd.isna(reached):
+            lines.append(f" {mark} {path:<31} not counted in these results")
+            continue
+        line = f" {mark} {path:<31} {int(reached):>7}  {float(share):>6.1%}  {int(times):>9,} times"
+        lines.append(line + ("   NEEDED, NOT REACHED" if row["unreached"] else ""))
+    missing = table.loc[table["unreached"], "path"].tolist()
+    if missing:
+        lines.append(f"Not reached by any run, though the scenario needs it: {', '.join(missing)}")
+    elif table["needed"].any():
+        lines.append("Every path the scenario needs was reached.")
     return "\n".join(lines)
 
 

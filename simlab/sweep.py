@@ -40,7 +40,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sagas.trading.wiring import saga_steps
-from simlab.batch import SWEEP_MANIFEST, Batch, Progress, config_hash, run_batches, table_cell
+from simlab.batch import SWEEP_MANIFEST, Batch, Notice, Progress, config_hash, run_batches
+from simlab.results import table_cell
 from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error, read_yaml_mapping, resolve_named_file
 from simlab.scenario.model import SAGA_TYPES, STEP_NAMES, Scenario
 
@@ -267,6 +268,7 @@ def run_sweep(
     grid_name: str = "grid",
     workers: int | None = None,
     progress: Progress | None = None,
+    notice: Notice | None = None,
 ) -> tuple[int, int]:
     """Run every point's missing runs into ``out/point-NNN``; return (runs run now, violations found now)."""
     points = make_points(scenario, grid, grid_name)
@@ -299,4 +301,4 @@ def run_sweep(
     batches = [
         Batch(p.scenario, runs_per_point, root_seed, out / f"point-{p.index:03d}", SWEEP_SHARD_SIZE) for p in points
     ]
-    return run_batches(batches, workers=workers, progress=progress)
+    return run_batches(batches, workers=workers, progress=progress, notice=notice)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from simlab.batch import config_hash, finished_shards, load_results, run_batch_to
+from simlab.batch import config_hash, load_results, run_batch_to
 from simlab.runner import run_once
 from simlab.scenario import load_scenario
+from simlab.shards import scan_folder
 
 RUNS = 12
 SHARD = 4
@@ -40,7 +41,7 @@ def test_an_interrupted_batch_keeps_its_shards_and_a_rerun_completes_only_what_i
     # as if interrupted during the last shard: its marker (and one of its tables) never got written
     (out / "shard-00002.done").unlink()
     (out / "shard-00002.sagas.parquet").unlink()
-    assert finished_shards(out) == {0, 1}
+    assert set(scan_folder(out).finished) == {0, 1}
     assert len(load_results(out).runs) == 8  # the finished shards are usable as they are
     ran, _ = run_batch_to(scenario, RUNS, 1, out, workers=1, shard_size=SHARD)
     assert ran == 4
@@ -77,7 +78,7 @@ def test_check_determinism_passes_for_reconnect_race():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "identical trace hashes twice on 1 worker and on 2 workers" in result.stdout
+    assert "identical tables twice on 1 worker and on 2 workers" in result.stdout
 
 
 def test_a_batch_folder_keeps_the_exact_scenario_it_ran_so_any_run_replays_from_it(tmp_path):

@@ -228,6 +228,12 @@ def test_a_parent_finishes_when_its_childrens_completion_events_arrive(run):
     assert len(children) == 3 and all(s.status is SagaStatus.COMPLETED for s in children)
     parent_done = [r.t for r in world.tracer.records if r.saga_id == parent and r.outcome == "completed"]
     assert parent_done[-1] == 3.0  # no fixed sleep: it ends the instant the last child does
+    waits = [(r.t, r.step, r.outcome, r.detail) for r in world.tracer.records if r.phase == "children"]
+    assert waits == [
+        (0.0, "wait_children", "waiting", "3 child saga(s), 10 s"),
+        (3.0, "wait_children", "completed", "3 child saga(s) finished"),
+    ]
+    assert {r.saga_id for r in world.tracer.records if r.phase == "children"} == {parent}
 
 
 def test_a_parent_compensates_when_children_miss_the_deadline(run):
@@ -246,6 +252,11 @@ def test_a_parent_compensates_when_children_miss_the_deadline(run):
     assert world.log == [(1.0, "child 1 done"), (10.0, "undo start_children"), (20.0, "child 20 done")]
     failed = [r for r in world.tracer.records if r.saga_id == parent and r.outcome == "failed"]
     assert [(r.t, r.step, r.error_type) for r in failed] == [(10.0, "wait_children", "ChildSagasTimeout")]
+    waits = [(r.t, r.outcome, r.error_type, r.detail) for r in world.tracer.records if r.phase == "children"]
+    assert waits == [
+        (0.0, "waiting", None, "2 child saga(s), 10 s"),
+        (10.0, "timed_out", "ChildSagasTimeout", "1 of 2 unfinished"),
+    ]
 
 
 def test_a_long_running_manager_forgets_finished_sagas():

@@ -156,3 +156,23 @@ def test_the_report_renders_in_headless_chromium(report_html, tmp_path):
     colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
     assert ink > 0.03, ink  # text, tables and figures drew something
     assert colours > 50, colours  # not a blank or single-colour page: plots are rendered
+
+
+def test_a_path_the_scenario_needs_that_no_run_reached_is_flagged_in_the_summary_and_the_report(tmp_path: Path):
+    from simlab.report import build_report
+    from simlab.summary import batch_summary
+
+    # reconnect_race has no process pauses: no lock ever expires under its holder, and a batch that
+    # claims to need that path cannot answer its question.
+    needy = load_scenario("reconnect_race").model_copy(update={"reach": ("retry", "lock_expiry")})
+    out = tmp_path / "needy"
+    run_batch_to(needy, 6, 1, out, workers=1)
+    runs = load_results(out).runs
+    assert (runs["reach_lock_expiry"] == 0).all() and (runs["reach_retry"] > 0).any()
+    summary = batch_summary(out)
+    assert re.search(r"^ \* lock_expiry +0 +0\.0% +0 times   NEEDED, NOT REACHED$", summary, re.M)
+    assert re.search(r"^ \* retry +\d+ ", summary, re.M)
+    assert summary.endswith("Not reached by any run, though the scenario needs it: lock_expiry")
+    html = build_report(out)
+    assert "Not reached by any run, though the scenario needs it: lock_expiry." in html
+    assert "<td>* lock_expiry</td>" in html and "<td>* retry</td>" in html

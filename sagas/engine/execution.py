@@ -23,6 +23,7 @@ Semantics:
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from sagas.engine.events import (
     SagaStepCompleted,
 )
 from sagas.engine.ports import Runtime
-from sagas.engine.retry import RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
+from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
@@ -73,8 +74,10 @@ class _InnerDeadline(Exception):
         self.error = error
 
 
-async def _call(fn: Any, context: Mapping[str, Any], clock: Runtime, retry_rng: random.Random) -> Any:
-    set_step_ambient(clock, retry_rng)
+async def _call(
+    fn: Any, context: Mapping[str, Any], clock: Runtime, retry_rng: random.Random, poll_trace: PollTrace
+) -> Any:
+    set_step_ambient(clock, retry_rng, poll_trace)
     try:
         return await fn(**context)
     except DeadlineExceeded as error:
@@ -159,6 +162,20 @@ class SagaExecution:
             retry_delay,
             detail,
         )
+
+    def _poll_trace(self, step: str) -> PollTrace:
+        """The hook through which ``retry_async`` polls inside ``step`` write ``poll`` records."""
+        return functools.partial(self._trace_poll, step)
+
+    def _trace_poll(
+        self,
+        step: str,
+        attempt: int,
+        outcome: str,
+        error: BaseException | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        self._trace(step, attempt, "poll", outcome, error, retry_delay)
 
     async def _persist(self) -> None:
         state = self.state
@@ -329,7 +346,8 @@ class SagaExecution:
             error: BaseException
             try:
                 result = await runtime.run_with_deadline(
-                    _call(step.execute, self._context, runtime, self._retry_rng), step.timeout_seconds
+                    _call(step.execute, self._context, runtime, self._retry_rng, self._poll_trace(name)),
+                    step.timeout_seconds,
                 )
             except DeadlineExceeded:
                 error = DeadlineExceeded(step.timeout_seconds, f"step {name} attempt {attempt}")
@@ -402,7 +420,8 @@ class SagaExecution:
             error: BaseException
             try:
                 await runtime.run_with_deadline(
-                    _call(step.compensate, self._context, runtime, self._retry_rng), step.compensation_deadline
+                    _call(step.compensate, self._context, runtime, self._retry_rng, self._poll_trace(name)),
+                    step.compensation_deadline,
                 )
             except DeadlineExceeded:
                 error = DeadlineExceeded(step.compensation_deadline, f"compensation of {name} attempt {attempt}")

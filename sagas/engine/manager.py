@@ -64,9 +64,13 @@ def _trigger_data(event: Event) -> dict[str, Any]:
 class ChildSagas:
     """A step's handle on the sagas it composes (``context['sagas']``)."""
 
-    def __init__(self, manager: SagaManager, parent_id: str) -> None:
+    def __init__(
+        self, manager: SagaManager, parent_id: str, saga_type: str = "", grandparent_id: str | None = None
+    ) -> None:
         self._manager = manager
         self._parent_id = parent_id
+        self._saga_type = saga_type
+        self._grandparent_id = grandparent_id
 
     async def start(self, event: Event) -> list[str]:
         """Start the sagas ``event`` triggers as children of this saga; return their ids."""
@@ -84,14 +88,33 @@ class ChildSagas:
         """
         ids = list(saga_ids) if saga_ids is not None else self.children()
         statuses: dict[str, str] = {}
+        self._trace("waiting", f"{len(ids)} child saga(s), {timeout_seconds:g} s")
         try:
             await self._manager.runtime.run_with_deadline(self._manager.wait_for_sagas(ids, statuses), timeout_seconds)
         except DeadlineExceeded:
             missing = [i for i in ids if i not in statuses]
+            self._trace("timed_out", f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
             raise ChildSagasTimeout(
                 timeout_seconds, f"waiting for {len(missing)} of {len(ids)} child saga(s) of {self._parent_id}"
             ) from None
+        self._trace("completed", f"{len(ids)} child saga(s) finished")
         return statuses
+
+    def _trace(self, outcome: str, detail: str, error_type: str | None = None) -> None:
+        """A ``children`` record in the waiting saga's trace (its step is the one running now)."""
+        execution = self._manager.execution_of(self._parent_id)
+        step = execution.state.current_step if execution is not None else None
+        self._manager.tracer.record(
+            self._parent_id,
+            self._saga_type,
+            self._grandparent_id,
+            step,
+            None,
+            "children",
+            outcome,
+            error_type,
+            detail=detail,
+        )
 
 
 class SagaManager:
@@ -268,10 +291,14 @@ class SagaManager:
             "rng": self.step_rng,
             "ids": self.ids,
             "locks": self.locks,
-            "sagas": ChildSagas(self, saga_id),
+            "sagas": ChildSagas(self, saga_id, saga_type, parent_id),
         }
 
     # -- waiting -----------------------------------------------------------
+
+    def execution_of(self, saga_id: str) -> SagaExecution | None:
+        """The running execution of ``saga_id`` in this manager, if any."""
+        return self._executions.get(saga_id)
 
     def children_of(self, parent_id: str) -> list[str]:
         """Ids of the child sagas started for ``parent_id``, in start order."""

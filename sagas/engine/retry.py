@@ -4,7 +4,10 @@ How this works: ``RetryConfig`` describes a policy; ``backoff_delay`` turns
 (policy, retry number, previous delay, random generator) into the next delay in
 seconds with no side effects, so every strategy can be tested with plain data.
 ``retry_async`` is the seed's polling helper built on those pieces; it sleeps
-through whatever clock it is given, so it works on both runtimes.
+through whatever clock it is given, so it works on both runtimes. Inside a saga
+step it also writes its attempts and delays to the saga's trace (phase ``poll``)
+through the hook the engine leaves for the running step, so a poll can be
+checked against its policy and seen in a replay like any step retry.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from sagas.engine.errors import RetryExhausted, SagaDefinitionError
 
@@ -180,18 +183,31 @@ def next_retry_delay(
     return delay
 
 
-# The clock and generator of the saga step that is running (set by the engine before each
-# step call). Seed-style `retry_async(fn, retry_config=...)` calls, which pass neither, use them.
-# A context variable, not a global: asyncio tasks each see their own; in the lab every saga of
-# a world shares one runtime and one stream, and only one world runs at a time in a process.
-_ambient: contextvars.ContextVar[tuple[Runtime, random.Random] | None] = contextvars.ContextVar(
+class PollTrace(Protocol):
+    """Where ``retry_async`` reports a poll's transitions: the running step's trace.
+
+    ``attempt`` counts the poll's attempts from 1; ``outcome`` is ``started``,
+    ``completed``, ``failed``, ``cancelled``, ``scheduled`` (with ``retry_delay``,
+    the wait before the next attempt) or ``gave_up``.
+    """
+
+    def __call__(
+        self, attempt: int, outcome: str, error: BaseException | None = None, retry_delay: float | None = None
+    ) -> None: ...
+
+
+# The clock, generator and poll trace of the saga step that is running (set by the engine before
+# each step call). Seed-style `retry_async(fn, retry_config=...)` calls, which pass no clock or
+# generator, use them; every call inside a step reports to its trace. A context variable, not a
+# global: each task (asyncio's, and the lab's simulated ones) sees only what its own step set.
+_ambient: contextvars.ContextVar[tuple[Runtime, random.Random, PollTrace | None] | None] = contextvars.ContextVar(
     "sagas_retry_ambient", default=None
 )
 
 
-def set_step_ambient(clock: Runtime, rng: random.Random) -> None:
-    """Record the running step's clock and generator for ``retry_async`` calls that pass none."""
-    _ambient.set((clock, rng))
+def set_step_ambient(clock: Runtime, rng: random.Random, trace: PollTrace | None = None) -> None:
+    """Record the running step's clock, generator and poll trace for ``retry_async`` calls inside it."""
+    _ambient.set((clock, rng, trace))
 
 
 def clear_step_ambient() -> None:
@@ -211,13 +227,17 @@ async def retry_async(
     Sleeps through ``clock`` (a runtime: the simulated clock in the lab, asyncio in
     production) and draws jitter from ``rng``. Raises ``RetryExhausted`` carrying
     the last error when the attempts or the budget run out, or at once for a
-    non-retryable error.
+    non-retryable error. Called inside a saga step, it writes each attempt
+    (``started``, then ``completed``, ``failed`` or ``cancelled``), each scheduled
+    delay and a final ``gave_up`` to the step's trace as ``poll`` records.
     """
     config = retry_config if retry_config is not None else RetryConfig()
     ambient = _ambient.get()
+    trace: PollTrace | None = None
     if ambient is not None:
         clock = clock if clock is not None else ambient[0]
         rng = rng if rng is not None else ambient[1]
+        trace = ambient[2]
     if clock is None or rng is None:
         raise SagaDefinitionError(
             "retry_async needs a clock and rng: pass clock=context['clock'], rng=context['rng'] "
@@ -228,9 +248,13 @@ async def retry_async(
     attempts = 0
     while True:
         attempts += 1
+        if trace is not None:
+            trace(attempts, "started")
         try:
-            return await fn()
+            result = await fn()
         except Exception as error:
+            if trace is not None:
+                trace(attempts, "failed", error)
             delay = next_retry_delay(
                 config,
                 attempts_made=attempts,
@@ -240,6 +264,20 @@ async def retry_async(
                 rng=rng,
             )
             if delay is None:
+                if trace is not None:
+                    trace(attempts, "gave_up", error)
                 raise RetryExhausted(attempts, error) from error
+        except BaseException as stop:
+            # Cancelled from outside (the step's deadline, a shutdown): the attempt ends here. A coroutine
+            # closed unfinished (GeneratorExit) is being discarded, not cancelled: nothing to record.
+            if trace is not None and not isinstance(stop, GeneratorExit):
+                trace(attempts, "cancelled")
+            raise
+        else:
+            if trace is not None:
+                trace(attempts, "completed")
+            return result
+        if trace is not None:
+            trace(attempts, "scheduled", retry_delay=delay)
         previous = delay
         await clock.sleep(delay)

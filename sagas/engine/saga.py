@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import timedelta
 
 from sagas.engine.errors import SagaDefinitionError
+from sagas.engine.retry import RetryConfig
 from sagas.engine.step import SagaStep, validate_steps
 
 DEFAULT_SAGA_TIMEOUT = timedelta(minutes=5)
@@ -41,6 +43,14 @@ class BaseSaga(ABC):
         if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
             raise SagaDefinitionError(f"{self.get_saga_type()}.get_timeout() must be > 0, got {timeout!r}")
         return float(seconds)
+
+    def poll_policies(self) -> Mapping[str, RetryConfig]:
+        """The policy of each step's ``retry_async`` poll, by step name (default: no step polls).
+
+        The engine does not need it; it is the declaration a check of the trace compares a
+        step's ``poll`` records with, as ``SagaStep.retry`` is for the step's own attempts.
+        """
+        return {}
 
     def validated_steps(self) -> tuple[SagaStep, ...]:
         """``define_steps()`` checked as a whole (unique names, at least one step)."""

@@ -16,9 +16,12 @@ class TraceRecord(NamedTuple):
     """One transition of one saga.
 
     ``phase`` is ``saga`` (the instance), ``execute`` (a step attempt),
-    ``compensate`` (a compensation attempt) or ``retry`` (a scheduled retry);
-    ``outcome`` says what happened (``started``, ``completed``, ``failed``,
-    ``timed_out``, ``cancelled``, ``scheduled``, ``compensated``...).
+    ``compensate`` (a compensation attempt), ``retry`` (a scheduled retry),
+    ``poll`` (an attempt or a scheduled delay of a ``retry_async`` poll inside
+    the step, ``attempt`` counting the poll's own attempts) or ``children`` (the
+    step waiting for its child sagas); ``outcome`` says what happened
+    (``started``, ``completed``, ``failed``, ``timed_out``, ``cancelled``,
+    ``scheduled``, ``compensated``, ``waiting``...).
     An immutable named tuple rather than a frozen dataclass: a run writes
     several per step, and a tuple is several times cheaper to build.
     """

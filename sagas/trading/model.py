@@ -53,7 +53,8 @@ class User:
 
 @dataclass
 class BrokerConnection:
-    """A user's connection to one broker. ``version`` grows with every change (optimistic concurrency)."""
+    """A user's connection to one broker. ``version`` grows with every change (optimistic concurrency);
+    ``connected_at`` is when the user last connected it (a recovery from ``failed`` does not count)."""
 
     connection_id: str
     user_id: str
@@ -62,6 +63,7 @@ class BrokerConnection:
     credentials: str
     status: ConnectionStatus = ConnectionStatus.CONNECTING
     version: int = 0
+    connected_at: float = 0.0
 
 
 @dataclass

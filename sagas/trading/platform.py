@@ -218,6 +218,7 @@ class TradingPlatform:
         connection.status = ConnectionStatus.CONNECTED
         connection.credentials = command.credentials
         connection.version += 1
+        connection.connected_at = self.clock()
         await self._publish(
             e.BrokerConnectionEstablished,
             broker_connection_id=connection.connection_id,

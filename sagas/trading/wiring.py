@@ -25,6 +25,7 @@ from sagas.trading.sagas import (
     PositionManagementSaga,
     UserDeletionSaga,
 )
+from sagas.trading.sagas.base import TradingSaga
 
 
 @dataclass
@@ -95,17 +96,9 @@ def saga_step_names(config: SagaConfig | None = None) -> dict[str, tuple[str, ..
     return {saga_type: tuple(step.name for step in steps) for saga_type, steps in saga_steps(config).items()}
 
 
-def saga_steps(config: SagaConfig | None = None) -> dict[str, tuple[SagaStep, ...]]:
-    """The steps of each trading saga type as defined (deadlines, retry policies), before any override."""
-    deps = TradingDeps(
-        brokers={},
-        cache=cast(CacheManager, None),
-        redis=None,
-        locks=cast(LockManager, None),
-        credentials=lambda _connection_id: "",
-        config=config or SagaConfig(),
-    )
-    sagas = (
+def trading_sagas(deps: TradingDeps) -> tuple[TradingSaga, ...]:
+    """One instance of each trading saga on ``deps`` (to read definitions: steps, policies, timeouts)."""
+    return (
         BrokerConnectionSaga(deps),
         BrokerDisconnectionSaga(deps),
         ConnectionRecoverySaga(deps),
@@ -113,4 +106,20 @@ def saga_steps(config: SagaConfig | None = None) -> dict[str, tuple[SagaStep, ..
         OrderExecutionSaga(deps),
         PositionManagementSaga(deps),
     )
-    return {saga.get_saga_type(): tuple(saga.define_steps()) for saga in sagas}
+
+
+def definition_deps(config: SagaConfig | None = None) -> TradingDeps:
+    """Dependencies without services: enough to read the sagas' definitions under ``config``, not to run them."""
+    return TradingDeps(
+        brokers={},
+        cache=cast(CacheManager, None),
+        redis=None,
+        locks=cast(LockManager, None),
+        credentials=lambda _connection_id: "",
+        config=config or SagaConfig(),
+    )
+
+
+def saga_steps(config: SagaConfig | None = None) -> dict[str, tuple[SagaStep, ...]]:
+    """The steps of each trading saga type as defined (deadlines, retry policies), before any override."""
+    return {saga.get_saga_type(): tuple(saga.define_steps()) for saga in trading_sagas(definition_deps(config))}

@@ -16,6 +16,7 @@ from sagas.engine.retry import RetryConfig
 from sagas.trading.config import DEFAULT_TIMEOUTS_SECONDS, SagaConfig, SagaVariants
 from sagas.trading.wiring import saga_step_names
 from simlab.brokers import PROFILES
+from simlab.reach import REACH_PATHS
 from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
 
 SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
@@ -32,6 +33,9 @@ INVARIANTS: tuple[str, ...] = (
     "single_lock_holder",
     "deleted_user_clean",
     "position_matches_fills",
+    "retry_policy_obeyed",
+    "one_saga_per_trigger",
+    "lock_hygiene",
 )
 Probability = Annotated[float, Field(ge=0, le=1)]
 Variant = Literal["seed", "safe"]
@@ -380,6 +384,9 @@ class Scenario(Strict):
     sagas: SagaSettings = SagaSettings()
     invariants: tuple[str, ...] = INVARIANTS
     expect: Expect = Expect()
+    reach: tuple[str, ...] = ()
+    """Engine paths (``simlab.reach.REACH_PATHS``) the scenario's question needs: a batch in which
+    no run reached one of them is flagged by ``simlab.summary.reach_table``."""
 
     @field_validator("projections")
     @classmethod
@@ -393,6 +400,13 @@ class Scenario(Strict):
     def _invariants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
             _known("invariant", name, INVARIANTS)
+        return value
+
+    @field_validator("reach")
+    @classmethod
+    def _reach(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            _known("engine path", name, REACH_PATHS)
         return value
 
     @model_validator(mode="after")

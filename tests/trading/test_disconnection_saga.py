@@ -40,8 +40,15 @@ async def connect_then_disconnect(world, *, disconnect_at=1.0, reason="user_requ
 
 def test_disconnecting_runs_the_eight_steps_and_purges_the_connection():
     connection_id, world = run_trading(lambda w: connect_then_disconnect(w))
-    steps = [r.step for r in saga_records(world, "BrokerDisconnectionSaga") if r.outcome == "completed" and r.step]
+    records = saga_records(world, "BrokerDisconnectionSaga")
+    steps = [r.step for r in records if r.phase == "execute" and r.outcome == "completed"]
     assert steps == STEPS
+    # the eventual-consistency poll writes its one attempt into the step's trace
+    polls = [(r.t, r.step, r.attempt, r.outcome) for r in records if r.phase == "poll"]
+    assert polls == [
+        (1.0, "validate_accounts_deleted", 1, "started"),
+        (1.15, "validate_accounts_deleted", 1, "completed"),
+    ]
     assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
     assert world.platform.write.accounts_of(connection_id) == []
     assert [(p.broker_connection_id, p.status_at_purge) for p in world.platform.write.purges] == [

@@ -14,10 +14,11 @@ instead); and every write under the lock carries the lock's fencing token.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sagas.engine.errors import NonRetryableError, RetryExhausted, SagaAborted
-from sagas.engine.retry import retry_async
+from sagas.engine.retry import RetryConfig, retry_async
 from sagas.engine.step import SagaStep
 from sagas.infra.cache import is_critical_disconnect_reason
 from sagas.infra.safe_ops import safe_delete, safe_set
@@ -87,6 +88,10 @@ class BrokerDisconnectionSaga(TradingSaga):
             ),
             SagaStep("purge_connection", self._purge_connection, undo, timeout_seconds=30),
         ]
+
+    def poll_policies(self) -> Mapping[str, RetryConfig]:
+        """Step 5 polls the account read model with the configured eventual-consistency policy."""
+        return {"validate_accounts_deleted": self.deps.config.consistency_retry}
 
     # -- step 1 ------------------------------------------------------------
 

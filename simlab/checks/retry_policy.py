@@ -1,0 +1,253 @@
+"""The retry policy is obeyed: every attempt and delay in the trace against the policy the saga declares.
+
+How this works: the policies come from the sagas' own definitions, never from the
+trace: ``declared_policies`` reads each saga's ``validated_steps()`` (the scenario's
+per-step overrides applied) for its steps' execute and compensation policies, and
+``poll_policies()`` for the ``retry_async`` polls its steps make. ``retry_policy_violations``
+then walks each saga's records in order. For the execute attempts of every step,
+its compensation attempts, and every poll inside a step attempt:
+
+- at most ``max_attempts`` attempts, counted from the ``started`` records (not from
+  the attempt numbers the engine writes);
+- every attempt after the first follows a scheduled delay and starts no earlier
+  than that delay ends;
+- each scheduled delay lies within ``delay_bounds`` of the policy's backoff and
+  jitter strategy, keeps the retry budget (no retry starts later than the budget
+  after the first attempt), follows an error the policy retries (not one of its
+  ``non_retryable`` types, by name), and never follows the last allowed attempt.
+
+A resumed saga (its manager crashed and a new one recovered it from the store)
+runs its in-flight step, compensation or poll from attempt 1 again: the saga's
+persisted state holds no attempt count. That is the engine's documented restart,
+not a policy breach, so the count starts over at each ``resumed`` record: each
+incarnation is judged by the policy on its own. A saga that crashes again and
+again could therefore try a step more often in total than its policy allows;
+that is visible in the reach table (crash and resume), not flagged here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sagas.engine.retry import RetryConfig
+from sagas.engine.saga import BaseSaga
+from sagas.engine.trace import TraceRecord
+from simlab.checks.violation import CannotCheck, Violation
+
+NAME = "retry_policy_obeyed"
+_REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPolicies:
+    """What one step declares: the policies of its attempts, its compensation and its poll (if it polls)."""
+
+    execute: RetryConfig
+    compensate: RetryConfig
+    poll: RetryConfig | None = None
+
+
+def declared_policies(sagas: Iterable[BaseSaga]) -> dict[str, dict[str, StepPolicies]]:
+    """``{saga_type: {step: StepPolicies}}`` from the sagas' definitions (overrides applied)."""
+    declared: dict[str, dict[str, StepPolicies]] = {}
+    for saga in sagas:
+        polls = saga.poll_policies()
+        declared[saga.get_saga_type()] = {
+            step.name: StepPolicies(step.policy, step.compensation_policy, polls.get(step.name))
+            for step in saga.validated_steps()
+        }
+    return declared
+
+
+def delay_bounds(policy: RetryConfig, retry_number: int, previous_delay_s: float | None) -> tuple[float, float]:
+    """The least and greatest delay (seconds) ``policy`` allows before retry ``retry_number`` (1 = first).
+
+    Worked out here from the policy's definition, not by calling the engine's arithmetic:
+    the base delay is ``initial * factor ** (n - 1)`` capped at ``max_delay``; ``none``
+    allows exactly it, ``full`` [0, base], ``equal`` [base / 2, base]; ``decorrelated``
+    allows [initial, min(cap, 3 * previous)] (the previous delay is ``initial`` before
+    the first retry, and the upper end never falls below ``initial``).
+    """
+    cap = policy.max_delay_ms / 1000.0
+    initial = policy.initial_delay_ms / 1000.0
+    if policy.jitter == "decorrelated":
+        previous = initial if previous_delay_s is None else previous_delay_s
+        return initial, min(cap, max(3.0 * previous, initial))
+    base = _base_delay(initial, cap, policy.backoff_factor, retry_number)
+    if policy.jitter == "full":
+        return 0.0, base
+    if policy.jitter == "equal":
+        return base / 2.0, base
+    return base, base
+
+
+def _base_delay(initial: float, cap: float, factor: float, retry_number: int) -> float:
+    if initial <= 0:
+        return 0.0
+    exponent = retry_number - 1
+    # Compared in logs first: a large retry number must not overflow the power (cap >= initial > 0).
+    if factor > 1 and exponent * math.log(factor) >= math.log(cap / initial):
+        return cap
+    return min(cap, initial * factor**exponent)
+
+
+def _close_enough(value: float, limit: float) -> float:
+    return _REL * max(1.0, abs(value), abs(limit))
+
+
+@dataclass
+class _Attempts:
+    """The attempts of one step, compensation or poll within one incarnation of a saga."""
+
+    policy: RetryConfig
+    what: str
+    first_t: float = 0.0
+    count: int = 0
+    previous_delay: float | None = None
+    scheduled: tuple[float, float] | None = None  # (when, delay) of the retry not yet started
+    last_error: str | None = None
+    ended: bool = False  # a poll that completed, gave up or was cancelled
+
+
+class _SagaCheck:
+    """One saga's records, checked in order against its declared steps."""
+
+    def __init__(self, saga_id: str, saga_type: str, steps: Mapping[str, StepPolicies]) -> None:
+        self.saga_id = saga_id
+        self.saga_type = saga_type
+        self.steps = steps
+        self.runs: dict[tuple[str, str], _Attempts] = {}
+        self.found: list[Violation] = []
+
+    def flag(self, t: float, problem: str) -> None:
+        self.found.append(Violation(NAME, t, (self.saga_id,), f"{self.saga_type}: {problem}"))
+
+    def record(self, r: TraceRecord) -> None:
+        phase, outcome = r.phase, r.outcome
+        if phase == "saga":
+            if outcome == "resumed":
+                self.runs.clear()  # a new incarnation: counts start over (see the module docstring)
+            return
+        if phase not in ("execute", "compensate", "retry", "poll") or r.step is None:
+            return
+        declared = self.steps.get(r.step)
+        if declared is None:
+            self.flag(r.t, f"{phase} record for step {r.step!r}, which the saga does not declare")
+            return
+        if phase == "retry":
+            if outcome == "scheduled":
+                kind = "compensate" if r.detail == "compensation" else "execute"
+                run = self.runs.get((kind, r.step))
+                if run is None:
+                    self.flag(r.t, f"a retry of {r.step} was scheduled before any attempt of it")
+                else:
+                    self.scheduled(run, r)
+            return
+        if phase == "poll":
+            self.poll(r, declared)
+            return
+        key = (phase, r.step)
+        if outcome == "started":
+            run = self.runs.get(key)
+            if run is None:
+                policy = declared.execute if phase == "execute" else declared.compensate
+                what = f"step {r.step}" if phase == "execute" else f"compensation of {r.step}"
+                run = self.runs[key] = _Attempts(policy, what)
+            self.runs.pop(("poll", r.step), None)  # a new attempt makes its own polls
+            self.started(run, r)
+        elif outcome in ("failed", "timed_out") and key in self.runs:
+            self.runs[key].last_error = r.error_type
+
+    def poll(self, r: TraceRecord, declared: StepPolicies) -> None:
+        key = ("poll", str(r.step))
+        run = self.runs.get(key)
+        if r.outcome == "started":
+            if run is None or run.ended:
+                if declared.poll is None:
+                    self.flag(r.t, f"step {r.step} polls with retry_async but declares no poll policy")
+                    self.runs[key] = run = _Attempts(RetryConfig(max_attempts=1), f"poll in {r.step}")
+                    run.ended = True  # judged once; its later records are not held to a made-up policy
+                    return
+                run = self.runs[key] = _Attempts(declared.poll, f"poll in {r.step}")
+            self.started(run, r)
+        elif run is None or run.ended:
+            return
+        elif r.outcome == "failed":
+            run.last_error = r.error_type
+        elif r.outcome == "scheduled":
+            self.scheduled(run, r)
+        elif r.outcome in ("completed", "gave_up", "cancelled"):
+            run.ended = True
+
+    def started(self, run: _Attempts, r: TraceRecord) -> None:
+        run.count += 1
+        if run.count == 1:
+            run.first_t = r.t
+        elif run.scheduled is None:
+            self.flag(r.t, f"{run.what}: attempt {run.count} started with no retry scheduled")
+        else:
+            at, delay = run.scheduled
+            if r.t < at + delay - _close_enough(r.t, at + delay):
+                self.flag(
+                    r.t, f"{run.what}: attempt {run.count} started {at + delay - r.t:.6g} s before its delay ended"
+                )
+        run.scheduled = None
+        if run.count == run.policy.max_attempts + 1:
+            self.flag(
+                r.t, f"{run.what}: attempt {run.count} exceeds its policy's max_attempts={run.policy.max_attempts}"
+            )
+
+    def scheduled(self, run: _Attempts, r: TraceRecord) -> None:
+        policy, n, delay = run.policy, run.count, r.retry_delay
+        if delay is None:
+            self.flag(r.t, f"{run.what}: a retry was scheduled without a delay")
+            return
+        if n >= policy.max_attempts:
+            self.flag(r.t, f"{run.what}: retry scheduled after attempt {n} of max_attempts={policy.max_attempts}")
+        never = {kind.__name__ for kind in policy.non_retryable}
+        if run.last_error in never:
+            self.flag(r.t, f"{run.what}: retried after {run.last_error}, which its policy never retries")
+        low, high = delay_bounds(policy, n, run.previous_delay)
+        if delay < low - _close_enough(delay, low) or delay > high + _close_enough(delay, high):
+            self.flag(
+                r.t,
+                f"{run.what}: delay {delay:.6g} s before retry {n} is outside [{low:.6g}, {high:.6g}] s "
+                f"({policy.jitter} jitter)",
+            )
+        if policy.retry_budget_ms is not None:
+            budget = policy.retry_budget_ms / 1000.0
+            ends = r.t - run.first_t + delay
+            if ends > budget + _close_enough(ends, budget):
+                self.flag(
+                    r.t,
+                    f"{run.what}: retry {n} would start {ends:.6g} s after the first attempt, past "
+                    f"its {budget:g} s budget",
+                )
+        run.previous_delay = delay
+        run.scheduled = (r.t, delay)
+
+
+def retry_policy_violations(
+    records: Iterable[TraceRecord], declared: Mapping[str, Mapping[str, StepPolicies]]
+) -> list[Violation]:
+    """Every attempt count and delay in ``records`` that ``declared`` does not allow (see the module docstring).
+
+    Raises ``CannotCheck`` if a saga type in the trace has no declaration.
+    """
+    by_saga: dict[str, list[TraceRecord]] = defaultdict(list)
+    for r in records:
+        by_saga[r.saga_id].append(r)
+    found: list[Violation] = []
+    for saga_id, saga_records in by_saga.items():
+        saga_type = saga_records[0].saga_type
+        steps = declared.get(saga_type)
+        if steps is None:
+            raise CannotCheck(f"no step definitions known for saga type {saga_type!r}")
+        check = _SagaCheck(saga_id, saga_type, steps)
+        for r in saga_records:
+            check.record(r)
+        found += check.found
+    return found

@@ -1,0 +1,101 @@
+"""Reach: which engine paths one run exercised, and how often, from its trace and its lock ledger.
+
+A clean batch means little if the code a scenario asks about never ran. Each run
+counts, per engine path, how many times it was taken (``run_reach``); the counts
+are stored with the run (columns ``reach_<path>`` of the ``runs`` table), and
+``simlab.summary.reach_table`` turns them into "in how many runs was each path
+reached", flagging a path the scenario's ``reach:`` list needs that no run reached.
+
+The paths, and the evidence counted for each:
+
+``retry``                          a scheduled retry of a step or a compensation (``retry``/``scheduled``)
+``step_timeout``                   an attempt (or compensation attempt) cut by its own deadline (``timed_out``)
+``possibly_applied_compensation``  a compensation of a step that never completed (it timed out, was
+                                   cancelled or was in flight at a crash: it may have applied)
+``failed_compensation``            a compensation given up after its retries (``compensate``/``gave_up``)
+``saga_deadline``                  a saga cut by its own deadline (``saga``/``deadline_exceeded``)
+``crash_resume``                   a saga resumed by a new manager after a crash (``saga``/``resumed``)
+``duplicate_trigger``              a trigger event that found its saga already started (``duplicate_trigger``)
+``lock_expiry``                    a lock whose TTL ran out while its holder still believed it held it
+``child_wait``                     a step waiting for its child sagas' completion events (``children``/``waiting``)
+``poll_retry``                     a scheduled delay of a ``retry_async`` poll (``poll``/``scheduled``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from sagas.engine.trace import TraceRecord
+
+REACH_PATHS: tuple[str, ...] = (
+    "retry",
+    "step_timeout",
+    "possibly_applied_compensation",
+    "failed_compensation",
+    "saga_deadline",
+    "crash_resume",
+    "duplicate_trigger",
+    "lock_expiry",
+    "child_wait",
+    "poll_retry",
+)
+"""Every engine path the reach table counts, in the order it prints them."""
+
+REACH_PREFIX = "reach_"
+"""Prefix of the ``runs`` table's reach columns: ``reach_retry``, ``reach_step_timeout``..."""
+
+# (phase, outcome) -> path, for the paths one record is evidence of.
+_BY_RECORD: dict[tuple[str, str], str] = {
+    ("retry", "scheduled"): "retry",
+    ("execute", "timed_out"): "step_timeout",
+    ("compensate", "timed_out"): "step_timeout",
+    ("compensate", "gave_up"): "failed_compensation",
+    ("saga", "deadline_exceeded"): "saga_deadline",
+    ("saga", "resumed"): "crash_resume",
+    ("saga", "duplicate_trigger"): "duplicate_trigger",
+    ("children", "waiting"): "child_wait",
+    ("poll", "scheduled"): "poll_retry",
+}
+
+
+def reach_column(path: str) -> str:
+    """The ``runs`` table column holding ``path``'s count."""
+    return f"{REACH_PREFIX}{path}"
+
+
+class _HasReach(Protocol):
+    @property
+    def reach(self) -> dict[str, int]: ...
+
+
+def reach_columns(result: _HasReach) -> dict[str, int]:
+    """A run's reach as ``runs`` table cells: one ``reach_<path>`` column per path (zeros included)."""
+    return {reach_column(path): int(result.reach.get(path, 0)) for path in REACH_PATHS}
+
+
+def run_reach(records: Iterable[TraceRecord], lock_expiries: int = 0) -> dict[str, int]:
+    """How many times each engine path was taken in one run (every path present, zeros included).
+
+    ``lock_expiries`` comes from the lock ledger (``LockLedger.expired_while_held``): the trace
+    cannot see a TTL run out.
+    """
+    counts = dict.fromkeys(REACH_PATHS, 0)
+    completed: set[tuple[str, str | None]] = set()
+    compensated: set[tuple[str, str | None]] = set()
+    for r in records:
+        path = _BY_RECORD.get((r.phase, r.outcome))
+        if path is not None:
+            counts[path] += 1
+        key = (r.saga_id, r.step)
+        if r.phase == "execute":
+            if r.outcome == "completed":
+                completed.add(key)
+            elif r.outcome == "invalid_result":
+                completed.discard(key)  # it ran to the end, yet the saga does not count it completed
+        elif r.phase == "compensate" and r.outcome in ("started", "skipped") and key not in compensated:
+            compensated.add(key)
+            if key not in completed:  # the engine compensates only completed and possibly applied steps
+                counts["possibly_applied_compensation"] += 1
+    counts["lock_expiry"] = lock_expiries
+    return counts

@@ -1,0 +1,316 @@
+"""A results folder on disk: its file names, its tables' schemas, and the proof that a shard is whole.
+
+How this works: a batch's runs are cut into shards of consecutive run indices. A shard is
+written as one Parquet file per table, each under a temporary name first and then renamed,
+and last a marker ``shard-NNNNN.done`` (JSON): the shard's runs and, for every table, its row
+count and the sha256 of its file. The marker is what makes a shard count as finished, and it
+is checked whenever the folder is read: a table file that is missing, truncated or altered no
+longer matches its marker, so the shard is named in one line and treated as unfinished (left
+out of what is loaded, run again on resume). Anything else in the folder that belongs to no
+finished shard (temporary files, tables of a shard cut off before its marker) is the debris
+of an interruption, removed before a resume.
+
+Every table has one declared schema, written even when a shard has no rows for it, so an
+empty table still has its columns and its types, and no shard can decide for the others
+what a table looks like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simlab.reach import REACH_PATHS, reach_column
+
+BATCH_MANIFEST = "batch.txt"
+SWEEP_MANIFEST = "sweep.json"
+SCENARIO_FILE = "scenario.yaml"
+MARKER_FORMAT = 1
+
+_KEYS = [
+    ("scenario", pa.string()),
+    ("config_hash", pa.string()),
+    ("seed", pa.uint64()),  # 64-bit unsigned: as int64 the largest seeds would lose digits
+    ("run", pa.int64()),
+]
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema(
+        [
+            *_KEYS,
+            ("trace_hash", pa.string()),
+            ("sagas", pa.int64()),
+            ("violations", pa.int64()),
+            ("unchecked", pa.string()),
+            *((reach_column(path), pa.int64()) for path in REACH_PATHS),  # how often each engine path ran
+        ]
+    ),
+    "sagas": pa.schema(
+        [
+            *_KEYS,
+            ("saga_id", pa.string()),
+            ("saga_type", pa.string()),
+            ("status", pa.string()),
+            ("started_at", pa.float64()),
+            ("ended_at", pa.float64()),
+            ("duration_s", pa.float64()),
+            ("attempts", pa.int64()),
+            ("retries", pa.int64()),
+        ]
+    ),
+    "attempts": pa.schema(
+        [
+            *_KEYS,
+            ("saga_id", pa.string()),
+            ("saga_type", pa.string()),
+            ("step", pa.string()),
+            ("attempt", pa.int64()),
+            ("phase", pa.string()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("outcome", pa.string()),
+            ("error_type", pa.string()),
+        ]
+    ),
+    "violations": pa.schema(
+        [*_KEYS, ("invariant", pa.string()), ("t", pa.float64()), ("sagas", pa.string()), ("explanation", pa.string())]
+    ),
+    "faults": pa.schema([*_KEYS, ("family", pa.string()), ("start", pa.float64()), ("end", pa.float64())]),
+    "broker_calls": pa.schema(
+        [
+            *_KEYS,
+            ("broker", pa.string()),
+            ("start", pa.float64()),
+            ("end", pa.float64()),
+            ("operation", pa.string()),
+            ("outcome", pa.string()),
+        ]
+    ),
+}
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+_SHARD_FILE = re.compile(r"^\.?shard-(\d{5})\.")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Runs ``start .. stop-1`` of a batch."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def stem(self) -> str:
+        """The shard's file-name stem, ``shard-NNNNN``."""
+        return f"shard-{self.index:05d}"
+
+    @property
+    def runs(self) -> int:
+        """How many runs the shard holds."""
+        return self.stop - self.start
+
+
+def plan_shards(runs: int, shard_size: int) -> list[Shard]:
+    """The shards of a batch of ``runs`` runs."""
+    return [Shard(i, start, min(start + shard_size, runs)) for i, start in enumerate(range(0, runs, shard_size))]
+
+
+def table_path(folder: Path, shard: Shard | int, table: str) -> Path:
+    """The Parquet file of one table of one shard."""
+    index = shard.index if isinstance(shard, Shard) else shard
+    return folder / f"shard-{index:05d}.{table}.parquet"
+
+
+def marker_path(folder: Path, shard: Shard | int) -> Path:
+    """The marker that says a shard is finished."""
+    index = shard.index if isinstance(shard, Shard) else shard
+    return folder / f"shard-{index:05d}.done"
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+class UndeclaredColumn(ValueError):
+    """Rows hold a column that the table's schema does not declare (a lab bug, caught before writing)."""
+
+
+def table_bytes(name: str, rows: Sequence[Mapping[str, Any]]) -> tuple[bytes, int]:
+    """One table's rows as Parquet bytes with the declared schema, and the row count."""
+    schema = SCHEMAS[name]
+    extra = set().union(*rows) - set(schema.names) if rows else set()
+    if extra:
+        raise UndeclaredColumn(f"table {name}: column(s) {', '.join(sorted(extra))} are not in its schema")
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes(), table.num_rows
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    # No fsync: a file cut short by a crash no longer matches the digest in its shard's marker,
+    # so the shard is found and run again rather than trusted.
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_shard(folder: Path, shard: Shard, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Write every table of ``shard`` (each atomically), then its marker: only then is it finished."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name in TABLES:
+        data, count = table_bytes(name, rows.get(name, ()))
+        path = table_path(folder, shard, name)
+        _write_atomically(path, data)
+        entries[name] = {"file": path.name, "rows": count, "sha256": hashlib.sha256(data).hexdigest()}
+    marker = {"format": MARKER_FORMAT, "start": shard.start, "stop": shard.stop, "tables": entries}
+    _write_atomically(marker_path(folder, shard), (json.dumps(marker, indent=1, sort_keys=True) + "\n").encode())
+
+
+# -- reading and checking ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedShard:
+    """A shard whose marker and every table file agree."""
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def runs(self) -> int:
+        """How many runs the shard holds."""
+        return self.stop - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedShard:
+    """A shard marked finished whose files do not match its marker (``problem`` says how)."""
+
+    index: int
+    start: int | None
+    stop: int | None
+    problem: str
+
+    def describe(self, folder: Path) -> str:
+        """One line for the user: which shard, which runs, what is wrong."""
+        runs = f" (runs {self.start}..{self.stop - 1})" if self.start is not None and self.stop is not None else ""
+        return f"{folder / f'shard-{self.index:05d}'}{runs}: {self.problem}"
+
+
+@dataclass
+class FolderScan:
+    """What a batch folder holds: its whole shards, and the ones that are damaged."""
+
+    finished: dict[int, FinishedShard] = field(default_factory=dict)
+    damaged: list[DamagedShard] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        """How many runs the whole shards hold."""
+        return sum(shard.runs for shard in self.finished.values())
+
+
+def _marker_indices(folder: Path) -> list[int]:
+    indices = []
+    for path in folder.glob("shard-*.done"):
+        match = _SHARD_FILE.match(path.name)
+        if match:
+            indices.append(int(match.group(1)))
+    return sorted(indices)
+
+
+def _check_shard(folder: Path, index: int, tables: Iterable[str]) -> FinishedShard | DamagedShard:
+    marker = marker_path(folder, index)
+    try:
+        text = marker.read_text()
+    except OSError as error:
+        return DamagedShard(index, None, None, f"its marker cannot be read ({error.strerror})")
+    try:
+        data = json.loads(text)
+        start, stop, entries = int(data["start"]), int(data["stop"]), data["tables"]
+    except (ValueError, KeyError, TypeError):
+        legacy = text.split()
+        if len(legacy) == 2 and all(part.isdigit() for part in legacy):
+            return _check_legacy(folder, index, int(legacy[0]), int(legacy[1]))
+        return DamagedShard(index, None, None, "its marker is not a shard marker (truncated or overwritten)")
+    for name in tables:
+        entry = entries.get(name)
+        if entry is None:
+            return DamagedShard(index, start, stop, f"its marker lists no {name} table")
+        path = folder / str(entry["file"])
+        try:
+            content = path.read_bytes()
+        except OSError:
+            return DamagedShard(index, start, stop, f"its {name} table {path.name} is missing")
+        if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+            return DamagedShard(
+                index, start, stop, f"its {name} table {path.name} does not match its marker (truncated or altered)"
+            )
+    return FinishedShard(index, start, stop)
+
+
+def _check_legacy(folder: Path, index: int, start: int, stop: int) -> FinishedShard | DamagedShard:
+    """A shard written before markers carried digests: its runs table must parse and hold its runs."""
+    path = table_path(folder, index, "runs")
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowInvalid):
+        return DamagedShard(index, start, stop, f"its runs table {path.name} is missing or unreadable")
+    if rows != stop - start:
+        return DamagedShard(index, start, stop, f"its runs table holds {rows} runs, not {stop - start}")
+    return FinishedShard(index, start, stop)
+
+
+def scan_folder(folder: Path, tables: Iterable[str] = TABLES) -> FolderScan:
+    """Check every shard marked finished in ``folder`` against its marker (the files of ``tables``)."""
+    scan = FolderScan()
+    wanted = tuple(tables)
+    manifest = read_manifest(folder)
+    planned: dict[int, Shard] = {}
+    if "runs" in manifest and "shard_size" in manifest:  # which runs a shard holds, even if its marker is garbled
+        planned = {s.index: s for s in plan_shards(int(manifest["runs"]), int(manifest["shard_size"]))}
+    for index in _marker_indices(folder):
+        checked = _check_shard(folder, index, wanted)
+        if isinstance(checked, FinishedShard):
+            scan.finished[index] = checked
+        else:
+            if checked.start is None and index in planned:
+                checked = DamagedShard(index, planned[index].start, planned[index].stop, checked.problem)
+            scan.damaged.append(checked)
+    return scan
+
+
+def remove_unfinished(folder: Path, finished: Iterable[int]) -> int:
+    """Delete every shard file in ``folder`` that belongs to no finished shard; return how many.
+
+    Called before a resume: damaged shards' files, temporary files and tables written before
+    an interruption cut their shard off would otherwise be mistaken for results.
+    """
+    keep = set(finished)
+    removed = 0
+    for path in folder.iterdir():
+        match = _SHARD_FILE.match(path.name)
+        if match is None:
+            continue
+        if path.name.startswith(".") or int(match.group(1)) not in keep:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A batch folder's manifest (scenario, config and code hashes, runs, root seed) as a dict."""
+    path = folder / BATCH_MANIFEST
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
