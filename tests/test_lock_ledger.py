@@ -38,7 +38,7 @@ def test_a_holder_paused_past_its_ttl_and_a_second_holder_overlap():
     assert [(o.t, o.first_owner, o.second_owner) for o in ledger.overlaps] == [(350.0, "saga-a", "saga-b")]
     # saga-a believed it held the lock until it woke and tried to release it at 400 s
     assert ledger.spans() == [(KEY, "saga-a", 0.0, 400.0), (KEY, "saga-b", 350.0, 360.0)]
-    assert [h.expires for h in ledger.holds] == [300.0, 650.0]
+    assert [h.expires_at for h in ledger.holds] == [300.0, 650.0]
 
 
 def test_fenced_acquisitions_inside_a_transaction_open_holds_too():
@@ -53,7 +53,10 @@ def test_fenced_acquisitions_inside_a_transaction_open_holds_too():
 
     (ledger, tokens), _ = simulate(main)
     assert tokens == [1, None, 3]
-    assert [(h.owner, h.start, h.expires) for h in ledger.holds] == [("saga-a", 0.0, 300.0), ("saga-b", 301.0, 601.0)]
+    assert [(h.owner, h.start, h.expires_at) for h in ledger.holds] == [
+        ("saga-a", 0.0, 300.0),
+        ("saga-b", 301.0, 601.0),
+    ]
     assert [(o.t, o.first_owner, o.second_owner) for o in ledger.overlaps] == [(301.0, "saga-a", "saga-b")]
 
 

@@ -83,7 +83,7 @@ def test_the_frozen_holders_first_write_is_refused_and_the_overlap_stays_visible
     # Both believed they held the lock from t=50.25 (the second's first poll after the TTL ran out) to t=55.
     [overlap] = ledger.overlaps
     assert (overlap.t, overlap.first_owner, overlap.second_owner) == (50.25, frozen, taker)
-    assert [(h.owner, h.start, h.expires) for h in ledger.holds if h.key == key][-2:] == [
+    assert [(h.owner, h.start, h.expires_at) for h in ledger.holds if h.key == key][-2:] == [
         (frozen, 30.0, 50.0),
         (taker, 50.25, 70.25),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sagas.engine.retry import RetryConfig, retry_async
@@ -33,6 +34,10 @@ class PositionManagementSaga(TradingSaga):
             ),
             SagaStep("close_position", self._close_position, undo, timeout_seconds=300),
         ]
+
+    def poll_policies(self) -> Mapping[str, RetryConfig]:
+        """The monitor's price reads are ``retry_async`` polls with the configured read policy."""
+        return {"monitor_position": self.deps.config.position_price_retry}
 
     async def _initialize_tracking(self, **context: Any) -> dict[str, Any]:
         """Step 1: record the exits the opening order asked for."""
