@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from sagas.trading.platform import TradingPlatform
 from simlab import lab
-from simlab.runner import run_once
+from simlab.runner import run_once, run_seed
 
 ALL_SAFE = {f"sagas.variants.{switch}": "safe" for switch in ("disconnect_lock", "child_wait", "purge")}
 
@@ -46,3 +47,15 @@ def test_a_run_that_violated_with_the_safe_variants_is_clean(scenario, seed):
     result = run_once(lab.scenario(scenario, ALL_SAFE), seed)
     assert result.violations == []
     assert result.lock_overlaps == FIXED[(scenario, seed)]
+
+
+def test_stale_lock_holder_reaches_the_fence_and_its_check_sees_a_fence_that_is_not_there(monkeypatch):
+    # Run 0 of stale_lock_holder: sagas freeze past a 20 s lease 13 times while another takes the lock.
+    scenario = lab.scenario("stale_lock_holder", ALL_SAFE)
+    seed = run_seed(0, scenario.seed)
+    clean = run_once(scenario, seed)
+    assert (clean.violations, clean.lock_overlaps) == ([], 13)
+    # A planted bug: the write model forgets to compare fencing tokens. The check does not read them.
+    monkeypatch.setattr(TradingPlatform, "_check_token", lambda self, connection_id, command: None)
+    broken = run_once(scenario, seed)
+    assert {v.invariant for v in broken.violations} == {"single_lock_holder"}
