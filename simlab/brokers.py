@@ -58,6 +58,7 @@ from sagas.trading.broker_port import (
     RateLimited,
     StreamDisconnected,
 )
+from simlab.market import Market
 
 T = TypeVar("T")
 
@@ -306,11 +307,19 @@ class VirtualBroker:
     ``orders``, ``order_updates``, ``has_session``, ``accounts_of``.
     """
 
-    def __init__(self, runtime: Runtime, rng: random.Random, profile: BrokerProfile, name: str = "broker") -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        rng: random.Random,
+        profile: BrokerProfile,
+        name: str = "broker",
+        market: Market | None = None,
+    ) -> None:
         self.runtime = runtime
         self.rng = rng
         self.profile = profile
         self.name = name
+        self.market = market  # prices that move (None: each symbol stays at the reference price)
         self.calls: list[BrokerCall] = []
         self.orders: dict[str, BrokerOrder] = {}
         self.outage_until = -math.inf
@@ -352,8 +361,18 @@ class VirtualBroker:
         self._account_counts[connection_id] = count
 
     def set_price(self, symbol: str, price: float) -> None:
-        """The market price fills of ``symbol`` are drawn around."""
+        """The market price fills of ``symbol`` are drawn around (fixed from now on, the market's walk aside)."""
         self._prices[symbol] = price
+
+    def market_price(self, symbol: str, at_s: float | None = None) -> float:
+        """The price of ``symbol`` now (or at ``at_s``): one set with ``set_price``, else the market's, else
+        the reference."""
+        fixed = self._prices.get(symbol)
+        if fixed is not None:
+            return fixed
+        if self.market is not None:
+            return self.market.price(symbol, self.runtime.now() if at_s is None else at_s)
+        return self.profile.reference_price
 
     # ----- inspection -----
 
@@ -395,10 +414,8 @@ class VirtualBroker:
         return await self._call("place_order", connection_id, lambda: self._place(connection_id, order))
 
     async def last_price(self, connection_id: str, symbol: str) -> float:
-        """The symbol's last traded price (``set_price``, else the profile's reference price)."""
-        return await self._call(
-            "last_price", connection_id, lambda: self._prices.get(symbol, self.profile.reference_price)
-        )
+        """The symbol's last traded price (``set_price``, else the market's, else the profile's reference)."""
+        return await self._call("last_price", connection_id, lambda: self.market_price(symbol))
 
     async def cancel_order(self, connection_id: str, broker_order_id: str) -> None:
         """Request cancellation; a no-op if the order is already final."""
@@ -572,12 +589,12 @@ class VirtualBroker:
         out = [(at, OrderUpdate(broker_order_id, "acknowledged", 1))]
         for quantity in split_quantity(order.quantity, fills, self.rng):
             at += self._delay(profile.fill_delay_median_s)
-            price = self._fill_price(order)
+            price = self._fill_price(order, at)
             out.append((at, OrderUpdate(broker_order_id, "fill", len(out) + 1, quantity, price)))
         return out
 
-    def _fill_price(self, order: OrderRequest) -> float:
-        market = self._prices.get(order.symbol, self.profile.reference_price)
+    def _fill_price(self, order: OrderRequest, at_s: float) -> float:
+        market = self.market_price(order.symbol, at_s)  # the market when the fill happens
         price = round(market * (1.0 + self.rng.gauss(0.0, self.profile.price_noise)), 4)
         if order.limit_price is None:
             return price

@@ -44,8 +44,9 @@ What each family does:
     sleeps the drawn latency before the command runs. One draw per round trip (a command, a WATCH-mode
     read, a pipeline's EXEC); buffered pipeline commands cost nothing until EXEC.
 ``process_pauses``
-    A lock acquisition (a successful ``SET key value NX PX/EX``: the safe variant's ``RedisLockManager``
-    and the seed's ``safe_set(..., nx=True)`` alike) is followed, with ``probability``, by the saga's
+    A lock acquisition (a successful ``SET key value NX PX/EX``, alone or inside a transaction: the
+    ``RedisLockManager``'s plain and fenced acquisitions and the seed's ``safe_set(..., nx=True)``
+    alike) is followed, with ``probability``, by the saga's
     process freezing for ``pause_s`` while it holds the lock (a GC pause or a VM freeze). A frozen
     process's timers do not fire either: a deadline that falls due during the freeze is delivered when
     it thaws, as an overdue timer would be. So the lock's TTL can run out, another saga can take the
@@ -490,8 +491,12 @@ class FaultyRedis:
         """A pipeline whose round trips (WATCH-mode commands, EXEC) go through this wrapper."""
         return FaultyPipeline(self.inner.pipeline(transaction, shard_hint), self)
 
-    def round_trip(self, call: Callable[[], Any], *, lock: Any = None) -> Any:
-        """Run one round trip to the server: its reply, or an awaitable of it when it has to wait."""
+    def round_trip(self, call: Callable[[], Any], *, lock: Any = None, acquired: Callable[[Any], bool] = bool) -> Any:
+        """Run one round trip to the server: its reply, or an awaitable of it when it has to wait.
+
+        ``lock`` names the lock key a ``SET NX`` in this round trip tries to take; ``acquired(reply)``
+        says whether it did (a transaction's reply is a list: its SET's entry says).
+        """
         ctx = self._ctx
         ctx.check_alive()
         if not ctx.active():
@@ -501,9 +506,9 @@ class FaultyRedis:
             raise RedisConnectionError("Error 111 connecting to redis: Connection refused.")
         delay = self._latency.draw(self._rng) * self._latency_scale if self._latency is not None else 0.0
         if delay > 0:
-            return self._after(delay, call, lock)
+            return self._after(delay, call, lock, acquired)
         reply = call()
-        if lock is not None and reply:
+        if lock is not None and acquired(reply):
             pause = self._pause()
             if pause is not None:
                 return self._paused(reply, lock, pause)
@@ -521,12 +526,12 @@ class FaultyRedis:
             return None
         return self._pause_s.draw(self._pause_rng)
 
-    async def _after(self, delay: float, call: Callable[[], Any], lock: Any) -> Any:
+    async def _after(self, delay: float, call: Callable[[], Any], lock: Any, acquired: Callable[[Any], bool]) -> Any:
         await self._ctx.runtime.sleep(delay)
         self._ctx.check_alive()
         self._refuse_during_outage()  # the server went down while the command was on its way
         reply = call()
-        if lock is not None and reply:
+        if lock is not None and acquired(reply):
             pause = self._pause()
             if pause is not None:
                 return await self._paused(reply, lock, pause)
@@ -551,6 +556,7 @@ class FaultyPipeline:
     def __init__(self, inner: Any, redis: FaultyRedis) -> None:
         self.inner = inner
         self._redis = redis
+        self._lock: tuple[int, Any] | None = None  # a buffered lock SET NX: (its position, its key)
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":
@@ -561,8 +567,18 @@ class FaultyPipeline:
 
         def command(*args: Any, **kwargs: Any) -> Any:
             pipe = self.inner
+            if name == "execute" and self._lock is not None:
+                # A fenced lock acquisition (SET NX PX and INCR in one transaction): the pause
+                # strikes after it, exactly as after a plain SET NX.
+                position, key = self._lock
+                self._lock = None
+                return self._redis.round_trip(
+                    lambda: attr(*args, **kwargs), lock=key, acquired=lambda reply: bool(reply[position])
+                )
             if name in ("execute", "watch") or (pipe.watching and not pipe.explicit_transaction):
                 return self._redis.round_trip(lambda: attr(*args, **kwargs))
+            if name == "set" and kwargs.get("nx") and (kwargs.get("px") or kwargs.get("ex")):
+                self._lock = (len(pipe.command_stack), args[0])
             attr(*args, **kwargs)  # buffered until EXEC
             return self
 

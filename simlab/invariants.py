@@ -16,15 +16,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaState, SagaStatus
+from sagas.engine.step import SagaStep
 from sagas.engine.trace import TraceRecord
 from sagas.trading.model import BrokerConnection, ConnectionStatus
-from sagas.trading.wiring import trading_sagas
+from sagas.trading.wiring import saga_steps, trading_sagas
 from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
 from simlab.checks.retry_policy import declared_policies, retry_policy_violations
 from simlab.checks.triggers import one_saga_per_trigger_violations
 from simlab.checks.violation import CannotCheck, Violation
-from simlab.lock_ledger import LockLedger, Overlap
+from simlab.lock_ledger import LOCK_PREFIX, Hold, LockLedger
 from simlab.trading_world import TradingWorld
 
 TERMINAL_OUTCOMES = {s.value for s in SagaStatus if s.is_terminal}
@@ -49,22 +51,49 @@ def _sagas_by_id(records: Iterable[TraceRecord]) -> dict[str, list[TraceRecord]]
 
 
 def terminal_by_horizon(world: TradingWorld, horizon_s: float) -> list[Violation]:
-    """Every saga that started reached a terminal status by the horizon."""
+    """Every saga ends by its own deadline, give or take the compensations that deadline starts.
+
+    A saga still running at the horizon is a violation once the horizon lies past its deadline
+    plus the longest its compensations may take (each compensation's attempts, cut at their
+    deadline, with the longest delays its policy allows); a saga whose deadline, so extended, lies
+    beyond the horizon may legitimately still be at work. The deadline is the saga's own, from the
+    store; the compensations to allow for are those of the steps it has touched.
+    """
+    states = {s.saga_id: s for s in _all_states(world)}
+    steps = _steps_by_type(world)
     found = []
     for saga_id, records in _sagas_by_id(world.sim.tracer.records).items():
         if not any(r.phase == "saga" and r.outcome == "started" for r in records):
             continue
-        if not any(r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES for r in records):
-            last = records[-1]
-            found.append(
-                Violation(
-                    "terminal_by_horizon",
-                    horizon_s,
-                    (saga_id,),
-                    f"{last.saga_type} still running at the {horizon_s:g} s horizon (last: {last.step} {last.outcome})",
-                )
+        if any(r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES for r in records):
+            continue
+        last = records[-1]
+        state = states.get(saga_id)
+        due = "no stored state"
+        if state is not None:
+            allowance = compensation_seconds_bound(steps.get(state.saga_type, ()), state)
+            if horizon_s < state.deadline_at + allowance:
+                continue  # within its own deadline (and the compensations it may still be running)
+            due = f"due by {state.deadline_at:g} s, {state.deadline_at + allowance:g} s with its compensations"
+        found.append(
+            Violation(
+                "terminal_by_horizon",
+                horizon_s,
+                (saga_id,),
+                f"{last.saga_type} still running at the {horizon_s:g} s horizon, {due} "
+                f"(last: {last.step} {last.outcome})",
             )
+        )
     return found
+
+
+def _steps_by_type(world: TradingWorld) -> dict[str, tuple[SagaStep, ...]]:
+    """Each trading saga type's steps as this world's configuration defines them (overrides applied)."""
+    config = world.deps.config
+    return {
+        saga_type: tuple(config.apply_step_overrides(saga_type, steps))
+        for saga_type, steps in saga_steps(config).items()
+    }
 
 
 def compensation_exact(world: TradingWorld, horizon_s: float) -> list[Violation]:
@@ -327,17 +356,63 @@ CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
 }
 
 
-def single_lock_holder(overlaps: Iterable[Overlap]) -> list[Violation]:
-    """At most one saga believes it holds a lock at any instant."""
-    return [
-        Violation(
-            "single_lock_holder",
-            o.t,
-            (o.first_owner, o.second_owner),
-            f"{o.second_owner} took {o.key} while {o.first_owner} still believed it held it (its TTL ran out)",
-        )
-        for o in overlaps
-    ]
+def single_lock_holder(world: TradingWorld, holds: Iterable[Hold]) -> list[Violation]:
+    """No holder of a connection's lock gets a write accepted after a later holder of that lock wrote.
+
+    Under process pauses no lock can stop two sagas from believing they hold it at once: a holder
+    frozen past its TTL wakes up believing it still does (the lock ledger records these overlaps, and
+    the run result counts them). What must never follow is an effect of the stale holder on the
+    connection once the new holder has acted, since the new holder decided on what it had seen. So
+    this compares two independent records: the write model's accepted writes (who, when, in order)
+    and the ledger's holds (who believed they held which lock, from when, until when). A write by a
+    saga that believed it held the lock at that instant, accepted after a write by a saga that took
+    the same lock later, is a violation. Fencing tokens prevent it; the check does not read them.
+    """
+    by_key: dict[str, list[Hold]] = defaultdict(list)
+    for hold in holds:
+        by_key[hold.key].append(hold)
+    found = []
+    writes = world.platform.write.writes
+    for index, write in enumerate(writes):
+        key = LOCK_PREFIX + write.broker_connection_id
+        believed = [
+            h
+            for h in by_key.get(key, ())
+            # Only its own release ends a holder's belief: a hold whose process died lives on in the
+            # saga's stored state (resumed, it believes again), and one deleted by another is still believed.
+            if h.owner == write.saga_id and h.start <= write.t and (h.released_at is None or h.released_at >= write.t)
+        ]
+        if not believed:
+            continue  # not a write under this lock
+        mine = max(believed, key=lambda h: h.start)
+        for newer in by_key[key]:
+            if newer.owner == write.saga_id or not mine.start < newer.start <= write.t:
+                continue
+            acted = next(
+                (
+                    w
+                    for w in writes[:index]
+                    if w.saga_id == newer.owner
+                    and w.broker_connection_id == write.broker_connection_id
+                    and w.t >= newer.start
+                ),
+                None,
+            )
+            if acted is None:
+                continue
+            ran_out = f"its TTL ran out at {mine.expires_at:g} s" if mine.expires_at is not None else "it had no TTL"
+            found.append(
+                Violation(
+                    "single_lock_holder",
+                    write.t,
+                    (write.saga_id, newer.owner),
+                    f"{write.saga_id}'s {write.command} on connection {write.broker_connection_id} was accepted at "
+                    f"{write.t:g} s while it still believed it held {key} ({ran_out}), after {newer.owner} had "
+                    f"taken the lock at {newer.start:g} s and written ({acted.command} at {acted.t:g} s)",
+                )
+            )
+            break
+    return found
 
 
 def check_invariants(
@@ -346,12 +421,12 @@ def check_invariants(
     horizon_s: float,
     snapshots: Iterable[DeletionSnapshot] = (),
     *,
-    lock_overlaps: Iterable[Overlap] | None = None,
     ledger: LockLedger | None = None,
 ) -> tuple[list[Violation], list[str]]:
     """Run the named checks; return the violations (by time) and the names that could not be checked.
 
-    ``lock_hygiene`` needs the run's ``ledger``; a check that raises ``CannotCheck`` is not checked.
+    ``lock_hygiene`` and ``single_lock_holder`` need the run's ``ledger``; a check that raises
+    ``CannotCheck`` is not checked.
     """
     violations: list[Violation] = []
     unchecked: list[str] = []
@@ -359,8 +434,8 @@ def check_invariants(
         try:
             if name == "deleted_user_clean":
                 violations += deleted_user_clean(world, horizon_s, snapshots)
-            elif name == "single_lock_holder" and lock_overlaps is not None:
-                violations += single_lock_holder(lock_overlaps)
+            elif name == "single_lock_holder" and ledger is not None:
+                violations += single_lock_holder(world, ledger.holds)
             elif name == "lock_hygiene" and ledger is not None:
                 violations += lock_hygiene(world, horizon_s, ledger)
             elif name in CHECKS:

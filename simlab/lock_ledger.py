@@ -2,12 +2,16 @@
 
 How this works: ``LedgerRedis`` wraps the Redis client that locks and the seed's
 ``safe_set``/``safe_delete`` use (a wrapper around a port, like the fault families).
-A successful ``SET key owner NX`` on a lock key opens a hold for the owner; a
-``DEL`` of the key (directly, or inside the owner-checked release transaction)
-closes the deleting process's own hold. A hold also ends when its holder's process has died
-(a crashed manager's saga believes nothing any more). A second hold opening while
-another one on the same key is still believed is a violation: two holders at once,
-which a TTL that ran out during a long pause produces.
+A successful ``SET key owner NX`` on a lock key (alone, or inside the fenced
+acquisition's transaction) opens a hold for the owner; a ``DEL`` of the key
+(directly, or inside the owner-checked release transaction) closes the deleting
+process's own hold (``released_at``). A hold also ends when its holder's process has
+died (a crashed manager's saga believes nothing any more). A second hold opening while
+another one on the same key is still believed is an overlap: two holders at once,
+which a TTL that ran out during a long pause produces. No lock can prevent that;
+what must not follow from it is a write the stale holder gets accepted after the new
+holder acted (``single_lock_holder`` compares these holds with the write model's
+record of writes).
 
 Two more things the ledger sees, for lock hygiene and the reach table: a deletion of a
 key whose value (read from Redis just before the DEL runs) names a live holder other
@@ -40,6 +44,7 @@ class Hold:
     process: Any
     expires_at: float | None = None
     died_at: float | None = None
+    released_at: float | None = None  # when its holder deleted the key itself (its belief ends only so)
     taken_at: float | None = None  # when a process that did not hold it deleted the key
 
 
@@ -158,7 +163,7 @@ class LockLedger:
         process = self._runtime.env.active_process
         for hold in self._open(key, now):
             if process is None or hold.process is process:
-                hold.end = now
+                hold.end = hold.released_at = now
 
     def _open(self, key: str, now: float) -> list[Hold]:
         still = []
@@ -211,14 +216,31 @@ class LedgerRedis:
 
 
 class LedgerPipeline:
-    """A pipeline that remembers queued deletions of lock keys and reports them once executed."""
+    """A pipeline that remembers queued deletions and ``SET NX`` of lock keys and reports them once executed."""
 
     def __init__(self, inner: Any, ledger: LockLedger, client: Any = None) -> None:
         self.inner = inner
         self._ledger = ledger
         self._client = client  # reads a queued key's value just before EXEC (a read does not disturb WATCH)
         self._queued: list[str] = []
+        # (position in the transaction, key, value, ttl) of each queued SET NX of a lock key
+        self._queued_sets: list[tuple[int, str, Any, float | None]] = []
         self._in_transaction = False
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """SET, buffered until EXEC (a fenced lock acquisition): a successful ``NX`` on a lock key opens a hold."""
+        position = len(self.inner.command_stack)
+        result = self.inner.set(name, value, *args, **kwargs)
+        if kwargs.get("nx") and _text(name).startswith(LOCK_PREFIX):
+            self._queued_sets.append((position, _text(name), value, _ttl_s(kwargs)))
+        return result
+
+    def reset(self) -> Any:
+        """Forget what was queued (an unexecuted transaction opens and closes nothing)."""
+        self._queued.clear()
+        self._queued_sets.clear()
+        self._in_transaction = False
+        return self.inner.reset()
 
     def multi(self) -> None:
         """Start queueing (after WATCH)."""
@@ -248,6 +270,10 @@ class LedgerPipeline:
         for key in self._queued:
             self._ledger.closed(key)
         self._queued.clear()
+        for position, key, value, ttl_s in self._queued_sets:
+            if result[position]:
+                self._ledger.opened(key, value, ttl_s)
+        self._queued_sets.clear()
         return result
 
     def __getattr__(self, name: str) -> Any:

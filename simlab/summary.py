@@ -1,9 +1,12 @@
-"""Summaries of a batch of runs: outcomes per saga type, durations, retries, violations with their seeds, reach."""
+"""Summaries of a batch of runs: outcomes per saga type, durations, retries, violations with their seeds,
+reach, saga types that never reached their goal, and whether the batch met its scenario's expectation."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -11,7 +14,7 @@ from simlab.reach import REACH_PATHS, reach_column
 from simlab.results import read_table
 from simlab.runner import RunResult
 from simlab.scenario.loader import ScenarioError, load_scenario
-from simlab.scenario.model import Scenario
+from simlab.scenario.model import Scenario, Variant
 from simlab.shards import SCENARIO_FILE, read_manifest, scan_folder
 
 REACH_COLUMNS: tuple[str, ...] = ("path", "runs_reached", "runs", "share", "times", "needed", "unreached")
@@ -128,6 +131,7 @@ def format_tables(
     lines = [head, *(f"Left out: {problem}" for problem in problems), ""]
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         lines.append(outcome_summary(sagas).to_string() if len(sagas) else "(no sagas ran)")
+    lines.extend(f"Note: {note}" for note in goal_notes(sagas))
     lines.append("")
     if violations.empty:
         lines.append("Invariant violations: none")
@@ -230,3 +234,80 @@ def format_reach(table: pd.DataFrame) -> str:
     elif table["needed"].any():
         lines.append("Every path the scenario needs was reached.")
     return "\n".join(lines)
+
+
+def goal_notes(sagas: pd.DataFrame) -> list[str]:
+    """One note per saga type that ran in the batch and never completed: the scenario never shows it
+    reaching its goal (every instance compensated, timed out, aborted or still running), so whatever
+    the scenario asks about that saga, the batch cannot answer it."""
+    notes = []
+    for saga_type, statuses in sagas.groupby("saga_type", observed=True)["status"]:
+        if (statuses == "completed").any():
+            continue
+        seen = ", ".join(f"{count} {status}" for status, count in statuses.value_counts().sort_index().items())
+        notes.append(f"{saga_type} never completed ({seen}): the batch never shows it reaching its goal")
+    return notes
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationVerdict:
+    """Whether a batch showed what its scenario's ``expect`` says about its variants.
+
+    ``status`` is ``met``, ``not met`` or ``no expectation`` (mixed variants, or none stated);
+    ``unexpected`` lists what was violated but not expected, ``missing`` what was expected but
+    violated in no run.
+    """
+
+    status: Literal["met", "not met", "no expectation"]
+    variant: Variant | None
+    expected: Literal["clean"] | tuple[str, ...] | None
+    unexpected: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    runs: int = 0
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One line for the batch summary."""
+        if self.status == "no expectation":
+            return f"Expectation: none ({self.reason})"
+        wanted = "clean" if self.expected == "clean" else f"violations of {', '.join(self.expected or ())}"
+        head = f"Expectation ({self.variant} variants, {wanted}): {self.status}"
+        if self.status == "met":
+            return f"{head} in {self.runs} run(s)"
+        problems = []
+        if self.unexpected:
+            problems.append(f"violated {', '.join(self.unexpected)}")
+        if self.missing:
+            problems.append(f"{', '.join(self.missing)} violated in none of {self.runs} run(s)")
+        return f"{head}: {'; '.join(problems)}"
+
+
+def scenario_variant(scenario: Scenario) -> Variant | None:
+    """``seed`` or ``safe`` when every variant switch of ``scenario`` is on that side; None when mixed."""
+    variants = scenario.sagas.variants
+    switches: set[Variant] = {getattr(variants, name) for name in type(variants).model_fields}
+    return switches.pop() if len(switches) == 1 else None
+
+
+def expectation_verdict(scenario: Scenario, violated: Iterable[str], runs: int) -> ExpectationVerdict:
+    """Did a batch of ``runs`` runs of ``scenario`` (as run, settings applied) meet its ``expect``?
+
+    ``violated`` names what was violated in the batch (the violations table's ``invariant`` column:
+    invariants, and anything else the runner reports, such as ``task_failed``, which no expectation
+    allows). A pure function: the caller reads the tables.
+    """
+    variant = scenario_variant(scenario)
+    if variant is None:
+        switches = ", ".join(f"{name}={value}" for name, value in scenario.sagas.variants.model_dump().items())
+        return ExpectationVerdict("no expectation", None, None, runs=runs, reason=f"mixed variants: {switches}")
+    expected = getattr(scenario.expect, variant)
+    if expected is None:
+        return ExpectationVerdict(
+            "no expectation", variant, None, runs=runs, reason=f"the scenario states none for {variant} variants"
+        )
+    seen = set(violated)
+    wanted = set() if expected == "clean" else set(expected)
+    unexpected = tuple(sorted(seen - wanted))
+    missing = tuple(sorted(wanted - seen))
+    status: Literal["met", "not met"] = "met" if not unexpected and not missing else "not met"
+    return ExpectationVerdict(status, variant, expected, unexpected, missing, runs)

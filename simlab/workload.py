@@ -16,6 +16,7 @@ from sagas.engine.randomness import RandomStreams
 from sagas.trading import commands as c
 from simlab.brokers import PROFILES, VirtualBroker
 from simlab.latency import lognormal_delay
+from simlab.market import Market
 from simlab.projections import LagProfile
 from simlab.scenario.model import Scenario
 from simlab.trading_world import TradingWorld, build_trading_world
@@ -29,7 +30,13 @@ def build_scenario_world(scenario: Scenario, seed: int) -> TradingWorld:
 
     def brokers(sim: SimWorld) -> dict[str, VirtualBroker]:
         return {
-            name: VirtualBroker(sim.runtime, sim.streams.stream(f"broker/{name}"), PROFILES[spec.profile], name=name)
+            name: VirtualBroker(
+                sim.runtime,
+                sim.streams.stream(f"broker/{name}"),
+                PROFILES[spec.profile],
+                name=name,
+                market=_market(sim, name, spec.volatility_per_sqrt_s),
+            )
             for name, spec in scenario.brokers.items()
         }
 
@@ -47,6 +54,17 @@ def build_scenario_world(scenario: Scenario, seed: int) -> TradingWorld:
         lag=lag,
         command_delay=lognormal_delay(streams.stream("bus/command"), latency.command_median_s, latency.sigma),
         query_delay=lognormal_delay(streams.stream("bus/query"), latency.query_median_s, latency.sigma),
+    )
+
+
+def _market(sim: SimWorld, broker: str, volatility_per_sqrt_s: float) -> Market | None:
+    """A moving market for ``broker`` (its own streams, one per symbol), or None for fixed prices."""
+    if not volatility_per_sqrt_s:
+        return None
+    return Market(
+        lambda symbol: sim.streams.stream(f"market/{broker}/{symbol}"),
+        start_price=REFERENCE_PRICE,
+        volatility_per_sqrt_s=volatility_per_sqrt_s,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sagas import SagaStatus
+from typing import Any
+
+from sagas import BaseSaga, SagaStatus, SagaStep
 from tests.scripted import Go, ScriptedSaga
 
 FAIL_ALWAYS = [("fail", 0.0)] * 10
@@ -128,3 +130,54 @@ def test_a_step_may_abort_the_saga_without_compensation(run):
     assert final.status is SagaStatus.ABORTED
     assert final.error == "ship found nothing to do"
     assert final.compensated_steps == []
+
+
+class _AttemptCounting(BaseSaga):
+    """One step that fails twice, then a step that always fails; each notes ``context["attempt"]``."""
+
+    def __init__(self, note: Any) -> None:
+        super().__init__()
+        self._note = note
+
+    def get_saga_type(self) -> str:
+        return "AttemptCounting"
+
+    def get_timeout(self) -> float:
+        return 100.0
+
+    def define_steps(self) -> list[SagaStep]:
+        return [
+            SagaStep("flaky", self._flaky, self._undo_flaky, retry_count=3, retry_delay_base=1.0),
+            SagaStep("broken", self._broken, None),
+        ]
+
+    async def _flaky(self, **context: Any) -> dict[str, Any]:
+        self._note(f"flaky #{context['attempt']}")
+        if context["attempt"] < 3:
+            raise RuntimeError("not yet")
+        return {"succeeded_on": context["attempt"]}
+
+    async def _undo_flaky(self, **context: Any) -> None:
+        self._note(f"undo flaky #{context['attempt']} (it succeeded on #{context['succeeded_on']})")
+        if context["attempt"] < 2:
+            raise RuntimeError("undo not yet")
+
+    async def _broken(self, **context: Any) -> None:
+        raise ValueError("always")
+
+
+def test_a_step_and_its_compensation_see_which_attempt_is_running(run):
+    async def main(world):
+        world.manager.register(Go, lambda: _AttemptCounting(world.note))
+        await world.manager.handle_event(Go(event_id="e1"))
+        return await world.manager.wait_idle()
+
+    [final], world = run(main)
+    assert world.log == [
+        (0.0, "flaky #1"),
+        (1.0, "flaky #2"),
+        (3.0, "flaky #3"),
+        (3.0, "undo flaky #1 (it succeeded on #3)"),
+        (4.0, "undo flaky #2 (it succeeded on #3)"),
+    ]
+    assert final.status is SagaStatus.COMPENSATED

@@ -505,6 +505,11 @@ class Scheduled(Event):
     sagas: str = "all"
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Retried(Event):
+    attempt: int = 2  # the engine's own context["attempt"] would hide it
+
+
 class ReadsTrigger(Noting):
     def define_steps(self) -> list[SagaStep]:
         return [SagaStep("a", self.a, None)]
@@ -515,8 +520,8 @@ class ReadsTrigger(Noting):
 
 @pytest.mark.parametrize(
     ("event", "fields"),
-    [(About(event_id="e"), "saga_id"), (Scheduled(event_id="e"), "clock, sagas")],
-    ids=["saga_id", "clock+sagas"],
+    [(About(event_id="e"), "saga_id"), (Scheduled(event_id="e"), "clock, sagas"), (Retried(event_id="e"), "attempt")],
+    ids=["saga_id", "clock+sagas", "attempt"],
 )
 def test_a_trigger_field_named_like_a_context_service_is_rejected(run, event, fields):
     async def main(world):

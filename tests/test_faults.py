@@ -260,16 +260,22 @@ def test_a_process_pause_outlasts_the_lock_s_ttl_and_its_deadline_fires_only_whe
         acquired = await safe_set(world.deps.redis, "S", "D", ttl_seconds=300, nx=True)
         return runtime.now(), acquired
 
+    async def fenced() -> tuple[float, int | None, int | None]:
+        token = await locks.acquire_fenced("F", "G", 300)  # SET NX PX and INCR in one transaction
+        refused = await locks.acquire_fenced("L", "H", 300)  # held by A: no token, and no pause
+        return runtime.now(), token, refused
+
     async def deadline_at() -> tuple[float, str]:
         outcome = await _outcome(runtime.run_with_deadline(locks.acquire("N", "E", 300), 10))
         return runtime.now(), outcome
 
-    held, intruded, seed, timed = _run(world, holder, intruder, seed_style, deadline_at)
+    held, intruded, seed, timed, fenced_at = _run(world, holder, intruder, seed_style, deadline_at, fenced)
     assert held == (400.0, True) and intruded is True and world.redis.get("L") == b"B"  # two holders believe
     assert seed == (400.0, True)  # the seed's safe_set lock freezes alike
     assert timed == (400.0, DeadlineExceeded.__name__)  # due at 10 s, delivered at the thaw
+    assert fenced_at == (400.0, 1, None)  # the fenced acquisition freezes alike; a refused one does not
     pauses = [w for w in windows if w.family == "process_pauses" and w.start == 0.0 and w.end == 400.0]
-    assert len(pauses) == 3 and windows.injected["process_pauses"] == 3
+    assert len(pauses) == 4 and windows.injected["process_pauses"] == 4
 
 
 def test_a_crash_ends_a_pause_at_once():

@@ -11,6 +11,7 @@ import pytest
 
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.infra import RedisLockManager, safe_delete, safe_set
+from sagas.infra.locks import fence_key
 from sagas.stores.memory import InMemorySagaStore
 from sagas.trading import commands as c
 from sagas.trading import events as e
@@ -246,12 +247,17 @@ def test_a_lock_left_behind_by_a_finished_saga_is_caught(monkeypatch):
 
 def test_a_lock_without_expiry_is_caught(monkeypatch):
     async def forever(self, key, owner, ttl_seconds):  # the planted bug: SET NX without PX
-        return bool(self._redis.set(key, owner, nx=True))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(key, owner, nx=True)
+        pipe.incr(fence_key(key))
+        acquired, token = pipe.execute()
+        pipe.reset()
+        return int(token) if acquired else None
 
     async def keep(self, key, owner):
         return True
 
-    monkeypatch.setattr(RedisLockManager, "acquire", forever)
+    monkeypatch.setattr(RedisLockManager, "acquire_fenced", forever)  # the lock the safe sagas take
     monkeypatch.setattr(RedisLockManager, "release", keep)
     world, ledger, connection_id = run_world(connect, variants=SAFE)
     explanations = [v.explanation for v in lock_hygiene(world, HORIZON, ledger)]

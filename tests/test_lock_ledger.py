@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sagas.infra import RedisLockManager, safe_delete, safe_set
 from simlab.clocked_redis import SimulatedRedis
-from simlab.invariants import single_lock_holder
 from simlab.lock_ledger import LedgerRedis, LockLedger
 from simlab.world import simulate
 
@@ -39,8 +38,26 @@ def test_a_holder_paused_past_its_ttl_and_a_second_holder_overlap():
     assert [(o.t, o.first_owner, o.second_owner) for o in ledger.overlaps] == [(350.0, "saga-a", "saga-b")]
     # saga-a believed it held the lock until it woke and tried to release it at 400 s
     assert ledger.spans() == [(KEY, "saga-a", 0.0, 400.0), (KEY, "saga-b", 350.0, 360.0)]
-    [violation] = single_lock_holder(ledger.overlaps)
-    assert violation.saga_ids == ("saga-a", "saga-b") and violation.t == 350.0
+    assert [h.expires_at for h in ledger.holds] == [300.0, 650.0]
+
+
+def test_fenced_acquisitions_inside_a_transaction_open_holds_too():
+    async def main(world):
+        ledger = LockLedger(world.runtime)
+        locks = RedisLockManager(LedgerRedis(SimulatedRedis(clock=world.runtime.now), ledger))
+        tokens = [await locks.acquire_fenced(KEY, "saga-a", ttl_seconds=300)]
+        tokens.append(await locks.acquire_fenced(KEY, "saga-b", ttl_seconds=300))  # refused: no hold
+        await world.runtime.sleep(301)
+        tokens.append(await locks.acquire_fenced(KEY, "saga-b", ttl_seconds=300))
+        return ledger, tokens
+
+    (ledger, tokens), _ = simulate(main)
+    assert tokens == [1, None, 3]
+    assert [(h.owner, h.start, h.expires_at) for h in ledger.holds] == [
+        ("saga-a", 0.0, 300.0),
+        ("saga-b", 301.0, 601.0),
+    ]
+    assert [(o.t, o.first_owner, o.second_owner) for o in ledger.overlaps] == [(301.0, "saga-a", "saga-b")]
 
 
 def test_the_seed_helpers_open_and_close_holds_without_overlap_when_used_in_turn():

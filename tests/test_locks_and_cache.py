@@ -54,6 +54,42 @@ def test_only_the_owner_can_release_a_lock(on_redis: Runner) -> None:
     on_redis(body)
 
 
+def test_fenced_acquisitions_hand_out_growing_tokens_only_to_the_holder(on_redis: Runner) -> None:
+    async def body(client: Any, prefix: str) -> None:
+        locks = RedisLockManager(client)
+        key = f"{prefix}:broker:disconnect:lock:c-1"
+        first = await locks.acquire_fenced(key, "saga-a", ttl_seconds=300)
+        assert first == 1
+        assert await locks.acquire_fenced(key, "saga-b", ttl_seconds=300) is None  # held: no token
+        assert await locks.holder(key) == "saga-a"
+        assert 299_000 < await _resolve(client.pttl(key)) <= 300_000
+        assert await locks.release(key, "saga-a") is True
+        second = await locks.acquire_fenced(key, "saga-b", ttl_seconds=300)
+        assert second is not None and second > first
+        assert await locks.holder(key) == "saga-b"
+        # The counter has no expiry: it must outlive every holder, or tokens would start again.
+        assert await _resolve(client.pttl(f"fence:{key}")) == -1
+        # Another key has its own counter.
+        assert await locks.acquire_fenced(f"{prefix}:broker:disconnect:lock:c-2", "saga-a", 300) == 1
+
+    on_redis(body)
+
+
+def test_a_holder_whose_ttl_ran_out_has_a_smaller_token_than_the_next_holder() -> None:
+    async def main(world: SimWorld) -> list[tuple[float, str, int | None]]:
+        locks = RedisLockManager(SimulatedRedis(clock=world.runtime.now))
+        log = [(world.runtime.now(), "a", await locks.acquire_fenced("lock:c-1", "saga-a", 300))]
+        await world.runtime.sleep(299.0)
+        log.append((world.runtime.now(), "b", await locks.acquire_fenced("lock:c-1", "saga-b", 300)))
+        await world.runtime.sleep(1.5)
+        log.append((world.runtime.now(), "b", await locks.acquire_fenced("lock:c-1", "saga-b", 300)))
+        return log
+
+    log, _ = simulate(main, seed=0)
+    # The failed attempt at 299 s bumped the counter too: tokens grow, they need not be consecutive.
+    assert log == [(0.0, "a", 1), (299.0, "b", None), (300.5, "b", 3)]
+
+
 def test_seed_safe_set_and_safe_delete_keep_the_seed_semantics(on_redis: Runner) -> None:
     async def body(client: Any, prefix: str) -> None:
         key = f"{prefix}:broker:disconnect:lock:c-1"
@@ -156,6 +192,19 @@ def test_in_memory_locks_expire_on_the_given_clock() -> None:
         return seen
 
     assert asyncio.run(body()) == [True, False, False, True, False, "b"]
+
+
+def test_in_memory_fenced_locks_hand_out_growing_tokens() -> None:
+    now = [0.0]
+    locks = InMemoryLockManager(lambda: now[0])
+
+    async def body() -> list[Any]:
+        seen = [await locks.acquire_fenced("k", "a", 300), await locks.acquire_fenced("k", "b", 300)]
+        now[0] = 300.0
+        seen += [await locks.acquire_fenced("k", "b", 300), await locks.acquire_fenced("other", "a", 300)]
+        return seen
+
+    assert asyncio.run(body()) == [1, None, 2, 1]
 
 
 @pytest.mark.parametrize("ttl", [0, -1])

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from sagas import JITTER_STRATEGIES, NonRetryableError, RetryConfig, RetryExhausted, backoff_delay, retry_async
-from sagas.engine.retry import next_retry_delay
+from sagas.engine.retry import next_retry_delay, worst_case_seconds
 
 SAMPLES = 2000
 POLICY = dict(initial_delay_ms=100, max_delay_ms=3000, backoff_factor=2.0)
@@ -118,3 +118,38 @@ def test_retry_async_gives_up_with_the_last_error_when_the_budget_is_short(run):
     assert error.attempts == 3
     assert str(error.last_error) == "Accounts still in read model: 1"
     assert finished_at == pytest.approx(0.3)
+
+
+# -- the longest a policy can take ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "attempt_timeout_s", "expected"),
+    [
+        # 4 attempts of at most 10 s, delays of at most 1, 2 and 4 s (full jitter's upper end)
+        (RetryConfig(max_attempts=4, initial_delay_ms=1000, max_delay_ms=5000, jitter="full"), 10.0, 47.0),
+        # the cap holds the 4th and 5th delay at 5 s
+        (RetryConfig(max_attempts=6, initial_delay_ms=1000, max_delay_ms=5000, jitter="equal"), 1.0, 6.0 + 17.0),
+        # decorrelated: each delay at most three times the previous one's upper end: 3, then the 5 s cap
+        (RetryConfig(max_attempts=3, initial_delay_ms=1000, max_delay_ms=5000, jitter="decorrelated"), 10.0, 38.0),
+        # a budget: no retry starts later than 5 s after the first attempt
+        (RetryConfig(max_attempts=4, initial_delay_ms=1000, max_delay_ms=5000, retry_budget_ms=5000), 10.0, 15.0),
+        (RetryConfig(max_attempts=1), 30.0, 30.0),
+    ],
+)
+def test_worst_case_seconds_bounds_every_attempt_and_delay(config, attempt_timeout_s, expected):
+    assert worst_case_seconds(config, attempt_timeout_s) == pytest.approx(expected)
+
+
+def test_worst_case_seconds_is_never_exceeded_by_drawn_delays():
+    config = RetryConfig(
+        max_attempts=7, initial_delay_ms=200, max_delay_ms=2500, backoff_factor=3.0, jitter="decorrelated"
+    )
+    bound = worst_case_seconds(config, 0.0)
+    rng = random.Random(5)
+    for _ in range(500):
+        previous, total = None, 0.0
+        for n in range(1, config.max_attempts):
+            previous = backoff_delay(config, n, previous, rng)
+            total += previous
+        assert total <= bound

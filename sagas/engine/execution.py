@@ -39,7 +39,7 @@ from sagas.engine.events import (
     SagaStepCompleted,
 )
 from sagas.engine.ports import Runtime
-from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_step_ambient
+from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
@@ -91,6 +91,16 @@ def steps_to_compensate(steps: Sequence[SagaStep], state: SagaState) -> list[Sag
     done = set(state.compensated_steps) | set(state.failed_compensations)
     touched = set(state.completed_steps) | set(state.possibly_applied)
     return [s for s in reversed(steps) if s.name in touched and s.name not in done]
+
+
+def compensation_seconds_bound(steps: Sequence[SagaStep], state: SagaState) -> float:
+    """The longest compensating ``state``'s saga can take from now: every step it would compensate,
+    each with all its compensation attempts cut at their deadline and the longest delays between them."""
+    return sum(
+        worst_case_seconds(step.compensation_policy, step.compensation_deadline)
+        for step in steps_to_compensate(steps, state)
+        if step.compensate is not None
+    )
 
 
 def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus:
@@ -331,6 +341,8 @@ class SagaExecution:
                 # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
                 raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
             self._trace(name, attempt, "execute", "started")
+            # The step may want to know which try this is (e.g. to report the attempt that succeeded).
+            self._context["attempt"] = attempt
             error: BaseException
             try:
                 result = await runtime.run_with_deadline(
@@ -404,6 +416,7 @@ class SagaExecution:
         while True:
             attempt += 1
             self._trace(name, attempt, "compensate", "started")
+            self._context["attempt"] = attempt
             error: BaseException
             try:
                 await runtime.run_with_deadline(

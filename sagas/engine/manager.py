@@ -40,7 +40,7 @@ class _Registration:
 
 SERVICE_KEYS = frozenset(
     {"saga_id", "saga_type", "parent_id", "command_bus", "query_bus", "event_bus"}
-    | {"clock", "rng", "ids", "locks", "sagas"}
+    | {"clock", "rng", "ids", "locks", "sagas", "attempt"}
 )
 """Names the engine puts in every step's context; a trigger event may not use them for its data."""
 

@@ -113,6 +113,18 @@ class LockManager(Protocol):
         """Take ``key`` for ``owner`` unless someone holds it; expires after the TTL."""
         ...
 
+    async def acquire_fenced(self, key: str, owner: str, ttl_seconds: float) -> int | None:
+        """Take ``key`` like ``acquire`` and return a fencing token, or None if someone holds it.
+
+        Tokens of one key increase with every acquisition, so a write model can refuse
+        writes from a holder whose TTL ran out once a later holder has written.
+        """
+        ...
+
     async def release(self, key: str, owner: str) -> bool:
         """Release ``key`` if ``owner`` still holds it; False otherwise."""
+        ...
+
+    async def holder(self, key: str) -> str | None:
+        """The current holder's owner token, or None."""
         ...

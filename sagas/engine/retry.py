@@ -140,6 +140,27 @@ def backoff_delay(config: RetryConfig, retry_number: int, previous_delay_s: floa
     return base / 2.0 + rng.uniform(0.0, base / 2.0)  # equal
 
 
+def worst_case_seconds(config: RetryConfig, attempt_timeout_s: float) -> float:
+    """The longest every attempt under ``config`` can take together: each attempt cut at
+    ``attempt_timeout_s``, and between them the longest delay the policy and its jitter allow."""
+    cap_s = config.max_delay_ms / 1000.0
+    initial_s = config.initial_delay_ms / 1000.0
+    delays = 0.0
+    longest = min(cap_s, initial_s)  # the longest delay before the next retry (capped as it grows: no overflow)
+    for _ in range(1, config.max_attempts):
+        if config.jitter == "decorrelated":
+            longest = min(cap_s, max(longest * 3.0, initial_s))
+            delays += longest
+        else:
+            delays += longest
+            longest = min(cap_s, longest * config.backoff_factor)
+    total = config.max_attempts * attempt_timeout_s + delays
+    if config.retry_budget_ms is not None:
+        # No retry starts later than the budget after the first attempt started.
+        total = min(total, config.retry_budget_ms / 1000.0 + attempt_timeout_s)
+    return total
+
+
 def next_retry_delay(
     config: RetryConfig,
     *,

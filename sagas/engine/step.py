@@ -29,8 +29,9 @@ class SagaStep:
     ``execute(**context)`` and ``compensate(**context)`` receive the saga's context:
     the trigger event's data, earlier steps' results merged in, and the services
     (``command_bus``, ``query_bus``, ``event_bus``, ``clock``, ``rng``, ``locks``,
-    ``saga_id``, ``sagas`` for child sagas). ``execute`` returns a mapping merged
-    into the context of later steps (or None).
+    ``saga_id``, ``sagas`` for child sagas), and ``attempt``: which attempt of this
+    step (or of its compensation) is running, from 1. ``execute`` returns a mapping
+    merged into the context of later steps (or None).
 
     The retry policy is ``retry`` when given; otherwise the seed's
     ``retry_count`` retries with delays ``retry_delay_base * 2 ** (n - 1)`` seconds.

@@ -7,6 +7,15 @@ the owner, and DELETE inside MULTI/EXEC, which Redis refuses if the key changed
 in between (an expiry and a new holder's SET included). That is the same
 guarantee as the usual compare-and-delete Lua script, and it also runs on
 fakeredis without a Lua interpreter, so the lab exercises this exact code.
+
+Fencing tokens: no lock can stop a holder that froze past its TTL from
+believing it still holds the lock. ``acquire_fenced`` therefore also hands out
+a token: ``SET key owner NX PX ttl`` and ``INCR fence:key`` in one MULTI/EXEC,
+so the tokens of successive holders increase in the order they took the lock
+(a failed SET bumps the counter too, which costs nothing: tokens only need to
+grow). A write model that remembers the highest token it accepted for a
+resource and refuses older ones shuts out the stale holder. The counter never
+expires: a counter that restarted would make a stale token look fresh.
 """
 
 from __future__ import annotations
@@ -19,6 +28,11 @@ from sagas.infra.redis_io import resolve, text
 
 # WATCH conflicts in a row before release() gives up (each needs another writer on the same key).
 _RELEASE_ATTEMPTS = 5
+
+
+def fence_key(key: str) -> str:
+    """The key of ``key``'s fencing-token counter (outside the lock's own key space)."""
+    return f"fence:{key}"
 
 
 def _check_ttl(ttl_seconds: float) -> int:
@@ -37,6 +51,22 @@ class RedisLockManager:
         """Take ``key`` for ``owner`` for ``ttl_seconds`` unless someone holds it."""
         ttl_ms = _check_ttl(ttl_seconds)
         return bool(await resolve(self._redis.set(key, owner, nx=True, px=ttl_ms)))
+
+    async def acquire_fenced(self, key: str, owner: str, ttl_seconds: float) -> int | None:
+        """Take ``key`` like ``acquire``; return its fencing token (>= 1), or None if someone holds it.
+
+        The SET and the token's INCR run in one transaction, so no holder that took the lock
+        later can have received a smaller token.
+        """
+        ttl_ms = _check_ttl(ttl_seconds)
+        pipe = self._redis.pipeline(transaction=True)
+        try:
+            pipe.set(key, owner, nx=True, px=ttl_ms)
+            pipe.incr(fence_key(key))
+            acquired, token = await resolve(pipe.execute())
+        finally:
+            await resolve(pipe.reset())
+        return int(token) if acquired else None
 
     async def release(self, key: str, owner: str) -> bool:
         """Delete ``key`` if ``owner`` still holds it; False if it expired or another holds it."""
@@ -72,14 +102,20 @@ class InMemoryLockManager:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._held: dict[str, tuple[str, float]] = {}
+        self._tokens: dict[str, int] = {}
 
     async def acquire(self, key: str, owner: str, ttl_seconds: float) -> bool:
         """Take ``key`` for ``owner`` for ``ttl_seconds`` unless someone holds it."""
+        return await self.acquire_fenced(key, owner, ttl_seconds) is not None
+
+    async def acquire_fenced(self, key: str, owner: str, ttl_seconds: float) -> int | None:
+        """Take ``key`` like ``acquire``; return its fencing token (>= 1), or None if someone holds it."""
         _check_ttl(ttl_seconds)
         if await self.holder(key) is not None:
-            return False
+            return None
         self._held[key] = (owner, self._clock() + ttl_seconds)
-        return True
+        self._tokens[key] = token = self._tokens.get(key, 0) + 1
+        return token
 
     async def release(self, key: str, owner: str) -> bool:
         """Delete ``key`` if ``owner`` still holds it."""

@@ -1,4 +1,10 @@
-"""Commands (change the write model) and queries (read the read models) of the trading domain."""
+"""Commands (change the write model) and queries (read the read models) of the trading domain.
+
+Commands a saga sends about a broker connection carry ``saga_id`` (who writes: the write model
+records it with every write it accepts, and a linked account remembers the saga that linked it)
+and ``fencing_token`` (the token of the connection's lock the saga holds, if it holds one: the
+write model refuses a token older than the newest it has accepted for that connection).
+"""
 
 from __future__ import annotations
 
@@ -58,19 +64,34 @@ class MarkConnectionRecovered:
 
 @dataclass(frozen=True, slots=True)
 class LinkBrokerAccount:
-    """Link a discovered account to a connection (idempotent per connection and external id)."""
+    """Link a discovered account to a connection (idempotent per connection and external id).
+
+    ``only_if_connected``: refuse (``ConnectionNotConnected``) unless the connection is connected
+    right now, so a slow discovery cannot link accounts into a connection its user has since
+    disconnected, behind the back of the enriched ``BrokerDisconnected`` already published.
+    """
 
     broker_connection_id: str
     external_id: str
     kind: str = "linked"
+    only_if_connected: bool = False
+    saga_id: str | None = None
+    fencing_token: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UnlinkBrokerAccount:
-    """Delete the account a connection has for an external id, if any (idempotent)."""
+    """Delete the account a connection has for an external id, if any (idempotent).
+
+    ``only_own``: only if ``saga_id`` linked it, so a compensation undoes its own links and never
+    an account that an earlier connection saga linked (a later link of it was idempotent).
+    """
 
     broker_connection_id: str
     external_id: str
+    only_own: bool = False
+    saga_id: str | None = None
+    fencing_token: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +103,51 @@ class DeleteBrokerAccount:
 
     account_id: str
     only_if_disconnected: bool = False
+    saga_id: str | None = None
+    fencing_token: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteVirtualBrokerData:
-    """Delete a virtual broker's own records of some accounts (idempotent)."""
+    """Delete a virtual broker's own records of some accounts (idempotent).
+
+    ``broker_connection_id`` names the connection they belong to when the sender writes under
+    that connection's lock (its ``fencing_token`` is checked against that connection).
+    """
 
     account_ids: tuple[str, ...]
+    broker_connection_id: str | None = None
+    saga_id: str | None = None
+    fencing_token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveDisconnection:
+    """A disconnection saga that ends without its purge hands the cleanup to a fresh saga.
+
+    If the connection is still disconnected, the write model publishes ``BrokerDisconnected``
+    again, enriched with what the connection holds now, as the ``redrive``-th hand-over; otherwise
+    (reconnected, or purged meanwhile) there is nothing left to hand over.
+    """
+
+    broker_connection_id: str
+    reason: str
+    redrive: int
+    saga_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FenceConnection:
+    """A saga that just took a connection's lock announces its fencing token to the write model.
+
+    From then on every write about the connection that carries an older token is refused, so a
+    holder whose TTL ran out while it was frozen can change nothing once the new holder acts. The
+    new holder sends this before it reads anything, so what it reads is not changed under it.
+    """
+
+    broker_connection_id: str
+    fencing_token: int
+    saga_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +174,8 @@ class PurgeBrokerConnection:
     broker_connection_id: str
     expected_status: str | None = None
     require_no_accounts: bool = False
+    saga_id: str | None = None
+    fencing_token: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +205,16 @@ class GetBrokerConnectionDetailsQuery:
 @dataclass(frozen=True, slots=True)
 class GetAccountsByConnectionQuery:
     """Account ids of a connection as the (asynchronous, possibly lagging) account read model sees them."""
+
+    broker_connection_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetWriteModelAccountsQuery:
+    """Account ids of a connection as the write model holds them right now (authoritative, never lags).
+
+    For safety checks before an irreversible step, when a lagging read model cannot decide.
+    """
 
     broker_connection_id: str
 

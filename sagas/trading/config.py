@@ -27,6 +27,12 @@ SEED_CONSISTENCY_RETRY = RetryConfig(
 )
 """The seed's eventual-consistency poll: 5 attempts, 0.5 s growing by 1.5x to at most 2 s, jittered."""
 
+PRICE_READ_RETRY = RetryConfig(
+    max_attempts=5, initial_delay_ms=1000, max_delay_ms=8000, backoff_factor=2.0, jitter="equal"
+)
+"""Each price read of a position's monitor loop: a transient broker error (5xx, 429, a timeout) is retried
+about 1, 2, 4 and 8 s later, so one error in a watch of hundreds of reads does not end the watch."""
+
 
 @dataclass(frozen=True, slots=True)
 class SagaVariants:
@@ -34,13 +40,23 @@ class SagaVariants:
 
     - ``disconnect_lock``: ``seed`` takes the lock with ``safe_set`` and, if it is
       not acquired, sleeps 3 s and goes on anyway, releasing it after step 1;
-      ``safe`` waits for an owner-token lock and holds it for the whole saga;
-      connection sagas of the same connection take turns on the same lock.
+      ``safe`` waits for an owner-token lock (retrying through Redis errors) and
+      holds it for the whole saga; connection sagas of the same connection take
+      turns on the same lock. The safe lock hands out a fencing token, which the
+      saga announces to the write model at once and sends with every write it
+      makes under the lock, so a holder frozen past the TTL cannot write once the
+      next holder has started.
     - ``child_wait``: ``seed`` waits for child sagas with ``sleep(min(5 + 2n, 30))``;
       ``safe`` waits for their completion events with a deadline.
     - ``purge``: ``seed`` re-validates with queries, then purges unconditionally;
-      ``safe`` also makes the purge (and the account deletions) conditional on the
-      connection still being disconnected, checked atomically by the write model.
+      ``safe`` lets the write model judge, atomically: the purge (and the account
+      deletions) happen only while the connection is still disconnected and holds
+      no account; accounts are linked only into a connected connection; a connection
+      saga's compensation unlinks only the accounts it linked itself; and when the
+      account read model still lags after the consistency poll's budget, the write
+      model says whether accounts remain (the poll delays the purge, never strands it);
+      and a disconnection saga that fails or times out hands the cleanup over to a
+      fresh saga (a re-published ``BrokerDisconnected``), at most three times in a row.
     """
 
     disconnect_lock: Variant = "seed"
@@ -64,6 +80,7 @@ class SagaConfig:
     child_wait_timeout_seconds: float = 120.0
     max_order_quantity: float = 10_000.0
     position_poll_seconds: float = 5.0
+    position_price_retry: RetryConfig = PRICE_READ_RETRY
     step_overrides: Mapping[str, tuple[float | None, RetryConfig | None]] = field(default_factory=dict)
     """Per-step (deadline, retry policy) overrides keyed ``"SagaType.step_name"``; None keeps the step's own."""
 

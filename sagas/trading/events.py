@@ -29,6 +29,7 @@ class BrokerDisconnected(Event):
     linked_account_ids: tuple[str, ...]
     virtual_account_ids: tuple[str, ...]
     automation_ids: tuple[str, ...]
+    redrive: int = 0  # 0 for the user's disconnect; n for the n-th hand-over of an unfinished cleanup
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -76,6 +76,7 @@ class BrokerAccount:
     broker_id: str
     external_id: str
     kind: AccountKind = AccountKind.LINKED
+    linked_by: str | None = None  # the saga that linked it: only its own compensation may unlink it
 
 
 @dataclass

@@ -6,6 +6,14 @@ A handler checks and changes aggregates, then publishes enriched events on the
 ``EventBus``; synchronous projections see them before the command returns,
 asynchronous ones later. It also keeps a history of purges and deletions that
 invariant checks read.
+
+Fencing: commands a saga sends under a connection's lock carry the lock's
+fencing token. The platform remembers the newest token it accepted per
+connection and refuses an older one (``StaleFencingToken``) before changing
+anything, so a holder that froze past its lock's TTL cannot write once the
+next holder has. Every write a saga made (``saga_id`` set) is recorded in
+``writes``, and every refused stale one in ``stale_writes``: with the lock
+ledger, that is the ground truth of who changed a connection under which lock.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus
-from sagas.engine.errors import InvalidEvent
+from sagas.engine.errors import NonRetryableError
 from sagas.engine.events import Event
 from sagas.engine.randomness import IdSource
 from sagas.trading import commands as c
 from sagas.trading import events as e
+from sagas.trading.fencing import ConnectionWrite, DomainError, StaleFencingToken, WriteFence
 from sagas.trading.model import (
     AccountKind,
     Automation,
@@ -37,8 +46,8 @@ from sagas.trading.model import (
 LIVE_STATUSES = (ConnectionStatus.CONNECTING, ConnectionStatus.CONNECTED, ConnectionStatus.FAILED)
 
 
-class DomainError(InvalidEvent):
-    """A command that the write model refuses (unknown aggregate, wrong state)."""
+class ConnectionNotConnected(DomainError, NonRetryableError):
+    """A guarded link into a connection that is not connected (its user disconnected it meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class TradingPlatform:
         self.automations: dict[str, Automation] = {}
         self.virtual_broker_records: dict[str, str] = {}  # account id -> connection id, in the VB's own store
         self.purges: list[PurgeRecord] = []
+        self.fence = WriteFence(clock)
         self.orders: dict[str, Order] = {}
         self.positions: dict[str, Position] = {}
         # fill key (order id:sequence) -> (position id, signed quantity, average and realized P&L before it)
@@ -92,6 +102,8 @@ class TradingPlatform:
             c.RevertFillsFromPosition: self.revert_fills_from_position,
             c.SetPositionExits: self.set_position_exits,
             c.PurgeBrokerConnection: self.purge_broker_connection,
+            c.FenceConnection: self.fence_connection,
+            c.RedriveDisconnection: self.redrive_disconnection,
             c.DeleteUser: self.delete_user,
             c.HardDeleteUser: self.hard_delete_user,
         }
@@ -112,6 +124,37 @@ class TradingPlatform:
     def accounts_of(self, connection_id: str) -> list[BrokerAccount]:
         """The accounts linked to a connection, in creation order."""
         return [a for a in self.accounts.values() if a.connection_id == connection_id]
+
+    # -- fencing -----------------------------------------------------------
+
+    def _check_token(self, connection_id: str, command: Any) -> None:
+        """Refuse ``command`` if its fencing token is stale (``StaleFencingToken``), before it changes anything."""
+        self.fence.check(connection_id, command)
+
+    def _wrote(self, connection_id: str, command: Any) -> None:
+        self.fence.record(connection_id, command)
+
+    @property
+    def writes(self) -> list[ConnectionWrite]:
+        """Every write a saga made about a connection, in the order they took effect."""
+        return self.fence.writes
+
+    @property
+    def stale_writes(self) -> list[ConnectionWrite]:
+        """Every write refused for a stale fencing token."""
+        return self.fence.stale_writes
+
+    @property
+    def fences(self) -> dict[str, int]:
+        """The newest fencing token accepted per connection."""
+        return self.fence.fences
+
+    async def fence_connection(self, command: c.FenceConnection) -> int:
+        """Accept a new lock holder's token for a connection; return it (``StaleFencingToken`` if older)."""
+        self._connection(command.broker_connection_id)
+        self._check_token(command.broker_connection_id, command)
+        self._wrote(command.broker_connection_id, command)
+        return command.fencing_token
 
     # -- users -------------------------------------------------------------
 
@@ -192,22 +235,37 @@ class TradingPlatform:
             return False
         connection.status = ConnectionStatus.DISCONNECTED
         connection.version += 1
+        await self._publish_disconnected(connection, command.reason, command.causation_id)
+        return True
+
+    async def _publish_disconnected(
+        self, connection: BrokerConnection, reason: str, causation_id: str | None, redrive: int = 0
+    ) -> None:
+        """``BrokerDisconnected``, enriched with the accounts and automations the connection holds now."""
         accounts = self.accounts_of(connection.connection_id)
         account_ids = {a.account_id for a in accounts}
         await self._publish(
             e.BrokerDisconnected,
-            causation_id=command.causation_id,
+            causation_id=causation_id,
             broker_connection_id=connection.connection_id,
             user_id=connection.user_id,
             broker_id=connection.broker_id,
             is_virtual=connection.is_virtual,
-            disconnect_reason=command.reason,
+            disconnect_reason=reason,
             linked_account_ids=tuple(a.account_id for a in accounts if a.kind is AccountKind.LINKED),
             virtual_account_ids=tuple(a.account_id for a in accounts if a.kind is AccountKind.VIRTUAL),
             automation_ids=tuple(
                 a.automation_id for a in self.automations.values() if account_ids.intersection(a.account_ids)
             ),
+            redrive=redrive,
         )
+
+    async def redrive_disconnection(self, command: c.RedriveDisconnection) -> bool:
+        """Publish ``BrokerDisconnected`` again for a connection still disconnected; False if it is not."""
+        connection = self._connection(command.broker_connection_id)
+        if connection.status is not ConnectionStatus.DISCONNECTED:
+            return False
+        await self._publish_disconnected(connection, command.reason, None, command.redrive)
         return True
 
     async def disconnect_all_brokers(self, command: c.DisconnectAllBrokers) -> dict[str, Any]:
@@ -247,6 +305,7 @@ class TradingPlatform:
     async def purge_broker_connection(self, command: c.PurgeBrokerConnection) -> dict[str, Any]:
         """Purge a connection, unconditionally or only if it is in ``expected_status`` right now."""
         connection = self._connection(command.broker_connection_id)
+        self._check_token(connection.connection_id, command)
         status = connection.status
         if status is ConnectionStatus.PURGED:
             return {"purged": False, "reason": "already_purged"}
@@ -256,6 +315,7 @@ class TradingPlatform:
             return {"purged": False, "reason": "accounts_exist_after_deletion"}
         connection.status = ConnectionStatus.PURGED
         connection.version += 1
+        self._wrote(connection.connection_id, command)
         self.purges.append(PurgeRecord(self.clock(), connection.connection_id, connection.user_id, status.value))
         await self._publish(
             e.BrokerConnectionPurged,
@@ -270,9 +330,15 @@ class TradingPlatform:
     async def link_broker_account(self, command: c.LinkBrokerAccount) -> str:
         """Link an account (idempotent per connection and external id); publish ``BrokerAccountLinked``."""
         connection = self._connection(command.broker_connection_id)
+        self._check_token(connection.connection_id, command)
         if connection.status is ConnectionStatus.PURGED:
             # As a foreign key would: a purged connection takes no accounts.
             raise DomainError(f"broker connection {connection.connection_id} is purged; cannot link accounts")
+        if command.only_if_connected and connection.status is not ConnectionStatus.CONNECTED:
+            raise ConnectionNotConnected(
+                f"broker connection {connection.connection_id} is {connection.status.value}, not connected; "
+                "linking now would add accounts its disconnection does not know about"
+            )
         for account in self.accounts_of(connection.connection_id):
             if account.external_id == command.external_id:
                 return account.account_id
@@ -283,8 +349,10 @@ class TradingPlatform:
             connection.broker_id,
             command.external_id,
             AccountKind(command.kind),
+            linked_by=command.saga_id,
         )
         self.accounts[account.account_id] = account
+        self._wrote(connection.connection_id, command)
         if account.kind is AccountKind.VIRTUAL:
             self.virtual_broker_records[account.account_id] = connection.connection_id
         await self._publish(
@@ -303,10 +371,12 @@ class TradingPlatform:
         account = self.accounts.get(command.account_id)
         if account is None:
             return False
+        self._check_token(account.connection_id, command)
         connection = self.connections.get(account.connection_id)
         if command.only_if_disconnected and connection is not None and connection.status in LIVE_STATUSES:
             return False
         del self.accounts[command.account_id]
+        self._wrote(account.connection_id, command)
         for automation in self.automations.values():
             if account.account_id in automation.account_ids:
                 automation.account_ids.remove(account.account_id)
@@ -319,15 +389,27 @@ class TradingPlatform:
         return True
 
     async def unlink_broker_account(self, command: c.UnlinkBrokerAccount) -> bool:
-        """Delete the connection's account for ``external_id`` (a no-op if there is none)."""
+        """Delete the connection's account for ``external_id`` (a no-op if there is none, or if it is
+        another saga's and ``only_own`` is set)."""
+        self._check_token(command.broker_connection_id, command)
         for account in self.accounts_of(command.broker_connection_id):
             if account.external_id == command.external_id:
-                return await self.delete_broker_account(c.DeleteBrokerAccount(account.account_id))
+                if command.only_own and account.linked_by != command.saga_id:
+                    return False
+                delete = c.DeleteBrokerAccount(
+                    account.account_id, saga_id=command.saga_id, fencing_token=command.fencing_token
+                )
+                return await self.delete_broker_account(delete)
         return False
 
     async def delete_virtual_broker_data(self, command: c.DeleteVirtualBrokerData) -> int:
         """Delete the virtual broker's own records of these accounts; return how many existed."""
-        return sum(self.virtual_broker_records.pop(a, None) is not None for a in command.account_ids)
+        if command.broker_connection_id is not None:
+            self._check_token(command.broker_connection_id, command)
+        deleted = sum(self.virtual_broker_records.pop(a, None) is not None for a in command.account_ids)
+        if deleted and command.broker_connection_id is not None:
+            self._wrote(command.broker_connection_id, command)
+        return deleted
 
     async def create_automation(self, command: c.CreateAutomation) -> str:
         """Create an automation over some accounts."""
@@ -508,3 +590,13 @@ class TradingPlatform:
         if position is None:
             raise DomainError(f"unknown position {command.position_id!r}")
         position.stop_loss, position.take_profit = command.stop_loss, command.take_profit
+
+
+__all__ = [
+    "ConnectionNotConnected",
+    "ConnectionWrite",
+    "DomainError",
+    "PurgeRecord",
+    "StaleFencingToken",
+    "TradingPlatform",
+]

@@ -53,6 +53,11 @@ def install_platform(manager: SagaManager, projection_worker: ProjectionWorker |
         return dataclasses.replace(found, fill_quantities=list(found.fill_quantities))
 
     manager.query_bus.register_handler(c.GetPositionQuery, position)
+
+    async def write_model_accounts(query: c.GetWriteModelAccountsQuery) -> list[str]:
+        return [a.account_id for a in write.accounts_of(query.broker_connection_id)]
+
+    manager.query_bus.register_handler(c.GetWriteModelAccountsQuery, write_model_accounts)
     return Platform(write, read)
 
 

@@ -114,10 +114,12 @@ class Workload(Strict):
 
 
 class BrokerSpec(Strict):
-    """One broker: its profile (``virtual`` or ``real``) and whether connections to it are virtual."""
+    """One broker: its profile (``virtual`` or ``real``), whether connections to it are virtual, and how
+    its market moves (a seeded random walk of each symbol's price; 0: prices stay at the reference)."""
 
     profile: str
     virtual: bool = False
+    volatility_per_sqrt_s: NonNegative = 0.0
 
     @field_validator("profile")
     @classmethod
@@ -331,6 +333,39 @@ class SagaSettings(Strict):
         )
 
 
+# -- what to expect -----------------------------------------------------------------------------
+
+Expectation = Literal["clean"] | tuple[str, ...]
+"""``clean`` (no invariant violated in any run), or the invariants expected to be violated (and no other)."""
+
+
+class Expect(Strict):
+    """What a batch should show with every variant switch on ``seed``, and with every one on ``safe``.
+
+    ``seed: [no_orphans, no_data_loss]`` says the all-seed variants are expected to violate exactly
+    those invariants (each in some run); ``safe: clean`` that the all-safe variants violate none.
+    A scenario run with mixed variants has no expectation.
+    """
+
+    seed: Expectation | None = None
+    safe: Expectation | None = None
+
+    @field_validator("seed", "safe", mode="before")
+    @classmethod
+    def _invariants(cls, value: object) -> object:
+        if value is None or value == "clean":
+            return value
+        if not isinstance(value, list | tuple) or not all(isinstance(name, str) for name in value):
+            raise ValueError(f"expected clean or a list of invariant names, got {value!r}")
+        if not value:
+            raise ValueError("an empty list expects nothing to be violated: write clean")
+        for name in value:
+            _known("invariant", name, INVARIANTS)
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an invariant twice: {', '.join(value)}")
+        return tuple(value)
+
+
 # -- the scenario ------------------------------------------------------------------------------
 
 
@@ -348,6 +383,7 @@ class Scenario(Strict):
     faults: Faults = Faults()
     sagas: SagaSettings = SagaSettings()
     invariants: tuple[str, ...] = INVARIANTS
+    expect: Expect = Expect()
     reach: tuple[str, ...] = ()
     """Engine paths (``simlab.reach.REACH_PATHS``) the scenario's question needs: a batch in which
     no run reached one of them is flagged by ``simlab.summary.reach_table``."""
@@ -380,6 +416,16 @@ class Scenario(Strict):
                 raise ValueError(
                     f"workload.brokers names broker {broker!r}, which brokers does not define "
                     f"(defined: {', '.join(self.brokers) or 'none'})"
+                )
+        for variant in ("seed", "safe"):
+            expected = getattr(self.expect, variant)
+            unchecked = (
+                [name for name in expected if name not in self.invariants] if isinstance(expected, tuple) else []
+            )
+            if unchecked:
+                raise ValueError(
+                    f"expect.{variant} names {', '.join(unchecked)}, which this scenario does not check "
+                    f"(its invariants: {', '.join(self.invariants)})"
                 )
         if self.faults.heal_after_s > self.horizon_s:
             raise ValueError(

@@ -34,6 +34,7 @@ class ScriptedBroker:
     ack_delay_s: float = 0.0
     reject: bool = False
     cancelled: set[str] = field(default_factory=set)
+    failing_price_reads: int = 0  # the next this many last_price calls fail with a 5xx
 
     async def _call(self, operation: str, connection_id: str) -> None:
         self.calls.append((self.runtime.now(), operation, connection_id))
@@ -74,6 +75,9 @@ class ScriptedBroker:
 
     async def last_price(self, connection_id: str, symbol: str) -> float:
         await self._call("last_price", connection_id)
+        if self.failing_price_reads:
+            self.failing_price_reads -= 1
+            raise BrokerUnavailable("503 while reading the price")
         return self.prices.get(symbol, 100.0)
 
     async def next_order_update(self, connection_id: str, broker_order_id: str, after_sequence: int) -> OrderUpdate:

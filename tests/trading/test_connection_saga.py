@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sagas.trading import commands as c
+from sagas.trading.config import SagaConfig, SagaVariants
+from sagas.trading.model import ConnectionStatus
 from tests.trading.world import run_trading, terminal
 
 
@@ -57,3 +61,40 @@ def test_a_link_step_that_keeps_timing_out_is_compensated_by_deleting_the_discov
     assert link == [(30.0, 1, "timed_out"), (60.5, 2, "timed_out"), (91.5, 3, "timed_out"), (91.5, 1, "compensated")]
     assert world.platform.write.accounts_of(connection_id) == []
     assert terminal(world, "BrokerConnectionSaga") == [(91.5, "compensated", "compensated")]
+
+
+def _second_saga_fails_after_relinking(variants: SagaVariants):
+    # The first saga links both accounts. The user connects the same connection again; the second
+    # saga's links are idempotent (the accounts exist), but its link of the second account hangs
+    # (100 s) until the step's deadline cuts it, three times: the step is compensated.
+    slow = [False]
+
+    def delay(command):
+        hanging = isinstance(command, c.LinkBrokerAccount) and command.external_id.endswith("-acct-1")
+        return 100.0 if slow[0] and hanging else 0.0
+
+    async def main(world):
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        slow[0] = True
+        await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        return connection_id
+
+    return run_trading(main, command_delay=delay, config=SagaConfig(variants=variants))
+
+
+def test_the_seed_compensation_unlinks_accounts_an_earlier_saga_linked():
+    connection_id, world = _second_saga_fails_after_relinking(SagaVariants())
+    assert [o for _, o, _ in terminal(world, "BrokerConnectionSaga")] == ["completed", "compensated"]
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.CONNECTED
+    assert world.platform.write.accounts_of(connection_id) == []  # the first saga's accounts are gone
+
+
+def test_the_safe_compensation_unlinks_only_what_its_own_saga_linked():
+    connection_id, world = _second_saga_fails_after_relinking(dataclasses.replace(SagaVariants(), purge="safe"))
+    first, second = [s for s in world.sim.store.all_states() if s.saga_type == "BrokerConnectionSaga"]
+    assert (first.status.value, second.status.value) == ("completed", "compensated")
+    accounts = world.platform.write.accounts_of(connection_id)
+    assert [a.linked_by for a in accounts] == [first.saga_id, first.saga_id]  # kept, and still the first's

@@ -11,7 +11,9 @@ from sagas.trading import commands as c
 from sagas.trading import events as e
 from sagas.trading.config import SagaConfig, SagaVariants
 from sagas.trading.model import ConnectionStatus
+from simlab.faults import install_faults, plan_faults
 from simlab.latency import fixed_delay
+from simlab.scenario.model import Scenario
 from tests.trading.world import fixed_lag, run_trading, saga_records, terminal
 
 STEPS = [
@@ -147,7 +149,7 @@ def test_a_longer_poll_budget_rides_out_the_same_lag():
 QUERY_DELAY = 0.01  # every read-model query takes 10 ms, as a database round trip would
 
 
-def _race(variants: SagaVariants, reconnect_at: float | None):
+def _race(variants: SagaVariants, reconnect_at: float | None, command_delay: float = 0.0):
     config = SagaConfig(variants=variants)
 
     async def main(world):
@@ -161,7 +163,9 @@ def _race(variants: SagaVariants, reconnect_at: float | None):
         await world.manager.wait_idle()
         return connection_id
 
-    return run_trading(main, config=config, query_delay=fixed_delay(QUERY_DELAY))
+    return run_trading(
+        main, config=config, query_delay=fixed_delay(QUERY_DELAY), command_delay=fixed_delay(command_delay)
+    )
 
 
 def _purge_started(world) -> float:
@@ -186,10 +190,12 @@ def test_the_seed_purge_loses_a_connection_that_reconnects_between_revalidation_
 
 
 def test_the_safe_purge_aborts_when_the_connection_reconnected_and_loses_nothing():
+    # The safe purge re-validates the connection's status (10 ms), then sends the guarded purge (10 ms
+    # on the way): the user's reconnect (itself 10 ms on the way) lands between the two.
     safe = dataclasses.replace(SagaVariants(), purge="safe")
-    _, undisturbed = _race(safe, reconnect_at=None)
-    window = _purge_started(undisturbed) + QUERY_DELAY + QUERY_DELAY / 2
-    connection_id, world = _race(safe, reconnect_at=window)
+    _, undisturbed = _race(safe, reconnect_at=None, command_delay=QUERY_DELAY)
+    window = _purge_started(undisturbed) + QUERY_DELAY / 2
+    connection_id, world = _race(safe, reconnect_at=window, command_delay=QUERY_DELAY)
     assert world.platform.write.purges == []
     assert world.platform.write.connections[connection_id].status is ConnectionStatus.CONNECTED
     assert len(world.platform.write.accounts_of(connection_id)) == 2  # rediscovered and kept
@@ -258,3 +264,154 @@ def test_the_safe_lock_makes_the_second_saga_wait_its_turn_then_stand_down():
     assert (first[-1].outcome, second[-1].outcome, second[-1].detail) == ("completed", "aborted", "already_purged")
     assert not [r for r in second if r.step == "clear_broker_cache"]  # never entered the cleanup
     assert second[-1].t >= first[-1].t
+
+
+# -- the safe variants never strand a connection -------------------------------------------
+
+
+def test_the_safe_purge_asks_the_write_model_when_the_poll_runs_out_and_purges_at_that_instant():
+    # The same 10 s lag as above: the seed's poll gives up and the saga compensates; with the safe
+    # purge the saga asks the write model at that very instant, learns no account remains, and purges.
+    def disconnect(world):
+        return connect_then_disconnect(world, disconnect_at=20.0)
+
+    _, seed = run_trading(disconnect, lag=fixed_lag(10.0))
+    safe_config = SagaConfig(variants=dataclasses.replace(SagaVariants(), purge="safe"))
+    connection_id, world = run_trading(disconnect, lag=fixed_lag(10.0), config=safe_config)
+    [(gave_up, outcome, _)] = terminal(seed, "BrokerDisconnectionSaga")
+    assert outcome == "compensated" and gave_up < 30.0  # before the deletions reach the read model
+    assert terminal(world, "BrokerDisconnectionSaga") == [(gave_up, "completed", None)]
+    [state] = [s for s in world.sim.store.all_states() if s.saga_type == "BrokerDisconnectionSaga"]
+    assert state.results["validated_by"] == "write_model"
+    assert "AccountsStillInReadModel" in state.results["read_model_lag"]
+    assert [(p.t, p.status_at_purge) for p in world.platform.write.purges] == [(gave_up, "disconnected")]
+    assert world.platform.write.accounts_of(connection_id) == []
+
+
+def _slow_connect(variants: SagaVariants):
+    # The broker answers in 10 s: the connection saga opens a session (t=0..10) and discovers
+    # (t=10..20). The user disconnects at t=5, before any account is linked: the BrokerDisconnected
+    # event names none. The safe lock makes the disconnection wait for the connection saga.
+    async def main(world):
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.sim.runtime.sleep(5.0)
+        await bus.send(c.DisconnectBroker(connection_id))
+        await world.manager.wait_idle()
+        return connection_id
+
+    return run_trading(main, config=SagaConfig(variants=variants), broker_latency_s=10.0)
+
+
+def test_a_slow_connect_links_accounts_the_disconnection_never_heard_of_and_strands_the_connection():
+    connection_id, world = _slow_connect(dataclasses.replace(SagaVariants(), disconnect_lock="safe"))
+    assert terminal(world, "BrokerConnectionSaga") == [(20.0, "completed", None)]
+    [(_, outcome, _)] = terminal(world, "BrokerDisconnectionSaga")
+    assert outcome == "compensated"  # its poll never saw the read model empty
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.DISCONNECTED
+    assert len(world.platform.write.accounts_of(connection_id)) == 2  # linked after the event: stranded
+
+
+def test_the_safe_link_refuses_a_disconnected_connection_so_the_disconnection_purges_it():
+    connection_id, world = _slow_connect(SagaVariants.all_safe())
+    failed = [(r.t, r.step, r.error_type) for r in saga_records(world, "BrokerConnectionSaga") if r.outcome == "failed"]
+    assert failed == [(20.0, "link_accounts", "ConnectionNotConnected")]  # refused, not retried
+    assert terminal(world, "BrokerConnectionSaga") == [(20.0, "compensated", "compensated")]
+    # The disconnection took the lock the connection saga's compensation released at t=20; its poll
+    # waits 0.15 s and sees no account; releasing the adapter's session takes the broker 10 s more.
+    assert terminal(world, "BrokerDisconnectionSaga") == [(30.15, "completed", None)]
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
+    assert world.platform.write.accounts_of(connection_id) == []
+
+
+def _during_a_redis_outage(variants: SagaVariants):
+    # Redis refuses every command from t=0.5 to t=8 (the lock, the caches); the user disconnects at t=1.
+    outage = Scenario.model_validate(
+        {
+            "name": "outage",
+            "faults": {
+                "heal_after_s": 60,
+                "redis": {"enabled": True, "outages": [{"start_s": 0.5, "duration_s": 7.5}]},
+            },
+        }
+    )
+
+    async def main(world):
+        install_faults(world, plan_faults(outage, 0), outage)
+        return await connect_then_disconnect(world)
+
+    return run_trading(main, config=SagaConfig(variants=variants))
+
+
+def test_the_seed_cleanup_gives_up_during_a_redis_outage_and_strands_the_connection():
+    connection_id, world = _during_a_redis_outage(SagaVariants())
+    failed = [(r.t, r.step) for r in saga_records(world, "BrokerDisconnectionSaga") if r.outcome == "step_failed"]
+    # safe_set swallows the refused lock and the saga sleeps 3 s; the cache clears at t=4, 5 and 7 are refused
+    assert failed == [(7.0, "clear_broker_cache")]
+    assert terminal(world, "BrokerDisconnectionSaga") == [(7.0, "compensated", "compensated")]
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.DISCONNECTED
+
+
+def test_the_safe_disconnection_retries_its_lock_through_a_redis_outage_and_purges():
+    connection_id, world = _during_a_redis_outage(SagaVariants.all_safe())
+    records = saga_records(world, "BrokerDisconnectionSaga")
+    lock = [
+        (r.t, r.outcome, r.error_type) for r in records if r.step == "validate_disconnection" and r.phase == "execute"
+    ]
+    assert lock[:2] == [(1.0, "started", None), (1.0, "failed", "ConnectionError")]
+    assert lock[-1][1] == "completed" and lock[-1][0] >= 8.0  # the first attempt after the outage
+    assert {r.outcome for r in records if r.step == "clear_broker_cache" and r.phase == "execute"} == {
+        "started",
+        "completed",
+    }
+    assert terminal(world, "BrokerDisconnectionSaga")[-1][1] == "completed"
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
+
+
+def _frozen_past_its_deadline(variants: SagaVariants):
+    # The disconnection saga freezes for 400 s right after taking the lock (a GC pause; the fault is
+    # on from t=1 to t=10 only): its own 300 s deadline passes while it is frozen.
+    pause = Scenario.model_validate(
+        {
+            "name": "pause",
+            "faults": {
+                "heal_after_s": 10,
+                "process_pauses": {"enabled": True, "probability": 1.0, "pause_s": {"dist": "fixed", "value": 400}},
+            },
+        }
+    )
+
+    async def main(world):
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        install_faults(world, plan_faults(pause, 0), pause)
+        await world.sim.runtime.sleep(1.0)
+        await bus.send(c.DisconnectBroker(connection_id))
+        await world.manager.wait_idle()
+        return connection_id
+
+    return run_trading(main, config=SagaConfig(variants=variants))
+
+
+def test_the_seed_disconnection_that_outlives_its_deadline_frozen_strands_the_connection():
+    connection_id, world = _frozen_past_its_deadline(SagaVariants())
+    assert terminal(world, "BrokerDisconnectionSaga") == [(401.0, "timed_out", "compensated")]
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.DISCONNECTED
+
+
+def test_the_safe_disconnection_that_outlives_its_deadline_hands_the_cleanup_to_a_fresh_saga():
+    connection_id, world = _frozen_past_its_deadline(SagaVariants.all_safe())
+    [(gave_up, outcome, _), (done, handed_over, _)] = terminal(world, "BrokerDisconnectionSaga")
+    # Woken at t=401, 100 s past its deadline, it retries its lock step and meets its deadline before the
+    # retry's first (jittered) delay is over; the fresh saga starts at that instant and purges.
+    assert (outcome, handed_over) == ("timed_out", "completed")
+    assert 401.0 < gave_up < 401.5
+    first, second = sorted(
+        (s for s in world.sim.store.all_states() if s.saga_type == "BrokerDisconnectionSaga"),
+        key=lambda s: s.started_at,
+    )
+    assert (first.trigger_data["redrive"], second.started_at, second.trigger_data["redrive"]) == (0, gave_up, 1)
+    assert done == pytest.approx(gave_up + 0.15)  # its poll's one settle
+    assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
+    assert world.platform.write.accounts_of(connection_id) == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from sagas.engine.retry import RetryConfig
 from sagas.trading import commands as c
 from sagas.trading.config import SagaConfig
 from sagas.trading.model import OrderStatus, PositionStatus
@@ -99,3 +102,33 @@ def test_positions_follow_add_ons_and_close_at_take_profit():
     # polls every 5 s from t=3 (the opening fill): the first poll at or after t=12 is t=13, and
     # the closing sell fills 1 s later
     assert [t for t, o, _ in terminal(world, "PositionManagementSaga")] == [14.0]
+
+
+def test_the_position_monitor_retries_a_failing_price_read_and_still_exits_at_take_profit():
+    # The opening fill at t=3 starts the watch: reads at t=3, 8, 13... At t=6 the price jumps past
+    # the take-profit and the broker answers the next two reads with a 503: the read at t=8 is
+    # retried 1 s and 2 s later (no jitter here), and the third try, at t=11, sees the exit.
+    steady = RetryConfig(max_attempts=5, initial_delay_ms=1000, max_delay_ms=8000, backoff_factor=2.0, jitter="none")
+    config = dataclasses.replace(QUIET_POSITIONS, position_price_retry=steady)
+
+    async def main(world):
+        account_id = await _account(world)
+        bus = world.manager.command_bus
+        await bus.send(c.PlaceOrder("u1", account_id, "AAPL", "buy", 10, take_profit=105.0, stop_loss=90.0))
+        await world.sim.runtime.sleep(6.0)
+        broker = world.brokers["alpaca"]
+        broker.prices["AAPL"], broker.failing_price_reads = 106.0, 2
+        return await world.manager.wait_idle()
+
+    finals, world = run_trading(
+        main,
+        config=config,
+        broker_options={"fill_plan": [(1.0, 4, 100.0), (2.0, 6, 101.0)], "sell_fill_plan": [(1.0, 10, 106.0)]},
+    )
+    reads = [t for t, op, _ in world.brokers["alpaca"].calls if op == "last_price"]
+    assert reads == [3.0, 8.0, 9.0, 11.0]
+    [managed] = [s for s in finals if s.saga_type == "PositionManagementSaga"]
+    assert (managed.status.value, managed.results["exit_reason"]) == ("completed", "take_profit")
+    assert [t for t, o, _ in terminal(world, "PositionManagementSaga")] == [12.0]  # the closing sell fills 1 s later
+    [position] = world.platform.write.positions.values()
+    assert position.status is PositionStatus.CLOSED

@@ -52,6 +52,32 @@ def test_recovery_reconnects_and_announces_it():
     assert world.platform.read.connections.rows[connection_id].status == "connected"
 
 
+def test_the_recovered_event_carries_the_attempt_that_succeeded():
+    async def main(world):
+        attempts = []
+
+        async def listen(event):
+            attempts.append((world.sim.runtime.now(), event.attempts))
+
+        world.manager.event_bus.subscribe(e.BrokerConnectionRecovered, listen)
+        bus = world.manager.command_bus
+        connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
+        await world.manager.wait_idle()
+        broker = world.brokers["alpaca"]
+        broker.healthy, broker.reconnect_works = False, False
+        await world.sim.runtime.sleep(10.0)
+        await bus.send(c.MarkConnectionFailed(connection_id, "stream_dropped"))
+        # Attempts run at t = 10, 12, 16 and 24: the broker comes back between the second and the third.
+        await world.sim.runtime.sleep(15.0 - world.sim.runtime.now())
+        broker.reconnect_works = True
+        await world.manager.wait_idle()
+        return attempts
+
+    attempts, world = run_trading(main)
+    assert attempts == [(16.0, 3)]
+    assert terminal(world, "ConnectionRecoverySaga") == [(16.0, "completed", None)]
+
+
 def test_invalid_credentials_end_recovery_at_once():
     (_, seen), world = _recover({"healthy": False, "bad_credentials": True})
     assert seen == [(10.0, "BrokerConnectionRecoveryFailed", "invalid_credentials")]

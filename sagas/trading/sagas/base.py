@@ -5,9 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep, validate_steps
+from sagas.trading import commands as c
 from sagas.trading.deps import TradingDeps
+
+PATIENT_RETRY = RetryConfig(
+    max_attempts=12, initial_delay_ms=500, max_delay_ms=8000, backoff_factor=2.0, jitter="equal"
+)
+"""Safe variants: steps on infrastructure that fails transiently (the lock and cache on Redis, the
+broker adapter) ride out an outage, with about 30 to 60 s of retries.
+
+With the seed's one or two quick retries, a Redis outage of a few seconds failed the step; and a
+disconnection that fails is never retried: its connection stayed disconnected and unpurged for good."""
 
 
 class TradingSaga(BaseSaga):
@@ -36,17 +47,31 @@ class TradingSaga(BaseSaga):
         """How long a safe-variant saga waits for the connection lock (a little over its TTL)."""
         return self.deps.config.lock_ttl_seconds + 30.0
 
-    async def acquire_connection_lock(self, context: dict[str, Any]) -> str:
-        """Wait (polling) until this saga holds the connection's lock; return the owner token.
+    async def acquire_connection_lock(self, context: dict[str, Any]) -> int:
+        """Wait (polling) until this saga holds the connection's lock; fence the write model; return the token.
 
         Connection and disconnection sagas of one connection take turns this way, so a
-        reconnect never interleaves with a disconnection's cleanup.
+        reconnect never interleaves with a disconnection's cleanup. Every write the saga then
+        makes about the connection carries the returned fencing token; announcing it first
+        (``FenceConnection``), before anything is read, shuts out a previous holder whose TTL ran
+        out while it was frozen. A lock this saga already holds (an earlier attempt of the step
+        took it, or a crash cut the step after it did) is released and taken afresh, so the
+        token is one this attempt knows.
         """
-        key = connection_lock_key(context["broker_connection_id"])
+        connection_id = context["broker_connection_id"]
+        key = connection_lock_key(connection_id)
         owner = context["saga_id"]
-        while not await self.deps.locks.acquire(key, owner, self.deps.config.lock_ttl_seconds):
+        locks = self.deps.locks
+        await locks.release(key, owner)
+        while True:
+            # NOTE: a plain read while the lock is taken; the transaction only when it looks free.
+            if await locks.holder(key) is None:
+                token = await locks.acquire_fenced(key, owner, self.deps.config.lock_ttl_seconds)
+                if token is not None:
+                    break
             await context["clock"].sleep(LOCK_POLL_SECONDS)
-        return owner
+        await context["command_bus"].send(c.FenceConnection(connection_id, token, owner))
+        return token
 
     async def release_connection_lock(self, context: dict[str, Any]) -> None:
         """Release the connection's lock if this saga holds it (a no-op otherwise)."""

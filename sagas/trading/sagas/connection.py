@@ -7,7 +7,7 @@ from typing import Any
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
 from sagas.trading.deps import require_fields
-from sagas.trading.sagas.base import TradingSaga
+from sagas.trading.sagas.base import PATIENT_RETRY, TradingSaga
 
 DISCOVERY_TIMEOUT_SECONDS = 30.0
 VIRTUAL_SPEEDUP = 10.0  # virtual brokers answer fast: their calls get a 10x shorter deadline
@@ -27,6 +27,7 @@ class BrokerConnectionSaga(TradingSaga):
                 self._verify_connection,
                 self._release_lock if safe else self._nothing_to_undo,
                 timeout_seconds=self.lock_wait_seconds if safe else 10,
+                retry=PATIENT_RETRY if safe else None,
             ),
             SagaStep(
                 "discover_accounts",
@@ -55,9 +56,10 @@ class BrokerConnectionSaga(TradingSaga):
         """
         require_fields(context, "BrokerConnectionEstablished", ("broker_connection_id", "user_id", "broker_id"))
         safe = self.deps.config.variants.disconnect_lock == "safe"
-        if safe:
-            await self.acquire_connection_lock(context)
+        token = None
         try:
+            if safe:
+                token = await self.acquire_connection_lock(context)
             details = await context["query_bus"].query(
                 c.GetBrokerConnectionDetailsQuery(context["broker_connection_id"])
             )
@@ -70,7 +72,7 @@ class BrokerConnectionSaga(TradingSaga):
                 await self.release_connection_lock(context)
             status = details.status if details is not None else "missing"
             return {"aborted": True, "reason": f"connection_{status}"}
-        return {"connection_verified": True}
+        return {"connection_verified": True, "fencing_token": token}
 
     async def _release_lock(self, **context: Any) -> None:
         """Compensation of step 1 (safe variant): let the next saga of this connection in."""
@@ -88,19 +90,47 @@ class BrokerConnectionSaga(TradingSaga):
         return {"discovered": [[a.external_id, a.kind] for a in discovered]}
 
     async def _link_accounts(self, **context: Any) -> dict[str, Any]:
-        """Step 3: link each discovered account (idempotent: a retry links nothing twice)."""
+        """Step 3: link each discovered account (idempotent: a retry links nothing twice).
+
+        With the safe purge variant the write model links only into a connection that is still
+        connected: a discovery that outlasted its user's disconnect fails here (and compensates)
+        instead of adding accounts the disconnection's enriched event does not name.
+        """
         command_bus = context["command_bus"]
+        guarded = self.deps.config.variants.purge == "safe"
         account_ids = [
-            await command_bus.send(c.LinkBrokerAccount(context["broker_connection_id"], external_id, kind))
+            await command_bus.send(
+                c.LinkBrokerAccount(
+                    context["broker_connection_id"],
+                    external_id,
+                    kind,
+                    only_if_connected=guarded,
+                    saga_id=context["saga_id"],
+                    fencing_token=context.get("fencing_token"),
+                )
+            )
             for external_id, kind in context["discovered"]
         ]
         return {"account_ids": account_ids}
 
     async def _delete_linked_accounts(self, **context: Any) -> None:
         """Compensation of step 3: delete the discovered accounts (by external id: the step may have
-        timed out after linking some, before it could report their ids)."""
+        timed out after linking some, before it could report their ids).
+
+        The seed deletes every account of the connection with those external ids; with the safe
+        purge variant only those this saga linked itself (an earlier saga's links stay).
+        """
+        own = self.deps.config.variants.purge == "safe"
         for external_id, _kind in context.get("discovered", ()):
-            await context["command_bus"].send(c.UnlinkBrokerAccount(context["broker_connection_id"], external_id))
+            await context["command_bus"].send(
+                c.UnlinkBrokerAccount(
+                    context["broker_connection_id"],
+                    external_id,
+                    only_own=own,
+                    saga_id=context["saga_id"],
+                    fencing_token=context.get("fencing_token"),
+                )
+            )
 
     async def _publish_completion(self, **context: Any) -> dict[str, Any]:
         """Step 4: release the lock (safe variant); the manager publishes the completion event."""

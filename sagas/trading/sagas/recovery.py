@@ -50,14 +50,14 @@ class ConnectionRecoverySaga(TradingSaga):
         broker = self.deps.broker(context["broker_id"])
         try:
             if await broker.health_check(connection_id):
-                return {"recovered_by": "health_check"}
+                return {"recovered_by": "health_check", "recovery_attempts": context["attempt"]}
             await broker.connect(connection_id, self.deps.credentials(connection_id))
             if not await broker.health_check(connection_id):
                 raise BrokerUnavailable(f"connection {connection_id} still unhealthy after reconnecting")
         except InvalidCredentials:
             await self._publish_failed(context, "invalid_credentials", requires_user_action=True)
             raise SagaAborted("invalid_credentials") from None
-        return {"recovered_by": "reconnect"}
+        return {"recovered_by": "reconnect", "recovery_attempts": context["attempt"]}
 
     async def _publish_recovery(self, **context: Any) -> dict[str, Any]:
         """Step 3: mark the connection connected and announce the recovery."""
@@ -68,7 +68,7 @@ class ConnectionRecoverySaga(TradingSaga):
                 event_id=context["ids"].new_id("event"),
                 causation_id=context["saga_id"],
                 broker_connection_id=connection_id,
-                attempts=1,
+                attempts=context["recovery_attempts"],  # the restore attempt that succeeded
             )
         )
         return {"recovered": True}
