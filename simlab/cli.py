@@ -179,13 +179,14 @@ def _resumable(command: str, work: Callable[[Progress, Notice], object], total: 
 
     Returns the exit status when the work did not finish, ``None`` when it did.
     """
-    from simlab.interrupts import BatchInterrupted, WorkerDied
+    from simlab.interrupts import BatchInterrupted, WorkerDied, silence_abandoned_work
     from simlab.progress import progress_bar
 
     try:
         with progress_bar(total) as (progress, notice):
             work(progress, notice)
     except BatchInterrupted as interrupted:
+        silence_abandoned_work()
         print(f"\nsimlab {command}: {interrupted}", file=sys.stderr)
         return interrupted.exit_status
     except WorkerDied as error:
@@ -284,7 +285,7 @@ def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
     import tempfile
 
     from simlab.batch import run_batch_to
-    from simlab.interrupts import BatchInterrupted
+    from simlab.interrupts import BatchInterrupted, silence_abandoned_work
     from simlab.results import load_results
 
     with tempfile.TemporaryDirectory(prefix="simlab-determinism-") as tmp:
@@ -299,6 +300,7 @@ def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
                 run_batch_to(scenario, runs, scenario.seed, out, workers=count, shard_size=max(1, runs // 4))
                 seen[label] = load_results(out)
         except BatchInterrupted as interrupted:
+            silence_abandoned_work()
             print(f"simlab check-determinism: interrupted by {interrupted.signal_name}", file=sys.stderr)
             return interrupted.exit_status
     reference_label, reference = next(iter(seen.items()))

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from types import FrameType
 
@@ -125,3 +126,15 @@ def terminate_workers(grace_seconds: float = 1.0) -> None:
             with contextlib.suppress(OSError, ValueError):
                 child.kill()
             child.join(0.5)
+
+
+def silence_abandoned_work() -> None:
+    """Before exiting after an interrupt: drop the half-run simulation without Python's reports about it.
+
+    The interrupted world's suspended coroutines are closed by the garbage collector, and Python
+    reports each one (a coroutine "never awaited", an exception "ignored" in a ``finally:`` that
+    awaits). That is work thrown away on purpose, and the reports would bury the one line that says
+    what is kept, so they are silenced for the rest of this process, which is about to exit.
+    """
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    sys.unraisablehook = lambda _unraisable: None
