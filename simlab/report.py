@@ -29,7 +29,6 @@ from matplotlib.figure import Figure
 
 from simlab import analysis, plots
 from simlab import summary as summary_text
-from simlab.batch import config_hash
 from simlab.results import Results, is_results_folder, load_results
 from simlab.runner import run_once
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
@@ -110,19 +109,12 @@ def _table(frame: pd.DataFrame, *, percent: Sequence[str] = (), index: bool = Tr
 
 
 def replay_reference(folder: Path, results: Results, point: int | None) -> str:
-    """How ``simlab replay`` should name the scenario of a run in ``folder``: the shipped name when the
-    shipped file is still the configuration that ran, otherwise the exact copy kept in the folder."""
+    """How ``simlab replay`` should name the scenario of a run in ``folder`` (see ``summary.replay_reference``);
+    a sweep point's run always replays from the exact copy kept in its point's folder."""
     if point is not None:
         folder_point = results.manifest["points"][point]["folder"]
         return str(folder / folder_point / SCENARIO_FILE)
-    name = str(results.manifest.get("scenario", ""))
-    try:
-        shipped = load_scenario(name) if name else None
-    except ScenarioError:
-        shipped = None
-    if shipped is not None and config_hash(shipped) == results.manifest.get("config_hash"):
-        return name
-    return str(folder / SCENARIO_FILE)
+    return summary_text.replay_reference(folder, results.manifest)
 
 
 def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
@@ -360,6 +352,15 @@ def build_report(
             f"projection lag below. {first['explanation']}.",
             plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
         )
+    expectation = ""
+    if not results.params:
+        try:
+            kept = _kept_scenarios(folder, results)[0]
+        except ScenarioError:
+            kept = None
+        if kept is not None:
+            violated = results.violations["invariant"].astype(str).tolist()
+            expectation = summary_text.expectation_verdict(kept, violated, len(results.runs)).describe()
     reach = summary_text.reach_table(results.runs, _needed_paths(folder, results))
     shown_reach = reach.assign(
         path=[("* " if n else "") + p for p, n in zip(reach["path"], reach["needed"], strict=True)]
@@ -384,6 +385,7 @@ def build_report(
         figures=figures,
         compensations=_table(compensations, index=False) if len(compensations) else "",
         reach=_table(shown_reach[["path", "runs_reached", "share", "times"]], percent=["share"], index=False),
+        expectation=expectation,
         unreached=reach.loc[reach["unreached"], "path"].tolist(),
         findings=findings,
         replays=replays,

@@ -3,13 +3,15 @@ reach, saga types that never reached their goal, and whether the batch met its s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
+from simlab.batch import config_hash
 from simlab.reach import REACH_PATHS, reach_column
 from simlab.results import read_table
 from simlab.runner import RunResult
@@ -100,8 +102,26 @@ def batch_summary(folder: Path | str) -> str:
         unchecked,
         expected_runs=int(manifest["runs"]) if "runs" in manifest else None,
         problems=[damaged.describe(folder) for damaged in scan.damaged],
+        replay_as=shlex.quote(replay_reference(folder, manifest)),
     )
+    if scenario is not None:
+        verdict = expectation_verdict(scenario, violations["invariant"].astype(str).tolist(), len(runs))
+        text += "\n" + verdict.describe()
     return text + "\n\n" + format_reach(reach_table(runs, needed))
+
+
+def replay_reference(folder: Path, manifest: Mapping[str, str]) -> str:
+    """How ``simlab replay`` should name the scenario of a batch in ``folder``: the shipped name when the
+    shipped file is still the configuration that ran, otherwise the exact copy kept in the folder (a
+    batch run with changed settings, or from a file, replays only from that copy)."""
+    name = str(manifest.get("scenario", ""))
+    try:
+        shipped = load_scenario(name) if name else None
+    except ScenarioError:
+        shipped = None
+    if shipped is not None and config_hash(shipped) == manifest.get("config_hash"):
+        return name
+    return str(folder / SCENARIO_FILE)
 
 
 def _kept_scenario(folder: Path) -> Scenario | None:
@@ -122,8 +142,12 @@ def format_tables(
     *,
     expected_runs: int | None = None,
     problems: Sequence[str] = (),
+    replay_as: str | None = None,
 ) -> str:
-    """The text `simlab run` prints: outcomes per saga type, then violations with the seeds that show them."""
+    """The text `simlab run` prints: outcomes per saga type, then violations with the seeds that show them.
+
+    ``replay_as`` is how the replay command names the scenario (default: its name).
+    """
     if expected_runs is not None and runs < expected_runs:
         head = f"{scenario_name}: {runs} of {expected_runs} runs from root seed {root_seed} (the rest are missing)"
     else:
@@ -143,7 +167,7 @@ def format_tables(
             lines.append(f"  {invariant}: {len(group)} in {len(seeds)} run(s); seeds: {shown}")
             lines.append(f"    e.g. {group.iloc[0]['explanation']}")
         lines.append("")
-        lines.append(f"Replay one: simlab replay {scenario_name} --seed {violations.iloc[0]['seed']}")
+        lines.append(f"Replay one: simlab replay {replay_as or scenario_name} --seed {violations.iloc[0]['seed']}")
     if unchecked:
         lines.append(f"Not checked yet: {', '.join(unchecked)}")
     return "\n".join(lines)

@@ -97,3 +97,29 @@ def test_every_shipped_scenario_meets_its_safe_expectation_and_the_seed_shows_no
             assert verdict.status == "met", verdict.describe()
         else:
             assert verdict.unexpected == (), verdict.describe()
+
+
+def test_simlab_run_says_whether_the_batch_met_its_expectation_and_replays_from_what_ran(tmp_path):
+    from simlab.shards import read_manifest
+    from simlab.summary import batch_summary, replay_reference
+
+    safe = lab.run("reconnect_race", runs=6, out=tmp_path / "safe", settings=SAFE_SETTINGS, progress=False)
+    assert safe.violations.empty
+    text = batch_summary(tmp_path / "safe")
+    assert "\nExpectation (safe variants, clean): met in 6 run(s)\n" in text
+
+    seed = lab.run("reconnect_race", runs=12, out=tmp_path / "seed", progress=False)  # run 11 orphans accounts
+    assert set(seed.violations["invariant"]) == {"no_orphans"}
+    text = batch_summary(tmp_path / "seed")
+    assert "\nExpectation (seed variants, violations of no_data_loss, no_orphans): not met: no_data_loss " in text
+    assert "violated in none of 12 run(s)\n" in text
+    assert "Replay one: simlab replay reconnect_race --seed " in text  # the shipped file is what ran
+
+    # Run with changed settings, a batch replays only from the exact scenario kept in its folder.
+    lab.run("reconnect_race", runs=2, out=tmp_path / "changed", settings={"bus_latency.sigma": 0.6}, progress=False)
+    assert replay_reference(tmp_path / "seed", read_manifest(tmp_path / "seed")) == "reconnect_race"
+    kept = str(tmp_path / "changed" / "scenario.yaml")
+    assert replay_reference(tmp_path / "changed", read_manifest(tmp_path / "changed")) == kept
+
+
+SAFE_SETTINGS = {f"sagas.variants.{switch}": "safe" for switch in SWITCHES}

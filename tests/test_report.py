@@ -176,3 +176,13 @@ def test_a_path_the_scenario_needs_that_no_run_reached_is_flagged_in_the_summary
     html = build_report(out)
     assert "Not reached by any run, though the scenario needs it: lock_expiry." in html
     assert "<td>* lock_expiry</td>" in html and "<td>* retry</td>" in html
+
+
+def test_the_report_says_whether_the_batch_met_its_scenarios_expectation(race):
+    from simlab.report import build_report
+
+    fragile, safe = race
+    assert "Expectation (safe variants, clean): met in 80 run(s)" in build_report(safe)
+    assert sorted(set(load_results(fragile).violations["invariant"])) == ["no_data_loss", "no_orphans"]
+    expected = "Expectation (seed variants, violations of no_data_loss, no_orphans): met in 80 run(s)"
+    assert expected in build_report(fragile)
