@@ -109,6 +109,85 @@ MUTANTS: tuple[Mutant, ...] = (
         "                if holder is None or text(holder) != owner:\n",
         "                if holder is None:\n",
     ),
+    Mutant(
+        "resumed_step_trusted",
+        "after a crash, the step that was in flight is not treated as possibly applied",
+        "sagas/engine/execution.py",
+        "                state.possibly_applied.append(in_flight)\n                await self._persist()\n",
+        "                pass\n",
+    ),
+    # -- the safe design ------------------------------------------------------------------------
+    Mutant(
+        "fence_accepts_stale_tokens",
+        "the write model accepts a write carrying an older lock token than one it already took",
+        "sagas/trading/fencing.py",
+        "        if token < newest:\n",
+        "        if token < newest and False:\n",
+    ),
+    Mutant(
+        "purge_not_conditional",
+        "the safe purge no longer asks the write model to purge only a still-disconnected connection",
+        "sagas/trading/sagas/disconnection.py",
+        'expected_status="disconnected" if safe else None,',
+        "expected_status=None,",
+    ),
+    Mutant(
+        "purge_ignores_remaining_accounts",
+        "the safe purge no longer requires the connection to have no accounts left",
+        "sagas/trading/sagas/disconnection.py",
+        "                require_no_accounts=safe,\n",
+        "                require_no_accounts=False,\n",
+    ),
+    Mutant(
+        "deletion_ignores_reconnect",
+        "a safe disconnection deletes accounts even after the user reconnected",
+        "sagas/trading/sagas/disconnection.py",
+        "                    only_if_disconnected=guarded,\n",
+        "                    only_if_disconnected=False,\n",
+    ),
+    Mutant(
+        "link_into_disconnected",
+        "a slow connection saga links accounts into a connection that was disconnected meanwhile",
+        "sagas/trading/sagas/connection.py",
+        "                    only_if_connected=guarded,\n",
+        "                    only_if_connected=False,\n",
+    ),
+    Mutant(
+        "compensation_unlinks_others",
+        "a connection saga's compensation unlinks accounts another saga linked",
+        "sagas/trading/sagas/connection.py",
+        "                    only_own=own,\n",
+        "                    only_own=False,\n",
+    ),
+    Mutant(
+        "link_not_idempotent",
+        "linking an account twice creates a second account for the same broker account",
+        "sagas/trading/platform.py",
+        "            if account.external_id == command.external_id:\n                return account.account_id\n",
+        "            if account.external_id == command.external_id and False:\n"
+        "                return account.account_id\n",
+    ),
+    Mutant(
+        "connection_saga_skips_lock",
+        "the safe connection saga discovers and links without taking the connection's lock",
+        "sagas/trading/sagas/connection.py",
+        "                token = await self.acquire_connection_lock(context)\n",
+        "                token = None\n",
+    ),
+    Mutant(
+        "failed_children_ignored",
+        "a safe user deletion declares the user deleted although a child disconnection failed",
+        "sagas/trading/sagas/user_deletion.py",
+        "        if unfinished:\n",
+        "        if unfinished and False:\n",
+    ),
+    Mutant(
+        "late_children_not_awaited",
+        "a safe user deletion waits only for the child sagas that exist so far",
+        "sagas/trading/sagas/user_deletion.py",
+        '        while len(sagas.children()) < context["disconnected_count"]:\n',
+        '        while False and len(sagas.children()) < context["disconnected_count"]:\n',
+    ),
 )
 
 
@@ -172,21 +251,22 @@ def _shipped() -> list[str]:
     return sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
 
 
-def _hunt(copy: Path, scenarios: list[str], runs: int, workers: int) -> dict[str, object]:
-    """The first catch over ``scenarios`` in ``copy`` (scenarios split over ``workers`` processes)."""
+def _hunt(copy: Path, scenarios: list[str], runs: int) -> dict[str, object]:
+    """The first catch over ``scenarios`` in ``copy``, in one worker process importing the copy."""
+    done = _in_copy(copy, [__file__, "--worker", "--runs", str(runs), *scenarios])
+    if done.returncode != 0:
+        raise SystemExit(f"worker failed in {copy}:\n{done.stderr[-3000:]}")
+    found: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not str(found["code"]).startswith(str(copy)):
+        raise SystemExit(f"the worker imported {found['code']}, not the copy in {copy}")
+    return found
+
+
+def _hunt_split(copy: Path, scenarios: list[str], runs: int, workers: int) -> dict[str, object]:
+    """The first catch over ``scenarios`` in ``copy``, the scenarios split over ``workers`` processes."""
     groups = [scenarios[i::workers] for i in range(workers) if scenarios[i::workers]]
-
-    def one(group: list[str]) -> dict[str, object]:
-        done = _in_copy(copy, [__file__, "--worker", "--runs", str(runs), *group])
-        if done.returncode != 0:
-            raise SystemExit(f"worker failed in {copy}:\n{done.stderr[-3000:]}")
-        found: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-        if not str(found["code"]).startswith(str(copy)):
-            raise SystemExit(f"the worker imported {found['code']}, not the copy in {copy}")
-        return found
-
     with ThreadPoolExecutor(len(groups)) as pool:
-        found = list(pool.map(one, groups))
+        found = list(pool.map(lambda group: _hunt(copy, group, runs), groups))
     catches = [f for f in found if f["caught"]]
     executed = sum(int(str(f["executed"])) for f in found)
     if not catches:
@@ -213,7 +293,7 @@ def main() -> int:
     """Score every mutant (or ``--only`` some); print one line each and the score."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1000, help="runs of each scenario before an escape (default 1000)")
-    parser.add_argument("--workers", type=int, default=2, help="processes per mutant (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="processes at a time (default 2)")
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="score only these mutants")
     parser.add_argument("--skip-clean", action="store_true", help="skip checking that the unmutated code is clean")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -225,7 +305,7 @@ def main() -> int:
         return 0
     if args.list:
         for mutant in MUTANTS:
-            print(f"{mutant.name:<36} {mutant.path:<32} {mutant.what}")
+            print(f"{mutant.name:<36} {mutant.path:<38} {mutant.what}")
         return 0
     chosen = [m for m in MUTANTS if args.only is None or m.name in args.only]
     unknown = sorted(set(args.only or ()) - {m.name for m in MUTANTS})
@@ -234,35 +314,45 @@ def main() -> int:
     scenarios = _shipped()
     print(f"{len(chosen)} mutants x {len(scenarios)} scenarios (all-safe variants), up to {args.runs} runs each")
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        # Every copy is made and planted before anything runs: a snippet that no longer applies
+        # fails at once, and editing the tree while the score runs changes nothing it measures.
+        copies = {}
+        for mutant in chosen:
+            copies[mutant.name] = Path(tmp) / mutant.name
+            _copy_code(copies[mutant.name])
+            _plant(copies[mutant.name], mutant)
+        clean = Path(tmp) / "clean"
+        _copy_code(clean)
         if not args.skip_clean:
-            clean = Path(tmp) / "clean"
-            _copy_code(clean)
             started = time.perf_counter()
-            found = _hunt(clean, scenarios, args.runs, args.workers)
+            found = _hunt_split(clean, scenarios, args.runs, args.workers)
             took = time.perf_counter() - started
             if found["caught"]:
                 print(f"UNMUTATED CODE IS NOT CLEAN: {found['scenario']} run {found['run']} seed {found['seed']}: "
                       f"{found['invariant']}: {found['explanation']}")  # fmt: skip
                 return 1
-            print(f"unmutated: clean over {found['executed']} runs ({took:.0f} s)")
-        caught = 0
-        for mutant in chosen:
-            copy = Path(tmp) / mutant.name
-            _copy_code(copy)
-            _plant(copy, mutant)
+            print(f"unmutated: clean over {found['executed']} runs ({took:.0f} s)", flush=True)
+
+        def score(mutant: Mutant) -> bool:
             started = time.perf_counter()
-            found = _hunt(copy, scenarios, args.runs, args.workers)
+            found = _hunt(copies[mutant.name], scenarios, args.runs)
             took = time.perf_counter() - started
             if found["caught"]:
-                caught += 1
-                replay = "replays" if _replays(copy, found) else "REPLAY DIFFERS"
+                replay = "replays" if _replays(copies[mutant.name], found) else "REPLAY DIFFERS"
                 print(
                     f"caught   {mutant.name:<36} by {found['scenario']} / {found['invariant']} at run {found['run']} "
-                    f"(seed {found['seed']}, {found['executed']} runs, {took:.0f} s), {replay}"
+                    f"(seed {found['seed']}, {found['executed']} runs, {took:.0f} s), {replay}",
+                    flush=True,
                 )
             else:
-                print(f"ESCAPED  {mutant.name:<36} {found['executed']} runs ({took:.0f} s): {mutant.what}")
-            shutil.rmtree(copy)
+                print(f"ESCAPED  {mutant.name:<36} {found['executed']} runs ({took:.0f} s): {mutant.what}", flush=True)
+            shutil.rmtree(copies[mutant.name])
+            return bool(found["caught"])
+
+        # One process per mutant, ``--workers`` mutants at a time: a mutant stops at its first
+        # catch, so splitting one mutant's scenarios over processes would waste the others' work.
+        with ThreadPoolExecutor(args.workers) as pool:
+            caught = sum(pool.map(score, chosen))
     print(f"score: {caught}/{len(chosen)} mutants caught within {args.runs} runs of each scenario")
     return 0 if caught == len(chosen) else 1
 
