@@ -24,6 +24,7 @@ from sagas.trading.model import BrokerConnection, ConnectionStatus
 from sagas.trading.wiring import saga_steps, trading_sagas
 from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
 from simlab.checks.retry_policy import declared_policies, retry_policy_violations
+from simlab.checks.steps import step_rerun_violations
 from simlab.checks.triggers import one_saga_per_trigger_violations
 from simlab.checks.violation import CannotCheck, Violation
 from simlab.lock_ledger import LOCK_PREFIX, Hold, LockLedger
@@ -335,6 +336,11 @@ def one_saga_per_trigger(world: TradingWorld, horizon_s: float) -> list[Violatio
     return one_saga_per_trigger_violations(_all_states(world))
 
 
+def no_step_applied_twice(world: TradingWorld, horizon_s: float) -> list[Violation]:
+    """No completed step runs again, but the one a dead manager was in (see ``simlab.checks.steps``)."""
+    return step_rerun_violations(world.sim.tracer.records)
+
+
 def lock_hygiene(world: TradingWorld, horizon_s: float, ledger: LockLedger) -> list[Violation]:
     """At the horizon no lock is held by a finished or dead saga and every lock expires; no lock was
     deleted by a process that did not hold it while its holder did (see ``simlab.checks.locks``)."""
@@ -353,6 +359,7 @@ CHECKS: dict[str, Callable[[TradingWorld, float], list[Violation]]] = {
     "position_matches_fills": position_matches_fills,
     "retry_policy_obeyed": retry_policy_obeyed,
     "one_saga_per_trigger": one_saga_per_trigger,
+    "no_step_applied_twice": no_step_applied_twice,
 }
 
 

@@ -2,6 +2,7 @@
 
 ``simlab.invariants`` is the registry every run goes through; the checks here are
 the ones that need more than a few lines: the retry policy (the trace against the
-sagas' declared step definitions), one saga per trigger (the saga store) and lock
-hygiene (the simulated Redis and the lock ledger).
+sagas' declared step definitions), one saga per trigger (the saga store), lock
+hygiene (the simulated Redis and the lock ledger) and no step applied twice (the
+trace's execute records, against the one re-run a crash allows).
 """

@@ -36,6 +36,7 @@ INVARIANTS: tuple[str, ...] = (
     "retry_policy_obeyed",
     "one_saga_per_trigger",
     "lock_hygiene",
+    "no_step_applied_twice",
 )
 Probability = Annotated[float, Field(ge=0, le=1)]
 Variant = Literal["seed", "safe"]
