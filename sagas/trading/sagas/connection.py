@@ -33,7 +33,9 @@ class BrokerConnectionSaga(TradingSaga):
                 "discover_accounts",
                 self._discover_accounts,
                 self._nothing_to_undo,
-                timeout_seconds=DISCOVERY_TIMEOUT_SECONDS * 2,
+                # The step's own deadline bounds a real broker's session and discovery together
+                # (two calls under one deadline, not two deadlines that add up to the step's).
+                timeout_seconds=DISCOVERY_TIMEOUT_SECONDS,
                 retry_count=3,
                 retry_delay_base=1.0,
             ),
@@ -79,14 +81,24 @@ class BrokerConnectionSaga(TradingSaga):
         await self.release_connection_lock(context)
 
     async def _discover_accounts(self, **context: Any) -> dict[str, Any]:
-        """Step 2: ask the broker which accounts exist (the deadline is 10x shorter for virtual brokers)."""
+        """Step 2: ask the broker which accounts exist.
+
+        A real broker has the step's deadline for both calls; a virtual broker answers fast, so
+        each of its calls gets a 10x shorter deadline of its own (a slow one fails the attempt,
+        which is retried, instead of holding the step until its deadline).
+        """
         connection_id = context["broker_connection_id"]
-        deadline = DISCOVERY_TIMEOUT_SECONDS / (VIRTUAL_SPEEDUP if context.get("is_virtual") else 1.0)
         broker = self.deps.broker(context["broker_id"])
         clock = context["clock"]
+
+        async def bounded(call: Any) -> Any:
+            if context.get("is_virtual"):
+                return await clock.run_with_deadline(call, DISCOVERY_TIMEOUT_SECONDS / VIRTUAL_SPEEDUP)
+            return await call
+
         # The adapter's session for this connection (opening one is idempotent), then discovery.
-        await clock.run_with_deadline(broker.connect(connection_id, self.deps.credentials(connection_id)), deadline)
-        discovered = await clock.run_with_deadline(broker.discover_accounts(connection_id), deadline)
+        await bounded(broker.connect(connection_id, self.deps.credentials(connection_id)))
+        discovered = await bounded(broker.discover_accounts(connection_id))
         return {"discovered": [[a.external_id, a.kind] for a in discovered]}
 
     async def _link_accounts(self, **context: Any) -> dict[str, Any]:
