@@ -14,10 +14,12 @@ so switching one family never shifts another's draws, and no other component's d
 starts, and swaps wrappers in for the ports the sagas use. Engine and saga code stay untouched: no
 ``if chaos:`` anywhere, only different objects behind the same ports. Every draw a family makes comes
 from its own stream ``faults/<family>`` (``faults/<family>/<broker>`` per broker), so families never
-shift one another. At ``faults.heal_after_s`` everything heals: from then on every wrapper passes
-calls straight through. A per-call fault that struck before the heal plays out (a timeout being
-waited for, a delayed event, a frozen process); windowed faults (Redis outages, manager downtime,
-projection stalls) end by the heal.
+shift one another. Faults strike from ``faults.start_after_s`` (0 unless set: a scenario whose
+outage begins after its connections are made sets it). At ``faults.heal_after_s`` everything heals:
+from then on (and before the start) every wrapper passes calls straight through. A per-call fault
+that struck before the heal plays out (a timeout being waited for, a delayed event, a frozen
+process); windowed faults (Redis outages, manager downtime, projection stalls) end by the heal.
+Redis outages keep the instants the scenario gives them (an outage before the start never strikes).
 
 What each family does:
 
@@ -52,7 +54,7 @@ What each family does:
     it thaws, as an overdue timer would be. So the lock's TTL can run out, another saga can take the
     lock, and the thawed saga carries on (or times out) believing it still holds it.
 ``manager_crashes``
-    ``crashes`` times, at instants drawn uniformly before the heal, the running manager dies:
+    ``crashes`` times, at instants drawn uniformly between the start and the heal, the running manager dies:
     ``manager.stop()`` cancels every saga task, and while those unwind every port call they make
     (Redis, broker, command bus) is cancelled before it reaches the port, because a dead process's
     ``finally:`` blocks never reach the outside world: its locks stay held until their TTL. The
@@ -78,7 +80,7 @@ What each family does:
     cannot fail this way, as in production.
 
 ``install_faults`` returns the run's fault windows (family, start, end, detail): an ``on`` window
-``[0, heal)`` for each per-call family that is on (broker errors, latency spikes, timeouts, event
+``[start, heal)`` for each per-call family that is on (broker errors, latency spikes, timeouts, event
 delivery, failing compensations, process pauses, and Redis latency when it is not zero), one window per
 Redis outage, manager downtime and projection stall (all known at install), and one per process pause,
 appended when it strikes. ``FaultWindows.injected`` counts the faults each family injected.
@@ -177,6 +179,11 @@ class FaultPlan:
     intensity: dict[str, float] = field(default_factory=dict)
 
     @property
+    def start_after_s(self) -> float:
+        """When faults begin to strike (simulated seconds)."""
+        return self.faults.start_after_s
+
+    @property
     def heal_after_s(self) -> float:
         """When every fault heals (simulated seconds)."""
         return self.faults.heal_after_s
@@ -269,6 +276,7 @@ class _Context:
         self.runtime = world.sim.runtime
         self.streams = world.sim.streams
         self.plan = plan
+        self.start = plan.start_after_s
         self.heal = plan.heal_after_s
         self.windows = windows
         self.activity = _Activity(world.sim.runtime, world.sim.tracer)
@@ -282,8 +290,8 @@ class _Context:
         return self.streams.stream(f"faults/{family}" if part is None else f"faults/{family}/{part}")
 
     def active(self) -> bool:
-        """Whether faults still strike (before the heal)."""
-        return self.runtime.now() < self.heal
+        """Whether faults strike now (from the start, before the heal)."""
+        return self.start <= self.runtime.now() < self.heal
 
     def check_alive(self) -> None:
         """A dead process reaches no port: its call is cancelled, as the process itself was."""
@@ -717,14 +725,14 @@ def _raise(errors: list[Exception], what: str) -> None:
 
 
 def crash_schedule(plan: FaultPlan, seed: int) -> list[tuple[float, float]]:
-    """The run's ``(crash, restart)`` instants: crashes uniform before the heal, one at a time, restarts by it.
+    """The run's ``(crash, restart)`` instants: crashes uniform in ``[start, heal)``, one at a time, restarts by it.
 
     Drawn from the stream ``faults/manager_crashes`` of ``seed`` alone, so it is known before the run.
     """
     rng = RandomStreams(seed).stream("faults/manager_crashes")
     heal = plan.heal_after_s
     restart_after = plan.faults.manager_crashes.restart_after_s
-    draws = sorted((rng.uniform(0.0, heal), restart_after.draw(rng)) for _ in range(plan.crashes()))
+    draws = sorted((rng.uniform(plan.start_after_s, heal), restart_after.draw(rng)) for _ in range(plan.crashes()))
     schedule: list[tuple[float, float]] = []
     up_at = 0.0
     for at, down_s in draws:
@@ -781,7 +789,7 @@ def _stall_schedule(ctx: _Context) -> list[tuple[float, str, float]]:
         return stalls
     for name in PROJECTIONS:
         rng = ctx.stream("projection_stalls", name)
-        t = rng.expovariate(rate)
+        t = ctx.start + rng.expovariate(rate)
         while t < ctx.heal:
             stalls.append((t, name, min(t + family.stall_s.draw(rng), ctx.heal)))
             t += rng.expovariate(rate)
@@ -835,12 +843,14 @@ def install_faults(world: TradingWorld, plan: FaultPlan, scenario: Scenario) -> 
 
     for family in _PER_CALL:
         if on(family):
-            windows.append(FaultWindow(family, 0.0, heal, f"on at intensity {plan.scale(family):.3g}"))
+            windows.append(FaultWindow(family, ctx.start, heal, f"on at intensity {plan.scale(family):.3g}"))
     if on("process_pauses"):
-        windows.append(FaultWindow("process_pauses", 0.0, heal, f"on at intensity {plan.scale('process_pauses'):.3g}"))
+        windows.append(
+            FaultWindow("process_pauses", ctx.start, heal, f"on at intensity {plan.scale('process_pauses'):.3g}")
+        )
     latency = scenario.faults.redis.latency_s
     if on("redis") and not (isinstance(latency, Fixed) and latency.value == 0):
-        windows.append(FaultWindow("redis", 0.0, heal, f"latency at intensity {plan.scale('redis'):.3g}"))
+        windows.append(FaultWindow("redis", ctx.start, heal, f"latency at intensity {plan.scale('redis'):.3g}"))
     if crashes and bus is not None:
         schedule = crash_schedule(plan, world.sim.seed)
         windows.extend(FaultWindow("manager_crashes", at, up, "manager down") for at, up in schedule)

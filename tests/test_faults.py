@@ -90,7 +90,8 @@ async def _outcome(awaitable: Any) -> str:
 
 
 def test_families_are_the_schema_s_and_every_one_is_supported():
-    assert set(FAMILIES) == {n for n, f in Faults.model_fields.items() if n not in ("swarm", "heal_after_s")}
+    settings = ("swarm", "start_after_s", "heal_after_s")
+    assert set(FAMILIES) == {n for n in Faults.model_fields if n not in settings}
     check_supported(load_scenario("chaos_swarm"))  # no longer refused
 
 
@@ -153,6 +154,43 @@ def test_broker_errors_refuse_calls_before_they_reach_the_broker_until_the_heal(
     ]
     assert windows.injected["broker_errors"] == 2
     assert [(w.family, w.start, w.end) for w in windows] == [("broker_errors", 0.0, 10.0)]
+
+
+def test_faults_strike_only_from_their_start_until_the_heal():
+    faults = {"start_after_s": 5, "heal_after_s": 10, "broker_errors": {"enabled": True, "error_rate": 1.0}}
+    world, windows, _ = _world(faults)
+    broker, inner = world.deps.brokers["alpaca"], world.brokers["alpaca"]
+    assert isinstance(inner, VirtualBroker)
+    runtime = world.sim.runtime
+
+    async def main() -> list[tuple[float, str]]:
+        seen = []
+        for at in (0.0, 4.5, 5.0, 9.5, 10.0):
+            await runtime.sleep(at - runtime.now())
+            seen.append((at, await _outcome(broker.disconnect("c1"))))
+        return seen
+
+    [seen] = _run(world, main)
+    assert seen == [(0.0, "ok"), (4.5, "ok"), (5.0, "BrokerUnavailable"), (9.5, "BrokerUnavailable"), (10.0, "ok")]
+    assert [(w.family, w.start, w.end) for w in windows] == [("broker_errors", 5.0, 10.0)]
+
+
+def test_crashes_and_stalls_are_drawn_between_the_start_and_the_heal():
+    crashes = {"enabled": True, "crashes": 3}
+    stalls = {"enabled": True, "probability": 0.5, "stall_s": {"dist": "fixed", "value": 1.0}}
+    for seed in range(5):
+        plan = plan_faults(_scenario({"start_after_s": 20, "heal_after_s": 40, "manager_crashes": crashes}), seed)
+        schedule = crash_schedule(plan, seed)
+        assert schedule and all(20 <= at < up <= 40 for at, up in schedule)
+        _, windows, _ = _world({"start_after_s": 20, "heal_after_s": 40, "projection_stalls": stalls}, seed)
+        stalled = [(w.start, w.end) for w in windows if w.family == "projection_stalls"]
+        assert stalled and all(20 <= start < end <= 40 for start, end in stalled)
+
+
+def test_a_start_at_or_after_the_heal_is_refused_with_both_values():
+    with pytest.raises(ValueError, match=r"start_after_s \(30\.0\) must be < heal_after_s \(30\.0\)"):
+        Faults.model_validate({"start_after_s": 30, "heal_after_s": 30})
+    assert Faults.model_validate({"heal_after_s": 0}).start_after_s == 0  # no faults, no start needed
 
 
 def test_latency_spikes_multiply_the_call_s_duration_and_apply_the_effect_on_time():

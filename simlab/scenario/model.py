@@ -227,6 +227,8 @@ class Faults(Strict):
     """Every fault family, the swarm switch and when all faults heal."""
 
     swarm: bool = False
+    start_after_s: NonNegative = 0.0
+    """When faults begin to strike: per-call faults, pauses, crashes and stalls fall in ``[start, heal)``."""
     heal_after_s: NonNegative = 60.0
     broker_errors: BrokerErrors = BrokerErrors()
     latency_spikes: LatencySpikes = LatencySpikes()
@@ -237,6 +239,15 @@ class Faults(Strict):
     event_delivery: EventDelivery = EventDelivery()
     projection_stalls: ProjectionStalls = ProjectionStalls()
     failing_compensations: FailingCompensations = FailingCompensations()
+
+    @model_validator(mode="after")
+    def _window(self) -> Faults:
+        if self.start_after_s > 0 and self.start_after_s >= self.heal_after_s:
+            raise ValueError(
+                f"start_after_s ({self.start_after_s}) must be < heal_after_s ({self.heal_after_s}): "
+                "faults strike from the start until the heal"
+            )
+        return self
 
 
 # -- saga configuration ------------------------------------------------------------------------
