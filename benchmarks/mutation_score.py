@@ -295,6 +295,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000, help="runs of each scenario before an escape (default 1000)")
     parser.add_argument("--workers", type=int, default=2, help="processes at a time (default 2)")
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="score only these mutants")
+    parser.add_argument(
+        "--scenario", action="append", default=None, metavar="NAME", help="run only this shipped scenario (repeatable)"
+    )
     parser.add_argument("--skip-clean", action="store_true", help="skip checking that the unmutated code is clean")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -312,6 +315,10 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown mutant(s): {', '.join(unknown)}; see --list")
     scenarios = _shipped()
+    missing = sorted(set(args.scenario or ()) - set(scenarios))
+    if missing:
+        parser.error(f"unknown scenario(s): {', '.join(missing)}; expected some of {', '.join(scenarios)}")
+    scenarios = [name for name in scenarios if args.scenario is None or name in args.scenario]
     print(f"{len(chosen)} mutants x {len(scenarios)} scenarios (all-safe variants), up to {args.runs} runs each")
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         # Every copy is made and planted before anything runs: a snippet that no longer applies
