@@ -87,14 +87,13 @@ def test_an_interrupted_batch_resumes_to_exactly_the_uninterrupted_tables(
         time.sleep(rng.uniform(0.0, 0.3))
         assert process.poll() is None, "the batch finished before it could be interrupted"
         number = getattr(signal, signal_name)
-        sent = time.monotonic()
         if target == "group":
             os.killpg(process.pid, number)
         else:
             os.kill(process.pid, number)
+        # Generous bounds against a hang only: how fast it stops is benchmarks/interrupt_stop.py's to measure.
         _, stderr = process.communicate(timeout=30)
-        took = time.monotonic() - sent
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 30.0
         while _live_members(process.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _live_members(process.pid) == [], "a worker outlived the batch"
@@ -106,7 +105,6 @@ def test_an_interrupted_batch_resumes_to_exactly_the_uninterrupted_tables(
         assert process.returncode == -signal.SIGKILL
     else:
         assert process.returncode == 128 + getattr(signal, signal_name)
-        assert took < 2.0, f"took {took:.2f} s to stop"
         assert stderr.strip().splitlines()[-1] == (
             f"simlab run: interrupted by {signal_name}: {kept} of {RUNS} runs are kept in {out}; "
             "run the same command again to complete it"
