@@ -78,6 +78,12 @@ What each family does:
     simulated process making it is a saga's task (tasks are named ``saga <id>``), and that saga's latest
     step-level trace record is a ``compensate``/``started``. A compensation that makes no port call
     cannot fail this way, as in production.
+``overlapping_managers``
+    ``overlaps`` times, at instants drawn uniformly between the start and the heal, a second manager
+    starts on the same store, buses, Redis, trace and ids and calls ``recover()`` while the running
+    one goes on: both then drive every saga the store holds as unfinished (a rolling deploy whose new
+    instance recovers on start-up, or a recoverer started by hand). Nothing in the engine stops that
+    today; the lab's ``no_step_applied_twice`` sees its effect.
 
 ``install_faults`` returns the run's fault windows (family, start, end, detail): an ``on`` window
 ``[start, heal)`` for each per-call family that is on (broker errors, latency spikes, timeouts, event
@@ -140,6 +146,7 @@ FAMILIES: tuple[str, ...] = (
     "event_delivery",
     "projection_stalls",
     "failing_compensations",
+    "overlapping_managers",
 )
 """Every fault family this module implements, in the schema's order (the order of the plan's draws)."""
 
@@ -195,6 +202,15 @@ class FaultPlan:
     def scale(self, family: str) -> float:
         """The factor ``family``'s rates are scaled by (0 when it is off)."""
         return self.intensity.get(family, 0.0)
+
+    def overlaps(self) -> int:
+        """How many second managers this run starts (a swarm run draws 1..configured)."""
+        if not self.is_on("overlapping_managers"):
+            return 0
+        configured = self.faults.overlapping_managers.overlaps
+        if not self.faults.swarm or configured == 0:
+            return configured
+        return min(configured, 1 + int(self.scale("overlapping_managers") * configured))
 
     def crashes(self) -> int:
         """How many manager crashes this run has (a swarm run draws 1..configured)."""
@@ -754,23 +770,52 @@ async def _crash_and_restart(world: TradingWorld, ctx: _Context, bus: FaultyEven
     old.stop()
     ctx.injected("manager_crashes")
     await runtime.sleep(up - runtime.now())  # at least one scheduling turn: the dead sagas unwind first
-    sim = world.sim
-    new = SagaManager(
-        runtime=runtime,
-        store=sim.store,
-        random_streams=sim.streams,
-        command_bus=old.command_bus,
-        query_bus=old.query_bus,
-        event_bus=bus,
-        locks=old.locks,
-        tracer=sim.tracer,
-        ids=sim.ids,
-        retain_finished=old.retain_finished,
-    )
-    sim.manager = new
-    register_trading_sagas(new, world.deps)
+    new = _another_manager(world, old, bus)
+    world.sim.manager = new
     await new.recover()
     await bus.attach(new)
+
+
+def _another_manager(world: TradingWorld, like: SagaManager, event_bus: EventBus) -> SagaManager:
+    """A new manager process on the run's store, buses, locks, trace and ids, running the trading sagas."""
+    sim = world.sim
+    new = SagaManager(
+        runtime=sim.runtime,
+        store=sim.store,
+        random_streams=sim.streams,
+        command_bus=like.command_bus,
+        query_bus=like.query_bus,
+        event_bus=event_bus,
+        locks=like.locks,
+        tracer=sim.tracer,
+        ids=sim.ids,
+        retain_finished=like.retain_finished,
+    )
+    register_trading_sagas(new, world.deps)
+    return new
+
+
+def overlap_schedule(plan: FaultPlan, seed: int) -> list[float]:
+    """The instants a second manager calls ``recover()``: uniform in ``[start, heal)``, in order.
+
+    Drawn from the stream ``faults/overlapping_managers`` of ``seed`` alone, so it is known before the run.
+    """
+    rng = RandomStreams(seed).stream("faults/overlapping_managers")
+    return sorted(rng.uniform(plan.start_after_s, plan.heal_after_s) for _ in range(plan.overlaps()))
+
+
+async def _overlaps(world: TradingWorld, ctx: _Context, schedule: Sequence[float]) -> None:
+    runtime = ctx.runtime
+    for at in schedule:
+        await runtime.sleep(at - runtime.now())
+        # The running manager is not stopped: both now drive whatever the store holds as unfinished
+        # (a rolling deploy whose new instance recovers on start-up, or a recoverer started by hand).
+        # The newcomer is not subscribed to trigger events; it only takes over.
+        running = world.manager
+        other = _another_manager(world, running, running.event_bus)
+        world.sim.others.append(other)
+        ctx.injected("overlapping_managers")
+        await other.recover()
 
 
 async def _crashes(
@@ -855,6 +900,13 @@ def install_faults(world: TradingWorld, plan: FaultPlan, scenario: Scenario) -> 
         schedule = crash_schedule(plan, world.sim.seed)
         windows.extend(FaultWindow("manager_crashes", at, up, "manager down") for at, up in schedule)
         world.sim.runtime.spawn(_crashes(world, ctx, bus, schedule), name="fault: manager crashes")
+    overlaps = overlap_schedule(plan, world.sim.seed)
+    if overlaps:
+        windows.extend(
+            FaultWindow("overlapping_managers", at, heal, "a second manager recovers while the first runs")
+            for at in overlaps
+        )
+        world.sim.runtime.spawn(_overlaps(world, ctx, overlaps), name="fault: overlapping managers")
     if on("projection_stalls"):
         stalls = _stall_schedule(ctx)
         windows.extend(FaultWindow("projection_stalls", start, end, f"{name} stalled") for start, name, end in stalls)

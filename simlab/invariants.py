@@ -345,7 +345,8 @@ def lock_hygiene(world: TradingWorld, horizon_s: float, ledger: LockLedger) -> l
     """At the horizon no lock is held by a finished or dead saga and every lock expires; no lock was
     deleted by a process that did not hold it while its holder did (see ``simlab.checks.locks``)."""
     states = {s.saga_id: s for s in _all_states(world)}
-    left = locks_left_at_horizon(world.redis, states, set(world.manager.running), horizon_s)
+    live = {saga_id for manager in (world.manager, *world.sim.others) for saga_id in manager.running}
+    left = locks_left_at_horizon(world.redis, states, live, horizon_s)
     return foreign_deletions(ledger.foreign_deletions) + left
 
 

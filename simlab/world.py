@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sagas.engine.manager import SagaManager
@@ -50,6 +50,8 @@ class SimWorld:
     tracer: Tracer
     store: SagaStore
     manager: SagaManager
+    others: list[SagaManager] = field(default_factory=list)
+    """Managers started beside ``manager`` (the ``overlapping_managers`` fault), still running."""
 
     def new_manager(self) -> SagaManager:
         """A fresh manager on the same runtime, store, buses and trace (a restart)."""

@@ -106,7 +106,10 @@ def test_swarm_switches_families_per_seed_and_replays_them_per_seed():
     plans = [plan_faults(scenario, run_seed(i, 0)).intensity for i in range(40)]
     assert plans == [plan_faults(scenario, run_seed(i, 0)).intensity for i in range(40)]
     assert len({tuple(sorted(p)) for p in plans}) > 20  # different combinations for different seeds
-    for family in FAMILIES:  # every family is sometimes on, sometimes off, at varying intensity
+    swarmed = [f for f in FAMILIES if getattr(scenario.faults, f).enabled]
+    # Every family but overlapping managers, which today's engine cannot survive (it has no leases yet).
+    assert set(FAMILIES) - set(swarmed) == {"overlapping_managers"}
+    for family in swarmed:  # every family is sometimes on, sometimes off, at varying intensity
         levels = [p[family] for p in plans if family in p]
         assert 0 < len(levels) < 40 and all(0 <= x < 1 for x in levels) and len(set(levels)) == len(levels)
     disabled = scenario.model_copy(
@@ -557,6 +560,7 @@ def test_at_the_heal_every_family_stops_and_every_wrapper_passes_calls_through()
         "event_delivery": {"enabled": True, "duplicate_probability": 1.0, "delay_probability": 1.0},
         "projection_stalls": {**always, "stall_s": {"dist": "fixed", "value": 100}},
         "failing_compensations": always,
+        "overlapping_managers": {"enabled": True},
     }
     world, windows, _ = _world(faults)
     assert {w.family for w in windows} == set(FAMILIES)

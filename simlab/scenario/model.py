@@ -202,6 +202,12 @@ class ManagerCrashes(Family):
     restart_after_s: Distribution = Fixed(dist="fixed", value=1.0)
 
 
+class OverlappingManagers(Family):
+    """A second manager calls ``recover()`` on the same store while the first still runs its sagas."""
+
+    overlaps: int = Field(default=1, ge=0)
+
+
 class EventDelivery(Family):
     """Duplicated, delayed and reordered event delivery."""
 
@@ -239,6 +245,7 @@ class Faults(Strict):
     event_delivery: EventDelivery = EventDelivery()
     projection_stalls: ProjectionStalls = ProjectionStalls()
     failing_compensations: FailingCompensations = FailingCompensations()
+    overlapping_managers: OverlappingManagers = OverlappingManagers()
 
     @model_validator(mode="after")
     def _window(self) -> Faults:
