@@ -276,8 +276,8 @@ def position_matches_fills(world: TradingWorld, horizon_s: float) -> list[Violat
     """A position's quantity equals the sum of the order fills applied to it (and not reverted)."""
     write = world.platform.write
     applied: dict[str, float] = defaultdict(float)
-    for position_id, signed, _average, _realized in write.applied_fills.values():
-        applied[position_id] += signed
+    for fill in write.applied_fills.values():
+        applied[fill.position_id] += fill.signed
     found = []
     for position in write.positions.values():
         total = applied.get(position.position_id, 0.0)

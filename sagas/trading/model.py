@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class ConnectionStatus(enum.StrEnum):
@@ -119,6 +120,14 @@ class Order:
     def filled_quantity(self) -> float:
         """Quantity filled so far."""
         return sum(f.quantity for f in self.fills)
+
+
+class AppliedFill(NamedTuple):
+    """One order fill as a position took it: the position, the signed quantity (sells negative), the price."""
+
+    position_id: str
+    signed: float
+    price: float
 
 
 @dataclass

@@ -31,6 +31,7 @@ from sagas.trading import events as e
 from sagas.trading.fencing import ConnectionWrite, DomainError, StaleFencingToken, WriteFence
 from sagas.trading.model import (
     AccountKind,
+    AppliedFill,
     Automation,
     BrokerAccount,
     BrokerConnection,
@@ -76,8 +77,8 @@ class TradingPlatform:
         self.fence = WriteFence(clock)
         self.orders: dict[str, Order] = {}
         self.positions: dict[str, Position] = {}
-        # fill key (order id:sequence) -> (position id, signed quantity, average and realized P&L before it)
-        self.applied_fills: dict[str, tuple[str, float, float, float]] = {}
+        # fill key (order id:sequence) -> the fill as its position took it, in the order they were applied
+        self.applied_fills: dict[str, AppliedFill] = {}
 
     def register(self, bus: CommandBus) -> None:
         """Register every command handler on ``bus``."""
@@ -525,7 +526,7 @@ class TradingPlatform:
         for fill in order.fills:
             key = f"{order.order_id}:{fill.sequence}"
             if key in self.applied_fills:
-                position_id = self.applied_fills[key][0]
+                position_id = self.applied_fills[key].position_id
                 continue
             position = self.open_position(order.account_id, order.symbol)
             if position is None:
@@ -535,18 +536,10 @@ class TradingPlatform:
                 self.positions[position.position_id] = position
                 opened = opened or position
             signed = fill.quantity if order.side == "buy" else -fill.quantity
-            self.applied_fills[key] = (position.position_id, signed, position.average_price, position.realized_pnl)
-            if signed > 0:
-                total = position.quantity + signed
-                position.average_price = (position.quantity * position.average_price + signed * fill.price) / total
-            else:
-                position.realized_pnl += (fill.price - position.average_price) * -signed
-            position.quantity += signed
-            position.fill_quantities.append(signed)
+            self.applied_fills[key] = AppliedFill(position.position_id, signed, fill.price)
+            _take_fill(position, signed, fill.price)
             position_id = position.position_id
-            if abs(position.quantity) < 1e-9:
-                position.quantity = 0.0
-                position.status = PositionStatus.CLOSED
+            if position.status is PositionStatus.CLOSED:
                 await self._publish(
                     e.PositionClosed, position_id=position.position_id, realized_pnl=position.realized_pnl
                 )
@@ -568,20 +561,30 @@ class TradingPlatform:
         return {"position_id": position_id}
 
     async def revert_fills_from_position(self, command: c.RevertFillsFromPosition) -> int:
-        """Undo the order's applied fills, last first; return how many were undone."""
+        """Undo the order's applied fills; return how many were undone.
+
+        Each position they touched is recomputed from the fills it keeps, in the order it took them:
+        restoring the figures saved before the order's fills would also undo what other orders'
+        fills, applied since, did to its average price and realized P&L.
+        """
         order = self._order(command.order_id)
+        touched: list[str] = []
         undone = 0
-        for fill in reversed(order.fills):
+        for fill in order.fills:
             applied = self.applied_fills.pop(f"{order.order_id}:{fill.sequence}", None)
             if applied is None:
                 continue
-            position_id, signed, average_before, realized_before = applied
-            position = self.positions[position_id]
-            position.quantity -= signed
-            position.average_price, position.realized_pnl = average_before, realized_before
-            position.fill_quantities.remove(signed)
-            position.status = PositionStatus.OPEN if abs(position.quantity) > 1e-9 else PositionStatus.CLOSED
             undone += 1
+            if applied.position_id not in touched:
+                touched.append(applied.position_id)
+        for position_id in touched:
+            position = self.positions[position_id]
+            position.quantity = position.average_price = position.realized_pnl = 0.0
+            position.fill_quantities.clear()
+            for kept in self.applied_fills.values():
+                if kept.position_id == position_id:
+                    _take_fill(position, kept.signed, kept.price)
+            position.status = PositionStatus.OPEN if abs(position.quantity) > 1e-9 else PositionStatus.CLOSED
         return undone
 
     async def set_position_exits(self, command: c.SetPositionExits) -> None:
@@ -590,6 +593,20 @@ class TradingPlatform:
         if position is None:
             raise DomainError(f"unknown position {command.position_id!r}")
         position.stop_loss, position.take_profit = command.stop_loss, command.take_profit
+
+
+def _take_fill(position: Position, signed: float, price: float) -> None:
+    """One fill into a position: a buy adds at a new average price, a sell realizes P&L at the average."""
+    if signed > 0:
+        total = position.quantity + signed
+        position.average_price = (position.quantity * position.average_price + signed * price) / total if total else 0.0
+    else:
+        position.realized_pnl += (price - position.average_price) * -signed
+    position.quantity += signed
+    position.fill_quantities.append(signed)
+    if abs(position.quantity) < 1e-9:
+        position.quantity = 0.0
+        position.status = PositionStatus.CLOSED
 
 
 __all__ = [

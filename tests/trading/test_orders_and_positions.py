@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
 
+from sagas.engine.buses import EventBus
+from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.retry import RetryConfig
 from sagas.trading import commands as c
 from sagas.trading.config import SagaConfig
 from sagas.trading.model import OrderStatus, PositionStatus
+from sagas.trading.platform import TradingPlatform
 from tests.trading.world import run_trading, saga_records, terminal
 
 QUIET_POSITIONS = SagaConfig(timeouts_seconds={**SagaConfig().timeouts_seconds, "PositionManagementSaga": 30.0})
@@ -132,3 +136,41 @@ def test_the_position_monitor_retries_a_failing_price_read_and_still_exits_at_ta
     assert [t for t, o, _ in terminal(world, "PositionManagementSaga")] == [12.0]  # the closing sell fills 1 s later
     [position] = world.platform.write.positions.values()
     assert position.status is PositionStatus.CLOSED
+
+
+# -- reverting an order's fills -----------------------------------------------------------------
+
+
+async def _filled(platform: TradingPlatform, account_id: str, side: str, quantity: float, price: float) -> str:
+    order_id = await platform.place_order(c.PlaceOrder("u1", account_id, "AAPL", side, quantity))
+    await platform.record_fill(c.RecordFill(order_id, quantity, price, sequence=1))
+    await platform.apply_fills_to_position(c.ApplyFillsToPosition(order_id))
+    return order_id
+
+
+def test_reverting_an_order_recomputes_its_position_from_the_fills_other_orders_left_since():
+    async def main() -> tuple[TradingPlatform, list[str]]:
+        platform = TradingPlatform(EventBus(), IdSource(RandomStreams(0)), lambda: 0.0)
+        await platform.create_user(c.CreateUser("u1"))
+        connection_id = await platform.connect_broker(c.ConnectBroker("u1", "alpaca"))
+        account_id = await platform.link_broker_account(c.LinkBrokerAccount(connection_id, "ext-1"))
+        orders = [
+            await _filled(platform, account_id, "buy", 10, 100.0),
+            await _filled(platform, account_id, "buy", 10, 120.0),  # average 110
+            await _filled(platform, account_id, "sell", 5, 130.0),  # realizes (130 - 110) * 5 = 100
+        ]
+        return platform, orders
+
+    platform, (first, second, sale) = asyncio.run(main())
+    [position] = platform.positions.values()
+    assert (position.quantity, position.average_price, position.realized_pnl) == (15, 110.0, 100.0)
+    assert asyncio.run(platform.revert_fills_from_position(c.RevertFillsFromPosition(second))) == 1
+    # What is left is the first buy and the sale: 10 at 100, then 5 sold at 130 (P&L 150), not the
+    # average and P&L saved before the second buy (100 and 0), which would also undo the sale's P&L.
+    assert (position.quantity, position.average_price, position.realized_pnl) == (5, 100.0, 150.0)
+    assert position.fill_quantities == [10, -5] and position.status is PositionStatus.OPEN
+    assert asyncio.run(platform.revert_fills_from_position(c.RevertFillsFromPosition(second))) == 0  # idempotent
+    assert asyncio.run(platform.revert_fills_from_position(c.RevertFillsFromPosition(first))) == 1
+    assert (position.quantity, position.fill_quantities) == (-5, [-5])
+    assert asyncio.run(platform.revert_fills_from_position(c.RevertFillsFromPosition(sale))) == 1
+    assert (position.quantity, position.realized_pnl, position.status) == (0, 0.0, PositionStatus.CLOSED)
