@@ -185,7 +185,8 @@ def test_crashes_and_stalls_are_drawn_between_the_start_and_the_heal():
         plan = plan_faults(_scenario({"start_after_s": 20, "heal_after_s": 40, "manager_crashes": crashes}), seed)
         schedule = crash_schedule(plan, seed)
         assert schedule and all(20 <= at < up <= 40 for at, up in schedule)
-        _, windows, _ = _world({"start_after_s": 20, "heal_after_s": 40, "projection_stalls": stalls}, seed)
+        world, windows, _ = _world({"start_after_s": 20, "heal_after_s": 40, "projection_stalls": stalls}, seed)
+        world.sim.runtime.run(until=40)  # the stalls play out (nothing else runs)
         stalled = [(w.start, w.end) for w in windows if w.family == "projection_stalls"]
         assert stalled and all(20 <= start < end <= 40 for start, end in stalled)
 
