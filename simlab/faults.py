@@ -205,21 +205,19 @@ class FaultPlan:
 
     def overlaps(self) -> int:
         """How many second managers this run starts (a swarm run draws 1..configured)."""
-        if not self.is_on("overlapping_managers"):
-            return 0
-        configured = self.faults.overlapping_managers.overlaps
-        if not self.faults.swarm or configured == 0:
-            return configured
-        return min(configured, 1 + int(self.scale("overlapping_managers") * configured))
+        return self._count("overlapping_managers", self.faults.overlapping_managers.overlaps)
 
     def crashes(self) -> int:
         """How many manager crashes this run has (a swarm run draws 1..configured)."""
-        if not self.is_on("manager_crashes"):
+        return self._count("manager_crashes", self.faults.manager_crashes.crashes)
+
+    def _count(self, family: str, configured: int) -> int:
+        # A counted family: off is none; on is the configured count, or in swarm mode 1..configured by intensity.
+        if not self.is_on(family):
             return 0
-        configured = self.faults.manager_crashes.crashes
         if not self.faults.swarm or configured == 0:
             return configured
-        return min(configured, 1 + int(self.scale("manager_crashes") * configured))
+        return min(configured, 1 + int(self.scale(family) * configured))
 
 
 def plan_faults(scenario: Scenario, seed: int) -> FaultPlan:
