@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.step import SagaStep
-from sagas.engine.trace import TraceRecord
 from sagas.trading.model import BrokerConnection, ConnectionStatus
 from sagas.trading.wiring import saga_steps, trading_sagas
 from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
 from simlab.checks.retry_policy import declared_policies, retry_policy_violations
 from simlab.checks.steps import step_rerun_violations
+from simlab.checks.trace import records_by_saga
 from simlab.checks.triggers import one_saga_per_trigger_violations
 from simlab.checks.violation import CannotCheck, Violation
 from simlab.lock_ledger import LOCK_PREFIX, Hold, LockLedger
@@ -44,13 +44,6 @@ class DeletionSnapshot:
     accounts: tuple[str, ...]
 
 
-def _sagas_by_id(records: Iterable[TraceRecord]) -> dict[str, list[TraceRecord]]:
-    by_id: dict[str, list[TraceRecord]] = defaultdict(list)
-    for record in records:
-        by_id[record.saga_id].append(record)
-    return by_id
-
-
 def terminal_by_horizon(world: TradingWorld, horizon_s: float) -> list[Violation]:
     """Every saga ends by its own deadline, give or take the compensations that deadline starts.
 
@@ -63,7 +56,7 @@ def terminal_by_horizon(world: TradingWorld, horizon_s: float) -> list[Violation
     states = {s.saga_id: s for s in _all_states(world)}
     steps = _steps_by_type(world)
     found = []
-    for saga_id, records in _sagas_by_id(world.sim.tracer.records).items():
+    for saga_id, records in records_by_saga(world.sim.tracer.records).items():
         if not any(r.phase == "saga" and r.outcome == "started" for r in records):
             continue
         if any(r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES for r in records):
@@ -100,7 +93,7 @@ def _steps_by_type(world: TradingWorld) -> dict[str, tuple[SagaStep, ...]]:
 def compensation_exact(world: TradingWorld, horizon_s: float) -> list[Violation]:
     """Compensations ran for exactly the steps that completed or may have applied, last first, none twice."""
     found = []
-    for saga_id, records in _sagas_by_id(world.sim.tracer.records).items():
+    for saga_id, records in records_by_saga(world.sim.tracer.records).items():
         touched: list[str] = []
         in_flight: str | None = None
         for r in records:

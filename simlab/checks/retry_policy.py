@@ -28,13 +28,13 @@ that is visible in the reach table (crash and resume), not flagged here.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
 from sagas.engine.trace import TraceRecord
+from simlab.checks.trace import records_by_saga
 from simlab.checks.violation import CannotCheck, Violation
 
 NAME = "retry_policy_obeyed"
@@ -237,11 +237,8 @@ def retry_policy_violations(
 
     Raises ``CannotCheck`` if a saga type in the trace has no declaration.
     """
-    by_saga: dict[str, list[TraceRecord]] = defaultdict(list)
-    for r in records:
-        by_saga[r.saga_id].append(r)
     found: list[Violation] = []
-    for saga_id, saga_records in by_saga.items():
+    for saga_id, saga_records in records_by_saga(records).items():
         saga_type = saga_records[0].saga_type
         steps = declared.get(saga_type)
         if steps is None:

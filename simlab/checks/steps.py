@@ -10,10 +10,10 @@ again (after a resume, or in a saga that was never resumed) is a violation.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 
 from sagas.engine.trace import TraceRecord
+from simlab.checks.trace import records_by_saga
 from simlab.checks.violation import Violation
 
 NAME = "no_step_applied_twice"
@@ -21,11 +21,8 @@ NAME = "no_step_applied_twice"
 
 def step_rerun_violations(records: Iterable[TraceRecord]) -> list[Violation]:
     """Every saga's first start of a step it had already completed, other than the in-flight re-run after a resume."""
-    by_saga: dict[str, list[TraceRecord]] = defaultdict(list)
-    for record in records:
-        by_saga[record.saga_id].append(record)
     found = []
-    for saga_id, trace in by_saga.items():
+    for saga_id, trace in records_by_saga(records).items():
         completed: dict[str, float] = {}  # step -> when it last completed
         last_step: str | None = None  # the step of the latest execute record
         may_rerun: str | None = None  # the step that was in flight when the manager died
