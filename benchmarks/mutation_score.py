@@ -328,9 +328,9 @@ def main() -> int:
             copies[mutant.name] = Path(tmp) / mutant.name
             _copy_code(copies[mutant.name])
             _plant(copies[mutant.name], mutant)
-        clean = Path(tmp) / "clean"
-        _copy_code(clean)
         if not args.skip_clean:
+            clean = Path(tmp) / "clean"
+            _copy_code(clean)
             started = time.perf_counter()
             found = _hunt_split(clean, scenarios, args.runs, args.workers)
             took = time.perf_counter() - started

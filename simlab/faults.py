@@ -798,8 +798,11 @@ def overlap_schedule(plan: FaultPlan, seed: int) -> list[float]:
 
     Drawn from the stream ``faults/overlapping_managers`` of ``seed`` alone, so it is known before the run.
     """
+    count = plan.overlaps()
+    if not count:
+        return []  # most runs: no stream to derive
     rng = RandomStreams(seed).stream("faults/overlapping_managers")
-    return sorted(rng.uniform(plan.start_after_s, plan.heal_after_s) for _ in range(plan.overlaps()))
+    return sorted(rng.uniform(plan.start_after_s, plan.heal_after_s) for _ in range(count))
 
 
 async def _overlaps(world: TradingWorld, ctx: _Context, schedule: Sequence[float]) -> None:
