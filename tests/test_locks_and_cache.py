@@ -54,6 +54,49 @@ def test_only_the_owner_can_release_a_lock(on_redis: Runner) -> None:
     on_redis(body)
 
 
+class _ExpiresAfterTheGet:
+    """A client whose transactions' watched GET is followed by a wait past the lock's TTL (passive expiry)."""
+
+    def __init__(self, client: Any, sleep: Callable[[float], Awaitable[None]], wait_s: float) -> None:
+        self._client, self._sleep, self._wait_s = client, sleep, wait_s
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        pipe = self._client.pipeline(transaction=transaction)
+        watched_get = pipe.get
+
+        async def get(key: str) -> Any:
+            value = await _resolve(watched_get(key))
+            await self._sleep(self._wait_s)  # the TTL runs out here, between the GET and the EXEC
+            return value
+
+        pipe.get = get
+        return pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+def test_a_release_whose_ttl_ran_out_after_the_read_reports_false_on_every_server(kind: str) -> None:
+    """Real Redis aborts the EXEC (the watched key expired); fakeredis commits a DEL of nothing: both say False."""
+
+    async def body(client: Any, prefix: str, sleep: Callable[[float], Awaitable[None]]) -> None:
+        key = f"{prefix}:broker:disconnect:lock:c-1"
+        assert await RedisLockManager(client).acquire(key, "saga-a", ttl_seconds=0.05) is True
+        assert await RedisLockManager(_ExpiresAfterTheGet(client, sleep, 0.15)).release(key, "saga-a") is False
+        assert await RedisLockManager(client).holder(key) is None
+
+    if kind == "simulated":
+
+        async def main(world: SimWorld) -> None:
+            await body(SimulatedRedis(clock=world.runtime.now), "expiry", world.runtime.sleep)
+
+        simulate(main, seed=3)
+        return
+    with redis_runner(kind, "locks-expiry") as run:
+        run(lambda client, prefix: body(client, prefix, asyncio.sleep))
+
+
 def test_fenced_acquisitions_hand_out_growing_tokens_only_to_the_holder(on_redis: Runner) -> None:
     async def body(client: Any, prefix: str) -> None:
         locks = RedisLockManager(client)

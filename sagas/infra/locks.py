@@ -6,7 +6,10 @@ key only if it still holds the caller's token, atomically: WATCH the key, read
 the owner, and DELETE inside MULTI/EXEC, which Redis refuses if the key changed
 in between (an expiry and a new holder's SET included). That is the same
 guarantee as the usual compare-and-delete Lua script, and it also runs on
-fakeredis without a Lua interpreter, so the lab exercises this exact code.
+fakeredis without a Lua interpreter, so the lab exercises this exact code. One
+difference between the two servers is closed by reading the DEL's reply: a
+TTL that runs out between the GET and the EXEC makes real Redis abort the EXEC
+and fakeredis commit a DEL that deletes nothing, and both mean "no longer held".
 
 Fencing tokens: no lock can stop a holder that froze past its TTL from
 believing it still holds the lock. ``acquire_fenced`` therefore also hands out
@@ -82,8 +85,10 @@ class RedisLockManager:
                     return False
                 pipe.multi()
                 pipe.delete(key)
-                await resolve(pipe.execute())
-                return True
+                [deleted] = await resolve(pipe.execute())
+                # 0 if the TTL ran out after the GET: real Redis aborts the EXEC then (WatchError), while
+                # fakeredis commits a DEL of nothing; both must tell the caller it no longer held the lock.
+                return bool(deleted)
             except WatchError:
                 continue
             finally:
