@@ -768,14 +768,14 @@ async def _crash_and_restart(world: TradingWorld, ctx: _Context, bus: FaultyEven
     old.stop()
     ctx.injected("manager_crashes")
     await runtime.sleep(up - runtime.now())  # at least one scheduling turn: the dead sagas unwind first
-    new = _another_manager(world, old, bus)
+    new = _another_manager(world, old, bus, old.node)  # the same node, restarted: it reclaims its leases
     world.sim.manager = new
     await new.recover()
     await bus.attach(new)
 
 
-def _another_manager(world: TradingWorld, like: SagaManager, event_bus: EventBus) -> SagaManager:
-    """A new manager process on the run's store, buses, locks, trace and ids, running the trading sagas."""
+def _another_manager(world: TradingWorld, like: SagaManager, event_bus: EventBus, node: str) -> SagaManager:
+    """A new manager process ``node`` on the run's store, buses, locks and trace, running the trading sagas."""
     sim = world.sim
     new = SagaManager(
         runtime=sim.runtime,
@@ -786,8 +786,9 @@ def _another_manager(world: TradingWorld, like: SagaManager, event_bus: EventBus
         event_bus=event_bus,
         locks=like.locks,
         tracer=sim.tracer,
-        ids=sim.ids,
         retain_finished=like.retain_finished,
+        lease_seconds=like.lease_seconds,
+        node=node,
     )
     register_trading_sagas(new, world.deps)
     return new
@@ -813,7 +814,7 @@ async def _overlaps(world: TradingWorld, ctx: _Context, schedule: Sequence[float
         # (a rolling deploy whose new instance recovers on start-up, or a recoverer started by hand).
         # The newcomer is not subscribed to trigger events; it only takes over.
         running = world.manager
-        other = _another_manager(world, running, running.event_bus)
+        other = _another_manager(world, running, running.event_bus, f"overlap-{len(world.sim.others) + 1}")
         world.sim.others.append(other)
         ctx.injected("overlapping_managers")
         await other.recover()

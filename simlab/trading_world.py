@@ -62,7 +62,6 @@ def build_trading_world(
         command_bus=DelayedCommandBus(runtime, command_delay or fixed_delay(0.0)),
         query_bus=DelayedQueryBus(runtime, query_delay or fixed_delay(0.0)),
         tracer=sim.tracer,
-        ids=sim.ids,
     )
     sim.manager = manager
     projections = LaggingProjectionWorker(runtime, sim.streams, profiles=lag or {})

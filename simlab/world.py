@@ -54,7 +54,7 @@ class SimWorld:
     """Managers started beside ``manager`` (the ``overlapping_managers`` fault), still running."""
 
     def new_manager(self) -> SagaManager:
-        """A fresh manager on the same runtime, store, buses and trace (a restart)."""
+        """A fresh manager on the same runtime, store, buses and trace (a restart of the same node)."""
         old = self.manager
         self.manager = SagaManager(
             runtime=self.runtime,
@@ -65,7 +65,7 @@ class SimWorld:
             event_bus=type(old.event_bus)(),
             locks=old.locks,
             tracer=self.tracer,
-            ids=self.ids,
+            node=old.node,
         )
         return self.manager
 
@@ -80,8 +80,8 @@ def build_world(seed: int, store: SagaStore | None = None) -> SimWorld:
     streams = RandomStreams(seed)
     ids = IdSource(streams)
     tracer = Tracer(runtime.now)
-    store = store if store is not None else InMemorySagaStore()
-    manager = SagaManager(runtime=runtime, store=store, random_streams=streams, tracer=tracer, ids=ids)
+    store = store if store is not None else InMemorySagaStore(runtime.now)
+    manager = SagaManager(runtime=runtime, store=store, random_streams=streams, tracer=tracer)
     return SimWorld(seed, runtime, streams, ids, tracer, store, manager)
 
 

@@ -222,18 +222,19 @@ def test_redis_saga_store_on_simulated_redis_uses_simulated_time() -> None:
     async def main(world: SimWorld) -> list[Any]:
         client = SimulatedRedis(clock=world.runtime.now)
         store = RedisSagaStore(client, prefix="lab", trigger_ttl_seconds=600)
-        seen: list[Any] = [await store.create(state("saga-1", world.runtime.now()), "connect_broker:evt-1")]
+        first = state("saga-1", world.runtime.now())
+        seen: list[Any] = [await store.create(first, "connect_broker:evt-1", "lab/1", 30)]
         await _sleep_until(world, 30.0)
-        await store.save(state("saga-2", world.runtime.now()))
-        seen.append(await store.create(state("saga-x", 30.0), "connect_broker:evt-1"))
+        await store.save(state("saga-2", world.runtime.now()), 0)
+        seen.append(await store.create(state("saga-x", 30.0), "connect_broker:evt-1", "lab/1", 30))
         seen.append(client.ttl("lab:trigger:connect_broker:evt-1"))
         await _sleep_until(world, 599.5)
-        seen.append(await store.create(state("saga-3", 599.5), "connect_broker:evt-1"))
-        await store.save(state("saga-1", 0.0, SagaStatus.COMPLETED))
+        seen.append(await store.create(state("saga-3", 599.5), "connect_broker:evt-1", "lab/1", 30))
+        await store.save(state("saga-1", 0.0, SagaStatus.COMPLETED), 1)
         seen.append([(s.saga_id, s.started_at) for s in await store.unfinished()])
         await _sleep_until(world, 600.5)
         # The trigger key expired after 600 simulated seconds: a redelivered event can be claimed again.
-        seen.append(await store.create(state("saga-4", 600.5), "connect_broker:evt-1"))
+        seen.append(await store.create(state("saga-4", 600.5), "connect_broker:evt-1", "lab/1", 30))
         loaded = await store.load("saga-2")
         seen.append(loaded == state("saga-2", 30.0))
         return seen

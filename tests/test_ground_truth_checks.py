@@ -190,9 +190,9 @@ def test_a_redelivered_trigger_starts_one_saga_and_is_clean():
 class ForgetfulStore(InMemorySagaStore):
     """The planted bug: the trigger claim is never checked."""
 
-    async def create(self, state: SagaState, trigger_key: str) -> str:
-        await self.save(state)
-        return state.saga_id
+    async def create(self, state: SagaState, trigger_key: str, owner: str, lease_seconds: float) -> str:
+        # Every saga claims a key of its own, so no trigger is ever found taken.
+        return await super().create(state, f"{trigger_key}#{state.saga_id}", owner, lease_seconds)
 
 
 def test_a_store_that_forgets_trigger_claims_starts_two_sagas_and_is_caught():

@@ -141,7 +141,7 @@ def test_simlab_replay_shows_the_consistency_polls_in_its_timeline_text():
     text = format_timeline(run_once(scenario, run_seed(0, scenario.seed), keep_trace=True))
     polls = [line for line in text.splitlines() if " poll " in line]
     assert [line.split(None, 3)[1:] for line in polls[:3]] == [
-        ["BrokerDisconnectionSaga", "ca96828a", "validate_accounts_deleted #1 poll started"],
-        ["BrokerDisconnectionSaga", "ca96828a", "validate_accounts_deleted #1 poll failed [AccountsStillInReadModel]"],
-        ["BrokerDisconnectionSaga", "ca96828a", "validate_accounts_deleted #1 poll scheduled retry in 0.302s"],
+        ["BrokerDisconnectionSaga", "2692d2a9", "validate_accounts_deleted #1 poll started"],
+        ["BrokerDisconnectionSaga", "2692d2a9", "validate_accounts_deleted #1 poll failed [AccountsStillInReadModel]"],
+        ["BrokerDisconnectionSaga", "2692d2a9", "validate_accounts_deleted #1 poll scheduled retry in 0.302s"],
     ]

@@ -134,18 +134,50 @@ def test_compensation_attempts_are_held_to_the_compensation_policy():
     assert problems(trace) == ["T: compensation of b: delay 2 s before retry 1 is outside [1, 1] s (none jitter)"]
 
 
-def test_a_resumed_saga_starts_counting_again_and_says_so_in_no_violation():
+def test_a_resumed_saga_carries_its_count_on_and_may_re_run_the_cut_attempt_once():
     before = attempts("a", [(0.0, 0.5, "failed"), (1.5, 2.0, "failed"), (4.0, 4.2, "cancelled")], delays=[1.0, 2.0])
     resumed = [rec(6.0, "saga", "resumed", None, detail="running")]
-    after = [
-        rec(6.0, "execute", "started", "a", 1),
-        rec(6.5, "execute", "failed", "a", 1, error="Boom"),
-        rec(6.5, "retry", "scheduled", "a", 1, delay=1.0),
-        rec(7.5, "execute", "started", "a", 2),
-        rec(8.0, "execute", "completed", "a", 2),
+    # The documented re-run of the cut third attempt is attempt 4, beyond max_attempts=3: allowed.
+    rerun_completes = [rec(6.0, "execute", "started", "a", 4), rec(6.5, "execute", "completed", "a", 4)]
+    assert problems(before + resumed + rerun_completes) == []
+    # A retry after the re-run would be a fresh budget: flagged.
+    rerun_retried = [
+        rec(6.0, "execute", "started", "a", 4),
+        rec(6.5, "execute", "failed", "a", 4, error="Boom"),
+        rec(6.5, "retry", "scheduled", "a", 4, delay=3.0),
+        rec(9.5, "execute", "started", "a", 5),
     ]
-    assert problems(before + resumed + after) == []
-    assert problems(before + after) != []  # without the resume the same attempts break the policy
+    assert problems(before + resumed + rerun_retried) == [
+        "T: step a: retry scheduled after attempt 4 of max_attempts=3",
+        "T: step a: attempt 5 exceeds its policy's max_attempts=3",
+    ]
+    # An engine that forgot the count (numbering from 1 again) is caught at once.
+    restarted = [rec(6.0, "execute", "started", "a", 1), rec(6.5, "execute", "completed", "a", 1)]
+    assert problems(before + resumed + restarted) == [
+        "T: step a: resumed at attempt 1 after 3 attempt(s): the count was lost"
+    ]
+
+
+def test_a_retry_reserved_before_the_restart_counts_and_the_budget_runs_from_the_first_attempt():
+    policy = dataclasses.replace(EXACT, max_attempts=4, retry_budget_ms=5000)
+    declared = {"T": {"a": StepPolicies(policy, policy)}}
+    before = attempts("a", [(0.0, 0.5, "failed")], delays=[1.0])  # retry 2 reserved, then the crash at 1.0
+    resumed = [rec(1.0, "saga", "resumed", None, detail="running")]
+    after = [
+        rec(1.0, "execute", "started", "a", 3),  # the reserved attempt 2 counts as made
+        rec(1.5, "execute", "failed", "a", 3, error="Boom"),
+        rec(1.5, "retry", "scheduled", "a", 3, delay=3.0),
+        rec(4.5, "execute", "started", "a", 4),
+        rec(5.0, "execute", "failed", "a", 4, error="Boom"),
+    ]
+    assert problems(before + resumed + after, declared) == []
+    late = [*after[:2], rec(1.5, "retry", "scheduled", "a", 3, delay=3.0)]
+    late[0] = rec(3.0, "execute", "started", "a", 3)
+    late[1] = rec(3.5, "execute", "failed", "a", 3, error="Boom")
+    late[2] = rec(3.5, "retry", "scheduled", "a", 3, delay=3.0)
+    assert problems(before + resumed + late, declared) == [
+        "T: step a: retry 3 would start 6.5 s after the first attempt, past its 5 s budget"
+    ]
 
 
 def test_polls_are_held_to_the_declared_poll_policy_and_restart_with_each_step_attempt():

@@ -91,13 +91,13 @@ def test_each_saga_is_judged_on_its_own_records():
 
 
 class StoreForgettingCompletedSteps(InMemorySagaStore):
-    """The planted bug: the states handed to recovery have lost their completed steps."""
+    """The planted bug: unfinished states read back (by recovery) have lost their completed steps."""
 
-    async def unfinished(self) -> list[SagaState]:
-        states = await super().unfinished()
-        for state in states:
+    async def load(self, saga_id: str) -> SagaState | None:
+        state = await super().load(saga_id)
+        if state is not None and not state.status.is_terminal:
             state.completed_steps.clear()
-        return states
+        return state
 
 
 def test_a_whole_run_is_clean_and_a_store_forgetting_completed_steps_is_caught_every_time(monkeypatch):

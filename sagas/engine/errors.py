@@ -69,3 +69,11 @@ class HandlerNotFound(SagaError, LookupError):
 
 class InvalidEvent(SagaError, ValueError):
     """An event lacks data a saga needs; names the event, the field and the problem."""
+
+
+class LeaseLost(SagaError):
+    """This manager no longer owns the saga: its lease expired or another manager took it over.
+
+    Raised by a store refusing a write whose fencing token is stale, and by the engine when the
+    lease's validity ran out locally; the execution stops driving the saga (its new owner goes on).
+    """

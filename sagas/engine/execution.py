@@ -18,7 +18,18 @@ Semantics:
 - compensation runs in reverse order; a compensation that fails (after its own
   retries) is recorded and the remaining ones still run;
 - a step that raises ``SagaAborted`` or returns ``{"aborted": True, ...}`` ends
-  the saga ``aborted``: not a failure, nothing is compensated.
+  the saga ``aborted``: not a failure, nothing is compensated;
+- the execution drives the saga only while its manager holds the saga's lease:
+  every write carries the lease's fencing token, and once the lease is lost (a
+  write refused, a renewal refused, or its validity run out on the local clock)
+  the execution stops at its next await, writes nothing more and publishes
+  nothing; the manager that took the lease over goes on from the stored state;
+- attempt counts and the time the first attempt began are persisted, so a
+  resumed saga keeps its retry budget: the step (or compensation) in flight when
+  its manager died runs once more, as documented, whatever its count, and counts
+  the cut attempt as made; any retry after that obeys the policy with the count
+  and elapsed time carried over (a retry that was scheduled but had not started
+  counts too, so a restart never adds a fresh budget).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sagas.engine.errors import DeadlineExceeded, SagaAborted
+from sagas.engine.errors import DeadlineExceeded, LeaseLost, SagaAborted
 from sagas.engine.events import (
     SagaCompensated,
     SagaCompleted,
@@ -119,6 +130,8 @@ class SagaExecution:
         saga: BaseSaga,
         state: SagaState,
         *,
+        fence: int,
+        lease_until: float,
         resumed: bool = False,
         steps: tuple[SagaStep, ...] | None = None,
     ) -> None:
@@ -126,6 +139,12 @@ class SagaExecution:
         self.saga = saga
         self.state = state
         self.resumed = resumed
+        self.fence = fence  # the fencing token of this execution's lease
+        self.lease_until = lease_until  # when the lease runs out by the local clock (renewals move it)
+        self.lease_lost = False
+        # The step in flight when the previous manager died: its cut attempt counts as made.
+        self._in_flight = state.current_step if resumed and state.status is SagaStatus.RUNNING else None
+        self._in_flight_since = state.updated_at  # its first attempt began no earlier than its last write
         self.steps = steps if steps is not None else saga.validated_steps()
         self._runtime = manager.runtime
         self._tracer = manager.tracer
@@ -177,11 +196,19 @@ class SagaExecution:
     ) -> None:
         self._trace(step, attempt, "poll", outcome, error, retry_delay)
 
+    def check_lease(self) -> None:
+        """Raise ``LeaseLost`` if this execution may no longer drive its saga."""
+        if self.lease_lost:
+            raise LeaseLost(f"saga {self.state.saga_id}: lease lost")
+        if self._runtime.now() >= self.lease_until:
+            raise LeaseLost(f"saga {self.state.saga_id}: lease ran out at {self.lease_until:g} s")
+
     async def _persist(self) -> None:
+        self.check_lease()
         state = self.state
         state.transitions += 1
         state.updated_at = self._runtime.now()
-        await self.manager.store.save(state)
+        await self.manager.store.save(state, self.fence)
 
     async def _publish_lifecycle(self, kind: type[SagaLifecycleEvent], suffix: str, **fields: Any) -> None:
         """Publish a lifecycle event about this saga; its id is derived from the saga's (deterministic)."""
@@ -207,7 +234,28 @@ class SagaExecution:
     # -- the state machine -------------------------------------------------
 
     async def run(self) -> SagaState:
-        """Run the saga to a terminal status and return its final state."""
+        """Run the saga to a terminal status and return its final state.
+
+        If the lease is lost on the way, return the state as this execution last saw it
+        (not terminal): the saga's new owner finishes it.
+        """
+        try:
+            return await self._drive()
+        except LeaseLost as lost:
+            self.stop_driving(str(lost))
+            return self.state
+        except BaseException:
+            if self.lease_lost:  # the lease keeper cancelled this task: stop quietly
+                return self.state
+            raise
+
+    def stop_driving(self, reason: str) -> None:
+        """Mark the lease lost (once) and say so in the trace."""
+        if not self.lease_lost:
+            self.lease_lost = True
+            self._trace(self.state.current_step, None, "saga", "lease_lost", detail=reason)
+
+    async def _drive(self) -> SagaState:
         state = self.state
         bus = self.manager.event_bus
         if self.resumed:
@@ -332,11 +380,11 @@ class SagaExecution:
         runtime = self._runtime
         policy = step.policy
         name = step.name
-        started = runtime.now()
+        attempt, started = self._attempts_so_far(name, 1 if name == self._in_flight else 0)
         previous_delay: float | None = None
-        attempt = 0
         while True:
             attempt += 1
+            self.check_lease()
             if runtime.now() >= self.state.deadline_at:
                 # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
                 raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
@@ -374,8 +422,23 @@ class SagaExecution:
             if delay is None:
                 raise _StepFailed(name, error)
             self._trace(name, attempt, "retry", "scheduled", retry_delay=delay)
+            await self._reserve_attempt(name, attempt + 1)
             previous_delay = delay
             await runtime.sleep(delay)
+
+    def _attempts_so_far(self, key: str, unrecorded: int) -> tuple[int, float]:
+        """Attempts of ``key`` already made (persisted by an earlier owner, or ``unrecorded``) and when they began."""
+        state = self.state
+        since = state.attempts_since.get(key)
+        if since is None:
+            since = self._in_flight_since if unrecorded else self._runtime.now()
+            state.attempts_since[key] = since  # persisted with the next write
+        return state.attempts.get(key, unrecorded), since
+
+    async def _reserve_attempt(self, key: str, attempt: int) -> None:
+        """Persist that attempt ``attempt`` of ``key`` is coming, so a restart cannot hand out a fresh budget."""
+        self.state.attempts[key] = attempt
+        await self._persist()
 
     def _retry_delay(
         self, policy: RetryConfig, attempt: int, error: BaseException, started: float, previous: float | None
@@ -410,11 +473,12 @@ class SagaExecution:
             return True
         runtime = self._runtime
         policy = step.compensation_policy
-        started = runtime.now()
+        key = f"{name}:compensate"
+        attempt, started = self._attempts_so_far(key, 0)
         previous_delay: float | None = None
-        attempt = 0
         while True:
             attempt += 1
+            self.check_lease()
             self._trace(name, attempt, "compensate", "started")
             self._context["attempt"] = attempt
             error: BaseException
@@ -440,5 +504,6 @@ class SagaExecution:
                 self._trace(name, attempt, "compensate", "gave_up", error)
                 return False
             self._trace(name, attempt, "retry", "scheduled", retry_delay=delay, detail="compensation")
+            await self._reserve_attempt(key, attempt + 1)
             previous_delay = delay
             await runtime.sleep(delay)

@@ -5,10 +5,25 @@ trigger's event type on the event bus. Each published trigger event claims a
 trigger key (saga type + event id) in the store while saving the new state,
 atomically, so a redelivered event starts no second instance, then spawns a ``SagaExecution`` as a runtime task. A new
 manager on the same store calls ``recover()`` to resume every unfinished
-instance: completed steps are not re-run, an interrupted step is re-run (steps
-are idempotent) and an interrupted compensation carries on. A step composes
-child sagas through ``context['sagas']`` and waits for their completion events
-with a deadline.
+instance whose lease has expired: completed steps are not re-run, an
+interrupted step is re-run (steps are idempotent) and an interrupted
+compensation carries on. A step composes child sagas through
+``context['sagas']`` and waits for their completion events with a deadline.
+
+Ownership: a manager drives a saga only while it holds the saga's lease in the
+store (taken with the new state, or by ``recover()`` once the previous owner's
+expired). A lease keeper task per running saga renews it every third of
+``lease_seconds``; when a renewal is refused, or no renewal succeeded within
+``lease_seconds`` minus a tenth (the margin for clock drift between this
+process and the store), the saga's task is cancelled at its current await and
+the execution stops. Each manager draws an incarnation from the store (a count,
+unique per store) on first use; it is part of every id the manager draws and of
+its owner token ``{node}/{incarnation}``, so a restarted manager given the same
+seed never repeats the ids of the one before it. ``node`` names one manager
+process at a time (a host, a pod): a manager restarted on its node takes over
+the leases of that node's earlier incarnations at once, since they are dead by
+definition, instead of waiting for them to run out. Two managers running at
+once must have different nodes.
 """
 
 from __future__ import annotations
@@ -133,7 +148,13 @@ class SagaManager:
         tracer: Tracer | None = None,
         ids: IdSource | None = None,
         retain_finished: bool = True,
+        lease_seconds: float = 30.0,
+        node: str = "manager",
     ) -> None:
+        if not node or "/" in node:
+            raise SagaDefinitionError(f"node must be a non-empty name without '/', got {node!r}")
+        if not lease_seconds > 0 or lease_seconds == float("inf"):
+            raise SagaDefinitionError(f"lease_seconds must be a finite number > 0, got {lease_seconds!r}")
         self.runtime = runtime
         self.store = store
         self.random_streams = random_streams
@@ -142,7 +163,13 @@ class SagaManager:
         self.event_bus = event_bus if event_bus is not None else EventBus()
         self.locks = locks
         self.tracer = tracer if tracer is not None else Tracer(runtime.now)
+        # Replaced on first use by ids carrying this manager's incarnation, unless given.
         self.ids = ids if ids is not None else IdSource(random_streams)
+        self._ids_given = ids is not None
+        self.lease_seconds = lease_seconds
+        self.incarnation = 0  # drawn from the store on first use
+        self.node = node
+        self.owner = ""
         self.jitter_rng: random.Random = random_streams.stream("jitter")
         self.step_rng: random.Random = random_streams.stream("steps")
         self._by_trigger: dict[str, list[_Registration]] = {}
@@ -183,6 +210,17 @@ class SagaManager:
             self.event_bus.subscribe(trigger_name, self.handle_event)
         self._by_trigger[trigger_name].append(registration)
 
+    # -- identity ----------------------------------------------------------
+
+    async def _incarnate(self) -> None:
+        """Draw this manager's incarnation from the store, once: it names the owner and the ids."""
+        if self.incarnation:
+            return
+        self.incarnation = await self.store.new_incarnation()
+        self.owner = f"{self.node}/{self.incarnation}"
+        if not self._ids_given:
+            self.ids = IdSource(self.random_streams, self.incarnation)
+
     # -- starting ----------------------------------------------------------
 
     async def handle_event(self, event: Event, parent_id: str | None = None) -> list[str]:
@@ -200,6 +238,7 @@ class SagaManager:
         return saga_ids
 
     async def _start(self, registration: _Registration, event: Event, parent_id: str | None) -> str:
+        await self._incarnate()
         trigger_data = _trigger_data(event)
         saga = registration.factory()
         steps = saga.validated_steps()
@@ -219,7 +258,9 @@ class SagaManager:
             current_step=steps[0].name,
             transitions=1,
         )
-        owner = await self.store.create(state, f"{registration.saga_type}:{event.event_id}")
+        owner = await self.store.create(
+            state, f"{registration.saga_type}:{event.event_id}", self.owner, self.lease_seconds
+        )
         if owner != saga_id:
             self.tracer.record(
                 owner,
@@ -236,8 +277,12 @@ class SagaManager:
             return owner
         if parent_id is not None:
             self._children.setdefault(parent_id, []).append(saga_id)
-        self._launch(SagaExecution(self, saga, state, steps=steps))
+        self._launch(SagaExecution(self, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps))
         return saga_id
+
+    def _lease_until(self, asked_at: float) -> float:
+        """When a lease asked for at ``asked_at`` runs out by this process's clock, with a tenth for drift."""
+        return asked_at + self.lease_seconds * 0.9
 
     def _launch(self, execution: SagaExecution) -> None:
         saga_id = execution.state.saga_id
@@ -245,35 +290,73 @@ class SagaManager:
         self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
 
     async def _run(self, execution: SagaExecution) -> SagaState:
+        saga_id = execution.state.saga_id
+        keeper = self.runtime.spawn(self._keep_lease(execution), name=f"lease {saga_id}")
         try:
             return await execution.run()
         finally:
-            saga_id = execution.state.saga_id
+            keeper.cancel()
             self._executions.pop(saga_id, None)
             self._children.pop(saga_id, None)
             if not self.retain_finished:
                 self._tasks.pop(saga_id, None)
 
-    async def recover(self) -> list[str]:
-        """Resume every unfinished saga in the store; return their ids.
-
-        Called by a manager started on the store of one that stopped or crashed.
-        """
-        resumed: list[str] = []
-        for state in await self.store.unfinished():
-            if state.saga_id in self._tasks:
+    async def _keep_lease(self, execution: SagaExecution) -> None:
+        """Renew ``execution``'s lease every third of its length; cancel the saga's task once it is lost."""
+        runtime, store, state = self.runtime, self.store, execution.state
+        while True:
+            await runtime.sleep(max(0.0, min(self.lease_seconds / 3, execution.lease_until - runtime.now())))
+            if runtime.now() >= execution.lease_until:
+                reason = f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s"
+                break
+            asked_at = runtime.now()
+            try:
+                renewed = await store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds)
+            except Exception:  # noqa: BLE001 - the store is unreachable: try again until the lease runs out
                 continue
-            registration = self._by_type.get(state.saga_type)
+            if not renewed:
+                if state.status.is_terminal:
+                    return  # its final write released the lease while this renewal was on its way
+                reason = "the store refused the renewal: another manager holds the lease"
+                break
+            execution.lease_until = self._lease_until(asked_at)
+        execution.stop_driving(reason)
+        task = self._tasks.get(state.saga_id)
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def recover(self) -> list[str]:
+        """Take over every unfinished saga whose lease has expired; return the ids of those resumed.
+
+        Called by a manager started on the store of one that stopped or crashed (and safe to call
+        while other managers run: a saga whose owner still renews its lease is left to it).
+        """
+        await self._incarnate()
+        resumed: list[str] = []
+        for listed in await self.store.unfinished():
+            saga_id = listed.saga_id
+            if saga_id in self._tasks and not self._tasks[saga_id].done():
+                continue
+            registration = self._by_type.get(listed.saga_type)
             if registration is None:
                 raise SagaDefinitionError(
-                    f"cannot resume saga {state.saga_id}: saga type {state.saga_type!r} is not registered"
+                    f"cannot resume saga {saga_id}: saga type {listed.saga_type!r} is not registered"
                 )
+            asked_at = self.runtime.now()
+            fence = await self.store.acquire_lease(saga_id, self.owner, self.lease_seconds)
+            if fence is None:
+                continue  # its owner is alive (or its lease has not run out yet)
+            state = await self.store.load(saga_id)  # what the previous owner wrote last
+            if state is None or state.status.is_terminal:
+                continue  # it finished between the listing and the lease: nothing to resume
             saga = registration.factory()
-            saga.saga_id = state.saga_id
-            if state.parent_id is not None:
-                self._children.setdefault(state.parent_id, []).append(state.saga_id)
-            self._launch(SagaExecution(self, saga, state, resumed=True))
-            resumed.append(state.saga_id)
+            saga.saga_id = saga_id
+            if state.parent_id is not None and saga_id not in self._children.get(state.parent_id, ()):
+                self._children.setdefault(state.parent_id, []).append(saga_id)
+            self._launch(
+                SagaExecution(self, saga, state, fence=fence, lease_until=self._lease_until(asked_at), resumed=True)
+            )
+            resumed.append(saga_id)
         return resumed
 
     # -- services handed to steps -----------------------------------------

@@ -82,10 +82,22 @@ class Runtime(Protocol):
 
 
 class SagaStore(Protocol):
-    """Where saga instances persist their state at every transition."""
+    """Where saga instances persist their state at every transition, and who owns each one.
 
-    async def save(self, state: SagaState) -> None:
-        """Persist a snapshot of ``state`` (later changes to it must not leak in)."""
+    Ownership is a lease: an owner token with an expiry, renewed while the saga runs, and a
+    fencing token (a per-saga counter that only grows, bumped by every acquisition). Every
+    write carries the writer's fencing token, and the store refuses one that is no longer
+    the latest, so a manager that lost its lease (a pause, a partition) cannot overwrite
+    the state its successor writes.
+    """
+
+    async def save(self, state: SagaState, fence: int) -> None:
+        """Persist a snapshot of ``state`` (later changes to it must not leak in).
+
+        Refused with ``LeaseLost`` if ``fence`` is not the saga's latest fencing token (0 for
+        a saga never leased: tools and tests writing states directly). A terminal state also
+        releases the lease.
+        """
         ...
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -96,13 +108,32 @@ class SagaStore(Protocol):
         """Every saga not in a terminal status, ordered by (started_at, saga_id)."""
         ...
 
-    async def create(self, state: SagaState, trigger_key: str) -> str:
-        """Claim ``trigger_key`` (saga type + event id) for ``state`` and save it, atomically.
+    async def create(self, state: SagaState, trigger_key: str, owner: str, lease_seconds: float) -> str:
+        """Claim ``trigger_key`` (saga type + event id) for ``state``, save it and lease it, atomically.
 
         Returns the id of the saga that owns the trigger: ``state.saga_id`` if this
-        call claimed it (and saved ``state``), the earlier owner's id otherwise
-        (and nothing is written).
+        call claimed it (and saved ``state``, leased to ``owner`` for ``lease_seconds``
+        with fencing token 1), the earlier owner's id otherwise (and nothing is written).
         """
+        ...
+
+    async def acquire_lease(self, saga_id: str, owner: str, lease_seconds: float) -> int | None:
+        """Lease ``saga_id`` to ``owner``; return the new fencing token, or None if the lease is taken.
+
+        Taken means an unexpired lease held by another node; a lease held by an earlier
+        incarnation of ``owner``'s own node (``{node}/{incarnation}``) is taken over at once.
+        """
+        ...
+
+    async def renew_lease(self, saga_id: str, owner: str, fence: int, lease_seconds: float) -> bool:
+        """Extend the lease to ``lease_seconds`` from now if ``owner`` still holds it with ``fence``.
+
+        False if it expired or another owner holds it: the caller must stop driving the saga.
+        """
+        ...
+
+    async def new_incarnation(self) -> int:
+        """A number no other manager on this store ever received (1, 2, 3... per store)."""
         ...
 
 

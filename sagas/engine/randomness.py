@@ -36,12 +36,25 @@ class RandomStreams:
 
 
 class IdSource:
-    """UUID-shaped ids drawn from seeded streams, one stream per kind of id."""
+    """UUID-shaped ids drawn from seeded streams, one stream per kind of id.
 
-    def __init__(self, streams: RandomStreams) -> None:
+    With an ``incarnation`` (a manager's number, unique per store), the id's last 32 bits are
+    that number and the rest comes from a stream of its own: two managers started with the
+    same seed (a restart) never draw the same id, and a run stays deterministic because the
+    incarnation is a count, not a time.
+    """
+
+    def __init__(self, streams: RandomStreams, incarnation: int = 0) -> None:
+        if not 0 <= incarnation < 2**32:
+            raise ValueError(f"incarnation must be in [0, 2**32), got {incarnation!r}")
         self._streams = streams
+        self.incarnation = incarnation
 
     def new_id(self, kind: str = "saga") -> str:
         """A fresh id for ``kind``, e.g. ``'saga'`` or ``'event'``."""
-        bits = self._streams.stream(f"ids/{kind}").getrandbits(128)
+        if not self.incarnation:
+            bits = self._streams.stream(f"ids/{kind}").getrandbits(128)
+        else:
+            random_bits = self._streams.stream(f"ids/{kind}@{self.incarnation}").getrandbits(96)
+            bits = random_bits << 32 | self.incarnation
         return str(uuid.UUID(int=bits, version=4))

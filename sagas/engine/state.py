@@ -33,7 +33,10 @@ class SagaState:
     lists steps with an attempt cancelled in flight (a timeout): they may have
     taken effect, so they are compensated like completed ones.
     ``compensation_outcome`` is ``compensated`` or ``compensation_failed`` once
-    compensation ran (it qualifies a ``timed_out`` status).
+    compensation ran (it qualifies a ``timed_out`` status). ``attempts`` counts the
+    attempts of each step (``{step}``) and compensation (``{step}:compensate``) made or
+    about to be made, and ``attempts_since`` when the first one began, so a manager
+    that resumes the saga goes on with the same retry budget instead of a fresh one.
     """
 
     saga_id: str
@@ -57,6 +60,8 @@ class SagaState:
     error_type: str | None = None
     error: str | None = None
     transitions: int = 0
+    attempts: dict[str, int] = field(default_factory=dict)
+    attempts_since: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready snapshot that shares no mutable containers with ``self``.
@@ -93,6 +98,8 @@ class SagaState:
             "error_type": self.error_type,
             "error": self.error,
             "transitions": self.transitions,
+            "attempts": dict(self.attempts),
+            "attempts_since": dict(self.attempts_since),
         }
 
     @classmethod
@@ -107,6 +114,9 @@ class SagaState:
             values[key] = json_copy(values[key], key)
         for key in ("completed_steps", "possibly_applied", "compensated_steps", "failed_compensations"):
             values[key] = list(values[key])
+        for key in ("attempts", "attempts_since"):
+            if key in values:
+                values[key] = dict(values[key])
         return cls(**values)
 
 
@@ -147,3 +157,8 @@ def dumps_state(state: SagaState) -> str:
 def loads_state(raw: str | bytes) -> SagaState:
     """A state from ``dumps_state`` output."""
     return SagaState.from_dict(json.loads(raw))
+
+
+def same_node(owner: str, other: str) -> bool:
+    """Whether two lease owners (``{node}/{incarnation}``) are incarnations of one manager node."""
+    return owner.rpartition("/")[0] == other.rpartition("/")[0]

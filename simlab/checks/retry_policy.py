@@ -16,13 +16,15 @@ its compensation attempts, and every poll inside a step attempt:
   after the first attempt), follows an error the policy retries (not one of its
   ``non_retryable`` types, by name), and never follows the last allowed attempt.
 
-A resumed saga (its manager crashed and a new one recovered it from the store)
-runs its in-flight step, compensation or poll from attempt 1 again: the saga's
-persisted state holds no attempt count. That is the engine's documented restart,
-not a policy breach, so the count starts over at each ``resumed`` record: each
-incarnation is judged by the policy on its own. A saga that crashes again and
-again could therefore try a step more often in total than its policy allows;
-that is visible in the reach table (crash and resume), not flagged here.
+A resumed saga (its manager crashed or lost its lease, and another recovered it
+from the store) carries on with the attempt counts and retry budget its state
+persisted: the count does not start over. The attempt cut by the restart counts
+as made, and so may the attempt a retry had reserved before it: the first start
+after a ``resumed`` record is numbered one or two past the attempts seen (any
+other number is flagged), needs no scheduled delay and is the documented re-run,
+allowed even past ``max_attempts``; every retry after it obeys the same
+``max_attempts`` and budget, counted across the restart. Polls inside a step are not persisted: they
+start over with each attempt, as before.
 """
 
 from __future__ import annotations
@@ -110,6 +112,8 @@ class _Attempts:
     scheduled: tuple[float, float] | None = None  # (when, delay) of the retry not yet started
     last_error: str | None = None
     ended: bool = False  # a poll that completed, gave up or was cancelled
+    resumed: bool = False  # a restart happened since the last start
+    reruns: int = 0  # documented re-runs after restarts (allowed beyond max_attempts)
 
 
 class _SagaCheck:
@@ -128,8 +132,13 @@ class _SagaCheck:
     def record(self, r: TraceRecord) -> None:
         phase, outcome = r.phase, r.outcome
         if phase == "saga":
-            if outcome == "resumed":
-                self.runs.clear()  # a new incarnation: counts start over (see the module docstring)
+            if outcome == "resumed":  # counts carry on (see the module docstring); polls start over
+                for key in [k for k in self.runs if k[0] == "poll"]:
+                    del self.runs[key]
+                for attempts in self.runs.values():
+                    attempts.resumed = True
+                    attempts.scheduled = None
+                    attempts.previous_delay = None  # not persisted: decorrelated jitter starts from the initial delay
             return
         if phase not in ("execute", "compensate", "retry", "poll") or r.step is None:
             return
@@ -183,19 +192,28 @@ class _SagaCheck:
             run.ended = True
 
     def started(self, run: _Attempts, r: TraceRecord) -> None:
-        run.count += 1
-        if run.count == 1:
-            run.first_t = r.t
-        elif run.scheduled is None:
-            self.flag(r.t, f"{run.what}: attempt {run.count} started with no retry scheduled")
-        else:
-            at, delay = run.scheduled
-            if r.t < at + delay - _close_enough(r.t, at + delay):
+        if run.resumed:
+            run.resumed = False
+            if r.attempt not in (run.count + 1, run.count + 2):
                 self.flag(
-                    r.t, f"{run.what}: attempt {run.count} started {at + delay - r.t:.6g} s before its delay ended"
+                    r.t, f"{run.what}: resumed at attempt {r.attempt} after {run.count} attempt(s): the count was lost"
                 )
+            run.count = max(run.count + 1, r.attempt or 0)
+            run.reruns = max(0, run.count - run.policy.max_attempts)
+        else:
+            run.count += 1
+            if run.count == 1:
+                run.first_t = r.t
+            elif run.scheduled is None:
+                self.flag(r.t, f"{run.what}: attempt {run.count} started with no retry scheduled")
+            else:
+                at, delay = run.scheduled
+                if r.t < at + delay - _close_enough(r.t, at + delay):
+                    self.flag(
+                        r.t, f"{run.what}: attempt {run.count} started {at + delay - r.t:.6g} s before its delay ended"
+                    )
         run.scheduled = None
-        if run.count == run.policy.max_attempts + 1:
+        if run.count == run.policy.max_attempts + run.reruns + 1:
             self.flag(
                 r.t, f"{run.what}: attempt {run.count} exceeds its policy's max_attempts={run.policy.max_attempts}"
             )
