@@ -82,8 +82,9 @@ What each family does:
     ``overlaps`` times, at instants drawn uniformly between the start and the heal, a second manager
     starts on the same store, buses, Redis, trace and ids and calls ``recover()`` while the running
     one goes on: both then drive every saga the store holds as unfinished (a rolling deploy whose new
-    instance recovers on start-up, or a recoverer started by hand). Nothing in the engine stops that
-    today; the lab's ``no_step_applied_twice`` sees its effect.
+    instance recovers on start-up, or a recoverer started by hand). The newcomer is another node, so
+    the engine's leases leave it only sagas whose lease ran out; without them the lab's
+    ``no_step_applied_twice`` sees both managers run completed steps again.
 
 ``install_faults`` returns the run's fault windows (family, start, end, detail): an ``on`` window
 ``[start, heal)`` for each per-call family that is on (broker errors, latency spikes, timeouts, event

@@ -107,8 +107,7 @@ def test_swarm_switches_families_per_seed_and_replays_them_per_seed():
     assert plans == [plan_faults(scenario, run_seed(i, 0)).intensity for i in range(40)]
     assert len({tuple(sorted(p)) for p in plans}) > 20  # different combinations for different seeds
     swarmed = [f for f in FAMILIES if getattr(scenario.faults, f).enabled]
-    # Every family but overlapping managers, which today's engine cannot survive (it has no leases yet).
-    assert set(FAMILIES) - set(swarmed) == {"overlapping_managers"}
+    assert set(swarmed) == set(FAMILIES)  # every family, overlapping managers included since leases exist
     for family in swarmed:  # every family is sometimes on, sometimes off, at varying intensity
         levels = [p[family] for p in plans if family in p]
         assert 0 < len(levels) < 40 and all(0 <= x < 1 for x in levels) and len(set(levels)) == len(levels)
