@@ -184,3 +184,10 @@ def test_keys_that_yaml_reads_as_the_same_value_are_duplicates(tmp_path: Path):
 def test_a_file_of_exactly_1_mib_is_read(tmp_path: Path):
     head = "x: 1\n# "
     assert _read(head + "y" * (1_048_576 - len(head) - 1) + "\n", tmp_path) == {"x": 1}
+
+
+@pytest.mark.parametrize("name", ["a", "reconnect_race", "x-1", "9lives", "a" * 64])
+def test_a_slug_is_a_scenario_name(name: str, tmp_path: Path):
+    path = tmp_path / "named.yaml"
+    path.write_text(f"name: {name!r}\n")
+    assert load_scenario(str(path)).name == name
