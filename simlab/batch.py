@@ -37,6 +37,7 @@ from simlab.interrupts import (
 from simlab.reach import reach_columns
 from simlab.results import Results, load_results, read_table
 from simlab.runner import RunResult, run_once, run_seed
+from simlab.scenario.limits import cut
 from simlab.scenario.model import Scenario
 from simlab.shards import (
     BATCH_MANIFEST,
@@ -307,9 +308,13 @@ def _check_manifest(out: Path, scenario: Scenario, runs: int, root_seed: int, sh
     text += f"shard_size={shard_size}\ncode_hash={code_hash()}\n"
     if manifest.exists() and manifest.read_text() != text:
         raise ValueError(
-            f"{out} holds a different batch ({manifest.read_text().strip().replace(chr(10), ', ')}); "
+            f"{out} holds a different batch ({cut(manifest.read_text().strip().replace(chr(10), ', '), 400)}); "
             "use another --out or delete it"
         )
+    if not manifest.exists() and any(out.iterdir()):
+        # Shards, their debris and the scenario copy are written (and removed, on resume) only in a folder
+        # that holds this batch: never among someone's other files.
+        raise ValueError(f"{out} is not empty and holds no batch; use another --out")
     manifest.write_text(text)
     # The exact scenario the runs used, so `simlab replay FOLDER/scenario.yaml --seed S` replays any of
     # them even after the shipped file changed, or when it is a sweep's point.

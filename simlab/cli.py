@@ -4,55 +4,84 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from simlab.scenario.limits import (
+    MAX_COMPARED_RUNS,
+    MAX_DEMO_RUNS,
+    MAX_RUNS,
+    MAX_SHARDS,
+    MAX_WORKERS,
+    cut_quoted,
+    shown,
+)
 
 if TYPE_CHECKING:
     from simlab.batch import Notice, Progress
 
 
-def _int_at_least(minimum: int, expected: str) -> Callable[[str], int]:
+def _int_at_least(minimum: int, expected: str, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum:,} (the limit), got {shown(text)}")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1, "a positive integer")
 _seed = _int_at_least(0, "a non-negative integer seed")
+_runs = _int_at_least(1, "a positive integer", MAX_RUNS)
+_workers = _int_at_least(1, "a positive integer", MAX_WORKERS)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong argument is one line on stderr (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE (see PROG --help)`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {cut_quoted(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``simlab``."""
-    parser = argparse.ArgumentParser(prog="simlab", description="Saga Lab: the saga engine on a simulated clock.")
+    parser = _Parser(prog="simlab", description="Saga Lab: the saga engine on a simulated clock.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", help="run the sample saga many times and print its outcome table")
-    demo.add_argument("--runs", type=_positive_int, default=1000, help="number of seeded runs (default 1000)")
+    demo.add_argument(
+        "--runs", type=_int_at_least(1, "a positive integer", MAX_DEMO_RUNS), default=1000,
+        help="number of seeded runs (default 1000)",
+    )  # fmt: skip
     demo.add_argument("--seed", type=_seed, default=0, help="first seed (default 0)")
     commands.add_parser("scenarios", help="list the shipped scenarios and the question each answers")
     validate = commands.add_parser("validate", help="check a scenario file (or a shipped scenario's name)")
     validate.add_argument("scenario", metavar="FILE", help="a scenario file, or a name from scenarios/")
     run = commands.add_parser("run", help="run a scenario many times and summarise outcomes and violations")
     run.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
-    run.add_argument("--runs", type=_positive_int, default=None, help="number of runs (default: the scenario's)")
+    run.add_argument("--runs", type=_runs, default=None, help="number of runs (default: the scenario's)")
     run.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
-    run.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    run.add_argument("--workers", type=_workers, default=None, help="worker processes (default: all cores)")
     run.add_argument("--out", default=None, help="output folder (default: results/SCENARIO-SEED)")
     run.add_argument(
-        "--shard-size", type=_positive_int, default=250, help="runs per shard, the unit of resumption (default 250)"
+        "--shard-size", type=_runs, default=250, help="runs per shard, the unit of resumption (default 250)"
     )
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
-    check.add_argument("--runs", type=_positive_int, default=50, help="runs per pass (default 50)")
-    check.add_argument("--workers", type=_positive_int, default=2, help="workers of the parallel pass (default 2)")
+    check.add_argument(
+        "--runs", type=_int_at_least(1, "a positive integer", MAX_COMPARED_RUNS), default=50,
+        help="runs per pass (default 50)",
+    )  # fmt: skip
+    check.add_argument("--workers", type=_workers, default=2, help="workers of the parallel pass (default 2)")
     replay = commands.add_parser("replay", help="replay one run exactly: its timeline, violations and trace hash")
     replay.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     replay.add_argument("--seed", type=_seed, required=True, help="the run's seed (as `simlab run` prints it)")
@@ -60,11 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run a scenario at every point of a grid of its settings")
     sweep.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     sweep.add_argument("--grid", required=True, metavar="GRID.yaml", help="a grid file or a name in scenarios/grids/")
-    sweep.add_argument(
-        "--runs-per-point", type=_positive_int, default=200, help="seeded runs at each point (default 200)"
-    )
+    sweep.add_argument("--runs-per-point", type=_runs, default=200, help="seeded runs at each point (default 200)")
     sweep.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
-    sweep.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    sweep.add_argument("--workers", type=_workers, default=None, help="worker processes (default: all cores)")
     sweep.add_argument("--out", default=None, help="output folder (default: results/sweep-SCENARIO-GRID)")
     report = commands.add_parser("report", help="write a self-contained HTML reliability report of a batch or sweep")
     report.add_argument("folder", metavar="DIR", help="a results folder of `simlab run` or `simlab sweep`")
@@ -84,9 +111,9 @@ def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {shown(text)}") from None
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, got {shown(text)}")
     return value
 
 
@@ -153,6 +180,16 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     runs = args.runs if args.runs is not None else scenario.runs
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
+    shards = math.ceil(runs / args.shard_size)
+    problem = _output_problem(out)
+    if shards > MAX_SHARDS:
+        problem = (
+            f"--shard-size {args.shard_size}: {runs:,} runs make {shards:,} shards of that size; the limit is "
+            f"{MAX_SHARDS:,} (each shard is seven files): raise --shard-size"
+        )
+    if problem:
+        print(f"simlab run: {problem}", file=sys.stderr)
+        return 2
     from simlab.batch import run_batch_to
 
     def work(progress: Progress, notice: Notice) -> object:
@@ -168,10 +205,52 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     # allocator keeps arenas per read (~25 MiB more at 10,000 runs); the system one gives them back.
     import pyarrow
 
+    from simlab.results import ShardUnreadable
+
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
-    print(batch_summary(out))
+    try:
+        summary = batch_summary(out)
+    except ShardUnreadable as error:
+        print(f"simlab run: {error}", file=sys.stderr)
+        return 2
+    print(summary)
     print(f"\nTables: {out} (load with simlab.batch.load_results)")
     return 0
+
+
+def _output_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot be a results folder, found before anything runs or is written (None: it can be)."""
+    shown_out = f"--out {_cut_path(out)}"
+    try:
+        existing = out
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent  # the nearest folder that exists: where the first write would go
+        if not existing.is_dir():
+            where = "is a file" if existing == out else f"{_cut_path(existing)} is a file"
+            return f"{shown_out}: {where}, not a folder"
+    except OSError as error:  # a name too long for the file system, say
+        return f"{shown_out}: {error.strerror}"
+    return _write_problem(shown_out, existing)
+
+
+def _write_problem(given: str, folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (None: something can), found by trying.
+
+    ``os.access`` would say yes to root in a folder root cannot write in (sysfs, a read-only mount);
+    an anonymous temporary file leaves nothing behind, whatever happens next.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"{given}: cannot write in {_cut_path(folder)} ({error.strerror})"
+    return None
+
+
+def _cut_path(path: Path) -> str:
+    """A path as given, cut if absurdly long (a real one is at most 4,096 bytes; a message stays one line)."""
+    text = str(path)
+    return text if len(text) <= 255 and "\n" not in text else shown(text)
 
 
 def _resumable(command: str, work: Callable[[Progress, Notice], object], total: int) -> int | None:
@@ -195,6 +274,10 @@ def _resumable(command: str, work: Callable[[Progress, Notice], object], total: 
     except ValueError as error:
         print(f"simlab {command}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output folder cannot be written (read-only, full, removed meanwhile)
+        where = f"{_cut_path(Path(error.filename))}: " if error.filename else ""
+        print(f"simlab {command}: cannot write the results: {where}{error.strerror}", file=sys.stderr)
+        return 2
     return None
 
 
@@ -214,6 +297,16 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"sweep-{scenario.name}-{grid_path.stem}"
+    total = len(points) * args.runs_per_point
+    problem = _output_problem(out)
+    if total > MAX_RUNS:
+        problem = (
+            f"--runs-per-point {args.runs_per_point}: {len(points):,} points x {args.runs_per_point:,} runs make "
+            f"{total:,} runs; the limit is {MAX_RUNS:,}"
+        )
+    if problem:
+        print(f"simlab sweep: {problem}", file=sys.stderr)
+        return 2
     print(f"{scenario.name}: {len(points)} points x {args.runs_per_point} runs from root seed {root} -> {out}")
 
     def work(progress: Progress, notice: Notice) -> object:
@@ -225,8 +318,13 @@ def _sweep(args: argparse.Namespace) -> int:
         return status
     from simlab.analysis import config_summary, describe_choice
     from simlab.batch import load_results
+    from simlab.results import ShardUnreadable
 
-    results = load_results(out)
+    try:
+        results = load_results(out)
+    except ShardUnreadable as error:
+        print(f"simlab sweep: {error}", file=sys.stderr)
+        return 2
     summary = config_summary(results, saga_type=grid.saga_type)
     columns = ["runs", "clean_rate", "completed_rate", "violation_rate", "success_rate", "p50_s", "p99_s"]
     with pd_display():
@@ -241,19 +339,26 @@ def _report(args: argparse.Namespace) -> int:
     from simlab.scenario.model import SAGA_TYPES
 
     output = Path(args.output)
+    given = _cut_path(output)
     problem = None
-    if output.suffix.lower() not in (".html", ".htm"):
-        problem = f"-o {args.output}: expected a file name ending in .html"
-    elif output.is_dir():
-        problem = f"-o {args.output}: is a folder; expected a file name ending in .html"
-    elif not output.parent.is_dir():
-        problem = f"-o {args.output}: the folder {output.parent} does not exist"
-    elif args.saga_type is not None and args.saga_type not in SAGA_TYPES:
-        problem = f"--saga-type {args.saga_type}: unknown saga type; expected one of {', '.join(SAGA_TYPES)}"
+    try:
+        if output.suffix.lower() not in (".html", ".htm"):
+            problem = f"-o {given}: expected a file name ending in .html"
+        elif output.is_dir():
+            problem = f"-o {given}: is a folder; expected a file name ending in .html"
+        elif not output.parent.is_dir():
+            problem = f"-o {given}: the folder {_cut_path(output.parent)} does not exist"
+        elif args.saga_type is not None and args.saga_type not in SAGA_TYPES:
+            problem = f"--saga-type {shown(args.saga_type)}: unknown saga type; expected one of {', '.join(SAGA_TYPES)}"
+        else:
+            problem = _write_problem(f"-o {given}", output.parent)
+    except OSError as error:  # a name too long for the file system, say
+        problem = f"-o {given}: {error.strerror}"
     if problem:
         print(f"simlab report: {problem}", file=sys.stderr)
         return 2
     from simlab.report import ReportError, write_report  # the plotting stack: only once the arguments are good
+    from simlab.results import ShardUnreadable
 
     try:
         path = write_report(
@@ -264,8 +369,11 @@ def _report(args: argparse.Namespace) -> int:
             max_violation_rate=args.max_violation_rate,
             saga_type=args.saga_type,
         )
-    except ReportError as error:
+    except (ReportError, ShardUnreadable) as error:
         print(f"simlab report: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the report's folder cannot be written
+        print(f"simlab report: -o {_cut_path(output)}: cannot write: {error.strerror}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0

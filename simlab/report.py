@@ -399,6 +399,10 @@ def write_report(folder: Path | str, output: Path | str, **options: Any) -> Path
     output = Path(output)
     html = build_report(folder, **options)
     tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, output)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a report cut short (a full disk) leaves nothing behind
+        raise
     return output

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from simlab.scenario.limits import cut
 from simlab.shards import (
     BATCH_MANIFEST,
     SCHEMAS,
@@ -32,10 +33,16 @@ from simlab.shards import (
     TABLES,
     FinishedShard,
     FolderScan,
+    marker_path,
     read_manifest,
     scan_folder,
     table_path,
 )
+
+
+class ShardUnreadable(ValueError):
+    """A finished shard's table that its marker vouches for but that cannot be read as that table
+    (rewritten and resealed by hand, say); ``str()`` is one line naming the file."""
 
 
 @dataclass
@@ -131,6 +138,22 @@ def _read_part(path: Path, target: pa.Schema, categories: bool) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=target)
 
 
+def _read_checked(path: Path, name: str, target: pa.Schema, categories: bool) -> pa.Table:
+    """``_read_part``; a file that is not that table (a column of text where numbers belong) is one line."""
+    try:
+        return _read_part(path, target, categories)
+    except (pa.ArrowException, OSError) as problem:
+        reason = cut(str(problem).splitlines()[0] if str(problem) else type(problem).__name__, 120)
+        raise ShardUnreadable(
+            f"{path}: cannot be read as the {name} table ({reason}); delete {marker_path(path.parent, _index(path))}"
+            " and run the batch's command again to run its shard again"
+        ) from None
+
+
+def _index(path: Path) -> int:
+    return int(path.name.split(".", 1)[0].removeprefix("shard-"))
+
+
 def read_table(
     folder: Path | str,
     name: str,
@@ -155,7 +178,7 @@ def read_table(
         raise KeyError(f"table {name} has no column(s) {', '.join(unknown)}; its columns are {', '.join(declared)}")
     shards = finished if finished is not None else scan_folder(folder).finished
     target = _target_schema(name, wanted, categories)
-    parts = [_read_part(table_path(folder, index, name), target, categories) for index in sorted(shards)]
+    parts = [_read_checked(table_path(folder, index, name), name, target, categories) for index in sorted(shards)]
     table = pa.concat_tables(parts) if parts else target.empty_table()
     frame = table.to_pandas()
     return frame.sort_values("run", kind="stable").reset_index(drop=True)

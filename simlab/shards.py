@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simlab.reach import REACH_PATHS, reach_column
+from simlab.scenario.limits import shown
 
 BATCH_MANIFEST = "batch.txt"
 SWEEP_MANIFEST = "sweep.json"
@@ -238,36 +239,62 @@ def _check_shard(folder: Path, index: int, tables: Iterable[str]) -> FinishedSha
     try:
         data = json.loads(text)
         start, stop, entries = int(data["start"]), int(data["stop"]), data["tables"]
-    except (ValueError, KeyError, TypeError):
+        if not isinstance(entries, dict):
+            raise TypeError("tables is not a mapping")
+    except (ValueError, KeyError, TypeError, RecursionError):  # (RecursionError: JSON nested thousands deep)
         legacy = text.split()
         if len(legacy) == 2 and all(part.isdigit() for part in legacy):
-            return _check_legacy(folder, index, int(legacy[0]), int(legacy[1]))
+            return _check_legacy(folder, index, int(legacy[0]), int(legacy[1]), tables)
         return DamagedShard(index, None, None, "its marker is not a shard marker (truncated or overwritten)")
     for name in tables:
         entry = entries.get(name)
-        if entry is None:
+        path = table_path(folder, index, name)
+        if not isinstance(entry, dict):
             return DamagedShard(index, start, stop, f"its marker lists no {name} table")
-        path = folder / str(entry["file"])
+        if entry.get("file") != path.name:  # a marker naming another file (../elsewhere) vouches for nothing here
+            return DamagedShard(index, start, stop, f"its marker names {shown(entry.get('file'))} as its {name} table")
         try:
             content = path.read_bytes()
         except OSError:
             return DamagedShard(index, start, stop, f"its {name} table {path.name} is missing")
-        if hashlib.sha256(content).hexdigest() != entry["sha256"]:
+        if hashlib.sha256(content).hexdigest() != entry.get("sha256"):
             return DamagedShard(
                 index, start, stop, f"its {name} table {path.name} does not match its marker (truncated or altered)"
             )
+        # The digest proves the file is the one sealed, not that what was sealed is a table (a marker
+        # rewritten by hand): the footer is read from the bytes already here, so this costs no I/O.
+        problem = _footer_problem(content, entry.get("rows"))
+        if problem:
+            return DamagedShard(index, start, stop, f"its {name} table {path.name} {problem}")
     return FinishedShard(index, start, stop)
 
 
-def _check_legacy(folder: Path, index: int, start: int, stop: int) -> FinishedShard | DamagedShard:
-    """A shard written before markers carried digests: its runs table must parse and hold its runs."""
-    path = table_path(folder, index, "runs")
+def _footer_problem(content: bytes, rows: object) -> str | None:
+    """Why a table file's bytes are not a Parquet table of ``rows`` rows (None: they are)."""
     try:
-        rows = pq.read_metadata(path).num_rows
-    except (OSError, pa.ArrowInvalid):
-        return DamagedShard(index, start, stop, f"its runs table {path.name} is missing or unreadable")
-    if rows != stop - start:
-        return DamagedShard(index, start, stop, f"its runs table holds {rows} runs, not {stop - start}")
+        found = pq.read_metadata(pa.BufferReader(content)).num_rows
+    except (pa.ArrowException, OSError):
+        return "is not a Parquet file"
+    if found != rows:
+        return f"holds {found} rows, not the {shown(rows)} its marker says"
+    return None
+
+
+def _check_legacy(
+    folder: Path, index: int, start: int, stop: int, tables: Iterable[str]
+) -> FinishedShard | DamagedShard:
+    """A shard written before markers carried digests: its runs table must hold its runs, and every other
+    table it has must parse (one a lab of that age did not write yet, broker_calls say, may be missing)."""
+    for name in tables:
+        path = table_path(folder, index, name)
+        if name != "runs" and not path.exists():
+            continue
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):
+            return DamagedShard(index, start, stop, f"its {name} table {path.name} is missing or unreadable")
+        if name == "runs" and rows != stop - start:
+            return DamagedShard(index, start, stop, f"its runs table holds {rows} runs, not {stop - start}")
     return FinishedShard(index, start, stop)
 
 
@@ -276,16 +303,18 @@ def scan_folder(folder: Path, tables: Iterable[str] = TABLES) -> FolderScan:
     scan = FolderScan()
     wanted = tuple(tables)
     manifest = read_manifest(folder)
-    planned: dict[int, Shard] = {}
-    if "runs" in manifest and "shard_size" in manifest:  # which runs a shard holds, even if its marker is garbled
-        planned = {s.index: s for s in plan_shards(int(manifest["runs"]), int(manifest["shard_size"]))}
+    try:  # which runs a shard holds, even if its marker is garbled
+        runs, shard_size = int(manifest["runs"]), int(manifest["shard_size"])
+    except (KeyError, ValueError):
+        runs = shard_size = 0
     for index in _marker_indices(folder):
         checked = _check_shard(folder, index, wanted)
         if isinstance(checked, FinishedShard):
             scan.finished[index] = checked
         else:
-            if checked.start is None and index in planned:
-                checked = DamagedShard(index, planned[index].start, planned[index].stop, checked.problem)
+            start = index * shard_size  # (not plan_shards: a manifest edited to 10**12 runs would take them all)
+            if checked.start is None and shard_size > 0 and start < runs:
+                checked = DamagedShard(index, start, min(start + shard_size, runs), checked.problem)
             scan.damaged.append(checked)
     return scan
 

@@ -37,12 +37,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sagas.trading.wiring import saga_steps
 from simlab.batch import SWEEP_MANIFEST, Batch, Notice, Progress, config_hash, run_batches
 from simlab.results import table_cell
-from simlab.scenario.loader import SCENARIOS_DIR, describe_validation_error, read_yaml_mapping, resolve_named_file
+from simlab.scenario.limits import MAX_POINTS, cut, shown
+from simlab.scenario.loader import (
+    SCENARIOS_DIR,
+    describe_validation_error,
+    read_yaml_mapping,
+    resolve_named_file,
+    validation_field,
+)
 from simlab.scenario.model import SAGA_TYPES, STEP_NAMES, Scenario
 
 SWEEP_SHARD_SIZE = 50  # smaller than a plain batch's: points are many and small, and all share the workers
@@ -63,7 +70,7 @@ class GridError(ValueError):
 class Range(BaseModel):
     """A range to draw from in random mode: uniform (or log-uniform), whole numbers if ``integer``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     low: float
     high: float
@@ -90,35 +97,50 @@ class Range(BaseModel):
 
 
 class Grid(BaseModel):
-    """A grid file."""
+    """A grid file (a list's values are checked as settings of the scenario, when its points are made)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    mode: Literal["grid", "random"] = "grid"  # first: the check of ``parameters`` depends on it
     parameters: dict[str, list[Any] | Range] = Field(min_length=1)
     conditions: list[str] = Field(default_factory=list)  # swept settings that are circumstances, not choices
     saga_type: str | None = None  # the saga type the decision is about (summary, Pareto front, recommendation)
     objective: Literal["clean_rate", "completed_rate"] = "clean_rate"  # the rate the target applies to
-    mode: Literal["grid", "random"] = "grid"
-    samples: int | None = Field(default=None, ge=1)
+    samples: int | None = Field(default=None, ge=1, le=MAX_POINTS)
     seed: int = Field(default=0, ge=0)
+
+    @field_validator("parameters")
+    @classmethod
+    def _points(cls, value: dict[str, list[Any] | Range], info: ValidationInfo) -> dict[str, list[Any] | Range]:
+        if info.data.get("mode", "grid") == "grid":
+            # Counted from the lists' lengths, before any point is made: 40 values of 6 settings are
+            # 4 billion points, which itertools.product would happily start to build.
+            lists = [values for values in value.values() if isinstance(values, list)]
+            points = math.prod(len(values) for values in lists)
+            if points > MAX_POINTS:
+                sizes = " x ".join(str(len(values)) for values in lists)
+                raise ValueError(f"the grid has {sizes} = {points:,} points; the limit is {MAX_POINTS:,}")
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> Grid:
         for path, values in self.parameters.items():
             if isinstance(values, list) and not values:
-                raise ValueError(f"parameter {path!r} has no values to try")
+                raise ValueError(f"parameter {shown(path)} has no values to try")
             if isinstance(values, Range) and self.mode == "grid":
-                raise ValueError(f"parameter {path!r}: a range needs mode: random (a grid lists its values)")
+                raise ValueError(f"parameter {shown(path)}: a range needs mode: random (a grid lists its values)")
         if self.saga_type is not None and self.saga_type not in SAGA_TYPES:
-            raise ValueError(f"unknown saga type {self.saga_type!r}; expected one of {', '.join(SAGA_TYPES)}")
+            raise ValueError(f"unknown saga type {shown(self.saga_type)}; expected one of {', '.join(SAGA_TYPES)}")
         for path in self.parameters:
             if path in NOT_SWEPT:
-                raise ValueError(f"parameter {path!r} cannot be swept: {NOT_SWEPT[path]}")
+                raise ValueError(f"parameter {shown(path)} cannot be swept: {NOT_SWEPT[path]}")
         for condition in self.conditions:
             if condition not in self.parameters:
-                raise ValueError(f"condition {condition!r} is not one of the parameters")
+                raise ValueError(f"condition {shown(condition)} is not one of the parameters")
             if not isinstance(self.parameters[condition], list):
-                raise ValueError(f"condition {condition!r} must list its values (a range makes every point its own)")
+                raise ValueError(
+                    f"condition {shown(condition)} must list its values (a range makes every point its own)"
+                )
         if self.mode == "random" and self.samples is None:
             raise ValueError("mode: random needs samples: N")
         return self
@@ -198,14 +220,15 @@ def with_settings(scenario: Scenario, values: Mapping[str, Any], source: str = "
         return Scenario.model_validate(data)
     except ValidationError as error:
         problem = describe_validation_error(error)
-        where = problem.split(":", 1)[0]
+        where = validation_field(error)
         swept = next((p for p in values if where == p or where.startswith(p + ".")), None)
         if swept is None:
             swept = next((p for p in values if p.startswith(where)), None)
         if swept is None:
-            raise GridError(f"{source}: {dict(values)}: {problem}") from None
+            raise GridError(f"{source}: {shown(dict(values))}: {problem}") from None
         raise GridError(
-            f"{source}: parameters.{swept} = {values[swept]!r}: not accepted by scenario {scenario.name!r}: {problem}"
+            f"{source}: parameters.{cut(swept)} = {shown(values[swept])}: not accepted by scenario "
+            f"{scenario.name!r}: {problem}"
         ) from None
 
 
@@ -217,7 +240,7 @@ def _set_path(data: dict[str, Any], path: str, value: Any, grid_name: str, scena
     while i < len(parts):
         if not isinstance(node, dict):
             raise GridError(
-                f"{grid_name}: parameters.{path}: {'.'.join(parts[:i])} is a single value in scenario "
+                f"{grid_name}: parameters.{cut(path)}: {cut('.'.join(parts[:i]))} is a single value in scenario "
                 f"{scenario_name!r}, not a section with settings"
             )
         key, i = _next_key(node, parts, i)

@@ -48,5 +48,6 @@ def test_bad_arguments_get_one_clear_line_and_exit_code_2(args, message):
     result = simlab(*args)
     assert result.returncode == 2
     assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1  # the usage is one --help away, not printed above the error
     assert "Traceback" not in result.stderr
     assert result.stdout == ""

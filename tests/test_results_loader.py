@@ -6,6 +6,7 @@ must see the same runs and violations, however they are spread over the shards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -130,11 +131,31 @@ def _alter(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _reseal(out: Path, table: str, data: bytes | None = None, file: str | None = None) -> None:
+    """Rewrite a table of shard 1 (or only what its marker names) and make the marker vouch for it, as a hand
+    that knows the format would: the digest then matches, and only the contents can tell."""
+    marker = marker_path(out, 1)
+    sealed = json.loads(marker.read_text())
+    entry = sealed["tables"][table]
+    if data is not None:
+        table_path(out, 1, table).write_bytes(data)
+        entry["sha256"] = hashlib.sha256(data).hexdigest()
+    if file is not None:
+        entry["file"] = file
+    marker.write_text(json.dumps(sealed))
+
+
 DAMAGES = {
     "a truncated table": (lambda out: _truncate(table_path(out, 1, "sagas")), "does not match its marker"),
     "an altered table": (lambda out: _alter(table_path(out, 1, "attempts")), "does not match its marker"),
     "a missing table": (lambda out: table_path(out, 1, "violations").unlink(), "is missing"),
     "a garbled marker": (lambda out: marker_path(out, 1).write_text('{"start": 4'), "is not a shard marker"),
+    "a table resealed over garbage": (lambda out: _reseal(out, "faults", b"PAR1 not really"), "is not a Parquet file"),
+    "a marker naming another file": (lambda out: _reseal(out, "runs", file="../runs.parquet"), "names '../runs"),
+    "a marker that is JSON nested deep": (
+        lambda out: marker_path(out, 1).write_text("[" * 100_000 + "]" * 100_000),
+        "is not a shard marker",
+    ),
 }
 
 
@@ -196,3 +217,18 @@ def test_shards_of_an_older_lab_are_read_with_the_union_of_columns(scenario, tmp
     assert table["unchecked"].isna().tolist() == [True] * 4 + [False] * 4
     assert table["seed"].tolist() == seeds  # exact, not floats
     assert json.loads(marker_path(out, 5).read_text())["tables"]["runs"]["rows"] == 1
+
+
+def test_a_shard_of_an_older_lab_with_an_unreadable_table_is_damaged(scenario, tmp_path: Path) -> None:
+    """Older markers carry no digests: every table must at least be Parquet, not only the runs table."""
+    out = tmp_path / "batch"
+    run_batch_to(scenario, 4, ROOT, out, workers=1, shard_size=2)
+    marker_path(out, 1).write_text("2 4\n")  # the older marker
+    assert sorted(scan_folder(out).finished) == [0, 1]
+    table_path(out, 1, "broker_calls").write_bytes(b"not parquet")
+    scan = scan_folder(out)
+    assert sorted(scan.finished) == [0]
+    assert [d.describe(out) for d in scan.damaged] == [
+        f"{out / 'shard-00001'} (runs 2..3): its broker_calls table shard-00001.broker_calls.parquet is missing or "
+        "unreadable"
+    ]

@@ -10,7 +10,7 @@ import pytest
 
 from sagas.trading.wiring import saga_step_names
 from simlab.scenario import ScenarioError, list_scenarios, load_scenario
-from simlab.scenario.loader import SCENARIOS_DIR
+from simlab.scenario.loader import SCENARIOS_DIR, read_yaml_mapping
 
 SHIPPED = sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
 REQUIRED = {
@@ -135,3 +135,59 @@ def test_the_step_names_registry_matches_the_sagas():
         "OrderExecutionSaga",
         "PositionManagementSaga",
     }
+
+
+# -- the limits of the loader, exactly where they are -------------------------------------------
+
+
+def _read(text: str, tmp_path: Path) -> dict[str, object]:
+    path = tmp_path / "limits.yaml"
+    path.write_text(text)
+    return read_yaml_mapping(path, "a mapping", ScenarioError)
+
+
+def test_nesting_stops_at_32_collections(tmp_path: Path):
+    # The top-level mapping is the first collection; 31 lists inside it make 32.
+    value: object = 1
+    for _ in range(31):
+        value = [value]
+    assert _read("x: " + "[" * 31 + "1" + "]" * 31 + "\n", tmp_path)["x"] == value
+    with pytest.raises(ScenarioError, match=r"limits.yaml: x(\[0\]){31}: nested deeper than 32 levels \(the limit\)$"):
+        _read("x: " + "[" * 32 + "1" + "]" * 32 + "\n", tmp_path)
+
+
+def test_a_document_stops_at_10_000_nodes_aliases_counted_as_copies(tmp_path: Path):
+    # Nodes: the top mapping, the key x, the list, and its items.
+    assert len(_read("x: [" + ", ".join(["1"] * 9_997) + "]\n", tmp_path)["x"]) == 9_997  # type: ignore[arg-type]
+    with pytest.raises(ScenarioError, match=r"limits.yaml: x\[9997\]: the document expands to more than 10,000"):
+        _read("x: [" + ", ".join(["1"] * 9_998) + "]\n", tmp_path)
+    # The mapping, x, its list and 99 items (102), y and its list (2), and 98 aliases of x's list (100 nodes
+    # each): 9,904, within the limit though the file holds about 200 nodes; one more alias is past it.
+    ninety_nine = "[" + ", ".join(["1"] * 99) + "]"
+    aliases = ", ".join(["*a"] * 98)
+    assert len(_read(f"x: &a {ninety_nine}\ny: [{aliases}]\n", tmp_path)["y"]) == 98  # type: ignore[arg-type]
+    with pytest.raises(ScenarioError, match=r"limits.yaml: y\[98\]: the document expands to more than 10,000"):
+        _read(f"x: &a {ninety_nine}\ny: [{aliases}, *a]\n", tmp_path)
+
+
+def test_merge_keys_may_be_overridden_and_are_no_duplicate(tmp_path: Path):
+    text = "base: &b {users: 2, brokers: [alpaca]}\nworkload: {<<: *b, users: 3}\n"
+    assert _read(text, tmp_path)["workload"] == {"users": 3, "brokers": ["alpaca"]}
+
+
+def test_keys_that_yaml_reads_as_the_same_value_are_duplicates(tmp_path: Path):
+    # 1 and 0x1 are one integer: the mapping YAML would build holds only the last.
+    with pytest.raises(ScenarioError, match=r"limits.yaml: x.0x1: duplicate key, on lines 2 and 3"):
+        _read("x:\n  1: a\n  0x1: b\n", tmp_path)
+
+
+def test_a_file_of_exactly_1_mib_is_read(tmp_path: Path):
+    head = "x: 1\n# "
+    assert _read(head + "y" * (1_048_576 - len(head) - 1) + "\n", tmp_path) == {"x": 1}
+
+
+@pytest.mark.parametrize("name", ["a", "reconnect_race", "x-1", "9lives", "a" * 64])
+def test_a_slug_is_a_scenario_name(name: str, tmp_path: Path):
+    path = tmp_path / "named.yaml"
+    path.write_text(f"name: {name!r}\n")
+    assert load_scenario(str(path)).name == name

@@ -12,7 +12,7 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a draw of inf overflows later
 
 
 class Fixed(_Dist):

@@ -8,6 +8,7 @@ After validation it is plain immutable data; the runner reads it in hot loops.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,6 +19,7 @@ from sagas.trading.wiring import saga_step_names
 from simlab.brokers import PROFILES
 from simlab.reach import REACH_PATHS
 from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
+from simlab.scenario.limits import MAX_EVENTS, MAX_RUNS, MAX_USERS, MAX_WORKLOAD_SAGAS, cut, shown
 
 SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
 STEP_NAMES: dict[str, tuple[str, ...]] = saga_step_names()
@@ -42,15 +44,21 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 Variant = Literal["seed", "safe"]
 
 
-class Strict(BaseModel):
-    """Base of every scenario model: unknown keys are errors; values are immutable."""
+NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
+"""A scenario's name: it names its results folder and a line of ``batch.txt``, so no path separator,
+dot-dot or newline can be in it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Strict(BaseModel):
+    """Base of every scenario model: unknown keys are errors; values are immutable; numbers are finite
+    (an infinite timeout or TTL overflows where it becomes integer milliseconds, deep in a run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _known(kind: str, value: str, known: tuple[str, ...]) -> str:
     if value not in known:
-        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(known)}")
+        raise ValueError(f"unknown {kind} {shown(value)}; expected one of {', '.join(known)}")
     return value
 
 
@@ -60,7 +68,7 @@ def _known(kind: str, value: str, known: tuple[str, ...]) -> str:
 class Cycles(Strict):
     """Connect, disconnect and reconnect cycles of each user's connection."""
 
-    count: int = Field(default=1, ge=0)
+    count: int = Field(default=1, ge=0, le=MAX_EVENTS)
     connect_to_disconnect_s: Distribution = Fixed(dist="fixed", value=2.0)
     disconnect_to_reconnect_s: Distribution = Fixed(dist="fixed", value=1.0)
     between_cycles_s: Distribution = Fixed(dist="fixed", value=0.0)
@@ -85,7 +93,7 @@ class ConnectionFailures(Strict):
 class Orders(Strict):
     """Orders each user places on a connected account."""
 
-    per_user: int = Field(default=0, ge=0)
+    per_user: int = Field(default=0, ge=0, le=MAX_EVENTS)
     gap_s: Distribution = Fixed(dist="fixed", value=1.0)
     quantity_min: int = Field(default=1, ge=1)
     quantity_max: int = Field(default=10, ge=1)
@@ -102,13 +110,25 @@ class Orders(Strict):
 class Workload(Strict):
     """Who does what, and when."""
 
-    users: int = Field(default=1, ge=1)
+    users: int = Field(default=1, ge=1, le=MAX_USERS)
     brokers: tuple[str, ...] = ("alpaca",)
     user_start_gap_s: Distribution = Fixed(dist="fixed", value=0.0)
     cycles: Cycles = Cycles()
     user_deletions: UserDeletions = UserDeletions()
     orders: Orders = Orders()
     connection_failures: ConnectionFailures = ConnectionFailures()
+
+    @model_validator(mode="after")
+    def _size(self) -> Workload:
+        # Each user connects every broker once, and again each cycle after a disconnection, and places
+        # its orders: what one run holds in memory grows with these sagas (and their traces).
+        sagas = self.users * (len(self.brokers) * (1 + 2 * self.cycles.count) + self.orders.per_user)
+        if sagas > MAX_WORKLOAD_SAGAS:
+            raise ValueError(
+                f"starts about {sagas:,} sagas per run (users x (brokers x (1 + 2 x cycles.count) + "
+                f"orders.per_user)); the limit is {MAX_WORKLOAD_SAGAS:,}"
+            )
+        return self
 
 
 # -- the world around the sagas ---------------------------------------------------------------
@@ -198,14 +218,14 @@ class ProcessPauses(Family):
 class ManagerCrashes(Family):
     """The saga manager dies at a random instant; a new one resumes from the store."""
 
-    crashes: int = Field(default=1, ge=0)
+    crashes: int = Field(default=1, ge=0, le=MAX_EVENTS)
     restart_after_s: Distribution = Fixed(dist="fixed", value=1.0)
 
 
 class OverlappingManagers(Family):
     """A second manager calls ``recover()`` on the same store while the first still runs its sagas."""
 
-    overlaps: int = Field(default=1, ge=0)
+    overlaps: int = Field(default=1, ge=0, le=MAX_EVENTS)
 
 
 class EventDelivery(Family):
@@ -263,7 +283,7 @@ class Faults(Strict):
 class RetrySpec(Strict):
     """A retry policy (the fields of ``RetryConfig``)."""
 
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=MAX_EVENTS)
     initial_delay_ms: NonNegative = 1000.0
     max_delay_ms: NonNegative = 30000.0
     backoff_factor: Annotated[float, Field(ge=1)] = 2.0
@@ -332,7 +352,7 @@ class SagaSettings(Strict):
             saga_type, _, step = key.partition(".")
             _known("saga type", saga_type, SAGA_TYPES)
             if not step:
-                raise ValueError(f"step key {key!r} must be 'SagaType.step_name'")
+                raise ValueError(f"step key {shown(key)} must be 'SagaType.step_name'")
             _known(f"step of {saga_type}", step, STEP_NAMES[saga_type])
         return value
 
@@ -375,7 +395,7 @@ class Expect(Strict):
         if value is None or value == "clean":
             return value
         if not isinstance(value, list | tuple) or not all(isinstance(name, str) for name in value):
-            raise ValueError(f"expected clean or a list of invariant names, got {value!r}")
+            raise ValueError(f"expected clean or a list of invariant names, got {shown(value)}")
         if not value:
             raise ValueError("an empty list expects nothing to be violated: write clean")
         for name in value:
@@ -391,8 +411,9 @@ class Expect(Strict):
 class Scenario(Strict):
     """One scenario file."""
 
-    name: str = Field(min_length=1)
-    runs: int = Field(default=1000, ge=1)
+    name: str
+    """Lower-case letters, digits, ``_`` and ``-``, at most 64 (``NAME_PATTERN``)."""
+    runs: int = Field(default=1000, ge=1, le=MAX_RUNS)
     seed: int = Field(default=0, ge=0)
     horizon_s: Positive = 900.0
     workload: Workload = Workload()
@@ -406,6 +427,16 @@ class Scenario(Strict):
     reach: tuple[str, ...] = ()
     """Engine paths (``simlab.reach.REACH_PATHS``) the scenario's question needs: a batch in which
     no run reached one of them is flagged by ``simlab.summary.reach_table``."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(
+                "a scenario name is 1 to 64 lower-case letters, digits, _ or -, starting with a letter or digit "
+                f"(it names the results folder) (got {shown(value)})"
+            )
+        return value
 
     @field_validator("projections")
     @classmethod
@@ -433,8 +464,8 @@ class Scenario(Strict):
         for broker in self.workload.brokers:
             if broker not in self.brokers:
                 raise ValueError(
-                    f"workload.brokers names broker {broker!r}, which brokers does not define "
-                    f"(defined: {', '.join(self.brokers) or 'none'})"
+                    f"workload.brokers names broker {shown(broker)}, which brokers does not define "
+                    f"(defined: {', '.join(cut(name) for name in self.brokers) or 'none'})"
                 )
         for variant in ("seed", "safe"):
             expected = getattr(self.expect, variant)
