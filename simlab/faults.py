@@ -62,7 +62,8 @@ What each family does:
     durable bus, since the platform keeps running. After ``restart_after_s`` a new manager is built on
     the same store, buses, locks, tracer and ids, the trading sagas are registered on it again (the
     platform's command and query handlers stay where they are), it ``recover()`` s the unfinished
-    sagas and then receives the events that waited.
+    sagas and then receives the events that waited; it then keeps recovering every third of a lease
+    until two leases after the heal (``SagaManager.keep_recovering``).
 ``event_delivery``
     Each published event is, with ``duplicate_probability``, delivered twice in a row (same event id)
     and, with ``delay_probability``, delivered ``delay_s`` later from a task of its own (the publisher
@@ -84,7 +85,13 @@ What each family does:
     one goes on: both then drive every saga the store holds as unfinished (a rolling deploy whose new
     instance recovers on start-up, or a recoverer started by hand). The newcomer is another node, so
     the engine's leases leave it only sagas whose lease ran out; without them the lab's
-    ``no_step_applied_twice`` sees both managers run completed steps again.
+    ``no_step_applied_twice`` sees both managers run completed steps again. With ``pause_s`` above
+    zero, the running manager cannot reach the saga store for that long from the overlap on (a long
+    GC or VM pause as the store sees it, or a partition from the store): its lease renewals and state
+    writes wait until it is over, while steps already under way go on (the harder case for the
+    engine). The newcomer calls ``recover()`` again every third of a lease until then, so once the
+    leases run out it takes the sagas over: split brain, which leases and fencing must make harmless
+    (the paused manager's writes are refused when it thaws, and it stops).
 
 ``install_faults`` returns the run's fault windows (family, start, end, detail): an ``on`` window
 ``[start, heal)`` for each per-call family that is on (broker errors, latency spikes, timeouts, event
@@ -114,6 +121,7 @@ from sagas.engine.buses import CommandBus, EventBus, Handler
 from sagas.engine.errors import SagaError
 from sagas.engine.events import Event
 from sagas.engine.manager import SagaManager
+from sagas.engine.ports import SagaStore
 from sagas.engine.randomness import RandomStreams
 from sagas.engine.trace import Tracer, TraceRecord
 from sagas.infra.cache import CacheManager
@@ -130,7 +138,7 @@ from sagas.trading.broker_port import (
 )
 from sagas.trading.wiring import register_trading_sagas
 from simlab.brokers import BrokerCall
-from simlab.runtime import SimRuntime
+from simlab.runtime import SimRuntime, SimTask
 from simlab.scenario.distributions import Distribution, Fixed
 from simlab.scenario.model import PROJECTIONS, Faults, Scenario
 from simlab.trading_world import TradingWorld
@@ -763,8 +771,9 @@ async def _crash_and_restart(world: TradingWorld, ctx: _Context, bus: FaultyEven
     runtime = ctx.runtime
     await runtime.sleep(at - runtime.now())
     old = world.manager
-    names = {f"saga {saga_id}" for saga_id in old.running}
-    ctx.dying.update(task._process for task in runtime.tasks if task.name in names and not task.done())
+    # Its own tasks, not every task named after its sagas: another manager may drive one of the same id.
+    tasks = [old.task_of(saga_id) for saga_id in old.running]
+    ctx.dying.update(task._process for task in tasks if isinstance(task, SimTask) and not task.done())
     bus.detach(old)
     old.stop()
     ctx.injected("manager_crashes")
@@ -773,6 +782,10 @@ async def _crash_and_restart(world: TradingWorld, ctx: _Context, bus: FaultyEven
     world.sim.manager = new
     await new.recover()
     await bus.attach(new)
+    # As a deployment would, it keeps recovering: a saga the dead manager still managed to create
+    # (a call under way when it died) is taken over too. Until every fault and lease is over.
+    until = ctx.heal + 2 * new.lease_seconds
+    runtime.spawn(new.keep_recovering(new.lease_seconds / 3, until=until), name="fault: recovery rounds")
 
 
 def _another_manager(world: TradingWorld, like: SagaManager, event_bus: EventBus, node: str) -> SagaManager:
@@ -807,10 +820,42 @@ def overlap_schedule(plan: FaultPlan, seed: int) -> list[float]:
     return sorted(rng.uniform(plan.start_after_s, plan.heal_after_s) for _ in range(count))
 
 
-async def _overlaps(world: TradingWorld, ctx: _Context, schedule: Sequence[float]) -> None:
+def overlap_pauses(plan: FaultPlan, seed: int, count: int) -> list[float]:
+    """How long the running manager cannot reach the store at each overlap (0: not at all).
+
+    Drawn from the stream ``faults/overlapping_managers/pause`` of ``seed``, apart from the instants.
+    """
+    pause_s = plan.faults.overlapping_managers.pause_s
+    if not count or (isinstance(pause_s, Fixed) and pause_s.value == 0):
+        return [0.0] * count
+    rng = RandomStreams(seed).stream("faults/overlapping_managers/pause")
+    return [pause_s.draw(rng) for _ in range(count)]
+
+
+class _UnreachableStore:
+    """One manager's connection to the saga store while it cannot reach it: every call waits for ``thaw``."""
+
+    def __init__(self, inner: SagaStore, runtime: SimRuntime, thaw: float) -> None:
+        self.inner = inner
+        self._runtime = runtime
+        self._thaw = thaw
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.inner, name)
+
+        async def waits(*args: Any, **kwargs: Any) -> Any:
+            now = self._runtime.now()
+            if now < self._thaw:
+                await self._runtime.sleep(self._thaw - now)
+            return await call(*args, **kwargs)
+
+        return waits
+
+
+async def _overlaps(world: TradingWorld, ctx: _Context, schedule: Sequence[tuple[float, float]]) -> None:
     runtime = ctx.runtime
-    for at in schedule:
-        await runtime.sleep(at - runtime.now())
+    for at, pause in schedule:
+        await runtime.sleep(max(0.0, at - runtime.now()))
         # The running manager is not stopped: both now drive whatever the store holds as unfinished
         # (a rolling deploy whose new instance recovers on start-up, or a recoverer started by hand).
         # The newcomer is not subscribed to trigger events; it only takes over.
@@ -818,7 +863,14 @@ async def _overlaps(world: TradingWorld, ctx: _Context, schedule: Sequence[float
         other = _another_manager(world, running, running.event_bus, f"overlap-{len(world.sim.others) + 1}")
         world.sim.others.append(other)
         ctx.injected("overlapping_managers")
-        await other.recover()
+        if pause <= 0:
+            await other.recover()
+            continue
+        thaw = at + pause
+        reachable = running.store
+        running.store = _UnreachableStore(reachable, runtime, thaw)
+        await other.keep_recovering(other.lease_seconds / 3, until=thaw)
+        running.store = reachable
 
 
 async def _crashes(
@@ -905,11 +957,19 @@ def install_faults(world: TradingWorld, plan: FaultPlan, scenario: Scenario) -> 
         world.sim.runtime.spawn(_crashes(world, ctx, bus, schedule), name="fault: manager crashes")
     overlaps = overlap_schedule(plan, world.sim.seed)
     if overlaps:
+        pauses = overlap_pauses(plan, world.sim.seed, len(overlaps))
         windows.extend(
-            FaultWindow("overlapping_managers", at, heal, "a second manager recovers while the first runs")
-            for at in overlaps
+            FaultWindow(
+                "overlapping_managers",
+                at,
+                heal,
+                "a second manager recovers while the first runs"
+                + (f"; the first cannot reach the store for {pause:g} s" if pause > 0 else ""),
+            )
+            for at, pause in zip(overlaps, pauses, strict=True)
         )
-        world.sim.runtime.spawn(_overlaps(world, ctx, overlaps), name="fault: overlapping managers")
+        schedule = list(zip(overlaps, pauses, strict=True))
+        world.sim.runtime.spawn(_overlaps(world, ctx, schedule), name="fault: overlapping managers")
     if on("projection_stalls"):
         stalls = _stall_schedule(ctx)
         windows.extend(FaultWindow("projection_stalls", start, end, f"{name} stalled") for start, name, end in stalls)

@@ -92,15 +92,27 @@ def test_a_retried_parent_step_waits_again_for_the_same_child_and_times_out(run)
 
     (parent, finals), world = run(main)
     kid = finals["KidSaga"].saga_id
-    # The retry re-sends the child's event: it starts nothing new and names the same child.
-    assert world.log == [(0.0, f"started ['{kid}']"), (11.0, f"started ['{kid}']"), (100.0, "kid done")]
+    # The retry re-sends the child's event: it starts nothing new and names the same child. When the
+    # parent compensates at 21 s, the child still working is stopped and compensated: it never finishes.
+    assert world.log == [(0.0, f"started ['{kid}']"), (11.0, f"started ['{kid}']")]
     final = finals["Parent"]
     assert final.saga_id == parent
     assert final.status is SagaStatus.COMPENSATED
     assert final.updated_at == 21.0  # two 10 s waits, 1 s apart
     assert final.error_type == "ChildSagasTimeout"
     assert final.error == f"waiting for 1 of 1 child saga(s) of {parent} exceeded its deadline of 10 s"
-    assert (finals["KidSaga"].status, finals["KidSaga"].parent_id) == (SagaStatus.COMPLETED, parent)
+    child = finals["KidSaga"]
+    assert (child.status, child.parent_id, child.updated_at) == (SagaStatus.COMPENSATED, parent, 21.0)
+    assert (child.error_type, child.error) == ("ParentCompensated", f"parent Parent {parent} is compensating")
+    assert child.possibly_applied == ["work"] and final.children == [kid]
+    kid_saga = [(r.t, r.outcome) for r in world.tracer.records if r.saga_id == kid and r.phase == "saga"]
+    assert kid_saga == [
+        (0.0, "started"),
+        (11.0, "duplicate_trigger"),  # the retried parent step asked for it again
+        (21.0, "parent_compensated"),
+        (21.0, "compensating"),
+        (21.0, "compensated"),
+    ]
     duplicates = [(r.t, r.saga_id) for r in world.tracer.records if r.outcome == "duplicate_trigger"]
     assert duplicates == [(11.0, kid)]
 
@@ -125,14 +137,16 @@ def test_a_resumed_parent_waits_for_its_resumed_child_and_times_out(run):
     (parent, finals, again), world = run(main)
     kid = finals["KidSaga"].saga_id
     assert again == [kid]
-    assert world.log == [(0.0, f"started ['{kid}']"), (5.0, f"started ['{kid}']"), (105.0, "kid done")]
+    assert world.log == [(0.0, f"started ['{kid}']"), (5.0, f"started ['{kid}']")]
     final = finals["Parent"]
     assert final.saga_id == parent
     assert final.status is SagaStatus.COMPENSATED
     assert final.updated_at == 15.0
     assert final.error_type == "ChildSagasTimeout"
     assert final.error == f"waiting for 1 of 1 child saga(s) of {parent} exceeded its deadline of 10 s"
-    assert (finals["KidSaga"].status, finals["KidSaga"].updated_at) == (SagaStatus.COMPLETED, 105.0)
+    # Resumed too, the child is stopped when its parent compensates at 15 s (the manager runs both).
+    child = finals["KidSaga"]
+    assert (child.status, child.updated_at, child.error_type) == (SagaStatus.COMPENSATED, 15.0, "ParentCompensated")
 
 
 # -- deadlines -------------------------------------------------------------

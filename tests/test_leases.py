@@ -5,7 +5,8 @@ virtual-time asyncio loop with the in-memory store, and on real asyncio with the
 on a real server (REDIS_URL, as the store contract suite). In every case each completed
 execute runs once (the step in flight when its owner stopped may run once more, as
 documented), each completion event is published once, and no record is overwritten by a
-manager that no longer owns it.
+manager that no longer owns it. The last case is the cross-manager half of how a compensating
+parent stops its children (the same-manager half is in test_manager and test_engine_edge_cases).
 """
 
 from __future__ import annotations
@@ -272,3 +273,28 @@ async def asyncio_free_gather(bed: Bed, *calls: Coroutine[Any, Any, list[str]]) 
     """Run ``calls`` concurrently on the bed's runtime (no asyncio under the simulated one)."""
     tasks = [bed.runtime.spawn(call, name=f"recover {i}") for i, call in enumerate(calls)]
     return [await task.join() for task in tasks]
+
+
+def test_a_child_driven_by_another_manager_hears_its_parent_s_cancellation_at_its_next_renewal(
+    run: Callable[[Case], Bed],
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def case(bed: Bed) -> None:
+        b = bed.manager("b")
+        [child] = await b.handle_event(Go(event_id="go-1"), parent_id="parent-on-a")
+        await bed.sleep_until(2.5)  # reserve done at 2; charge in flight
+        # What a parent compensating on another manager does: it can only ask through the store.
+        await bed.store.request_cancel(child, "parent Parent parent-on-a is compensating")
+        seen["finals"] = await b.wait_idle()
+        seen["id"] = child
+
+    bed = run(case)
+    [final] = seen["finals"]
+    assert (final.status, final.error_type) == (SagaStatus.COMPENSATED, "ParentCompensated")
+    assert final.error == "parent Parent parent-on-a is compensating"
+    assert final.completed_steps == ["reserve"] and final.possibly_applied == ["charge"]
+    assert bed.effects == Counter({"reserve": 1})  # charge was cut, ship never ran
+    if bed.scale == 1.0:  # exact on the simulated and virtual clocks: the renewal at 3 s hears it
+        assert final.updated_at == 3.0
+    assert _outcomes(bed, seen["id"]) == ["started", "parent_compensated", "compensating", "compensated"]

@@ -236,7 +236,7 @@ def test_a_parent_finishes_when_its_childrens_completion_events_arrive(run):
     assert {r.saga_id for r in world.tracer.records if r.phase == "children"} == {parent}
 
 
-def test_a_parent_compensates_when_children_miss_the_deadline(run):
+def test_a_parent_compensates_when_children_miss_the_deadline_and_first_stops_the_child_still_running(run):
     async def main(world):
         _compose(world)
         [parent] = await world.manager.handle_event(
@@ -249,13 +249,25 @@ def test_a_parent_compensates_when_children_miss_the_deadline(run):
     by_id = {s.saga_id: s for s in finals}
     assert by_id[parent].status is SagaStatus.COMPENSATED
     assert by_id[parent].error_type == "ChildSagasTimeout"
-    assert world.log == [(1.0, "child 1 done"), (10.0, "undo start_children"), (20.0, "child 20 done")]
+    # The 20 s child is stopped mid-step and undone first, then the parent's own steps; the finished child stays.
+    assert world.log == [(1.0, "child 1 done"), (10.0, "undo child 20"), (10.0, "undo start_children")]
+    done, stopped = sorted((s for s in finals if s.parent_id == parent), key=lambda s: s.trigger_id)
+    assert by_id[parent].children == [done.saga_id, stopped.saga_id]
+    assert (done.status, done.error_type) == (SagaStatus.COMPLETED, None)
+    assert (stopped.status, stopped.error_type, stopped.updated_at) == (
+        SagaStatus.COMPENSATED,
+        "ParentCompensated",
+        10.0,
+    )
+    assert stopped.possibly_applied == ["work"] and stopped.compensated_steps == ["work"]
     failed = [r for r in world.tracer.records if r.saga_id == parent and r.outcome == "failed"]
     assert [(r.t, r.step, r.error_type) for r in failed] == [(10.0, "wait_children", "ChildSagasTimeout")]
     waits = [(r.t, r.outcome, r.error_type, r.detail) for r in world.tracer.records if r.phase == "children"]
     assert waits == [
         (0.0, "waiting", None, "2 child saga(s), 10 s"),
         (10.0, "timed_out", "ChildSagasTimeout", "1 of 2 unfinished"),
+        (10.0, "waiting", None, "1 child saga(s), 60 s"),  # the parent waits for the stopped child to compensate
+        (10.0, "completed", None, "1 child saga(s) finished"),
     ]
 
 

@@ -81,6 +81,7 @@ def full_state(saga_id: str = "saga-1", **changes: Any) -> SagaState:
         transitions=7,
         attempts={"sync_positions": 3, "fetch_accounts:compensate": 2},
         attempts_since={"sync_positions": 30.5, "fetch_accounts:compensate": 38.0},
+        children=["saga-2", "saga-3"],
     )
     return dataclasses.replace(state, **changes)
 

@@ -19,6 +19,13 @@ Semantics:
   retries) is recorded and the remaining ones still run;
 - a step that raises ``SagaAborted`` or returns ``{"aborted": True, ...}`` ends
   the saga ``aborted``: not a failure, nothing is compensated;
+- a saga that compensates first stops the child sagas it started that are
+  still running: each is asked (in the store, and at once if it runs in the
+  same manager) to stop at its current await and compensate, ending
+  ``compensated`` or ``compensation_failed`` with error ``ParentCompensated``;
+  the parent waits for them (up to the manager's ``children_grace_seconds``)
+  before its own compensations. Children that already finished are left as
+  they are: undoing them is the compensation of the step that started them;
 - the execution drives the saga only while its manager holds the saga's lease:
   every write carries the lease's fencing token, and once the lease is lost (a
   write refused, a renewal refused, or its validity run out on the local clock)
@@ -34,6 +41,7 @@ Semantics:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 from collections.abc import Mapping, Sequence
@@ -75,6 +83,10 @@ class _Aborted(Exception):
         super().__init__(step, reason)
         self.step = step
         self.reason = reason
+
+
+class _ParentCancelled(Exception):
+    """Internal: the saga's parent is compensating and asked it to stop (before this execution began)."""
 
 
 class _InnerDeadline(Exception):
@@ -142,10 +154,17 @@ class SagaExecution:
         self.fence = fence  # the fencing token of this execution's lease
         self.lease_until = lease_until  # when the lease runs out by the local clock (renewals move it)
         self.lease_lost = False
+        self.parent_cancel: str | None = None  # why the parent asked this saga to stop, once it did
+        self._forwarding = False  # running its steps: a parent's cancellation may cut in now
         # The step in flight when the previous manager died: its cut attempt counts as made.
         self._in_flight = state.current_step if resumed and state.status is SagaStatus.RUNNING else None
         self._in_flight_since = state.updated_at  # its first attempt began no earlier than its last write
         self.steps = steps if steps is not None else saga.validated_steps()
+        # The compensation in flight when the previous manager died (the first one left): its cut attempt counts.
+        undo = steps_to_compensate(self.steps, state) if resumed and state.status is SagaStatus.COMPENSATING else []
+        self._undo_in_flight = undo[0].name if undo else None
+        self._undo_key = f"{self._undo_in_flight}:compensate" if self._undo_in_flight else None
+        self._made: dict[str, int] = {}  # attempts made before this execution, of what was in flight
         self._runtime = manager.runtime
         self._tracer = manager.tracer
         self._rng = manager.jitter_rng
@@ -249,6 +268,24 @@ class SagaExecution:
                 return self.state
             raise
 
+    def cancel_for_parent(self, reason: str) -> None:
+        """The parent compensates: stop the steps at their current await and compensate this saga."""
+        if self.parent_cancel is not None or self.state.status is not SagaStatus.RUNNING:
+            return  # already asked, or already compensating or finished: nothing to cut
+        self.parent_cancel = reason
+        if self._forwarding:
+            task = self.manager.task_of(self.state.saga_id)
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def record_child(self, child_id: str) -> None:
+        """Remember (in the store) a child saga this saga started, so any manager compensating it finds it."""
+        if child_id in self.state.children:
+            return
+        self.state.children.append(child_id)
+        with contextlib.suppress(LeaseLost):  # this execution no longer owns the saga; its keeper stops it
+            await self._persist()
+
     def stop_driving(self, reason: str) -> None:
         """Mark the lease lost (once) and say so in the trace."""
         if not self.lease_lost:
@@ -261,6 +298,7 @@ class SagaExecution:
         if self.resumed:
             self._trace(None, None, "saga", "resumed", detail=state.status.value)
             in_flight = state.current_step
+            write = False
             if (
                 state.status is SagaStatus.RUNNING
                 and in_flight is not None
@@ -269,6 +307,15 @@ class SagaExecution:
             ):
                 # The crash may have cut an attempt of this step after it took effect.
                 state.possibly_applied.append(in_flight)
+                write = True
+            # The attempt about to re-run the step (or compensation) in flight is reserved in the same
+            # write, so one more restart during it cannot hand out its number again.
+            for key in (self._in_flight, self._undo_key):
+                if key is not None:
+                    self._made[key] = made = state.attempts.get(key, 1)  # the cut one counts as made
+                    state.attempts[key] = made + 1
+                    write = True
+            if write:
                 await self._persist()
         else:
             self._trace(None, None, "saga", "started")  # the store already holds the new state
@@ -278,9 +325,15 @@ class SagaExecution:
         if state.status is SagaStatus.RUNNING:
             remaining = state.deadline_at - self._runtime.now()
             try:
+                if self.parent_cancel is not None:
+                    raise _ParentCancelled()
                 if remaining <= 0:
                     raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {state.saga_type}")
-                await self._runtime.run_with_deadline(self._forward(), remaining)
+                self._forwarding = True
+                try:
+                    await self._runtime.run_with_deadline(self._forward(), remaining)
+                finally:
+                    self._forwarding = False
             except DeadlineExceeded:
                 timed_out = state.timed_out = True
                 state.error_type, state.error = (
@@ -297,6 +350,12 @@ class SagaExecution:
             except _StepFailed as failure:
                 state.error_type, state.error = type(failure.error).__name__, str(failure.error)
                 self._trace(failure.step, None, "saga", "step_failed", failure.error)
+            except BaseException:
+                # Cancelled: by the parent (compensate, below), or by a crash or a lost lease (stop).
+                if self.parent_cancel is None or self.lease_lost:
+                    raise
+                state.error_type, state.error = "ParentCompensated", self.parent_cancel
+                self._trace(state.current_step, None, "saga", "parent_compensated", detail=self.parent_cancel)
             else:
                 state.status = SagaStatus.COMPLETED
                 state.current_step = None
@@ -308,6 +367,7 @@ class SagaExecution:
             self._trace(None, None, "saga", "compensating")
         else:
             timed_out = state.timed_out
+        await self.manager.stop_children(self)  # children's effects are undone before the parent's
         failed = await self._compensate_all()
         state.status = terminal_status(timed_out=timed_out, compensation_failed=failed)
         state.compensation_outcome = "compensation_failed" if failed else "compensated"
@@ -433,7 +493,8 @@ class SagaExecution:
         if since is None:
             since = self._in_flight_since if unrecorded else self._runtime.now()
             state.attempts_since[key] = since  # persisted with the next write
-        return state.attempts.get(key, unrecorded), since
+        made = self._made.pop(key, None)
+        return (made if made is not None else state.attempts.get(key, unrecorded)), since
 
     async def _reserve_attempt(self, key: str, attempt: int) -> None:
         """Persist that attempt ``attempt`` of ``key`` is coming, so a restart cannot hand out a fresh budget."""
@@ -474,7 +535,7 @@ class SagaExecution:
         runtime = self._runtime
         policy = step.compensation_policy
         key = f"{name}:compensate"
-        attempt, started = self._attempts_so_far(key, 0)
+        attempt, started = self._attempts_so_far(key, 1 if name == self._undo_in_flight else 0)
         previous_delay: float | None = None
         while True:
             attempt += 1

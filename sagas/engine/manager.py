@@ -28,6 +28,7 @@ once must have different nodes.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -150,6 +151,7 @@ class SagaManager:
         retain_finished: bool = True,
         lease_seconds: float = 30.0,
         node: str = "manager",
+        children_grace_seconds: float = 60.0,
     ) -> None:
         if not node or "/" in node:
             raise SagaDefinitionError(f"node must be a non-empty name without '/', got {node!r}")
@@ -167,9 +169,11 @@ class SagaManager:
         self.ids = ids if ids is not None else IdSource(random_streams)
         self._ids_given = ids is not None
         self.lease_seconds = lease_seconds
+        self.children_grace_seconds = children_grace_seconds
         self.incarnation = 0  # drawn from the store on first use
         self.node = node
         self.owner = ""
+        self._stopped = False
         self.jitter_rng: random.Random = random_streams.stream("jitter")
         self.step_rng: random.Random = random_streams.stream("steps")
         self._by_trigger: dict[str, list[_Registration]] = {}
@@ -274,9 +278,11 @@ class SagaManager:
             )
             if parent_id is not None and owner not in self._children.get(parent_id, ()):
                 self._children.setdefault(parent_id, []).append(owner)
+                await self._record_child(parent_id, owner)
             return owner
         if parent_id is not None:
             self._children.setdefault(parent_id, []).append(saga_id)
+            await self._record_child(parent_id, saga_id)
         self._launch(SagaExecution(self, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps))
         return saga_id
 
@@ -284,26 +290,75 @@ class SagaManager:
         """When a lease asked for at ``asked_at`` runs out by this process's clock, with a tenth for drift."""
         return asked_at + self.lease_seconds * 0.9
 
-    def _launch(self, execution: SagaExecution) -> None:
+    async def _record_child(self, parent_id: str, child_id: str) -> None:
+        parent = self._executions.get(parent_id)
+        if parent is not None:  # a parent driven elsewhere learns its child when its step runs again
+            await parent.record_child(child_id)
+
+    def task_of(self, saga_id: str) -> TaskHandle[SagaState] | None:
+        """The task running ``saga_id`` in this manager, if any."""
+        return self._tasks.get(saga_id)
+
+    async def stop_children(self, execution: SagaExecution) -> None:
+        """Ask every unfinished child of ``execution``'s saga to stop and compensate; wait for them to end."""
+        state = execution.state
+        known = list(dict.fromkeys([*state.children, *self.children_of(state.saga_id)]))
+        if not known:
+            return
+        reason = f"parent {state.saga_type} {state.saga_id} is compensating"
+        pending: list[str] = []
+        for child_id in known:
+            child = await self.store.load(child_id)
+            if child is None or child.status.is_terminal:
+                continue
+            await self.store.request_cancel(child_id, reason)
+            local = self._executions.get(child_id)
+            if local is not None:
+                local.cancel_for_parent(reason)
+            pending.append(child_id)
+        if not pending:
+            return
+        trace = ChildSagas(self, state.saga_id, state.saga_type, state.parent_id)
+        with contextlib.suppress(ChildSagasTimeout):  # traced; the parent's own compensations must still run
+            await trace.wait(pending, timeout_seconds=self.children_grace_seconds)
+
+    def _launch(self, execution: SagaExecution) -> TaskHandle[SagaState]:
         saga_id = execution.state.saga_id
         self._executions[saga_id] = execution
-        self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
+        task = self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
+        return task
 
     async def _run(self, execution: SagaExecution) -> SagaState:
         saga_id = execution.state.saga_id
         keeper = self.runtime.spawn(self._keep_lease(execution), name=f"lease {saga_id}")
         try:
-            return await execution.run()
+            final = await execution.run()
         finally:
             keeper.cancel()
             self._executions.pop(saga_id, None)
             self._children.pop(saga_id, None)
             if not self.retain_finished:
                 self._tasks.pop(saga_id, None)
+        if execution.lease_lost and not self._stopped:
+            # Lost by silence (a pause, a partition) rather than taken: if no other manager takes the saga
+            # over, nobody would ever resume it. A task of its own tries to take it back (the store decides),
+            # so this one ends, as a process that lost its saga does, and its locks are no longer its.
+            reclaim = self.runtime.spawn(self._reclaim(saga_id, final), name=f"reclaim {saga_id}")
+            self._tasks[saga_id] = reclaim
+        return final
+
+    async def _reclaim(self, saga_id: str, last: SagaState) -> SagaState:
+        try:
+            again = await self._resume(saga_id)  # replaces this task in _tasks when it resumes the saga
+        except Exception:  # noqa: BLE001 - the store is still unreachable: another manager's recover() will do
+            again = None
+        if again is None and not self.retain_finished:
+            self._tasks.pop(saga_id, None)
+        return last  # as this manager last saw it; wait_idle() follows the resumed task instead, if any
 
     async def _keep_lease(self, execution: SagaExecution) -> None:
         """Renew ``execution``'s lease every third of its length; cancel the saga's task once it is lost."""
-        runtime, store, state = self.runtime, self.store, execution.state
+        runtime, state = self.runtime, execution.state
         while True:
             await runtime.sleep(max(0.0, min(self.lease_seconds / 3, execution.lease_until - runtime.now())))
             if runtime.now() >= execution.lease_until:
@@ -311,7 +366,15 @@ class SagaManager:
                 break
             asked_at = runtime.now()
             try:
-                renewed = await store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds)
+                # A store that does not answer before the lease runs out here has as good as refused:
+                # waiting longer would let this saga run on after another manager may have taken it.
+                renewed = await runtime.run_with_deadline(
+                    self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),
+                    execution.lease_until - asked_at,
+                )
+            except DeadlineExceeded:
+                reason = f"the store did not answer before the lease ran out at {execution.lease_until:g} s"
+                break
             except Exception:  # noqa: BLE001 - the store is unreachable: try again until the lease runs out
                 continue
             if not renewed:
@@ -320,6 +383,12 @@ class SagaManager:
                 reason = "the store refused the renewal: another manager holds the lease"
                 break
             execution.lease_until = self._lease_until(asked_at)
+            if state.parent_id is not None and execution.parent_cancel is None:
+                # A parent driven by another manager asks through the store; it is heard at the next renewal.
+                with contextlib.suppress(Exception):
+                    asked = await self.store.cancel_requested(state.saga_id)
+                    if asked is not None:
+                        execution.cancel_for_parent(asked)
         execution.stop_driving(reason)
         task = self._tasks.get(state.saga_id)
         if task is not None and not task.done():
@@ -337,27 +406,53 @@ class SagaManager:
             saga_id = listed.saga_id
             if saga_id in self._tasks and not self._tasks[saga_id].done():
                 continue
-            registration = self._by_type.get(listed.saga_type)
-            if registration is None:
+            if listed.saga_type not in self._by_type:
                 raise SagaDefinitionError(
                     f"cannot resume saga {saga_id}: saga type {listed.saga_type!r} is not registered"
                 )
-            asked_at = self.runtime.now()
-            fence = await self.store.acquire_lease(saga_id, self.owner, self.lease_seconds)
-            if fence is None:
-                continue  # its owner is alive (or its lease has not run out yet)
-            state = await self.store.load(saga_id)  # what the previous owner wrote last
-            if state is None or state.status.is_terminal:
-                continue  # it finished between the listing and the lease: nothing to resume
-            saga = registration.factory()
-            saga.saga_id = saga_id
-            if state.parent_id is not None and saga_id not in self._children.get(state.parent_id, ()):
-                self._children.setdefault(state.parent_id, []).append(saga_id)
-            self._launch(
-                SagaExecution(self, saga, state, fence=fence, lease_until=self._lease_until(asked_at), resumed=True)
-            )
-            resumed.append(saga_id)
+            if await self._resume(saga_id) is not None:
+                resumed.append(saga_id)
         return resumed
+
+    async def keep_recovering(self, every_seconds: float | None = None, *, until: float | None = None) -> None:
+        """Call ``recover()`` now and every ``every_seconds`` (default: the lease length) until ``until``.
+
+        With leases this is safe to run on every manager, and it is what makes a saga whose owner died
+        for good (no restart on its node) run on: once its lease runs out, the next round takes it over.
+        Run it as a background task; without ``until`` it runs for the life of the process.
+        """
+        every = every_seconds if every_seconds is not None else self.lease_seconds
+        if not every > 0:
+            raise ValueError(f"every_seconds must be > 0, got {every_seconds!r}")
+        while True:
+            await self.recover()
+            if self._stopped:
+                return
+            now = self.runtime.now()
+            if until is not None and now >= until:
+                return
+            await self.runtime.sleep(every if until is None else min(every, until - now))
+
+    async def _resume(self, saga_id: str) -> TaskHandle[SagaState] | None:
+        """Take over ``saga_id`` if its lease can be had and it is unfinished; return its new task."""
+        asked_at = self.runtime.now()
+        fence = await self.store.acquire_lease(saga_id, self.owner, self.lease_seconds)
+        if fence is None:
+            return None  # its owner is alive (or its lease has not run out yet)
+        state = await self.store.load(saga_id)  # what the previous owner wrote last
+        if state is None or state.status.is_terminal:
+            return None  # it finished between the listing and the lease: nothing to resume
+        saga = self._by_type[state.saga_type].factory()
+        saga.saga_id = saga_id
+        if state.parent_id is not None and saga_id not in self._children.get(state.parent_id, ()):
+            self._children.setdefault(state.parent_id, []).append(saga_id)
+        lease_until = self._lease_until(asked_at)
+        execution = SagaExecution(self, saga, state, fence=fence, lease_until=lease_until, resumed=True)
+        if state.parent_id is not None:
+            asked = await self.store.cancel_requested(saga_id)
+            if asked is not None:
+                execution.cancel_for_parent(asked)  # not started yet: it goes straight to compensation
+        return self._launch(execution)
 
     # -- services handed to steps -----------------------------------------
 
@@ -426,12 +521,17 @@ class SagaManager:
         finals: list[SagaState] = []
         while self._tasks:
             saga_id = next(iter(self._tasks))
-            finals.append(await self._tasks[saga_id].join())
-            del self._tasks[saga_id]
+            task = self._tasks[saga_id]
+            final = await task.join()
+            if self._tasks.get(saga_id) is task:
+                del self._tasks[saga_id]
+                finals.append(final)
+            # else: the saga lost its lease and is being taken back; the next round joins that task
         return finals
 
     def stop(self) -> None:
         """Cancel every running saga task (their ``finally:`` blocks run; nothing is persisted)."""
+        self._stopped = True
         for task in self._tasks.values():
             if not task.done():
                 task.cancel()

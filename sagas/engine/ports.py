@@ -136,6 +136,14 @@ class SagaStore(Protocol):
         """A number no other manager on this store ever received (1, 2, 3... per store)."""
         ...
 
+    async def request_cancel(self, saga_id: str, reason: str) -> None:
+        """Ask whichever manager drives ``saga_id`` to stop it and compensate (its parent compensates)."""
+        ...
+
+    async def cancel_requested(self, saga_id: str) -> str | None:
+        """The reason ``saga_id`` was asked to stop, or None."""
+        ...
+
 
 class LockManager(Protocol):
     """Distributed locks with an owner token and a TTL."""

@@ -37,6 +37,8 @@ class SagaState:
     attempts of each step (``{step}``) and compensation (``{step}:compensate``) made or
     about to be made, and ``attempts_since`` when the first one began, so a manager
     that resumes the saga goes on with the same retry budget instead of a fresh one.
+    ``children`` lists the child sagas it started, so whichever manager compensates
+    it can stop the ones still running.
     """
 
     saga_id: str
@@ -62,6 +64,7 @@ class SagaState:
     transitions: int = 0
     attempts: dict[str, int] = field(default_factory=dict)
     attempts_since: dict[str, float] = field(default_factory=dict)
+    children: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready snapshot that shares no mutable containers with ``self``.
@@ -100,6 +103,7 @@ class SagaState:
             "transitions": self.transitions,
             "attempts": dict(self.attempts),
             "attempts_since": dict(self.attempts_since),
+            "children": tuple(self.children),
         }
 
     @classmethod
@@ -114,6 +118,8 @@ class SagaState:
             values[key] = json_copy(values[key], key)
         for key in ("completed_steps", "possibly_applied", "compensated_steps", "failed_compensations"):
             values[key] = list(values[key])
+        if "children" in values:  # absent from states saved before children were recorded
+            values["children"] = list(values["children"])
         for key in ("attempts", "attempts_since"):
             if key in values:
                 values[key] = dict(values[key])

@@ -27,6 +27,7 @@ class InMemorySagaStore:
         self._fences: dict[str, int] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # saga id -> (owner, expires at)
         self._incarnations = 0
+        self._cancels: dict[str, str] = {}
         self.version = 0  # grows with every save: readers can tell whether anything changed
 
     async def create(self, state: SagaState, trigger_key: str, owner: str, lease_seconds: float) -> str:
@@ -80,6 +81,14 @@ class InMemorySagaStore:
         """1 for the first manager on this store, then 2, 3..."""
         self._incarnations += 1
         return self._incarnations
+
+    async def request_cancel(self, saga_id: str, reason: str) -> None:
+        """Record that ``saga_id`` must stop and compensate (the first reason stays)."""
+        self._cancels.setdefault(saga_id, reason)
+
+    async def cancel_requested(self, saga_id: str) -> str | None:
+        """Why ``saga_id`` must stop, or None."""
+        return self._cancels.get(saga_id)
 
     async def load(self, saga_id: str) -> SagaState | None:
         """The last snapshot of ``saga_id``, or None."""

@@ -18,7 +18,8 @@ latest, and Redis aborts the EXEC if anyone bumped it in between. Each also
 checks the replies of its EXEC rather than trusting it ran: real Redis aborts a
 transaction whose watched key expired after the WATCH, fakeredis does not, and
 a ``PEXPIRE`` of a key that is gone answers 0 on both, so both give the same
-verdict. ``manager:incarnations`` counts the managers that ever started.
+verdict. ``manager:incarnations`` counts the managers that ever started;
+``cancel:{id}`` holds why a saga was asked to stop (its parent compensates).
 """
 
 from __future__ import annotations
@@ -167,6 +168,15 @@ class RedisSagaStore:
     async def new_incarnation(self) -> int:
         """The next value of this store's manager counter (INCR: unique across every process)."""
         return int(await resolve(self._redis.incr(self._key("manager", "incarnations"))))
+
+    async def request_cancel(self, saga_id: str, reason: str) -> None:
+        """Record that ``saga_id`` must stop and compensate (SET NX: the first reason stays)."""
+        await resolve(self._redis.set(self._key("cancel", saga_id), reason, nx=True, ex=self._trigger_ttl))
+
+    async def cancel_requested(self, saga_id: str) -> str | None:
+        """Why ``saga_id`` must stop, or None."""
+        reason = await resolve(self._redis.get(self._key("cancel", saga_id)))
+        return _text(reason) if reason is not None else None
 
     async def load(self, saga_id: str) -> SagaState | None:
         """The stored state of ``saga_id``, or None."""
