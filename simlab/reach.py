@@ -19,6 +19,8 @@ The paths, and the evidence counted for each:
 ``lock_expiry``                    a lock whose TTL ran out while its holder still believed it held it
 ``child_wait``                     a step waiting for its child sagas' completion events (``children``/``waiting``)
 ``poll_retry``                     a scheduled delay of a ``retry_async`` poll (``poll``/``scheduled``)
+``lease_lost``                     a manager that stopped driving a saga whose lease it lost (``saga``/``lease_lost``)
+``child_stopped``                  a child saga stopped because its parent compensated (``saga``/``parent_compensated``)
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ REACH_PATHS: tuple[str, ...] = (
     "lock_expiry",
     "child_wait",
     "poll_retry",
+    "lease_lost",
+    "child_stopped",
 )
 """Every engine path the reach table counts, in the order it prints them."""
 
@@ -56,6 +60,8 @@ _BY_RECORD: dict[tuple[str, str], str] = {
     ("saga", "duplicate_trigger"): "duplicate_trigger",
     ("children", "waiting"): "child_wait",
     ("poll", "scheduled"): "poll_retry",
+    ("saga", "lease_lost"): "lease_lost",
+    ("saga", "parent_compensated"): "child_stopped",
 }
 
 

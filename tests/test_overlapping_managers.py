@@ -3,17 +3,24 @@
 Before leases, ``recover()`` took over every unfinished saga, so two managers drove the same
 instances and completed steps ran again; the lab found it on broker_connection, all safe, run 1.
 With leases the same seed is clean, and a store that grants every lease (the engine as it was)
-brings the finding back at the same seed, so the check keeps its teeth.
+brings the finding back at the same seed, so the check keeps its teeth. Split brain (the first
+manager cut off from the store past its lease, ``pause_s``) is the same pair: the shipped
+``split_brain`` scenario clean at a seed where leases are lost and taken over, and a manager that
+never gives a lease up caught at that seed.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 import simlab.world
+from sagas.engine.execution import SagaExecution
+from sagas.engine.manager import SagaManager
 from sagas.engine.state import SagaState
 from sagas.stores.memory import InMemorySagaStore
-from simlab.faults import FAMILIES, overlap_schedule, plan_faults
+from simlab.faults import FAMILIES, overlap_pauses, overlap_schedule, plan_faults
 from simlab.runner import run_once, run_seed
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Scenario
@@ -78,3 +85,44 @@ def test_without_leases_the_same_seed_runs_completed_steps_again(monkeypatch):
     assert run_once(scenario, SEED).violations == result.violations  # the seed replays the finding
     # Without the second manager the same run is clean, leases or not.
     assert run_once(with_settings(load_scenario("broker_connection"), SAFE), SEED).violations == []
+
+
+# -- split brain: the first manager cannot reach the store for longer than a lease ---------------------
+
+SPLIT_SEED = run_seed(24, load_scenario("split_brain").seed)  # run 24 of the shipped split_brain, all safe
+
+
+async def _stubborn_keeper(self: SagaManager, execution: SagaExecution) -> None:
+    """The planted bug: renew forever, never give the saga up (and never look at the lease locally)."""
+    while True:
+        await self.runtime.sleep(self.lease_seconds / 3)
+        with contextlib.suppress(Exception):
+            await self.store.renew_lease(execution.state.saga_id, self.owner, execution.fence, self.lease_seconds)
+
+
+def test_split_brain_a_manager_cut_off_past_its_lease_stops_and_the_other_takes_over_cleanly():
+    scenario = with_settings(load_scenario("split_brain"), SAFE)
+    plan = plan_faults(scenario, SPLIT_SEED)
+    at = overlap_schedule(plan, SPLIT_SEED)
+    pauses = overlap_pauses(plan, SPLIT_SEED, len(at))
+    assert [round(x, 4) for x in at] == [56.6681, 106.8616] and [round(p, 4) for p in pauses] == [26.5815, 19.3197]
+    result = run_once(scenario, SPLIT_SEED, keep_trace=True)
+    assert result.violations == []
+    lost = [(round(r.t, 4), r.saga_id) for r in result.trace if r.outcome == "lease_lost"]
+    resumed = [(round(r.t, 4), r.saga_id) for r in result.trace if r.outcome == "resumed"]
+    # The first pause (56.67 s to 83.25 s) outlasts the 30 s lease of two connection sagas: their manager
+    # stops each one when its lease runs out by its own clock (27 s after the last renewal, before the store
+    # lets anyone in), and at the thaw both are taken over and finish; nothing ran twice.
+    assert [t for t, _ in lost] == [74.5345, 77.7197]
+    thaw = round(at[0] + pauses[0], 4)
+    assert resumed == [(thaw, saga_id) for _, saga_id in lost]
+    assert result.reach["lease_lost"] == 2
+    assert run_once(scenario, SPLIT_SEED).trace_hash == result.trace_hash  # replayable
+
+
+def test_split_brain_with_a_manager_that_never_gives_a_lease_up_runs_steps_twice(monkeypatch):
+    monkeypatch.setattr(SagaManager, "_keep_lease", _stubborn_keeper)
+    monkeypatch.setattr(SagaExecution, "check_lease", lambda self: None)
+    result = run_once(with_settings(load_scenario("split_brain"), SAFE), SPLIT_SEED)
+    # The store still fences its writes, yet the steps it ran meanwhile are done twice.
+    assert "no_step_applied_twice" in {v.invariant for v in result.violations}

@@ -46,6 +46,9 @@ TRACE = [
     rec(9.6, "b", "execute", "completed", "x", 1),
     rec(9.6, "b", "execute", "invalid_result", "x"),  # it ran to the end, yet does not count as completed
     rec(9.7, "b", "compensate", "skipped", "x", detail="no compensation defined"),
+    rec(9.8, "c", "saga", "lease_lost", "x", detail="the store refused the renewal"),
+    rec(9.8, "d", "saga", "parent_compensated", "y", detail="parent P p-1 is compensating"),
+    rec(9.9, "d", "saga", "compensated", detail="compensated"),
 ]
 
 
@@ -61,6 +64,8 @@ def test_each_path_is_counted_from_its_own_evidence():
         "lock_expiry": 3,
         "child_wait": 1,
         "poll_retry": 1,
+        "lease_lost": 1,
+        "child_stopped": 1,
     }
     assert run_reach([]) == dict.fromkeys(REACH_PATHS, 0)
 
@@ -133,6 +138,8 @@ def test_format_reach_prints_a_line_per_path_and_the_verdict():
         "   lock_expiry                           0    0.0%          0 times",
         "   child_wait                            0    0.0%          0 times",
         "   poll_retry                            0    0.0%          0 times",
+        "   lease_lost                            0    0.0%          0 times",
+        "   child_stopped                         0    0.0%          0 times",
         "Not reached by any run, though the scenario needs it: saga_deadline",
     ]
     reached = format_reach(reach_table(runs, needed=["retry"]))

@@ -283,6 +283,11 @@ class SagaManager:
         if parent_id is not None:
             self._children.setdefault(parent_id, []).append(saga_id)
             await self._record_child(parent_id, saga_id)
+        if self._stopped:
+            # Stopped while the store was creating it: the saga is stored and leased to this incarnation,
+            # which runs nothing any more; its node's next incarnation (or anyone, once the lease runs
+            # out) resumes it. Launching it here would run it beside that successor.
+            return saga_id
         self._launch(SagaExecution(self, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps))
         return saga_id
 
