@@ -113,7 +113,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "resumed_step_trusted",
         "after a crash, the step that was in flight is not treated as possibly applied",
         "sagas/engine/execution.py",
-        "                state.possibly_applied.append(in_flight)\n                await self._persist()\n",
+        "                state.possibly_applied.append(in_flight)\n                write = True\n",
         "                pass\n",
     ),
     # -- the safe design ------------------------------------------------------------------------
@@ -187,6 +187,26 @@ MUTANTS: tuple[Mutant, ...] = (
         "sagas/trading/sagas/user_deletion.py",
         '        while len(sagas.children()) < context["disconnected_count"]:\n',
         '        while False and len(sagas.children()) < context["disconnected_count"]:\n',
+    ),
+    # -- leases (issue 10) ------------------------------------------------------------------------
+    Mutant(
+        "recover_ignores_leases",
+        "recover() takes over a saga whose owner still holds its lease",
+        "sagas/stores/memory.py",
+        "        if held is not None and held[1] > now and not same_node(held[0], owner):\n",
+        "        if False:\n",
+    ),
+    Mutant(
+        "lease_keeper_waits_for_the_store",
+        "a manager cut off from the store keeps driving its sagas until the store answers",
+        "sagas/engine/manager.py",
+        "                renewed = await runtime.run_with_deadline(\n"
+        "                    self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),\n"
+        "                    execution.lease_until - asked_at,\n"
+        "                )\n",
+        "                renewed = await self.store.renew_lease(\n"
+        "                    state.saga_id, self.owner, execution.fence, self.lease_seconds\n"
+        "                )\n",
     ),
 )
 

@@ -11,8 +11,6 @@ never gives a lease up caught at that seed.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 import simlab.world
@@ -92,14 +90,6 @@ def test_without_leases_the_same_seed_runs_completed_steps_again(monkeypatch):
 SPLIT_SEED = run_seed(24, load_scenario("split_brain").seed)  # run 24 of the shipped split_brain, all safe
 
 
-async def _stubborn_keeper(self: SagaManager, execution: SagaExecution) -> None:
-    """The planted bug: renew forever, never give the saga up (and never look at the lease locally)."""
-    while True:
-        await self.runtime.sleep(self.lease_seconds / 3)
-        with contextlib.suppress(Exception):
-            await self.store.renew_lease(execution.state.saga_id, self.owner, execution.fence, self.lease_seconds)
-
-
 def test_split_brain_a_manager_cut_off_past_its_lease_stops_and_the_other_takes_over_cleanly():
     scenario = with_settings(load_scenario("split_brain"), SAFE)
     plan = plan_faults(scenario, SPLIT_SEED)
@@ -121,7 +111,8 @@ def test_split_brain_a_manager_cut_off_past_its_lease_stops_and_the_other_takes_
 
 
 def test_split_brain_with_a_manager_that_never_gives_a_lease_up_runs_steps_twice(monkeypatch):
-    monkeypatch.setattr(SagaManager, "_keep_lease", _stubborn_keeper)
+    # The planted bug: a manager that never gives a lease up (nor looks at it before a step).
+    monkeypatch.setattr(SagaManager, "_lose", lambda self, execution, reason: None)
     monkeypatch.setattr(SagaExecution, "check_lease", lambda self: None)
     result = run_once(with_settings(load_scenario("split_brain"), SAFE), SPLIT_SEED)
     # The store still fences its writes, yet the steps it ran meanwhile are done twice.

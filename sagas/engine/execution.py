@@ -154,6 +154,8 @@ class SagaExecution:
         self.fence = fence  # the fencing token of this execution's lease
         self.lease_until = lease_until  # when the lease runs out by the local clock (renewals move it)
         self.lease_lost = False
+        self.renew_at = lease_until  # when the manager's lease keeper renews next (set at launch)
+        self.renewing = False  # a renewal is on its way to the store
         self.parent_cancel: str | None = None  # why the parent asked this saga to stop, once it did
         self._forwarding = False  # running its steps: a parent's cancellation may cut in now
         # The step in flight when the previous manager died: its cut attempt counts as made.

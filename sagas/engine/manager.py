@@ -12,11 +12,11 @@ compensation carries on. A step composes child sagas through
 
 Ownership: a manager drives a saga only while it holds the saga's lease in the
 store (taken with the new state, or by ``recover()`` once the previous owner's
-expired). A lease keeper task per running saga renews it every third of
-``lease_seconds``; when a renewal is refused, or no renewal succeeded within
-``lease_seconds`` minus a tenth (the margin for clock drift between this
-process and the store), the saga's task is cancelled at its current await and
-the execution stops. Each manager draws an incarnation from the store (a count,
+expired). One lease keeper task per manager renews each lease a third of
+``lease_seconds`` after the last renewal; when a renewal is refused, or none
+succeeded within ``lease_seconds`` minus a tenth (the margin for clock drift
+between this process and the store), the saga's task is cancelled at its
+current await and the execution stops. Each manager draws an incarnation from the store (a count,
 unique per store) on first use; it is part of every id the manager draws and of
 its owner token ``{node}/{incarnation}``, so a restarted manager given the same
 seed never repeats the ids of the one before it. ``node`` names one manager
@@ -174,6 +174,7 @@ class SagaManager:
         self.node = node
         self.owner = ""
         self._stopped = False
+        self._keeper: TaskHandle[None] | None = None
         self.jitter_rng: random.Random = random_streams.stream("jitter")
         self.step_rng: random.Random = random_streams.stream("steps")
         self._by_trigger: dict[str, list[_Registration]] = {}
@@ -330,20 +331,24 @@ class SagaManager:
     def _launch(self, execution: SagaExecution) -> TaskHandle[SagaState]:
         saga_id = execution.state.saga_id
         self._executions[saga_id] = execution
+        execution.renew_at = self.runtime.now() + self.lease_seconds / 3
+        if self._keeper is None:
+            self._keeper = self.runtime.spawn(self._keep_leases(), name="lease keeper")
         task = self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
         return task
 
     async def _run(self, execution: SagaExecution) -> SagaState:
         saga_id = execution.state.saga_id
-        keeper = self.runtime.spawn(self._keep_lease(execution), name=f"lease {saga_id}")
         try:
             final = await execution.run()
         finally:
-            keeper.cancel()
             self._executions.pop(saga_id, None)
             self._children.pop(saga_id, None)
             if not self.retain_finished:
                 self._tasks.pop(saga_id, None)
+            if not self._executions and self._keeper is not None:
+                self._keeper.cancel()  # nothing left to keep; the next launch starts another
+                self._keeper = None
         if execution.lease_lost and not self._stopped:
             # Lost by silence (a pause, a partition) rather than taken: if no other manager takes the saga
             # over, nobody would ever resume it. A task of its own tries to take it back (the store decides),
@@ -361,41 +366,68 @@ class SagaManager:
             self._tasks.pop(saga_id, None)
         return last  # as this manager last saw it; wait_idle() follows the resumed task instead, if any
 
-    async def _keep_lease(self, execution: SagaExecution) -> None:
-        """Renew ``execution``'s lease every third of its length; cancel the saga's task once it is lost."""
-        runtime, state = self.runtime, execution.state
-        while True:
-            await runtime.sleep(max(0.0, min(self.lease_seconds / 3, execution.lease_until - runtime.now())))
-            if runtime.now() >= execution.lease_until:
-                reason = f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s"
-                break
-            asked_at = runtime.now()
-            try:
-                # A store that does not answer before the lease runs out here has as good as refused:
-                # waiting longer would let this saga run on after another manager may have taken it.
-                renewed = await runtime.run_with_deadline(
-                    self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),
-                    execution.lease_until - asked_at,
-                )
-            except DeadlineExceeded:
-                reason = f"the store did not answer before the lease ran out at {execution.lease_until:g} s"
-                break
-            except Exception:  # noqa: BLE001 - the store is unreachable: try again until the lease runs out
-                continue
-            if not renewed:
-                if state.status.is_terminal:
-                    return  # its final write released the lease while this renewal was on its way
-                reason = "the store refused the renewal: another manager holds the lease"
-                break
-            execution.lease_until = self._lease_until(asked_at)
-            if state.parent_id is not None and execution.parent_cancel is None:
-                # A parent driven by another manager asks through the store; it is heard at the next renewal.
-                with contextlib.suppress(Exception):
-                    asked = await self.store.cancel_requested(state.saga_id)
-                    if asked is not None:
-                        execution.cancel_for_parent(asked)
+    async def _keep_leases(self) -> None:
+        """Keep the leases of every saga this manager drives: one task for all of them.
+
+        Each lease is renewed a third of its length after the last renewal (by a task of its
+        own, so a store slow to answer one delays no other); a lease whose local validity runs
+        out unrenewed is lost at that instant.
+        """
+        runtime = self.runtime
+        while self._executions:
+            now = runtime.now()
+            wake = now + self.lease_seconds / 3
+            for execution in list(self._executions.values()):
+                if execution.lease_lost:
+                    continue
+                if now >= execution.lease_until:
+                    self._lose(execution, f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s")
+                    continue
+                if now >= execution.renew_at and not execution.renewing:
+                    execution.renewing = True
+                    runtime.spawn(self._renew(execution), name=f"lease {execution.state.saga_id}")
+                elif not execution.renewing:
+                    wake = min(wake, execution.renew_at)
+                wake = min(wake, execution.lease_until)
+            await runtime.sleep(wake - now)
+
+    async def _renew(self, execution: SagaExecution) -> None:
+        state = execution.state
+        asked_at = self.runtime.now()
+        try:
+            # A store that does not answer before the lease runs out here has as good as refused:
+            # waiting longer would let this saga run on after another manager may have taken it.
+            renewed = await self.runtime.run_with_deadline(
+                self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),
+                execution.lease_until - asked_at,
+            )
+        except DeadlineExceeded:
+            self._lose(execution, f"the store did not answer before the lease ran out at {execution.lease_until:g} s")
+            return
+        except Exception:  # noqa: BLE001 - the store is unreachable: try again until the lease runs out
+            execution.renew_at = asked_at + self.lease_seconds / 3
+            return
+        finally:
+            execution.renewing = False
+        if not renewed:
+            if not state.status.is_terminal:  # a final write releases the lease: nothing was lost then
+                self._lose(execution, "the store refused the renewal: another manager holds the lease")
+            return
+        execution.lease_until = self._lease_until(asked_at)
+        execution.renew_at = asked_at + self.lease_seconds / 3
+        if state.parent_id is not None and execution.parent_cancel is None:
+            # A parent driven by another manager asks through the store; it is heard at the next renewal.
+            with contextlib.suppress(Exception):
+                asked = await self.store.cancel_requested(state.saga_id)
+                if asked is not None:
+                    execution.cancel_for_parent(asked)
+
+    def _lose(self, execution: SagaExecution, reason: str) -> None:
+        """``execution`` no longer holds its lease: it stops driving its saga at its current await."""
+        if execution.lease_lost or execution.state.status.is_terminal:
+            return
         execution.stop_driving(reason)
-        task = self._tasks.get(state.saga_id)
+        task = self._tasks.get(execution.state.saga_id)
         if task is not None and not task.done():
             task.cancel()
 
@@ -537,6 +569,9 @@ class SagaManager:
     def stop(self) -> None:
         """Cancel every running saga task (their ``finally:`` blocks run; nothing is persisted)."""
         self._stopped = True
+        if self._keeper is not None:
+            self._keeper.cancel()  # a stopped process renews nothing: its leases run out
+            self._keeper = None
         for task in self._tasks.values():
             if not task.done():
                 task.cancel()
