@@ -7,8 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-NonNegative = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
+MAX_NUMBER = 1e9
+"""The largest duration, delay or rate a scenario may give (31 years in seconds): far past any run's
+horizon, and inside what every consumer accepts (Redis refuses a TTL of 1e300 s as milliseconds)."""
+
+NonNegative = Annotated[float, Field(ge=0, le=MAX_NUMBER)]
+Positive = Annotated[float, Field(gt=0, le=MAX_NUMBER)]
 
 
 class _Dist(BaseModel):
