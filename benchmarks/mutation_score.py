@@ -200,13 +200,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "lease_keeper_waits_for_the_store",
         "a manager cut off from the store keeps driving its sagas until the store answers",
         "sagas/engine/manager.py",
-        "                renewed = await runtime.run_with_deadline(\n"
-        "                    self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),\n"
-        "                    execution.lease_until - asked_at,\n"
-        "                )\n",
-        "                renewed = await self.store.renew_lease(\n"
-        "                    state.saga_id, self.owner, execution.fence, self.lease_seconds\n"
-        "                )\n",
+        "            renewed = await self.runtime.run_with_deadline(\n"
+        "                self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),\n"
+        "                execution.lease_until - asked_at,\n"
+        "            )\n",
+        "            renewed = await self.store.renew_lease(\n"
+        "                state.saga_id, self.owner, execution.fence, self.lease_seconds\n"
+        "            )\n",
     ),
 )
 

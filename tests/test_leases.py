@@ -298,3 +298,29 @@ def test_a_child_driven_by_another_manager_hears_its_parent_s_cancellation_at_it
     if bed.scale == 1.0:  # exact on the simulated and virtual clocks: the renewal at 3 s hears it
         assert final.updated_at == 3.0
     assert _outcomes(bed, seen["id"]) == ["started", "parent_compensated", "compensating", "compensated"]
+
+
+def test_a_stopped_manager_that_kept_recovering_takes_nothing_back_from_its_successor(
+    run: Callable[[Case], Bed],
+) -> None:
+    """Found in review: a stopped incarnation's recovery round took leases back from its restarted node."""
+    seen: dict[str, Any] = {}
+
+    async def case(bed: Bed) -> None:
+        old = bed.manager("a")
+        [saga_id] = await old.handle_event(Go(event_id="go-1"))
+        rounds = bed.runtime.spawn(old.keep_recovering(1 * bed.scale, until=bed.t0 + 20 * bed.scale))
+        await bed.sleep_until(2.5)
+        old.stop()
+        await bed.runtime.sleep(0)
+        successor = bed.manager("a")  # the same node, restarted
+        seen["taken"] = await successor.recover()
+        seen["finals"] = await successor.wait_idle()
+        await rounds.join()
+        seen["id"] = saga_id
+
+    bed = run(case)
+    [final] = seen["finals"]
+    assert seen["taken"] == [seen["id"]] and final.status is SagaStatus.COMPLETED
+    assert _outcomes(bed, seen["id"]) == ["started", "resumed", "completed"]
+    assert bed.effects["reserve"] == 1 and bed.effects["ship"] == 1 and bed.completions[seen["id"]] == 1

@@ -338,6 +338,9 @@ def test_a_restarted_node_reclaims_its_earlier_incarnation_s_lease_at_once(run_w
         assert await store.acquire_lease("saga-1", "node-a/4", 30) == 2
         assert await store.renew_lease("saga-1", "node-a/1", 1, 30) is False
         assert await store.acquire_lease("saga-1", "node-ab/5", 30) is None  # a node name is not a prefix
+        # Never backwards (a stopped incarnation cannot take it back), never one's own live lease again.
+        assert await store.acquire_lease("saga-1", "node-a/1", 30) is None
+        assert await store.acquire_lease("saga-1", "node-a/4", 30) is None
 
     run_with_clock(body)
 

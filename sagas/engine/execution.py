@@ -156,6 +156,7 @@ class SagaExecution:
         self.lease_lost = False
         self.renew_at = lease_until  # when the manager's lease keeper renews next (set at launch)
         self.renewing = False  # a renewal is on its way to the store
+        self.started = False  # run() has begun (a task cancelled before that never runs its cleanup)
         self.parent_cancel: str | None = None  # why the parent asked this saga to stop, once it did
         self._forwarding = False  # running its steps: a parent's cancellation may cut in now
         # The step in flight when the previous manager died: its cut attempt counts as made.
@@ -260,6 +261,9 @@ class SagaExecution:
         If the lease is lost on the way, return the state as this execution last saw it
         (not terminal): the saga's new owner finishes it.
         """
+        self.started = True
+        if self.lease_lost:
+            return self.state  # lost before it began: the manager takes it back, or another does
         try:
             return await self._drive()
         except LeaseLost as lost:

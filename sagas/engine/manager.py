@@ -342,9 +342,10 @@ class SagaManager:
         try:
             final = await execution.run()
         finally:
-            self._executions.pop(saga_id, None)
-            self._children.pop(saga_id, None)
-            if not self.retain_finished:
+            if self._executions.get(saga_id) is execution:
+                del self._executions[saga_id]
+                self._children.pop(saga_id, None)
+            if not self.retain_finished and self._executions.get(saga_id) is None:
                 self._tasks.pop(saga_id, None)
             if not self._executions and self._keeper is not None:
                 self._keeper.cancel()  # nothing left to keep; the next launch starts another
@@ -359,6 +360,9 @@ class SagaManager:
 
     async def _reclaim(self, saga_id: str, last: SagaState) -> SagaState:
         try:
+            # The lease is still this incarnation's on the store until it runs out there (a manager never
+            # re-acquires its own live lease), so wait that long; another manager may take it meanwhile.
+            await self.runtime.sleep(self.lease_seconds)
             again = await self._resume(saga_id)  # replaces this task in _tasks when it resumes the saga
         except Exception:  # noqa: BLE001 - the store is still unreachable: another manager's recover() will do
             again = None
@@ -428,7 +432,9 @@ class SagaManager:
             return
         execution.stop_driving(reason)
         task = self._tasks.get(execution.state.saga_id)
-        if task is not None and not task.done():
+        # A task not started yet must not be cancelled: it would never run its cleanup. It starts,
+        # sees the lease lost and ends at once.
+        if execution.started and task is not None and not task.done():
             task.cancel()
 
     async def recover(self) -> list[str]:
@@ -461,8 +467,9 @@ class SagaManager:
         every = every_seconds if every_seconds is not None else self.lease_seconds
         if not every > 0:
             raise ValueError(f"every_seconds must be > 0, got {every_seconds!r}")
-        while True:
-            await self.recover()
+        while not self._stopped:
+            with contextlib.suppress(Exception):  # a store blip or an unregistered saga type: next round
+                await self.recover()
             if self._stopped:
                 return
             now = self.runtime.now()
@@ -472,6 +479,8 @@ class SagaManager:
 
     async def _resume(self, saga_id: str) -> TaskHandle[SagaState] | None:
         """Take over ``saga_id`` if its lease can be had and it is unfinished; return its new task."""
+        if self._stopped:
+            return None  # a stopped manager takes nothing over (its node's successor does)
         asked_at = self.runtime.now()
         fence = await self.store.acquire_lease(saga_id, self.owner, self.lease_seconds)
         if fence is None:

@@ -120,8 +120,9 @@ class SagaStore(Protocol):
     async def acquire_lease(self, saga_id: str, owner: str, lease_seconds: float) -> int | None:
         """Lease ``saga_id`` to ``owner``; return the new fencing token, or None if the lease is taken.
 
-        Taken means an unexpired lease held by another node; a lease held by an earlier
-        incarnation of ``owner``'s own node (``{node}/{incarnation}``) is taken over at once.
+        Taken means an unexpired lease held by anyone but an earlier incarnation of
+        ``owner``'s own node (``{node}/{incarnation}``), whose leases are taken over at once;
+        ``owner``'s own live lease is taken too (a manager never acquires a saga twice).
         """
         ...
 

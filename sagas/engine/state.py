@@ -165,6 +165,14 @@ def loads_state(raw: str | bytes) -> SagaState:
     return SagaState.from_dict(json.loads(raw))
 
 
-def same_node(owner: str, other: str) -> bool:
-    """Whether two lease owners (``{node}/{incarnation}``) are incarnations of one manager node."""
-    return owner.rpartition("/")[0] == other.rpartition("/")[0]
+def succeeds(owner: str, holder: str) -> bool:
+    """Whether lease owner ``owner`` (``{node}/{incarnation}``) is a later incarnation of ``holder``'s node.
+
+    A restarted node may take over its dead predecessors' leases at once; never the other way
+    round (a stopped incarnation must not take leases back), and never its own live lease.
+    """
+    node, _, incarnation = owner.rpartition("/")
+    held_node, _, held_incarnation = holder.rpartition("/")
+    if node != held_node or not incarnation.isdigit() or not held_incarnation.isdigit():
+        return False
+    return int(held_incarnation) < int(incarnation)

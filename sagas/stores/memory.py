@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sagas.engine.errors import LeaseLost
-from sagas.engine.state import SagaState, same_node
+from sagas.engine.state import SagaState, succeeds
 
 
 class InMemorySagaStore:
@@ -62,7 +62,7 @@ class InMemorySagaStore:
         """Lease ``saga_id`` to ``owner`` unless another node holds an unexpired lease; return the new token."""
         now = self._clock()
         held = self._leases.get(saga_id)
-        if held is not None and held[1] > now and not same_node(held[0], owner):
+        if held is not None and held[1] > now and not succeeds(owner, held[0]):
             return None
         self._fences[saga_id] = fence = self._fences.get(saga_id, 0) + 1
         self._leases[saga_id] = (owner, now + lease_seconds)

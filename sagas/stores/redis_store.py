@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from sagas.engine.errors import LeaseLost, SagaError
-from sagas.engine.state import SagaState, dumps_state, loads_state, same_node
+from sagas.engine.state import SagaState, dumps_state, loads_state, succeeds
 from sagas.infra.redis_io import resolve
 from sagas.infra.redis_io import text as _text
 
@@ -132,7 +132,7 @@ class RedisSagaStore:
         try:
             await resolve(pipe.watch(lease_key, fence_key))
             held = await resolve(pipe.get(lease_key))
-            if held is not None and not same_node(_text(held).partition(":")[2], owner):
+            if held is not None and not succeeds(owner, _text(held).partition(":")[2]):
                 return None
             fence = int(await resolve(pipe.get(fence_key)) or 0) + 1
             pipe.multi()
