@@ -193,7 +193,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "recover_ignores_leases",
         "recover() takes over a saga whose owner still holds its lease",
         "sagas/stores/memory.py",
-        "        if held is not None and held[1] > now and not same_node(held[0], owner):\n",
+        "        if held is not None and held[1] > now and not succeeds(owner, held[0]):\n",
         "        if False:\n",
     ),
     Mutant(
