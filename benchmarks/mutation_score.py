@@ -197,16 +197,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False:\n",
     ),
     Mutant(
-        "lease_keeper_waits_for_the_store",
-        "a manager cut off from the store keeps driving its sagas until the store answers",
+        "lost_lease_not_acted_on",
+        "a manager whose lease ran out or was refused lets the saga run on until its next write",
         "sagas/engine/manager.py",
-        "            renewed = await self.runtime.run_with_deadline(\n"
-        "                self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),\n"
-        "                execution.lease_until - asked_at,\n"
-        "            )\n",
-        "            renewed = await self.store.renew_lease(\n"
-        "                state.saga_id, self.owner, execution.fence, self.lease_seconds\n"
-        "            )\n",
+        "        if execution.lease_lost or execution.state.status.is_terminal:\n            return\n",
+        "        if True:\n            return\n",
     ),
 )
 
