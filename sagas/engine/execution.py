@@ -320,6 +320,7 @@ class SagaExecution:
                 if key is not None:
                     self._made[key] = made = state.attempts.get(key, 1)  # the cut one counts as made
                     state.attempts[key] = made + 1
+                    state.attempts_since.setdefault(key, self._in_flight_since)
                     write = True
             if write:
                 await self._persist()
@@ -488,7 +489,7 @@ class SagaExecution:
             if delay is None:
                 raise _StepFailed(name, error)
             self._trace(name, attempt, "retry", "scheduled", retry_delay=delay)
-            await self._reserve_attempt(name, attempt + 1)
+            await self._reserve_attempt(name, attempt + 1, started)
             previous_delay = delay
             await runtime.sleep(delay)
 
@@ -496,15 +497,16 @@ class SagaExecution:
         """Attempts of ``key`` already made (persisted by an earlier owner, or ``unrecorded``) and when they began."""
         state = self.state
         since = state.attempts_since.get(key)
-        if since is None:
+        if since is None:  # recorded only once a retry is reserved: most steps never need it
             since = self._in_flight_since if unrecorded else self._runtime.now()
-            state.attempts_since[key] = since  # persisted with the next write
         made = self._made.pop(key, None)
         return (made if made is not None else state.attempts.get(key, unrecorded)), since
 
-    async def _reserve_attempt(self, key: str, attempt: int) -> None:
-        """Persist that attempt ``attempt`` of ``key`` is coming, so a restart cannot hand out a fresh budget."""
+    async def _reserve_attempt(self, key: str, attempt: int, since: float) -> None:
+        """Persist that attempt ``attempt`` of ``key`` is coming (and since when it tries), so a restart
+        cannot hand out a fresh budget."""
         self.state.attempts[key] = attempt
+        self.state.attempts_since.setdefault(key, since)
         await self._persist()
 
     def _retry_delay(
@@ -571,6 +573,6 @@ class SagaExecution:
                 self._trace(name, attempt, "compensate", "gave_up", error)
                 return False
             self._trace(name, attempt, "retry", "scheduled", retry_delay=delay, detail="compensation")
-            await self._reserve_attempt(key, attempt + 1)
+            await self._reserve_attempt(key, attempt + 1, started)
             previous_delay = delay
             await runtime.sleep(delay)
