@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from simlab import lab
+from simlab.present.summary import expectation_verdict, goal_notes
 from simlab.scenario.loader import SCENARIOS_DIR
-from simlab.summary import expectation_verdict, goal_notes
 
 SWITCHES = ("disconnect_lock", "child_wait", "purge")
 SIDES = ("seed", "safe")

@@ -18,7 +18,7 @@ seconds drawn from a seeded ``random.Random``):
   between it and the engine figure is the engine's own overhead.
 - **engine**: N instances of an 8-step toy ``BaseSaga`` started by a
   ``SagaManager`` from N published trigger events, on the world
-  ``simlab.world.build_world`` wires up (simulated runtime, in-memory store,
+  ``simlab.sim.world.build_world`` wires up (simulated runtime, in-memory store,
   tracer). Each step awaits ``context['clock'].sleep(delay)`` with the delay
   drawn from ``context['rng']`` and has a no-op compensation. Wall time covers
   the whole simulation: publishing the triggers, the manager, the per-attempt
@@ -58,8 +58,8 @@ from typing import Any, TypeVar
 import simpy
 
 from sagas import BaseSaga, Event, InMemorySagaStore, SagaState, SagaStatus, SagaStep
-from simlab.runtime import SimRuntime
-from simlab.world import SimWorld, build_world, simulate
+from simlab.sim.runtime import SimRuntime
+from simlab.sim.world import SimWorld, build_world, simulate
 
 STEPS_PER_SAGA = 8
 MIN_DELAY_S = 0.1

@@ -212,9 +212,9 @@ MUTANTS: tuple[Mutant, ...] = (
 def _worker(scenarios: list[str], runs: int) -> dict[str, object]:
     """Run ``scenarios`` (all-safe) round-robin up to ``runs`` each; stop at the first violation."""
     import simlab
-    from simlab.runner import run_once, run_seed
+    from simlab.batch.runner import run_once, run_seed
+    from simlab.batch.sweep import with_settings
     from simlab.scenario import load_scenario
-    from simlab.sweep import with_settings
 
     chosen = [with_settings(load_scenario(name), SAFE) for name in scenarios]
     started = time.perf_counter()
@@ -292,8 +292,8 @@ def _hunt_split(copy: Path, scenarios: list[str], runs: int, workers: int) -> di
 
 def _replays(copy: Path, found: dict[str, object]) -> bool:
     """Whether ``simlab replay`` of the copy, given the catching run's seed, prints the same violation."""
+    from simlab.batch.sweep import with_settings
     from simlab.scenario import load_scenario
-    from simlab.sweep import with_settings
 
     scenario = with_settings(load_scenario(str(found["scenario"])), SAFE)
     path = copy / "replay.yaml"

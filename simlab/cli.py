@@ -22,7 +22,7 @@ from simlab.scenario.limits import (
 )
 
 if TYPE_CHECKING:
-    from simlab.batch import Notice, Progress
+    from simlab.batch.batches import Notice, Progress
 
 
 def _int_at_least(minimum: int, expected: str, maximum: int | None = None) -> Callable[[str], int]:
@@ -152,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:
-    from simlab.runner import UnsupportedScenario, check_supported, run_once
+    from simlab.batch.runner import UnsupportedScenario, check_supported, run_once
+    from simlab.present.summary import batch_summary, format_timeline
     from simlab.scenario import ScenarioError, load_scenario
-    from simlab.summary import batch_summary, format_timeline
 
     try:
         scenario = load_scenario(args.scenario)
@@ -163,7 +163,7 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
     if args.command == "replay":
-        from simlab.timeline import plot_path_problem, save_replay_figure
+        from simlab.present.timeline import plot_path_problem, save_replay_figure
 
         problem = plot_path_problem(args.plot) if args.plot else None
         if problem:
@@ -190,7 +190,7 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     if problem:
         print(f"simlab run: {problem}", file=sys.stderr)
         return 2
-    from simlab.batch import run_batch_to
+    from simlab.batch.batches import run_batch_to
 
     def work(progress: Progress, notice: Notice) -> object:
         return run_batch_to(
@@ -205,7 +205,7 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     # allocator keeps arenas per read (~25 MiB more at 10,000 runs); the system one gives them back.
     import pyarrow
 
-    from simlab.results import ShardUnreadable
+    from simlab.batch.results import ShardUnreadable
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     try:
@@ -214,7 +214,7 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab run: {error}", file=sys.stderr)
         return 2
     print(summary)
-    print(f"\nTables: {out} (load with simlab.batch.load_results)")
+    print(f"\nTables: {out} (load with simlab.batch.batches.load_results)")
     return 0
 
 
@@ -258,8 +258,8 @@ def _resumable(command: str, work: Callable[[Progress, Notice], object], total: 
 
     Returns the exit status when the work did not finish, ``None`` when it did.
     """
-    from simlab.interrupts import BatchInterrupted, WorkerDied, silence_abandoned_work
-    from simlab.progress import progress_bar
+    from simlab.batch.interrupts import BatchInterrupted, WorkerDied, silence_abandoned_work
+    from simlab.batch.progress import progress_bar
 
     try:
         with progress_bar(total) as (progress, notice):
@@ -282,9 +282,9 @@ def _resumable(command: str, work: Callable[[Progress, Notice], object], total: 
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from simlab.runner import UnsupportedScenario, check_supported
+    from simlab.batch.runner import UnsupportedScenario, check_supported
+    from simlab.batch.sweep import GridError, load_grid, make_points, resolve_grid_path, run_sweep
     from simlab.scenario import ScenarioError, load_scenario
-    from simlab.sweep import GridError, load_grid, make_points, resolve_grid_path, run_sweep
 
     try:
         scenario = load_scenario(args.scenario)
@@ -316,9 +316,9 @@ def _sweep(args: argparse.Namespace) -> int:
     status = _resumable("sweep", work, len(points) * args.runs_per_point)
     if status is not None:
         return status
-    from simlab.analysis import config_summary, describe_choice
-    from simlab.batch import load_results
-    from simlab.results import ShardUnreadable
+    from simlab.batch.batches import load_results
+    from simlab.batch.results import ShardUnreadable
+    from simlab.present.analysis import config_summary, describe_choice
 
     try:
         results = load_results(out)
@@ -331,7 +331,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(summary[columns].to_string())
     print()
     print(describe_choice(summary, given=grid.conditions, objective=grid.objective))
-    print(f"\nTables: {out} (load with simlab.batch.load_results); report: simlab report {out} -o report.html")
+    print(f"\nTables: {out} (load with simlab.batch.batches.load_results); report: simlab report {out} -o report.html")
     return 0
 
 
@@ -357,8 +357,8 @@ def _report(args: argparse.Namespace) -> int:
     if problem:
         print(f"simlab report: {problem}", file=sys.stderr)
         return 2
-    from simlab.report import ReportError, write_report  # the plotting stack: only once the arguments are good
-    from simlab.results import ShardUnreadable
+    from simlab.batch.results import ShardUnreadable
+    from simlab.present.report import ReportError, write_report  # the plotting stack: only once the arguments are good
 
     try:
         path = write_report(
@@ -392,9 +392,9 @@ def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
     """Run the batch three times (1 worker twice, then ``workers``); every table must be identical."""
     import tempfile
 
-    from simlab.batch import run_batch_to
-    from simlab.interrupts import BatchInterrupted, silence_abandoned_work
-    from simlab.results import load_results
+    from simlab.batch.batches import run_batch_to
+    from simlab.batch.interrupts import BatchInterrupted, silence_abandoned_work
+    from simlab.batch.results import load_results
 
     with tempfile.TemporaryDirectory(prefix="simlab-determinism-") as tmp:
         passes = {
@@ -430,7 +430,7 @@ def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
 
 def _difference(reference: Any, found: Any) -> str:
     """What differs between two loads of the same batch ('' when every table is identical)."""
-    from simlab.batch import TABLES
+    from simlab.batch.batches import TABLES
 
     if len(found.runs) != len(reference.runs):
         return f"{len(found.runs)} runs instead of {len(reference.runs)}"

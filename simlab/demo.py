@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sagas import SagaState, trace_hash
-from simlab.sample import OrderRequested, SampleOrderSaga, SampleProfile
-from simlab.world import SimWorld, simulate
+from simlab.sim.sample import OrderRequested, SampleOrderSaga, SampleProfile
+from simlab.sim.world import SimWorld, simulate
 
 
 @dataclass(frozen=True, slots=True)

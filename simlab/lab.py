@@ -2,7 +2,8 @@
 
 ::
 
-    from simlab import lab, analysis, plots
+    from simlab import lab
+    from simlab.present import analysis, plots
 
     results = lab.run("reconnect_race", runs=500, out="results/nb/race")
     analysis.config_summary(results)
@@ -15,7 +16,7 @@
 
 Everything here is the same code the ``simlab`` command runs: results are written
 as Parquet shards into ``out`` (resumable: calling again with the same arguments
-only completes what is missing) and read back with ``simlab.batch.load_results``.
+only completes what is missing) and read back with ``simlab.batch.batches.load_results``.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from simlab.batch import Notice, Progress, Results, load_results, run_batch_to
-from simlab.progress import progress_bar
-from simlab.runner import RunResult, check_supported, run_once
+from simlab.batch.batches import Notice, Progress, Results, load_results, run_batch_to
+from simlab.batch.progress import progress_bar
+from simlab.batch.runner import RunResult, check_supported, run_once
+from simlab.batch.sweep import Grid, load_grid, resolve_grid_path, run_sweep, with_settings
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Scenario
-from simlab.sweep import Grid, load_grid, resolve_grid_path, run_sweep, with_settings
 
 
 def scenario(name_or_path: str | Scenario, settings: Mapping[str, Any] | None = None) -> Scenario:

@@ -10,7 +10,7 @@ from typing import Any
 from sagas import EventBus, InMemorySagaStore, RandomStreams, SagaManager, SagaStore, Tracer, trace_hash
 from sagas.engine.ports import Runtime
 from sagas.runtime import AsyncioRuntime, VirtualTimeLoop
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 
 Main = Callable[["World"], Coroutine[Any, Any, Any]]
 

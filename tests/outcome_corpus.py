@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from simlab.runner import run_once, run_seed
+from simlab.batch.runner import run_once, run_seed
+from simlab.batch.sweep import with_settings
 from simlab.scenario import load_scenario
 from simlab.scenario.loader import SCENARIOS_DIR
-from simlab.sweep import with_settings
 
 CORPUS = Path(__file__).parent / "data" / "outcome_corpus.csv"
 RUNS = 200
@@ -76,7 +76,15 @@ def recorded() -> dict[tuple[str, str, int], Row]:
     """The recorded corpus, by (scenario, side, run)."""
     with CORPUS.open(newline="") as handle:
         rows = [
-            (r["scenario"], r["side"], int(r["run"]), r["trace_hash"], r["violations"], r["violation_digest"], r["saga_digest"])
+            (
+                r["scenario"],
+                r["side"],
+                int(r["run"]),
+                r["trace_hash"],
+                r["violations"],
+                r["violation_digest"],
+                r["saga_digest"],
+            )
             for r in csv.DictReader(handle)
         ]
     return {row[:3]: row for row in rows}  # type: ignore[misc]

@@ -80,8 +80,8 @@ REDIS_KINDS = [
 def redis_runner(kind: str, name: str) -> Iterator[ClientRunner]:
     """A function running ``body(client, prefix)`` with a fresh client of ``kind`` and keys nobody else uses."""
     # Imported here: simlab is the lab under test, not a dependency of this helper's other users.
-    from simlab.clocked_redis import SimulatedRedis
-    from simlab.world import SimWorld, simulate
+    from simlab.sim.clocked_redis import SimulatedRedis
+    from simlab.sim.world import SimWorld, simulate
 
     if kind == "fakeredis":
         yield lambda body: asyncio.run(body(fakeredis.FakeRedis(), name))

@@ -1,4 +1,4 @@
-"""simlab.analysis: intervals, grouping by sweep point, load, compensations, the Pareto front and the choice."""
+"""simlab.present.analysis: intervals, grouping by sweep point, load, compensations, the Pareto front and the choice."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from simlab import analysis
-from simlab.batch import Results
+from simlab.batch.batches import Results
+from simlab.batch.sweep import Grid, run_sweep
+from simlab.present import analysis
 from simlab.scenario import load_scenario
-from simlab.sweep import Grid, run_sweep
 
 KEYS = {"scenario": "s", "config_hash": "h"}
 
@@ -156,7 +156,7 @@ def test_a_sweep_s_points_reuse_run_indices_but_count_as_different_runs(tmp_path
     scenario = load_scenario("broker_disconnection")
     grid = Grid.model_validate({"parameters": {"sagas.consistency_retry.max_attempts": [2, 12]}})
     run_sweep(scenario, grid, 4, 11, tmp_path / "sweep", workers=1)
-    from simlab.batch import load_results
+    from simlab.batch.batches import load_results
 
     results = load_results(tmp_path / "sweep")
     overall = analysis.config_summary(results, by=[])
@@ -173,7 +173,7 @@ def test_in_the_same_outage_retries_without_jitter_hit_the_recovered_broker_far_
     retry = "sagas.steps.ConnectionRecoverySaga.restore_connection.retry"
     grid = Grid.model_validate({"parameters": {f"{retry}.jitter": ["none", "full"], f"{retry}.max_attempts": [6]}})
     run_sweep(scenario, grid, 4, 3, tmp_path / "herd", workers=2)
-    from simlab.batch import load_results
+    from simlab.batch.batches import load_results
 
     results = load_results(tmp_path / "herd")
     heal = float(results.faults["end"].max())

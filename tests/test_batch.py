@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from simlab.batch import config_hash, load_results, run_batch_to
-from simlab.runner import run_once
+from simlab.batch.batches import config_hash, load_results, run_batch_to
+from simlab.batch.runner import run_once
+from simlab.batch.shards import scan_folder
 from simlab.scenario import load_scenario
-from simlab.shards import scan_folder
 
 RUNS = 12
 SHARD = 4
@@ -94,7 +94,7 @@ def test_a_batch_folder_keeps_the_exact_scenario_it_ran_so_any_run_replays_from_
 
 def test_seeds_come_back_exact_whichever_shards_hold_them(tmp_path):
     """Seeds are unsigned 64-bit: a shard of seeds below 2**63 and one above must not meet as floats."""
-    from simlab.runner import run_seed
+    from simlab.batch.runner import run_seed
 
     seeds = [run_seed(i, 5) for i in range(6)]
     assert min(seeds) < 2**63 <= max(seeds)  # both kinds of shard occur below

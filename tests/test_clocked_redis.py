@@ -15,8 +15,8 @@ import redis
 
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.stores.redis_store import RedisSagaStore
-from simlab.clocked_redis import EPOCH, SimulatedRedis
-from simlab.world import SimWorld, simulate
+from simlab.sim.clocked_redis import EPOCH, SimulatedRedis
+from simlab.sim.world import SimWorld, simulate
 
 
 async def _sleep_until(world: SimWorld, t: float) -> None:

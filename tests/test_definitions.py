@@ -8,7 +8,7 @@ import pytest
 
 from sagas import BaseSaga, EventBus, InMemorySagaStore, RandomStreams, RetryConfig, SagaDefinitionError, SagaManager
 from sagas import SagaStep as Step
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 
 
 async def ok(**context):

@@ -27,8 +27,8 @@ from sagas import (
     retry_async,
 )
 from sagas.runtime import AsyncioRuntime, VirtualTimeLoop
-from simlab.runtime import SimRuntime
-from simlab.world import build_world, simulate
+from simlab.sim.runtime import SimRuntime
+from simlab.sim.world import build_world, simulate
 from tests.harness import World, run_asyncio, run_sim
 from tests.scripted import Go, ScriptedSaga
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from simlab import lab
-from simlab.runner import run_batch
+from simlab.batch.runner import run_batch
+from simlab.present.summary import expectation_verdict, format_tables, goal_notes
 from simlab.scenario.model import Scenario
-from simlab.summary import expectation_verdict, format_tables, goal_notes
 from tests.test_scenarios import SHIPPED
 
 SWITCHES = ("disconnect_lock", "child_wait", "purge")
@@ -100,8 +100,8 @@ def test_every_shipped_scenario_meets_its_safe_expectation_and_the_seed_shows_no
 
 
 def test_simlab_run_says_whether_the_batch_met_its_expectation_and_replays_from_what_ran(tmp_path):
-    from simlab.shards import read_manifest
-    from simlab.summary import batch_summary, replay_reference
+    from simlab.batch.shards import read_manifest
+    from simlab.present.summary import batch_summary, replay_reference
 
     safe = lab.run("reconnect_race", runs=6, out=tmp_path / "safe", settings=SAFE_SETTINGS, progress=False)
     assert safe.violations.empty

@@ -19,9 +19,9 @@ from sagas.infra.safe_ops import safe_set
 from sagas.trading import commands as c
 from sagas.trading.broker_port import BrokerTimeout, BrokerUnavailable, StreamDisconnected
 from sagas.trading.sagas.base import connection_lock_key
-from simlab.batch import load_results
-from simlab.brokers import REAL, VirtualBroker
-from simlab.faults import (
+from simlab.batch.batches import load_results
+from simlab.batch.runner import check_supported, run_once, run_seed
+from simlab.chaos.faults import (
     FAMILIES,
     FaultWindows,
     FaultyBroker,
@@ -32,12 +32,12 @@ from simlab.faults import (
     install_faults,
     plan_faults,
 )
-from simlab.invariants import terminal_by_horizon
-from simlab.runner import check_supported, run_once, run_seed
+from simlab.chaos.workload import build_scenario_world, drive
+from simlab.evidence.invariants import terminal_by_horizon
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Faults, Scenario
-from simlab.trading_world import TradingWorld
-from simlab.workload import build_scenario_world, drive
+from simlab.sim.brokers import REAL, VirtualBroker
+from simlab.sim.trading_world import TradingWorld
 
 # A broker that never fails on its own, so every fault seen is an injected one.
 CLEAN = dataclasses.replace(

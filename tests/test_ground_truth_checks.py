@@ -16,16 +16,16 @@ from sagas.stores.memory import InMemorySagaStore
 from sagas.trading import commands as c
 from sagas.trading import events as e
 from sagas.trading.sagas.connection import BrokerConnectionSaga
-from simlab.brokers import REAL, VirtualBroker
-from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
-from simlab.clocked_redis import SimulatedRedis
-from simlab.invariants import check_invariants, lock_hygiene, no_data_loss, one_saga_per_trigger
-from simlab.lock_ledger import LedgerRedis, LockLedger
-from simlab.runner import run_once, watch_locks
+from simlab.batch.runner import run_once, watch_locks
+from simlab.chaos.workload import build_scenario_world
+from simlab.evidence.checks.locks import foreign_deletions, locks_left_at_horizon
+from simlab.evidence.invariants import check_invariants, lock_hygiene, no_data_loss, one_saga_per_trigger
+from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
 from simlab.scenario.model import Scenario
-from simlab.trading_world import TradingWorld
-from simlab.workload import build_scenario_world
-from simlab.world import simulate
+from simlab.sim.brokers import REAL, VirtualBroker
+from simlab.sim.clocked_redis import SimulatedRedis
+from simlab.sim.trading_world import TradingWorld
+from simlab.sim.world import simulate
 from tests.trading.world import run_trading
 
 HORIZON = 200.0

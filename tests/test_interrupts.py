@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from sagas.engine.errors import DeadlineExceeded
-from simlab.batch import run_batch_to
-from simlab.interrupts import BatchInterrupted
-from simlab.results import Results, load_results
-from simlab.runtime import SimRuntime
+from simlab.batch.batches import run_batch_to
+from simlab.batch.interrupts import BatchInterrupted
+from simlab.batch.results import Results, load_results
+from simlab.batch.shards import TABLES, scan_folder
 from simlab.scenario import load_scenario
-from simlab.shards import TABLES, scan_folder
+from simlab.sim.runtime import SimRuntime
 
 SCENARIO = "reconnect_race"
 RUNS = 120
@@ -178,7 +178,7 @@ def test_a_cancelled_task_is_still_a_cancellation_not_an_error() -> None:
 def test_a_shard_cut_off_in_process_is_not_marked_finished_and_a_resume_completes_it(
     reference: Results, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simlab.batch as batch
+    import simlab.batch.batches as batch
 
     real_run_once = batch.run_once
     calls = {"n": 0}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from simlab.runner import run_batch, run_once, run_seed
+from simlab.batch.runner import run_batch, run_once, run_seed
 from simlab.scenario import load_scenario
 from simlab.scenario.loader import SCENARIOS_DIR
 from simlab.scenario.model import Scenario

@@ -30,7 +30,7 @@ from sagas.runtime.asyncio_runtime import AsyncioRuntime
 from sagas.runtime.virtual_time import VirtualTimeLoop
 from sagas.stores.memory import InMemorySagaStore
 from sagas.stores.redis_store import RedisSagaStore
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 from tests.redis_server import delete_prefix, require_redis_url, unique_prefix
 
 STEPS = ("reserve", "charge", "ship")

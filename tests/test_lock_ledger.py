@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sagas.infra import RedisLockManager, safe_delete, safe_set
-from simlab.clocked_redis import SimulatedRedis
-from simlab.lock_ledger import LedgerRedis, LockLedger
-from simlab.world import simulate
+from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
+from simlab.sim.clocked_redis import SimulatedRedis
+from simlab.sim.world import simulate
 
 KEY = "broker:disconnect:lock:c-1"
 

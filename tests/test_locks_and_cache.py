@@ -11,8 +11,8 @@ import pytest
 
 from sagas.infra import CacheManager, InMemoryLockManager, RedisLockManager, safe_delete, safe_set
 from sagas.infra.cache import is_critical_disconnect_reason
-from simlab.clocked_redis import SimulatedRedis
-from simlab.world import SimWorld, simulate
+from simlab.sim.clocked_redis import SimulatedRedis
+from simlab.sim.world import SimWorld, simulate
 from tests.redis_server import REDIS_KINDS, redis_runner
 
 Body = Callable[[Any, str], Awaitable[None]]  # (client, key prefix)

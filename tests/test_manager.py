@@ -273,7 +273,7 @@ def test_a_parent_compensates_when_children_miss_the_deadline_and_first_stops_th
 
 def test_a_long_running_manager_forgets_finished_sagas():
     from sagas import InMemorySagaStore, RandomStreams, SagaManager
-    from simlab.runtime import SimRuntime
+    from simlab.sim.runtime import SimRuntime
 
     runtime = SimRuntime()
     store = InMemorySagaStore()

@@ -9,9 +9,9 @@ import statistics
 import pytest
 
 from sagas.engine.randomness import RandomStreams
-from simlab.brokers import REAL, VirtualBroker
-from simlab.market import Market
-from simlab.world import simulate
+from simlab.sim.brokers import REAL, VirtualBroker
+from simlab.sim.market import Market
+from simlab.sim.world import simulate
 
 
 def _market(seed: int = 7, volatility: float = 0.001) -> Market:

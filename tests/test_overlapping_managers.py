@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import pytest
 
-import simlab.world
+import simlab.sim.world
 from sagas.engine.execution import SagaExecution
 from sagas.engine.manager import SagaManager
 from sagas.engine.state import SagaState
 from sagas.stores.memory import InMemorySagaStore
-from simlab.faults import FAMILIES, overlap_pauses, overlap_schedule, plan_faults
-from simlab.runner import run_once, run_seed
+from simlab.batch.runner import run_once, run_seed
+from simlab.batch.sweep import with_settings
+from simlab.chaos.faults import FAMILIES, overlap_pauses, overlap_schedule, plan_faults
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Scenario
-from simlab.sweep import with_settings
 
 SAFE = {f"sagas.variants.{switch}": "safe" for switch in ("disconnect_lock", "child_wait", "purge")}
 OVERLAP = {**SAFE, "faults.overlapping_managers.enabled": True}
@@ -71,7 +71,7 @@ def test_a_second_manager_recovering_leaves_the_sagas_the_first_one_runs_alone()
 
 
 def test_without_leases_the_same_seed_runs_completed_steps_again(monkeypatch):
-    monkeypatch.setattr(simlab.world, "InMemorySagaStore", LeaselessStore)
+    monkeypatch.setattr(simlab.sim.world, "InMemorySagaStore", LeaselessStore)
     scenario = with_settings(load_scenario("broker_connection"), OVERLAP)
     result = run_once(scenario, SEED, keep_trace=True)
     [at] = overlap_schedule(plan_faults(scenario, SEED), SEED)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas import BaseSaga, Event, RetryConfig, SagaStatus, SagaStep, retry_async
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 
 POLICY = RetryConfig(max_attempts=3, initial_delay_ms=500, max_delay_ms=2000, backoff_factor=2.0, jitter="none")
 
@@ -133,9 +133,9 @@ def test_a_context_variable_one_simulated_task_sets_is_not_seen_by_another():
 
 
 def test_simlab_replay_shows_the_consistency_polls_in_its_timeline_text():
-    from simlab.runner import run_once, run_seed
+    from simlab.batch.runner import run_once, run_seed
+    from simlab.present.summary import format_timeline
     from simlab.scenario import load_scenario
-    from simlab.summary import format_timeline
 
     scenario = load_scenario("broker_disconnection")
     text = format_timeline(run_once(scenario, run_seed(0, scenario.seed), keep_trace=True))

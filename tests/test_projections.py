@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sagas import Event
-from simlab.projections import LaggingProjectionWorker, LagProfile
-from simlab.world import simulate
+from simlab.sim.projections import LaggingProjectionWorker, LagProfile
+from simlab.sim.world import simulate
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

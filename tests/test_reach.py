@@ -8,14 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from sagas.engine.trace import TraceRecord
-from simlab.batch import load_results, run_batch_to
-from simlab.reach import REACH_PATHS, reach_column, run_reach
-from simlab.runner import run_once, run_seed
+from simlab.batch.batches import load_results, run_batch_to
+from simlab.batch.runner import run_once, run_seed
+from simlab.batch.sweep import with_settings
+from simlab.evidence.reach import REACH_PATHS, reach_column, run_reach
+from simlab.present.summary import format_reach, reach_table
 from simlab.scenario import load_scenario
 from simlab.scenario.loader import SCENARIOS_DIR
 from simlab.scenario.model import Scenario
-from simlab.summary import format_reach, reach_table
-from simlab.sweep import with_settings
 
 
 def rec(t, saga, phase, outcome, step=None, attempt=None, detail=None):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from simlab.batch import load_results, run_batch_to
-from simlab.runner import run_once
+from simlab.batch.batches import load_results, run_batch_to
+from simlab.batch.runner import run_once
+from simlab.batch.sweep import Grid, run_sweep
 from simlab.scenario import load_scenario
-from simlab.sweep import Grid, run_sweep
 
 SAFE = ("disconnect_lock", "child_wait", "purge")
 
@@ -159,8 +159,8 @@ def test_the_report_renders_in_headless_chromium(report_html, tmp_path):
 
 
 def test_a_path_the_scenario_needs_that_no_run_reached_is_flagged_in_the_summary_and_the_report(tmp_path: Path):
-    from simlab.report import build_report
-    from simlab.summary import batch_summary
+    from simlab.present.report import build_report
+    from simlab.present.summary import batch_summary
 
     # reconnect_race has no process pauses: no lock ever expires under its holder, and a batch that
     # claims to need that path cannot answer its question.
@@ -179,7 +179,7 @@ def test_a_path_the_scenario_needs_that_no_run_reached_is_flagged_in_the_summary
 
 
 def test_the_report_says_whether_the_batch_met_its_scenarios_expectation(race):
-    from simlab.report import build_report
+    from simlab.present.report import build_report
 
     fragile, safe = race
     assert "Expectation (safe variants, clean): met in 80 run(s)" in build_report(safe)

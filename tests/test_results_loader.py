@@ -15,15 +15,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from simlab.batch import run_batch_to
+from simlab.batch.batches import run_batch_to
+from simlab.batch.results import load_results, read_table
+from simlab.batch.runner import run_once, run_seed
+from simlab.batch.shards import SCHEMAS, TABLES, marker_path, scan_folder, table_path
 from simlab.cli import _check_determinism, main
-from simlab.report import ReportError, build_report
-from simlab.results import load_results, read_table
-from simlab.runner import run_once, run_seed
+from simlab.present.report import ReportError, build_report
+from simlab.present.summary import batch_summary
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Faults
-from simlab.shards import SCHEMAS, TABLES, marker_path, scan_folder, table_path
-from simlab.summary import batch_summary
 
 ROOT = 1
 

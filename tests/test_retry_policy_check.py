@@ -16,9 +16,9 @@ from sagas.engine.retry import RetryConfig
 from sagas.engine.trace import TraceRecord
 from sagas.trading.config import SagaConfig
 from sagas.trading.wiring import definition_deps, trading_sagas
-from simlab.checks.retry_policy import StepPolicies, declared_policies, delay_bounds, retry_policy_violations
-from simlab.checks.violation import CannotCheck
-from simlab.runner import run_once, run_seed
+from simlab.batch.runner import run_once, run_seed
+from simlab.evidence.checks.retry_policy import StepPolicies, declared_policies, delay_bounds, retry_policy_violations
+from simlab.evidence.checks.violation import CannotCheck
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Scenario
 

@@ -12,7 +12,7 @@ import pytest
 
 from sagas.trading.platform import TradingPlatform
 from simlab import lab
-from simlab.runner import run_once, run_seed
+from simlab.batch.runner import run_once, run_seed
 
 ALL_SAFE = {f"sagas.variants.{switch}": "safe" for switch in ("disconnect_lock", "child_wait", "purge")}
 

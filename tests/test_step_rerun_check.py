@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-import simlab.world
+import simlab.sim.world
 from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord
 from sagas.stores.memory import InMemorySagaStore
-from simlab.checks.steps import step_rerun_violations
-from simlab.runner import run_once, run_seed
+from simlab.batch.runner import run_once, run_seed
+from simlab.batch.sweep import with_settings
+from simlab.evidence.checks.steps import step_rerun_violations
 from simlab.scenario import load_scenario
-from simlab.sweep import with_settings
 
 SAFE = {f"sagas.variants.{switch}": "safe" for switch in ("disconnect_lock", "child_wait", "purge")}
 
@@ -107,7 +107,7 @@ def test_a_whole_run_is_clean_and_a_store_forgetting_completed_steps_is_caught_e
     resumed = sorted({r.saga_id for r in clean.trace if r.outcome == "resumed"})
     assert resumed and clean.violations == []
 
-    monkeypatch.setattr(simlab.world, "InMemorySagaStore", StoreForgettingCompletedSteps)
+    monkeypatch.setattr(simlab.sim.world, "InMemorySagaStore", StoreForgettingCompletedSteps)
     planted = run_once(scenario, seed, keep_trace=True)
     caught = [v for v in planted.violations if v.invariant == "no_step_applied_twice"]
     assert sorted(v.saga_ids[0] for v in caught) == sorted({r.saga_id for r in planted.trace if r.outcome == "resumed"})

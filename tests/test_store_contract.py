@@ -27,8 +27,8 @@ from sagas.engine.ports import SagaStore
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.stores.memory import InMemorySagaStore
 from sagas.stores.redis_store import RedisSagaStore
-from simlab.clocked_redis import SimulatedRedis
-from simlab.world import SimWorld, simulate
+from simlab.sim.clocked_redis import SimulatedRedis
+from simlab.sim.world import SimWorld, simulate
 from tests.redis_server import REDIS_KINDS, redis_runner
 
 Body = Callable[[SagaStore], Awaitable[None]]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simlab import analysis
-from simlab.batch import load_results
+from simlab.batch.batches import load_results
+from simlab.batch.sweep import Grid, GridError, grid_values, load_grid, make_points, run_sweep
+from simlab.present import analysis
 from simlab.scenario import load_scenario
-from simlab.sweep import Grid, GridError, grid_values, load_grid, make_points, run_sweep
 
 BUDGET = "sagas.consistency_retry.max_attempts"
 LAG = "projections.accounts.median_lag_s"

@@ -10,7 +10,7 @@ from sagas.engine.state import SagaState
 from sagas.engine.step import SagaStep
 from sagas.trading.sagas.position_management import PositionManagementSaga
 from simlab import lab
-from simlab.runner import run_once, run_seed
+from simlab.batch.runner import run_once, run_seed
 
 # order_execution's run 770 (root seed 14): the issue's report of a PositionManagementSaga "still
 # running" at the 900 s horizon, with its default deadline a day away.

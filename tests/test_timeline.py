@@ -13,10 +13,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from sagas.engine.trace import TraceRecord
+from simlab.batch.runner import RunResult, run_once, run_seed
 from simlab.cli import main
-from simlab.runner import RunResult, run_once, run_seed
+from simlab.present.timeline import SPAN_COLUMNS, timeline_figure, timeline_lanes, timeline_spans
 from simlab.scenario import load_scenario
-from simlab.timeline import SPAN_COLUMNS, timeline_figure, timeline_lanes, timeline_spans
 
 
 def none(value: Any) -> Any:

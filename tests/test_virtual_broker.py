@@ -22,7 +22,7 @@ from sagas.trading.broker_port import (
     RateLimited,
     StreamDisconnected,
 )
-from simlab.brokers import (
+from simlab.sim.brokers import (
     PROFILES,
     REAL,
     VIRTUAL,
@@ -34,7 +34,7 @@ from simlab.brokers import (
     draw_latency,
     split_quantity,
 )
-from simlab.world import SimWorld, simulate
+from simlab.sim.world import SimWorld, simulate
 
 NO_FAULTS: dict[str, Any] = {
     "unavailable_probability": 0.0,

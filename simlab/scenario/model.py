@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sagas.engine.retry import RetryConfig
 from sagas.trading.config import DEFAULT_TIMEOUTS_SECONDS, SagaConfig, SagaVariants
 from sagas.trading.wiring import saga_step_names
-from simlab.brokers import PROFILES
-from simlab.reach import REACH_PATHS
+from simlab.evidence.reach import REACH_PATHS
 from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
 from simlab.scenario.limits import MAX_EVENTS, MAX_RUNS, MAX_USERS, MAX_WORKLOAD_SAGAS, cut, shown
+from simlab.sim.brokers import PROFILES
 
 SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
 STEP_NAMES: dict[str, tuple[str, ...]] = saga_step_names()
@@ -430,8 +430,8 @@ class Scenario(Strict):
     invariants: tuple[str, ...] = INVARIANTS
     expect: Expect = Expect()
     reach: tuple[str, ...] = ()
-    """Engine paths (``simlab.reach.REACH_PATHS``) the scenario's question needs: a batch in which
-    no run reached one of them is flagged by ``simlab.summary.reach_table``."""
+    """Engine paths (``simlab.evidence.reach.REACH_PATHS``) the scenario's question needs: a batch in which
+    no run reached one of them is flagged by ``simlab.present.summary.reach_table``."""
 
     @field_validator("name")
     @classmethod

@@ -150,7 +150,7 @@ def generate(spec: dict[str, Any]) -> bytes:
 
 def make_results(folder: Path) -> Path:
     """A finished batch of ``tiny.yaml`` (2 runs, shards of 1, root seed 1) in ``folder``."""
-    from simlab.batch import run_batch_to
+    from simlab.batch.batches import run_batch_to
     from simlab.scenario import load_scenario
 
     run_batch_to(load_scenario(str(RESULTS_SCENARIO)), 2, 1, folder, workers=1, shard_size=1)
@@ -159,7 +159,7 @@ def make_results(folder: Path) -> Path:
 
 def _reseal(folder: Path, index: int, name: str, data: bytes, rows: int) -> None:
     """Replace a table of a finished shard and rewrite its marker to vouch for the new file."""
-    from simlab.shards import marker_path, table_path
+    from simlab.batch.shards import marker_path, table_path
 
     table_path(folder, index, name).write_bytes(data)
     marker = marker_path(folder, index)
@@ -171,7 +171,7 @@ def _reseal(folder: Path, index: int, name: str, data: bytes, rows: int) -> None
 def _mistyped_shard(folder: Path) -> None:
     """Shard 0's sagas table rewritten with text where a duration belongs, and resealed: every check
     of the folder passes, and only reading the table can find it out."""
-    from simlab.shards import table_path
+    from simlab.batch.shards import table_path
 
     table = pq.read_table(table_path(folder, 0, "sagas"))
     position = table.schema.get_field_index("duration_s")  # (a column the summary of `simlab run` reads)

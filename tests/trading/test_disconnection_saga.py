@@ -11,9 +11,9 @@ from sagas.trading import commands as c
 from sagas.trading import events as e
 from sagas.trading.config import SagaConfig, SagaVariants
 from sagas.trading.model import ConnectionStatus
-from simlab.faults import install_faults, plan_faults
-from simlab.latency import fixed_delay
+from simlab.chaos.faults import install_faults, plan_faults
 from simlab.scenario.model import Scenario
+from simlab.sim.latency import fixed_delay
 from tests.trading.world import fixed_lag, run_trading, saga_records, terminal
 
 STEPS = [

@@ -17,10 +17,10 @@ from sagas.trading import events as e
 from sagas.trading.config import SagaConfig, SagaVariants
 from sagas.trading.model import ConnectionStatus
 from sagas.trading.platform import TradingPlatform
-from simlab.faults import install_faults, plan_faults
-from simlab.invariants import single_lock_holder
-from simlab.lock_ledger import LOCK_PREFIX
-from simlab.runner import watch_locks
+from simlab.batch.runner import watch_locks
+from simlab.chaos.faults import install_faults, plan_faults
+from simlab.evidence.invariants import single_lock_holder
+from simlab.evidence.lock_ledger import LOCK_PREFIX
 from simlab.scenario.model import Scenario
 from tests.trading.world import run_trading, saga_records
 

@@ -6,10 +6,10 @@ import random
 
 from sagas import trace_hash
 from sagas.trading import commands as c
-from simlab.brokers import PROFILES, VirtualBroker
-from simlab.latency import lognormal_delay
-from simlab.projections import LagProfile
-from simlab.trading_world import build_trading_world
+from simlab.sim.brokers import PROFILES, VirtualBroker
+from simlab.sim.latency import lognormal_delay
+from simlab.sim.projections import LagProfile
+from simlab.sim.trading_world import build_trading_world
 
 
 def _run(seed: int):

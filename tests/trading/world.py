@@ -6,9 +6,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sagas.trading.config import SagaConfig
-from simlab.latency import Delay
-from simlab.projections import LagProfile
-from simlab.trading_world import TradingWorld, build_trading_world
+from simlab.sim.latency import Delay
+from simlab.sim.projections import LagProfile
+from simlab.sim.trading_world import TradingWorld, build_trading_world
 from tests.trading.scripted_broker import ScriptedBroker
 
 BROKERS = ("alpaca", "virtual")

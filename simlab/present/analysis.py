@@ -1,6 +1,6 @@
 """From the runner's tables to decisions: rates with intervals, quantiles, load, recovery, the Pareto front.
 
-Every function reads a ``Results`` (``simlab.batch.load_results`` of a batch or a
+Every function reads a ``Results`` (``simlab.batch.batches.load_results`` of a batch or a
 sweep folder) and nothing else, and groups by the swept parameters unless told
 otherwise (``by=[...]``); a plain batch is one group. Intervals come from scipy:
 Wilson score intervals for rates (``binomtest(...).proportion_ci``), percentile
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from simlab.batch import Results
+from simlab.batch.batches import Results
 
 CLEAN_STATUSES = ("completed", "aborted", "compensated")
 DONE_STATUSES = ("completed", "aborted")  # did what was asked, or found by design that nothing was to be done

@@ -33,7 +33,7 @@ from matplotlib.textpath import TextToPath
 from sagas.engine.trace import TraceRecord
 
 if TYPE_CHECKING:
-    from simlab.runner import RunResult
+    from simlab.batch.runner import RunResult
 
 SPAN_COLUMNS: tuple[str, ...] = (
     "saga_id",
@@ -75,7 +75,7 @@ _OPEN = "running"
 
 
 class ViolationLike(Protocol):
-    """What the figure needs of an invariant violation (``simlab.invariants.Violation`` fits)."""
+    """What the figure needs of an invariant violation (``simlab.evidence.invariants.Violation`` fits)."""
 
     @property
     def invariant(self) -> str: ...
@@ -333,7 +333,7 @@ def timeline_figure(
     ``trace`` is the run's trace records. ``lags`` are ``(projection,
     published_at, applied_at)`` per applied event (``RunResult.lags``), drawn
     as lag against publication time; ``fault_windows`` are ``(family, start,
-    end, ...)`` (``simlab.faults.FaultWindow`` fits), drawn in a panel on top
+    end, ...)`` (``simlab.chaos.faults.FaultWindow`` fits), drawn in a panel on top
     and shaded across the panels below; ``lock_holders`` are ``(key, owner,
     start, end)``, drawn one row per key with overlapping holds outlined in
     red; ``violations`` (e.g. ``RunResult.violations``) are drawn as dashed

@@ -3,7 +3,7 @@
 A clean batch means little if the code a scenario asks about never ran. Each run
 counts, per engine path, how many times it was taken (``run_reach``); the counts
 are stored with the run (columns ``reach_<path>`` of the ``runs`` table), and
-``simlab.summary.reach_table`` turns them into "in how many runs was each path
+``simlab.present.summary.reach_table`` turns them into "in how many runs was each path
 reached", flagging a path the scenario's ``reach:`` list needs that no run reached.
 
 The paths, and the evidence counted for each:

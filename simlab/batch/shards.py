@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simlab.reach import REACH_PATHS, reach_column
+from simlab.evidence.reach import REACH_PATHS, reach_column
 from simlab.scenario.limits import shown
 
 BATCH_MANIFEST = "batch.txt"

@@ -28,7 +28,7 @@ from typing import Any
 
 from simpy.events import PENDING
 
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 
 LOCK_PREFIX = "broker:disconnect:lock:"
 

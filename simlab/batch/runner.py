@@ -18,14 +18,14 @@ from sagas.engine.trace import TraceRecord, trace_hash
 from sagas.infra.cache import CacheManager
 from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
-from simlab.faults import FAMILIES, FaultWindow, install_faults, plan_faults
-from simlab.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
-from simlab.lock_ledger import LedgerRedis, LockLedger
-from simlab.reach import run_reach
+from simlab.chaos.faults import FAMILIES, FaultWindow, install_faults, plan_faults
+from simlab.chaos.workload import build_scenario_world, drive
+from simlab.evidence.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
+from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
+from simlab.evidence.reach import run_reach
 from simlab.scenario.model import Scenario
-from simlab.trading_world import TradingWorld
-from simlab.workload import build_scenario_world, drive
-from simlab.world import relaxed_gc
+from simlab.sim.trading_world import TradingWorld
+from simlab.sim.world import relaxed_gc
 
 
 class UnsupportedScenario(ValueError):
@@ -66,7 +66,7 @@ class RunResult:
     lock_overlaps: int = 0
     """How often a saga took a lock while another still believed it held it (a TTL ran out during a
     pause): the "lock expiry" path, reached; a violation only if the stale holder then wrote."""
-    reach: dict[str, int] = field(default_factory=dict)  # engine path -> times taken (simlab.reach)
+    reach: dict[str, int] = field(default_factory=dict)  # engine path -> times taken (simlab.evidence.reach)
 
 
 def run_seed(index: int, root_seed: int) -> int:

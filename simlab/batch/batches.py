@@ -3,13 +3,13 @@
 How this works: the runs ``0 .. N-1`` of a batch are cut into shards of
 consecutive run indices. A worker runs one shard (each run seeded from the
 batch's root seed and its index, so nothing depends on which worker ran it)
-and writes its tables and then its marker (``simlab.shards``: row counts and
+and writes its tables and then its marker (``simlab.batch.shards``: row counts and
 digests); the marker is what makes a shard count as finished. Running the same
 command again checks every finished shard against its marker, removes what an
 interruption cut off (and any shard whose files were damaged, saying so), and
 runs only what is missing. The parent process only counts; memory stays flat
 as N grows. Ctrl-C or SIGTERM stops every worker at once
-(``simlab.interrupts``); tables are read back through ``simlab.results``.
+(``simlab.batch.interrupts``); tables are read back through ``simlab.batch.results``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from simlab.interrupts import (
+from simlab.batch.interrupts import (
     BatchInterrupted,
     WorkerDied,
     exit_if_orphaned,
@@ -34,12 +34,9 @@ from simlab.interrupts import (
     stop_requested,
     terminate_workers,
 )
-from simlab.reach import reach_columns
-from simlab.results import Results, load_results, read_table
-from simlab.runner import RunResult, run_once, run_seed
-from simlab.scenario.limits import cut
-from simlab.scenario.model import Scenario
-from simlab.shards import (
+from simlab.batch.results import Results, load_results, read_table
+from simlab.batch.runner import RunResult, run_once, run_seed
+from simlab.batch.shards import (
     BATCH_MANIFEST,
     SCENARIO_FILE,
     SWEEP_MANIFEST,
@@ -51,6 +48,9 @@ from simlab.shards import (
     scan_folder,
     write_shard,
 )
+from simlab.evidence.reach import reach_columns
+from simlab.scenario.limits import cut
+from simlab.scenario.model import Scenario
 
 __all__ = [
     "BATCH_MANIFEST",
@@ -78,20 +78,18 @@ ATTEMPT_PHASES = ("execute", "compensate", "poll")
 """Trace phases whose attempts the ``attempts`` table holds (``poll``: a ``retry_async`` poll inside a step)."""
 
 
-# Modules that only read or present finished results: changing them changes no run, so a batch
-# written before the change can still be resumed.
-PRESENTATION = frozenset(
-    {"analysis.py", "plots.py", "report.py", "lab.py", "progress.py", "cli.py", "summary.py", "timeline.py"}
-    | {"results.py", "interrupts.py"}
-)
+# The packages whose code decides what a run produces: the engine, and the lab below its presentation
+# layer. A change in ``simlab/present`` or in the entry points (cli, lab, demo) changes no run, so a
+# batch written before it can still be resumed.
+PRODUCING_PACKAGES = ("sagas", "simlab/sim", "simlab/scenario", "simlab/chaos", "simlab/evidence", "simlab/batch")
 
 
 def code_hash() -> str:
-    """A short hash of the engine's and the lab's source: results from other code are other results."""
+    """A short hash of the engine's and the lab's producing source: results from other code are other results."""
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    sources = [*root.joinpath("sagas").rglob("*.py"), *root.joinpath("simlab").rglob("*.py")]
-    for path in sorted(p for p in sources if not (p.parent.name == "simlab" and p.name in PRESENTATION)):
+    root = Path(__file__).resolve().parents[2]
+    sources = [path for package in PRODUCING_PACKAGES for path in root.joinpath(package).rglob("*.py")]
+    for path in sorted(sources):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sagas.engine.events import Event
 from sagas.engine.randomness import RandomStreams
 from sagas.trading.read_models import Projection
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sagas.engine.state import SagaState
-from simlab.checks.violation import Violation
-from simlab.lock_ledger import LOCK_PREFIX, ForeignDeletion, owner_of
+from simlab.evidence.checks.violation import Violation
+from simlab.evidence.lock_ledger import LOCK_PREFIX, ForeignDeletion, owner_of
 
 NAME = "lock_hygiene"
 

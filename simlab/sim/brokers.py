@@ -58,7 +58,7 @@ from sagas.trading.broker_port import (
     RateLimited,
     StreamDisconnected,
 )
-from simlab.market import Market
+from simlab.sim.market import Market
 
 T = TypeVar("T")
 

@@ -27,13 +27,13 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
-from simlab import analysis, plots
-from simlab import summary as summary_text
-from simlab.results import Results, is_results_folder, load_results
-from simlab.runner import run_once
+from simlab.batch.results import Results, is_results_folder, load_results
+from simlab.batch.runner import run_once
+from simlab.batch.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
+from simlab.present import analysis, plots
+from simlab.present import summary as summary_text
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
 from simlab.scenario.model import Scenario
-from simlab.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
 
 MAX_PARETO_FIGURES = 6  # one per circumstance, up to this many
 
@@ -365,7 +365,7 @@ def build_report(
     shown_reach = reach.assign(
         path=[("* " if n else "") + p for p, n in zip(reach["path"], reach["needed"], strict=True)]
     )
-    env = Environment(loader=PackageLoader("simlab", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(loader=PackageLoader("simlab.present", "templates"), autoescape=select_autoescape(["html", "j2"]))
     columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
                "violation_rate",
                "violation_low", "violation_high", "p50_s", "p99_s", "p99_low", "p99_high", "mean_retries",

@@ -89,7 +89,9 @@ def _install_clocked_time() -> None:
     for name in _REQUIRED_MODULES:
         module = importlib.import_module(name)
         if getattr(module, _TIME_ATTRIBUTE, None) not in (_real_time, _CLOCKED_TIME):
-            raise RuntimeError(f"{name} no longer reads the clock through `time`; simlab.clocked_redis needs updating")
+            raise RuntimeError(
+                f"{name} no longer reads the clock through `time`; simlab.sim.clocked_redis needs updating"
+            )
     for name, module in list(sys.modules.items()):
         if name.startswith("fakeredis") and getattr(module, _TIME_ATTRIBUTE, None) is _real_time:
             setattr(module, _TIME_ATTRIBUTE, _CLOCKED_TIME)

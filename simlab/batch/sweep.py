@@ -22,7 +22,7 @@ parameter the scenario lacks, or a value of the wrong type, is one clear line
 and nothing is written. Each point is an ordinary batch (its own folder, manifest,
 shards, resumption); all points use the same run seeds (common random numbers),
 so two points differ only by their settings and comparisons between them are
-paired. ``simlab.batch.load_results`` on a sweep folder returns the points'
+paired. ``simlab.batch.batches.load_results`` on a sweep folder returns the points'
 tables concatenated, with a ``point`` column and one column per swept parameter.
 """
 
@@ -40,8 +40,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sagas.trading.wiring import saga_steps
-from simlab.batch import SWEEP_MANIFEST, Batch, Notice, Progress, config_hash, run_batches
-from simlab.results import table_cell
+from simlab.batch.batches import SWEEP_MANIFEST, Batch, Notice, Progress, config_hash, run_batches
+from simlab.batch.results import table_cell
 from simlab.scenario.limits import MAX_POINTS, cut, shown
 from simlab.scenario.loader import (
     SCENARIOS_DIR,

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
 from sagas.engine.trace import TraceRecord
-from simlab.checks.trace import records_by_saga
-from simlab.checks.violation import CannotCheck, Violation
+from simlab.evidence.checks.trace import records_by_saga
+from simlab.evidence.checks.violation import CannotCheck, Violation
 
 NAME = "retry_policy_obeyed"
 _REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)

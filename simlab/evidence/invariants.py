@@ -5,7 +5,7 @@ model (and its purge history) and what the user-deletion sagas saw when they
 declared a user deleted, the virtual brokers' own accounts, the sagas' declared
 step definitions (retry policies), the simulated Redis, and the lock ledger (who
 believed they held which lock). Never what a saga reported about itself. The
-longer checks live in ``simlab.checks``, one module per concept; this module is
+longer checks live in ``simlab.evidence.checks``, one module per concept; this module is
 their registry. A check that lacks its independent source raises ``CannotCheck``
 and is listed as not checked.
 """
@@ -21,14 +21,14 @@ from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.step import SagaStep
 from sagas.trading.model import BrokerConnection, ConnectionStatus
 from sagas.trading.wiring import saga_steps, trading_sagas
-from simlab.checks.locks import foreign_deletions, locks_left_at_horizon
-from simlab.checks.retry_policy import declared_policies, retry_policy_violations
-from simlab.checks.steps import step_rerun_violations
-from simlab.checks.trace import records_by_saga
-from simlab.checks.triggers import one_saga_per_trigger_violations
-from simlab.checks.violation import CannotCheck, Violation
-from simlab.lock_ledger import LOCK_PREFIX, Hold, LockLedger
-from simlab.trading_world import TradingWorld
+from simlab.evidence.checks.locks import foreign_deletions, locks_left_at_horizon
+from simlab.evidence.checks.retry_policy import declared_policies, retry_policy_violations
+from simlab.evidence.checks.steps import step_rerun_violations
+from simlab.evidence.checks.trace import records_by_saga
+from simlab.evidence.checks.triggers import one_saga_per_trigger_violations
+from simlab.evidence.checks.violation import CannotCheck, Violation
+from simlab.evidence.lock_ledger import LOCK_PREFIX, Hold, LockLedger
+from simlab.sim.trading_world import TradingWorld
 
 TERMINAL_OUTCOMES = {s.value for s in SagaStatus if s.is_terminal}
 
@@ -331,7 +331,7 @@ def _all_states(world: TradingWorld) -> list[SagaState]:
 def retry_policy_obeyed(world: TradingWorld, horizon_s: float) -> list[Violation]:
     """Every step's attempts, compensations and polls keep the retry policy its saga declares.
 
-    See ``simlab.checks.retry_policy``; the policies are the trading sagas' definitions under
+    See ``simlab.evidence.checks.retry_policy``; the policies are the trading sagas' definitions under
     the run's configuration (the scenario's step overrides applied), not the trace's own.
     """
     return retry_policy_violations(world.sim.tracer.records, declared_policies(trading_sagas(world.deps)))
@@ -343,13 +343,13 @@ def one_saga_per_trigger(world: TradingWorld, horizon_s: float) -> list[Violatio
 
 
 def no_step_applied_twice(world: TradingWorld, horizon_s: float) -> list[Violation]:
-    """No completed step runs again, but the one a dead manager was in (see ``simlab.checks.steps``)."""
+    """No completed step runs again, but the one a dead manager was in (see ``simlab.evidence.checks.steps``)."""
     return step_rerun_violations(world.sim.tracer.records)
 
 
 def lock_hygiene(world: TradingWorld, horizon_s: float, ledger: LockLedger) -> list[Violation]:
     """At the horizon no lock is held by a finished or dead saga and every lock expires; no lock was
-    deleted by a process that did not hold it while its holder did (see ``simlab.checks.locks``)."""
+    deleted by a process that did not hold it while its holder did (see ``simlab.evidence.checks.locks``)."""
     states = {s.saga_id: s for s in _all_states(world)}
     live = {saga_id for manager in (world.manager, *world.sim.others) for saga_id in manager.running}
     left = locks_left_at_horizon(world.redis, states, live, horizon_s)

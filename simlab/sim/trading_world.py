@@ -18,10 +18,10 @@ from sagas.trading.broker_port import BrokerApi
 from sagas.trading.config import SagaConfig
 from sagas.trading.deps import TradingDeps
 from sagas.trading.wiring import Platform, install_platform, register_trading_sagas
-from simlab.clocked_redis import SimulatedRedis
-from simlab.latency import Delay, DelayedCommandBus, DelayedQueryBus, fixed_delay
-from simlab.projections import LaggingProjectionWorker, LagProfile
-from simlab.world import SimWorld, build_world
+from simlab.sim.clocked_redis import SimulatedRedis
+from simlab.sim.latency import Delay, DelayedCommandBus, DelayedQueryBus, fixed_delay
+from simlab.sim.projections import LaggingProjectionWorker, LagProfile
+from simlab.sim.world import SimWorld, build_world
 
 BrokerFactory = Callable[[SimWorld], Mapping[str, BrokerApi]]
 

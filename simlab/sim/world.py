@@ -13,7 +13,7 @@ from sagas.engine.ports import SagaStore
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.trace import Tracer, trace_hash
 from sagas.stores.memory import InMemorySagaStore
-from simlab.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Plots of a batch's or a sweep's tables; each function returns a matplotlib ``Figure``.
 
-They draw what ``simlab.analysis`` computes, so a figure and the table beside it
+They draw what ``simlab.present.analysis`` computes, so a figure and the table beside it
 always agree. Figures are built without pyplot (no global state; safe in worker
 processes and in reports); in Jupyter a returned ``Figure`` displays itself.
 Every figure's title says what was measured and over how many runs.
@@ -16,10 +16,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from simlab import analysis
-from simlab.batch import Results
-from simlab.runner import RunResult
-from simlab.timeline import replay_figure
+from simlab.batch.batches import Results
+from simlab.batch.runner import RunResult
+from simlab.present import analysis
+from simlab.present.timeline import replay_figure
 
 STATUS_COLOURS = {
     "completed": "#2e7d32",

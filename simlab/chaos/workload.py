@@ -14,13 +14,13 @@ from typing import Any
 from sagas.engine.errors import SagaError
 from sagas.engine.randomness import RandomStreams
 from sagas.trading import commands as c
-from simlab.brokers import PROFILES, VirtualBroker
-from simlab.latency import lognormal_delay
-from simlab.market import Market
-from simlab.projections import LagProfile
 from simlab.scenario.model import Scenario
-from simlab.trading_world import TradingWorld, build_trading_world
-from simlab.world import SimWorld
+from simlab.sim.brokers import PROFILES, VirtualBroker
+from simlab.sim.latency import lognormal_delay
+from simlab.sim.market import Market
+from simlab.sim.projections import LagProfile
+from simlab.sim.trading_world import TradingWorld, build_trading_world
+from simlab.sim.world import SimWorld
 
 REFERENCE_PRICE = 100.0
 

@@ -137,11 +137,11 @@ from sagas.trading.broker_port import (
     StreamDisconnected,
 )
 from sagas.trading.wiring import register_trading_sagas
-from simlab.brokers import BrokerCall
-from simlab.runtime import SimRuntime, SimTask
 from simlab.scenario.distributions import Distribution, Fixed
 from simlab.scenario.model import PROJECTIONS, Faults, Scenario
-from simlab.trading_world import TradingWorld
+from simlab.sim.brokers import BrokerCall
+from simlab.sim.runtime import SimRuntime, SimTask
+from simlab.sim.trading_world import TradingWorld
 
 T = TypeVar("T")
 

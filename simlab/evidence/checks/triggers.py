@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from sagas.engine.state import SagaState
-from simlab.checks.violation import Violation
+from simlab.evidence.checks.violation import Violation
 
 NAME = "one_saga_per_trigger"
 

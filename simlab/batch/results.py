@@ -25,8 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simlab.scenario.limits import cut
-from simlab.shards import (
+from simlab.batch.shards import (
     BATCH_MANIFEST,
     SCHEMAS,
     SWEEP_MANIFEST,
@@ -38,6 +37,7 @@ from simlab.shards import (
     scan_folder,
     table_path,
 )
+from simlab.scenario.limits import cut
 
 
 class ShardUnreadable(ValueError):

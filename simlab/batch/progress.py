@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from simlab.batch import Notice, Progress
+from simlab.batch.batches import Notice, Progress
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sagas.engine.trace import TraceRecord
-from simlab.checks.trace import records_by_saga
-from simlab.checks.violation import Violation
+from simlab.evidence.checks.trace import records_by_saga
+from simlab.evidence.checks.violation import Violation
 
 NAME = "no_step_applied_twice"
 

@@ -11,13 +11,13 @@ from typing import Literal
 
 import pandas as pd
 
-from simlab.batch import config_hash
-from simlab.reach import REACH_PATHS, reach_column
-from simlab.results import read_table
-from simlab.runner import RunResult
+from simlab.batch.batches import config_hash
+from simlab.batch.results import read_table
+from simlab.batch.runner import RunResult
+from simlab.batch.shards import SCENARIO_FILE, read_manifest, scan_folder
+from simlab.evidence.reach import REACH_PATHS, reach_column
 from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario, Variant
-from simlab.shards import SCENARIO_FILE, read_manifest, scan_folder
 
 REACH_COLUMNS: tuple[str, ...] = ("path", "runs_reached", "runs", "share", "times", "needed", "unreached")
 """Columns of :func:`reach_table`."""
@@ -201,7 +201,7 @@ def format_timeline(result: RunResult) -> str:
 def reach_table(runs: pd.DataFrame, needed: Iterable[str] = ()) -> pd.DataFrame:
     """In how many runs each engine path was reached, from the ``runs`` table's ``reach_<path>`` columns.
 
-    One row per path of ``simlab.reach.REACH_PATHS``, in that order: ``runs_reached`` (runs whose count
+    One row per path of ``simlab.evidence.reach.REACH_PATHS``, in that order: ``runs_reached`` (runs whose count
     is above zero), ``runs`` (all runs), ``share`` (their ratio), ``times`` (the count summed over all
     runs), ``needed`` (the path is in ``needed``, a scenario's ``reach:`` list) and ``unreached``
     (needed, yet no run reached it: the batch cannot answer what the scenario asks). A table written
