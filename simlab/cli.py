@@ -23,6 +23,8 @@ from simlab.scenario.limits import (
 
 if TYPE_CHECKING:
     from simlab.batch.batches import Notice, Progress
+    from simlab.batch.sweep import Grid
+    from simlab.scenario.model import Scenario
 
 
 def _int_at_least(minimum: int, expected: str, maximum: int | None = None) -> Callable[[str], int]:
@@ -57,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``simlab``."""
     parser = _Parser(prog="simlab", description="Saga Lab: the saga engine on a simulated clock.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_batch_commands(commands)
+    _add_study_commands(commands)
+    return parser
+
+
+def _add_batch_commands(commands: Any) -> None:
+    """demo, scenarios, validate, run, check-determinism and replay: one scenario, one batch or one run."""
     demo = commands.add_parser("demo", help="run the sample saga many times and print its outcome table")
     demo.add_argument(
         "--runs", type=_int_at_least(1, "a positive integer", MAX_DEMO_RUNS), default=1000,
@@ -86,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     replay.add_argument("--seed", type=_seed, required=True, help="the run's seed (as `simlab run` prints it)")
     replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
+
+
+def _add_study_commands(commands: Any) -> None:
+    """sweep and report: a grid of settings, and the HTML report of a batch or sweep."""
     sweep = commands.add_parser("sweep", help="run a scenario at every point of a grid of its settings")
     sweep.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     sweep.add_argument("--grid", required=True, metavar="GRID.yaml", help="a grid file or a name in scenarios/grids/")
@@ -104,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-violation-rate", type=_rate, default=0.0, help="share of runs allowed a violation (default 0)"
     )
     report.add_argument("--saga-type", default=None, help="the saga type the figures are about (default: all)")
-    return parser
 
 
 def _rate(text: str) -> float:
@@ -152,8 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:
-    from simlab.batch.runner import UnsupportedScenario, check_supported, run_once
-    from simlab.present.summary import batch_summary, format_timeline
+    from simlab.batch.runner import UnsupportedScenario, check_supported
     from simlab.scenario import ScenarioError, load_scenario
 
     try:
@@ -163,20 +174,30 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
     if args.command == "replay":
-        from simlab.present.timeline import plot_path_problem, save_replay_figure
-
-        problem = plot_path_problem(args.plot) if args.plot else None
-        if problem:
-            print(f"simlab replay: {problem}", file=sys.stderr)
-            return 2
-        result = run_once(scenario, args.seed, keep_trace=True)
-        print(format_timeline(result))
-        if args.plot:
-            save_replay_figure(result, args.plot, title=f"{scenario.name} seed {args.seed}")
-            print(f"timeline figure: {args.plot}")
-        return 0
+        return _replay(args, scenario)
     if args.command == "check-determinism":
         return _check_determinism(scenario, args.runs, args.workers)
+    return _run(args, scenario)
+
+
+def _replay(args: argparse.Namespace, scenario: Scenario) -> int:
+    from simlab.batch.runner import run_once
+    from simlab.present.summary import format_timeline
+    from simlab.present.timeline import plot_path_problem, save_replay_figure
+
+    problem = plot_path_problem(args.plot) if args.plot else None
+    if problem:
+        print(f"simlab replay: {problem}", file=sys.stderr)
+        return 2
+    result = run_once(scenario, args.seed, keep_trace=True)
+    print(format_timeline(result))
+    if args.plot:
+        save_replay_figure(result, args.plot, title=f"{scenario.name} seed {args.seed}")
+        print(f"timeline figure: {args.plot}")
+    return 0
+
+
+def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     runs = args.runs if args.runs is not None else scenario.runs
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
@@ -199,13 +220,16 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         )  # fmt: skip
 
     status = _resumable("run", work, runs)
-    if status is not None:
-        return status
+    return status if status is not None else _print_batch_summary(out)
+
+
+def _print_batch_summary(out: Path) -> int:
     # Only what the summary needs: memory stays flat however many runs the batch has. Arrow's own
     # allocator keeps arenas per read (~25 MiB more at 10,000 runs); the system one gives them back.
     import pyarrow
 
     from simlab.batch.results import ShardUnreadable
+    from simlab.present.summary import batch_summary
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     try:
@@ -214,7 +238,7 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab run: {error}", file=sys.stderr)
         return 2
     print(summary)
-    print(f"\nTables: {out} (load with simlab.batch.batches.load_results)")
+    print(f"\nTables: {out} (load with simlab.batch.results.load_results)")
     return 0
 
 
@@ -314,10 +338,11 @@ def _sweep(args: argparse.Namespace) -> int:
                          workers=args.workers, progress=progress, notice=notice)  # fmt: skip
 
     status = _resumable("sweep", work, len(points) * args.runs_per_point)
-    if status is not None:
-        return status
-    from simlab.batch.batches import load_results
-    from simlab.batch.results import ShardUnreadable
+    return status if status is not None else _print_sweep_summary(out, grid)
+
+
+def _print_sweep_summary(out: Path, grid: Grid) -> int:
+    from simlab.batch.results import ShardUnreadable, load_results
     from simlab.present.analysis import config_summary, describe_choice
 
     try:
@@ -331,7 +356,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(summary[columns].to_string())
     print()
     print(describe_choice(summary, given=grid.conditions, objective=grid.objective))
-    print(f"\nTables: {out} (load with simlab.batch.batches.load_results); report: simlab report {out} -o report.html")
+    print(f"\nTables: {out} (load with simlab.batch.results.load_results); report: simlab report {out} -o report.html")
     return 0
 
 
