@@ -14,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sagas.engine.errors import DeadlineExceeded
 from sagas.engine.events import Event
+from sagas.engine.randomness import RandomStreams
 from sagas.infra.redis_io import resolve
 from sagas.infra.safe_ops import safe_set
 from sagas.trading import commands as c
@@ -32,10 +33,13 @@ from simlab.chaos.faults import (
     install_faults,
     plan_faults,
 )
+from simlab.chaos.faults.family import PORTS
+from simlab.chaos.faults.registry import REGISTRY
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import terminal_by_horizon
 from simlab.scenario import load_scenario
-from simlab.scenario.model import Faults, Scenario
+from simlab.scenario.faults import Faults
+from simlab.scenario.model import Scenario
 from simlab.sim.brokers import REAL, VirtualBroker
 from simlab.sim.trading_world import TradingWorld
 
@@ -63,7 +67,7 @@ def _world(faults: dict[str, Any], seed: int = 0, **extra: Any) -> tuple[Trading
     for broker in world.brokers.values():
         assert isinstance(broker, VirtualBroker)
         broker.profile = CLEAN
-    return world, install_faults(world, plan_faults(scenario, seed), scenario), scenario
+    return world, install_faults(world, plan_faults(scenario, seed)), scenario
 
 
 def _run(world: TradingWorld, *mains: Callable[[], Coroutine[Any, Any, Any]], until: float | None = None) -> list[Any]:
@@ -93,6 +97,21 @@ def test_families_are_the_schema_s_and_every_one_is_supported():
     settings = ("swarm", "start_after_s", "heal_after_s")
     assert set(FAMILIES) == {n for n in Faults.model_fields if n not in settings}
     check_supported(load_scenario("chaos_swarm"))  # no longer refused
+
+
+def test_every_family_of_the_schema_is_registered_once_with_its_own_schema_and_known_ports():
+    assert sorted(family.name for family in REGISTRY) == sorted(FAMILIES)
+    for family in REGISTRY:
+        assert Faults.model_fields[family.name].annotation is family.schema, family.name
+        assert set(family.ports) <= set(PORTS), family.name
+        assert all(stream.startswith(f"faults/{family.name}") for stream in family.streams), family.name
+
+
+def test_a_plan_is_the_same_from_a_seed_or_from_the_run_s_streams():
+    scenario = load_scenario("chaos_swarm")
+    for index in range(10):
+        seed = run_seed(index, 0)
+        assert plan_faults(scenario, seed) == plan_faults(scenario, RandomStreams(seed))
 
 
 def test_without_swarm_enabled_families_are_on_at_their_configured_intensity():
@@ -182,7 +201,7 @@ def test_crashes_and_stalls_are_drawn_between_the_start_and_the_heal():
     stalls = {"enabled": True, "probability": 0.5, "stall_s": {"dist": "fixed", "value": 1.0}}
     for seed in range(5):
         plan = plan_faults(_scenario({"start_after_s": 20, "heal_after_s": 40, "manager_crashes": crashes}), seed)
-        schedule = crash_schedule(plan, seed)
+        schedule = crash_schedule(plan)
         assert schedule and all(20 <= at < up <= 40 for at, up in schedule)
         world, windows, _ = _world({"start_after_s": 20, "heal_after_s": 40, "projection_stalls": stalls}, seed)
         world.sim.runtime.run(until=40)  # the stalls play out (nothing else runs)
@@ -476,7 +495,7 @@ def _crash_world() -> tuple[TradingWorld, FaultWindows, float, float]:
         "sagas": {"variants": {"disconnect_lock": "safe", "child_wait": "safe", "purge": "safe"}, "lock_ttl_s": 5},
     }
     for seed in range(100):
-        [(crash, up)] = crash_schedule(plan_faults(_scenario(faults, **extra), seed), seed)
+        [(crash, up)] = crash_schedule(plan_faults(_scenario(faults, **extra), seed))
         if 30 < crash < 150:
             world, windows, _ = _world(faults, seed, **extra)
             assert [(w.start, w.end) for w in windows if w.family == "manager_crashes"] == [(crash, up)]

@@ -38,11 +38,11 @@ def test_second_managers_recover_at_instants_drawn_between_the_start_and_the_hea
     faults = {"start_after_s": 10, "heal_after_s": 50, "overlapping_managers": {"enabled": True, "overlaps": 3}}
     scenario = Scenario.model_validate({"name": "overlaps", "faults": faults})
     for seed in range(5):
-        schedule = overlap_schedule(plan_faults(scenario, seed), seed)
+        schedule = overlap_schedule(plan_faults(scenario, seed))
         assert len(schedule) == 3 and schedule == sorted(schedule) and all(10 <= at < 50 for at in schedule)
-        assert schedule == overlap_schedule(plan_faults(scenario, seed), seed)
+        assert schedule == overlap_schedule(plan_faults(scenario, seed))
     off = Scenario.model_validate({"name": "overlaps", "faults": {"heal_after_s": 50}})
-    assert overlap_schedule(plan_faults(off, 0), 0) == []
+    assert overlap_schedule(plan_faults(off, 0)) == []
 
 
 class LeaselessStore(InMemorySagaStore):
@@ -61,7 +61,7 @@ class LeaselessStore(InMemorySagaStore):
 def test_a_second_manager_recovering_leaves_the_sagas_the_first_one_runs_alone():
     scenario = with_settings(load_scenario("broker_connection"), OVERLAP)
     result = run_once(scenario, SEED, keep_trace=True)
-    [at] = overlap_schedule(plan_faults(scenario, SEED), SEED)
+    [at] = overlap_schedule(plan_faults(scenario, SEED))
     assert at == pytest.approx(5.9128, abs=1e-4)
     [window] = [w for w in result.fault_windows if w.family == "overlapping_managers"]
     assert (window.start, window.end) == (at, scenario.faults.heal_after_s)
@@ -74,7 +74,7 @@ def test_without_leases_the_same_seed_runs_completed_steps_again(monkeypatch):
     monkeypatch.setattr(simlab.sim.world, "InMemorySagaStore", LeaselessStore)
     scenario = with_settings(load_scenario("broker_connection"), OVERLAP)
     result = run_once(scenario, SEED, keep_trace=True)
-    [at] = overlap_schedule(plan_faults(scenario, SEED), SEED)
+    [at] = overlap_schedule(plan_faults(scenario, SEED))
     twice = [v for v in result.violations if v.invariant == "no_step_applied_twice"]
     assert twice, "the planted leaseless store must be caught"
     for violation in twice:  # each a saga the second manager took over while the first was still running it
@@ -93,8 +93,8 @@ SPLIT_SEED = run_seed(24, load_scenario("split_brain").seed)  # run 24 of the sh
 def test_split_brain_a_manager_cut_off_past_its_lease_stops_and_the_other_takes_over_cleanly():
     scenario = with_settings(load_scenario("split_brain"), SAFE)
     plan = plan_faults(scenario, SPLIT_SEED)
-    at = overlap_schedule(plan, SPLIT_SEED)
-    pauses = overlap_pauses(plan, SPLIT_SEED, len(at))
+    at = overlap_schedule(plan)
+    pauses = overlap_pauses(plan)
     assert [round(x, 4) for x in at] == [56.6681, 106.8616] and [round(p, 4) for p in pauses] == [26.5815, 19.3197]
     result = run_once(scenario, SPLIT_SEED, keep_trace=True)
     assert result.violations == []

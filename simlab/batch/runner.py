@@ -104,7 +104,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     quiet_swallowed_errors()
     world = build_scenario_world(scenario, seed)
     ledger = watch_locks(world)
-    windows = install_faults(world, plan_faults(scenario, seed), scenario)
+    windows = install_faults(world, plan_faults(scenario, world.sim.streams))
     snapshots: list[DeletionSnapshot] = []
     write = world.platform.write
 

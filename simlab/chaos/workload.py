@@ -25,8 +25,10 @@ from simlab.sim.world import SimWorld
 REFERENCE_PRICE = 100.0
 
 
-def build_scenario_world(scenario: Scenario, seed: int) -> TradingWorld:
-    """The simulated platform a scenario describes, seeded with ``seed``."""
+def build_scenario_world(scenario: Scenario, seed: int | RandomStreams) -> TradingWorld:
+    """The simulated platform a scenario describes, seeded with ``seed``: every draw of the run comes from
+    this one ``RandomStreams`` (the world's ``sim.streams``), each component from streams named for it."""
+    streams = seed if isinstance(seed, RandomStreams) else RandomStreams(seed)
 
     def brokers(sim: SimWorld) -> dict[str, VirtualBroker]:
         return {
@@ -44,11 +46,9 @@ def build_scenario_world(scenario: Scenario, seed: int) -> TradingWorld:
         name: LagProfile(spec.median_lag_s, spec.lag_sigma, spec.stall_probability, spec.stall_s)
         for name, spec in scenario.projections.items()
     }
-    # Same root seed, streams named for the buses alone: as independent of every other draw as the world's own.
-    streams = RandomStreams(seed)
     latency = scenario.bus_latency
     return build_trading_world(
-        seed,
+        streams,
         brokers,
         config=scenario.sagas.to_config(),
         lag=lag,

@@ -26,11 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from simpy.events import PENDING
+from sagas.trading.sagas.base import connection_lock_key
+from simlab.sim.runtime import SimRuntime, SimTask
+from simlab.sim.seams import saga_driven_by
 
-from simlab.sim.runtime import SimRuntime
-
-LOCK_PREFIX = "broker:disconnect:lock:"
+# TODO(seam): a named prefix exported by the engine, once it has one; derived from its key function meanwhile.
+LOCK_PREFIX = connection_lock_key("")
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Hold:
     owner: str
     start: float
     end: float | None
-    process: Any
+    task: SimTask | None  # the holder's task (None: taken outside any task)
     expires_at: float | None = None
     died_at: float | None = None
     released_at: float | None = None  # when its holder deleted the key itself (its belief ends only so)
@@ -100,11 +101,11 @@ class LockLedger:
         owner = owner_of(value)
         for hold in self._open(key, now):
             self.overlaps.append(Overlap(now, key, hold.owner, owner))
-        process = self._runtime.env.active_process
-        hold = Hold(key, owner, now, None, process, None if ttl_s is None else now + ttl_s)
+        task = self._runtime.current_task()
+        hold = Hold(key, owner, now, None, task, None if ttl_s is None else now + ttl_s)
         self.holds.append(hold)
-        if process is not None and process.callbacks is not None:
-            process.callbacks.append(lambda _event: self._died(hold))
+        if task is not None:
+            task.when_done(lambda: self._died(hold))
 
     def _died(self, hold: Hold) -> None:
         hold.died_at = self._runtime.now()
@@ -135,23 +136,22 @@ class LockLedger:
         if value is None:
             return
         now = self._runtime.now()
-        process = self._runtime.env.active_process
+        task = self._runtime.current_task()
         holder = owner_of(value)
         theirs = [h for h in self._open(key, now) if h.owner == holder]
-        if theirs and all(h.process is not process for h in theirs):
+        if theirs and all(h.task is not task for h in theirs):
             for hold in theirs:
                 hold.taken_at = now
-            self.foreign_deletions.append(ForeignDeletion(now, key, self._who(process, key, now), holder))
+            self.foreign_deletions.append(ForeignDeletion(now, key, self._who(task, key, now), holder))
 
-    def _who(self, process: Any, key: str, now: float) -> str:
-        """The deleting process as a saga id (its own believed hold of ``key``, else its task's name)."""
+    def _who(self, task: SimTask | None, key: str, now: float) -> str:
+        """The deleting task as a saga id (its own believed hold of ``key``, else the saga it drives, else its name)."""
         for hold in self._open(key, now):
-            if hold.process is process:
+            if hold.task is task:
                 return hold.owner
-        for task in self._runtime.tasks:
-            if task._process is process:
-                return task.name.removeprefix("saga ")
-        return "an unknown process"
+        if task is None:
+            return "an unknown process"
+        return saga_driven_by(task.name) or task.name
 
     def closed(self, key: str) -> None:
         """``key`` was deleted: the deleting process's own hold on it ends now.
@@ -160,9 +160,9 @@ class LockLedger:
         later holder took after the TTL ran out, and that holder still believes it holds it.
         """
         now = self._runtime.now()
-        process = self._runtime.env.active_process
+        task = self._runtime.current_task()
         for hold in self._open(key, now):
-            if process is None or hold.process is process:
+            if task is None or hold.task is task:
                 hold.end = hold.released_at = now
 
     def _open(self, key: str, now: float) -> list[Hold]:
@@ -170,7 +170,7 @@ class LockLedger:
         for hold in self.holds:
             if hold.key != key or hold.end is not None:
                 continue
-            if hold.process is not None and hold.process._value is not PENDING:
+            if hold.task is not None and not hold.task.alive:
                 hold.end = now  # its process is gone: nobody believes in this hold any more
                 continue
             still.append(hold)

@@ -1,8 +1,9 @@
 """The scenario schema: pydantic models that forbid unknown keys, validated once at the edge.
 
 A scenario names its workload, brokers, projection lag, bus latency, fault
-families, saga configuration (timeouts, retries, the seed-vs-safe switches),
-horizon, invariants, and defaults for the number of runs and the root seed.
+families (their schemas are in ``simlab.scenario.faults``), saga configuration
+(timeouts, retries, the seed-vs-safe switches), horizon, invariants, and
+defaults for the number of runs and the root seed.
 After validation it is plain immutable data; the runner reads it in hot loops.
 """
 
@@ -11,14 +12,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sagas.engine.retry import RetryConfig
 from sagas.trading.config import DEFAULT_TIMEOUTS_SECONDS, SagaConfig, SagaVariants
 from sagas.trading.wiring import saga_step_names
 from simlab.evidence.reach import REACH_PATHS
 from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
+from simlab.scenario.faults import Faults
 from simlab.scenario.limits import MAX_EVENTS, MAX_RUNS, MAX_USERS, MAX_WORKLOAD_SAGAS, cut, shown
+from simlab.scenario.strict import Probability, Strict, known
 from simlab.sim.brokers import PROFILES
 
 SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
@@ -40,26 +43,12 @@ INVARIANTS: tuple[str, ...] = (
     "lock_hygiene",
     "no_step_applied_twice",
 )
-Probability = Annotated[float, Field(ge=0, le=1)]
 Variant = Literal["seed", "safe"]
 
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 """A scenario's name: it names its results folder and a line of ``batch.txt``, so no path separator,
 dot-dot or newline can be in it."""
-
-
-class Strict(BaseModel):
-    """Base of every scenario model: unknown keys are errors; values are immutable; numbers are finite
-    (an infinite timeout or TTL overflows where it becomes integer milliseconds, deep in a run)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-def _known(kind: str, value: str, known: tuple[str, ...]) -> str:
-    if value not in known:
-        raise ValueError(f"unknown {kind} {shown(value)}; expected one of {', '.join(known)}")
-    return value
 
 
 # -- workload ----------------------------------------------------------------------------------
@@ -145,7 +134,7 @@ class BrokerSpec(Strict):
     @field_validator("profile")
     @classmethod
     def _profile(cls, value: str) -> str:
-        return _known("broker profile", value, BROKER_PROFILES)
+        return known("broker profile", value, BROKER_PROFILES)
 
 
 class LagSpec(Strict):
@@ -163,123 +152,6 @@ class BusLatency(Strict):
     command_median_s: NonNegative = 0.002
     query_median_s: NonNegative = 0.002
     sigma: NonNegative = 0.5
-
-
-class Window(Strict):
-    """A time window of simulated seconds."""
-
-    start_s: NonNegative
-    duration_s: Positive
-
-
-# -- fault families ----------------------------------------------------------------------------
-
-
-class Family(Strict):
-    """A fault family; in swarm mode ``enabled`` is drawn per run and the intensity below is the maximum."""
-
-    enabled: bool = False
-
-
-class BrokerErrors(Family):
-    """Extra broker errors (5xx) on every call."""
-
-    error_rate: Probability = 0.05
-
-
-class LatencySpikes(Family):
-    """Some broker calls take ``multiplier`` times longer."""
-
-    probability: Probability = 0.05
-    multiplier: Annotated[float, Field(ge=1)] = 20.0
-
-
-class BrokerTimeouts(Family):
-    """Broker calls that time out, a share of them after the call took effect."""
-
-    probability: Probability = 0.02
-    after_success_share: Probability = 0.5
-
-
-class RedisFaults(Family):
-    """Redis latency and outage windows (commands fail during an outage)."""
-
-    latency_s: Distribution = Fixed(dist="fixed", value=0.0)
-    outages: tuple[Window, ...] = ()
-
-
-class ProcessPauses(Family):
-    """A saga step stalls (GC pause, VM freeze) for longer than its lock's TTL."""
-
-    probability: Probability = 0.01
-    pause_s: Distribution = Fixed(dist="fixed", value=400.0)
-
-
-class ManagerCrashes(Family):
-    """The saga manager dies at a random instant; a new one resumes from the store."""
-
-    crashes: int = Field(default=1, ge=0, le=MAX_EVENTS)
-    restart_after_s: Distribution = Fixed(dist="fixed", value=1.0)
-
-
-class OverlappingManagers(Family):
-    """A second manager calls ``recover()`` on the same store while the first still runs its sagas.
-
-    With ``pause_s`` above zero, the first manager cannot reach the store for that long from the
-    overlap on (split brain once it outlasts a lease).
-    """
-
-    overlaps: int = Field(default=1, ge=0, le=MAX_EVENTS)
-    pause_s: Distribution = Fixed(dist="fixed", value=0.0)
-
-
-class EventDelivery(Family):
-    """Duplicated, delayed and reordered event delivery."""
-
-    duplicate_probability: Probability = 0.02
-    delay_probability: Probability = 0.05
-    delay_s: Distribution = Fixed(dist="fixed", value=0.5)
-
-
-class ProjectionStalls(Family):
-    """Projection workers that stop for a while."""
-
-    probability: Probability = 0.01
-    stall_s: Distribution = Fixed(dist="fixed", value=10.0)
-
-
-class FailingCompensations(Family):
-    """Compensation attempts that fail."""
-
-    probability: Probability = 0.1
-
-
-class Faults(Strict):
-    """Every fault family, the swarm switch and when all faults heal."""
-
-    swarm: bool = False
-    start_after_s: NonNegative = 0.0
-    """When faults begin to strike: per-call faults, pauses, crashes and stalls fall in ``[start, heal)``."""
-    heal_after_s: NonNegative = 60.0
-    broker_errors: BrokerErrors = BrokerErrors()
-    latency_spikes: LatencySpikes = LatencySpikes()
-    broker_timeouts: BrokerTimeouts = BrokerTimeouts()
-    redis: RedisFaults = RedisFaults()
-    process_pauses: ProcessPauses = ProcessPauses()
-    manager_crashes: ManagerCrashes = ManagerCrashes()
-    event_delivery: EventDelivery = EventDelivery()
-    projection_stalls: ProjectionStalls = ProjectionStalls()
-    failing_compensations: FailingCompensations = FailingCompensations()
-    overlapping_managers: OverlappingManagers = OverlappingManagers()
-
-    @model_validator(mode="after")
-    def _window(self) -> Faults:
-        if self.start_after_s > 0 and self.start_after_s >= self.heal_after_s:
-            raise ValueError(
-                f"start_after_s ({self.start_after_s}) must be < heal_after_s ({self.heal_after_s}): "
-                "faults strike from the start until the heal"
-            )
-        return self
 
 
 # -- saga configuration ------------------------------------------------------------------------
@@ -347,7 +219,7 @@ class SagaSettings(Strict):
     @classmethod
     def _saga_types(cls, value: dict[str, float]) -> dict[str, float]:
         for saga_type in value:
-            _known("saga type", saga_type, SAGA_TYPES)
+            known("saga type", saga_type, SAGA_TYPES)
         return value
 
     @field_validator("steps")
@@ -355,10 +227,10 @@ class SagaSettings(Strict):
     def _steps(cls, value: dict[str, StepSpec]) -> dict[str, StepSpec]:
         for key in value:
             saga_type, _, step = key.partition(".")
-            _known("saga type", saga_type, SAGA_TYPES)
+            known("saga type", saga_type, SAGA_TYPES)
             if not step:
                 raise ValueError(f"step key {shown(key)} must be 'SagaType.step_name'")
-            _known(f"step of {saga_type}", step, STEP_NAMES[saga_type])
+            known(f"step of {saga_type}", step, STEP_NAMES[saga_type])
         return value
 
     def to_config(self) -> SagaConfig:
@@ -404,7 +276,7 @@ class Expect(Strict):
         if not value:
             raise ValueError("an empty list expects nothing to be violated: write clean")
         for name in value:
-            _known("invariant", name, INVARIANTS)
+            known("invariant", name, INVARIANTS)
         if len(set(value)) != len(value):
             raise ValueError(f"lists an invariant twice: {', '.join(value)}")
         return tuple(value)
@@ -447,21 +319,21 @@ class Scenario(Strict):
     @classmethod
     def _projections(cls, value: dict[str, LagSpec]) -> dict[str, LagSpec]:
         for name in value:
-            _known("projection", name, PROJECTIONS)
+            known("projection", name, PROJECTIONS)
         return value
 
     @field_validator("invariants")
     @classmethod
     def _invariants(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            _known("invariant", name, INVARIANTS)
+            known("invariant", name, INVARIANTS)
         return value
 
     @field_validator("reach")
     @classmethod
     def _reach(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            _known("engine path", name, REACH_PATHS)
+            known("engine path", name, REACH_PATHS)
         return value
 
     @model_validator(mode="after")

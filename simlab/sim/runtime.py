@@ -18,12 +18,11 @@ import asyncio
 import contextvars
 import functools
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 import simpy
 from simpy.core import URGENT
-from simpy.events import PENDING
 
 from sagas.engine.errors import DeadlineExceeded
 from sagas.engine.retry import clear_step_ambient
@@ -82,6 +81,8 @@ class _ProcessDeadlines:
         # on asyncio, whose timeout handle is scheduled before the work it guards).
         env = self.env
         timer = simpy.Event(env)
+        # simpy has no public way to schedule an already-succeeded event at URGENT priority in the
+        # future (succeed() schedules now at NORMAL), so the timer is marked succeeded by hand.
         timer._ok, timer._value = True, None
         timer.callbacks.append(self._on_timer)
         env.schedule(timer, URGENT, at - env.now)
@@ -91,7 +92,7 @@ class _ProcessDeadlines:
         if event is not self.timer:
             return  # superseded by an earlier deadline's timer
         self.timer, self.timer_at = None, float("inf")
-        if not self.armed or self.process._value is not PENDING:
+        if not self.armed or not self.process.is_alive:
             return
         now = self.env.now
         for deadline in self.armed:  # outermost first
@@ -186,7 +187,7 @@ class SimTask:
     def cancel(self) -> None:
         """Throw ``CancelledError`` into the task at its current await."""
         process = self._process
-        if process._value is not PENDING:
+        if not process.is_alive:
             return
         if process is self._env.active_process:
             # A task cancelling itself: simpy cannot interrupt the running process, so the
@@ -197,7 +198,22 @@ class SimTask:
 
     def done(self) -> bool:
         """Whether the task has finished."""
-        return self._process._value is not PENDING
+        return not self._process.is_alive
+
+    @property
+    def alive(self) -> bool:
+        """Whether the task is still running (it has not returned, failed or been cancelled to its end)."""
+        return bool(self._process.is_alive)
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the task ends (nothing if it has already ended).
+
+        It runs as the task's process finishes, among the callbacks of those joining it; it must
+        only take note (schedule nothing), so that watching a task never changes the simulation.
+        """
+        callbacks = self._process.callbacks
+        if callbacks is not None:
+            callbacks.append(lambda _event: callback())
 
     def result(self) -> Any:
         """The finished task's return value (raises its exception if it failed)."""
@@ -241,6 +257,7 @@ class SimRuntime:
     def __init__(self, env: simpy.Environment | None = None) -> None:
         self.env = env if env is not None else simpy.Environment()
         self.tasks: list[SimTask] = []
+        self._task_of: dict[simpy.Process, SimTask] = {}
         self._deadlines: dict[simpy.Process, _ProcessDeadlines] = {}
 
     def now(self) -> float:
@@ -283,7 +300,13 @@ class SimRuntime:
         """Start ``coroutine`` as a simpy process."""
         task = SimTask(self.env, coroutine, name)
         self.tasks.append(task)
+        self._task_of[task._process] = task
         return task
+
+    def current_task(self) -> SimTask | None:
+        """The task running now (None between tasks: in a timer's callback, or outside the simulation)."""
+        process = self.env.active_process
+        return None if process is None else self._task_of.get(process)
 
     def event(self) -> SimEvent:
         """A new one-shot event."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sagas.engine.buses import CommandBus, EventBus, QueryBus
 from sagas.engine.manager import SagaManager
 from sagas.engine.ports import SagaStore
 from sagas.engine.randomness import IdSource, RandomStreams
@@ -53,36 +54,74 @@ class SimWorld:
     others: list[SagaManager] = field(default_factory=list)
     """Managers started beside ``manager`` (the ``overlapping_managers`` fault), still running."""
 
-    def new_manager(self) -> SagaManager:
-        """A fresh manager on the same runtime, store, buses and trace (a restart of the same node)."""
-        old = self.manager
-        self.manager = SagaManager(
+    def manager_like(self, like: SagaManager, *, node: str, event_bus: EventBus) -> SagaManager:
+        """A new manager process ``node`` on this world's runtime, store, streams and trace.
+
+        It shares ``like``'s command and query buses and locks, and takes its settings (finished
+        tasks kept, lease and children's grace), subscribing to ``event_bus``. It runs no saga types
+        until they are registered on it.
+        """
+        return SagaManager(
             runtime=self.runtime,
             store=self.store,
             random_streams=self.streams,
-            command_bus=old.command_bus,
-            query_bus=old.query_bus,
-            event_bus=type(old.event_bus)(),
-            locks=old.locks,
+            command_bus=like.command_bus,
+            query_bus=like.query_bus,
+            event_bus=event_bus,
+            locks=like.locks,
             tracer=self.tracer,
-            node=old.node,
+            retain_finished=like.retain_finished,
+            lease_seconds=like.lease_seconds,
+            children_grace_seconds=like.children_grace_seconds,
+            node=node,
         )
+
+    def restart_manager(self, event_bus: EventBus | None = None) -> SagaManager:
+        """Replace the running manager by its node's next incarnation (a restart), and return it.
+
+        Its subscriptions died with the old one: the new one subscribes to ``event_bus``, by default
+        a fresh bus of the old bus's type. It runs no saga types until they are registered on it.
+        """
+        old = self.manager
+        bus = event_bus if event_bus is not None else type(old.event_bus)()
+        self.manager = self.manager_like(old, node=old.node, event_bus=bus)
         return self.manager
+
+    def new_manager(self) -> SagaManager:
+        """``restart_manager()`` on a fresh bus (the test harness's name for a restart)."""
+        return self.restart_manager()
 
     def trace_hash(self) -> str:
         """sha256 of this run's canonical trace."""
         return trace_hash(self.tracer.records)
 
 
-def build_world(seed: int, store: SagaStore | None = None) -> SimWorld:
-    """A world whose every random draw and id derives from ``seed``."""
+def build_world(
+    seed: int | RandomStreams,
+    store: SagaStore | None = None,
+    *,
+    command_bus: Callable[[SimRuntime], CommandBus] | None = None,
+    query_bus: Callable[[SimRuntime], QueryBus] | None = None,
+) -> SimWorld:
+    """A world whose every random draw and id derives from ``seed`` (or from the run's ``RandomStreams``).
+
+    ``command_bus`` and ``query_bus`` build the manager's buses on the world's runtime (default:
+    the engine's in-process buses).
+    """
+    streams = seed if isinstance(seed, RandomStreams) else RandomStreams(seed)
     runtime = SimRuntime()
-    streams = RandomStreams(seed)
     ids = IdSource(streams)
     tracer = Tracer(runtime.now)
     store = store if store is not None else InMemorySagaStore(runtime.now)
-    manager = SagaManager(runtime=runtime, store=store, random_streams=streams, tracer=tracer)
-    return SimWorld(seed, runtime, streams, ids, tracer, store, manager)
+    manager = SagaManager(
+        runtime=runtime,
+        store=store,
+        random_streams=streams,
+        command_bus=command_bus(runtime) if command_bus is not None else None,
+        query_bus=query_bus(runtime) if query_bus is not None else None,
+        tracer=tracer,
+    )
+    return SimWorld(streams.root_seed, runtime, streams, ids, tracer, store, manager)
 
 
 def simulate(

@@ -337,7 +337,7 @@ def _during_a_redis_outage(variants: SagaVariants):
     )
 
     async def main(world):
-        install_faults(world, plan_faults(outage, 0), outage)
+        install_faults(world, plan_faults(outage, 0))
         return await connect_then_disconnect(world)
 
     return run_trading(main, config=SagaConfig(variants=variants))
@@ -385,7 +385,7 @@ def _frozen_past_its_deadline(variants: SagaVariants):
         bus = world.manager.command_bus
         connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
         await world.manager.wait_idle()
-        install_faults(world, plan_faults(pause, 0), pause)
+        install_faults(world, plan_faults(pause, 0))
         await world.sim.runtime.sleep(1.0)
         await bus.send(c.DisconnectBroker(connection_id))
         await world.manager.wait_idle()

@@ -42,7 +42,7 @@ def _frozen_holder(variants: SagaVariants):
         bus = world.manager.command_bus
         connection_id = await bus.send(c.ConnectBroker("u1", "alpaca"))
         await world.manager.wait_idle()
-        install_faults(world, plan_faults(PAUSE, 0), PAUSE)  # every lock taken before t=40 freezes its taker
+        install_faults(world, plan_faults(PAUSE, 0))  # every lock taken before t=40 freezes its taker
         await world.sim.runtime.sleep(30.0 - world.sim.runtime.now())
         details = world.platform.write.connections[connection_id]
         accounts = tuple(a.account_id for a in world.platform.write.accounts_of(connection_id))

@@ -58,3 +58,28 @@ def test_connect_disconnect_reconnect_cycles_on_virtual_brokers_finish_every_sag
 def test_the_same_seed_replays_the_same_trace():
     assert trace_hash(_run(11).sim.tracer.records) == trace_hash(_run(11).sim.tracer.records)
     assert trace_hash(_run(11).sim.tracer.records) != trace_hash(_run(12).sim.tracer.records)
+
+
+def test_a_restarted_manager_is_its_node_s_next_incarnation_with_the_same_settings_and_sagas():
+    world = build_trading_world(0, lambda sim: {})
+    old = world.manager
+    old.lease_seconds, old.retain_finished, old.children_grace_seconds = 12.0, False, 7.0
+    new = world.restart_manager()
+    assert world.manager is new and new is not old
+    assert (new.node, new.lease_seconds, new.retain_finished, new.children_grace_seconds) == (
+        "manager",
+        12.0,
+        False,
+        7.0,
+    )
+    assert (new.command_bus, new.query_bus, new.locks, new.store) == (
+        old.command_bus,
+        old.query_bus,
+        old.locks,
+        old.store,
+    )
+    assert new.event_bus is not old.event_bus  # its subscriptions died with the old one
+    assert new.event_bus.has_subscribers("BrokerConnectionEstablished") and not world.sim.others
+    other = world.add_manager("overlap-1")
+    assert world.sim.others == [other] and world.manager is new
+    assert (other.node, other.event_bus, other.lease_seconds) == ("overlap-1", new.event_bus, 12.0)

@@ -1,0 +1,122 @@
+"""What the fault wrappers of one run share: its clock and streams, the plan, the windows, and who is running.
+
+``Activity`` tells which saga the running simulated task drives and what that saga is doing (from
+the trace); ``FaultContext`` holds the rest, and the verdicts every wrapped port consults: whether
+faults strike now, whether the calling task belongs to a crashed manager, and whether this call is
+the one that fails a compensation attempt (``failing_compensations``: every wrapped port asks, so
+the verdict lives here rather than in one wrapper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from sagas.engine.trace import Tracer, TraceRecord
+from simlab.chaos.faults.plan import FaultPlan
+from simlab.chaos.faults.windows import FaultWindows
+from simlab.sim.runtime import SimRuntime, SimTask
+from simlab.sim.seams import saga_driven_by
+from simlab.sim.world import SimWorld
+
+_ATTEMPT_PHASES = frozenset({"execute", "compensate", "retry"})
+
+
+class Activity:
+    """Which saga the running simulated task drives, and what that saga is doing (from the trace)."""
+
+    def __init__(self, runtime: SimRuntime, tracer: Tracer) -> None:
+        self._runtime = runtime
+        self._tracer = tracer
+        self._records_seen = 0
+        self._latest: dict[str, TraceRecord] = {}
+
+    def saga(self) -> str | None:
+        """The id of the saga whose task is running now, or None (the workload, a projection...)."""
+        task = self._runtime.current_task()
+        return None if task is None else saga_driven_by(task.name)
+
+    def compensation_attempt(self) -> tuple[str, str, int] | None:
+        """(saga, step, attempt) if the running task is a saga inside a compensation attempt."""
+        saga_id = self.saga()
+        if saga_id is None:
+            return None
+        records = self._tracer.records
+        if len(records) > self._records_seen:
+            for record in records[self._records_seen :]:
+                # Saga-level records may come from other tasks (duplicates); poll and child-wait
+                # records happen inside an attempt and do not end it.
+                if record.phase in _ATTEMPT_PHASES:
+                    self._latest[record.saga_id] = record
+            self._records_seen = len(records)
+        latest = self._latest.get(saga_id)
+        if latest is None or latest.phase != "compensate" or latest.outcome != "started":
+            return None
+        return saga_id, str(latest.step), latest.attempt or 0
+
+
+class FaultContext:
+    """The clock, streams, windows and verdicts the wrappers of one run share."""
+
+    def __init__(self, sim: SimWorld, plan: FaultPlan, windows: FaultWindows) -> None:
+        self.runtime = sim.runtime
+        self.streams = sim.streams
+        self.plan = plan
+        self.start = plan.start_after_s
+        self.heal = plan.heal_after_s
+        self.windows = windows
+        self.activity = Activity(sim.runtime, sim.tracer)
+        self.dying: set[SimTask] = set()  # tasks of a crashed manager's sagas, still unwinding
+        self._compensation_p = plan.faults.failing_compensations.probability * plan.scale("failing_compensations")
+        self._compensation_rng = self.stream("failing_compensations")
+        self._verdicts: dict[tuple[str, str, int], bool] = {}
+
+    def stream(self, family: str, part: str | None = None) -> random.Random:
+        """The stream of ``family`` (and of one ``part`` of it, e.g. a broker): ``faults/<family>[/<part>]``."""
+        return self.streams.stream(f"faults/{family}" if part is None else f"faults/{family}/{part}")
+
+    def active(self) -> bool:
+        """Whether faults strike now (from the start, before the heal)."""
+        return self.start <= self.runtime.now() < self.heal
+
+    def check_alive(self) -> None:
+        """A dead task reaches no port: its call is cancelled, as the task itself was."""
+        if self.dying and self.runtime.current_task() in self.dying:
+            raise asyncio.CancelledError()
+
+    def injected(self, family: str) -> None:
+        """Count one injected fault."""
+        self.windows.injected[family] += 1
+
+    def compensation_fails(self) -> bool:
+        """Whether this port call is the one that fails the compensation attempt making it."""
+        if self._compensation_p <= 0 or not self.active():
+            return False
+        attempt = self.activity.compensation_attempt()
+        if attempt is None:
+            return False
+        verdict = self._verdicts.get(attempt)
+        if verdict is None:
+            verdict = self._compensation_rng.random() < self._compensation_p
+        self._verdicts[attempt] = False  # the attempt's first port call decides; later ones go through
+        if verdict:
+            self.injected("failing_compensations")
+        return verdict
+
+    async def frozen_until(self, until: float) -> None:
+        """Freeze the running task until ``until``: deadlines fall due only when it thaws.
+
+        A deadline's cancellation (it carries its deadline) is held back and raised at the thaw; a
+        task cancellation (a crash: it carries nothing) ends the freeze at once.
+        """
+        runtime = self.runtime
+        overdue: asyncio.CancelledError | None = None
+        while runtime.now() < until:
+            try:
+                await runtime.sleep(until - runtime.now())
+            except asyncio.CancelledError as cancelled:
+                if not cancelled.args:
+                    raise
+                overdue = cancelled
+        if overdue is not None:
+            raise overdue

@@ -1,0 +1,51 @@
+"""Wrapping a world's ports for a run's live families: one wrapper per port, serving every family that needs it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sagas.engine.buses import CommandBus, EventBus
+from sagas.trading.broker_port import BrokerApi
+from simlab.chaos.faults.brokers import FaultyBroker
+from simlab.chaos.faults.compensations import FaultyCommandBus
+from simlab.chaos.faults.context import FaultContext
+from simlab.chaos.faults.events import FaultyEventBus
+from simlab.chaos.faults.family import Port
+from simlab.chaos.faults.redis_client import FaultyRedis
+from simlab.sim.trading_world import TradingWorld
+
+
+@dataclass
+class WrappedPorts:
+    """The wrappers installed in one run (None: that port was left alone)."""
+
+    redis: FaultyRedis | None = None
+    event_bus: FaultyEventBus | None = None
+
+
+def wrap_ports(world: TradingWorld, ctx: FaultContext, needed: Collection[Port]) -> WrappedPorts:
+    """Wrap each port in ``needed`` (brokers, Redis, command bus, event bus: in that order)."""
+    wrapped = WrappedPorts()
+
+    def broker(name: str, inner: BrokerApi) -> BrokerApi:
+        return FaultyBroker(inner, name, ctx)
+
+    def redis(inner: object) -> FaultyRedis:
+        wrapped.redis = FaultyRedis(inner, ctx)
+        return wrapped.redis
+
+    def command_bus(inner: CommandBus) -> CommandBus:
+        return FaultyCommandBus(inner, ctx)
+
+    def event_bus(inner: EventBus) -> EventBus:
+        wrapped.event_bus = FaultyEventBus(inner, ctx)
+        return wrapped.event_bus
+
+    world.wrap_ports(
+        broker=broker if "brokers" in needed else None,
+        redis=redis if "redis" in needed else None,
+        command_bus=command_bus if "command_bus" in needed else None,
+        event_bus=event_bus if "event_bus" in needed else None,
+    )
+    return wrapped

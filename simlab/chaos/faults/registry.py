@@ -1,0 +1,36 @@
+"""Every fault family, in the order they are installed; a new family is one module and one line here.
+
+The order is the order of a run's windows and of the tasks the families start (see
+``family``); the plan's draws follow the schema's order instead (``simlab.scenario.faults.FAMILIES``),
+which this registry must cover exactly.
+"""
+
+from __future__ import annotations
+
+from simlab.chaos.faults.brokers import BrokerErrorsFamily, BrokerTimeoutsFamily, LatencySpikesFamily
+from simlab.chaos.faults.compensations import FailingCompensationsFamily
+from simlab.chaos.faults.crashes import ManagerCrashesFamily
+from simlab.chaos.faults.events import EventDeliveryFamily
+from simlab.chaos.faults.family import FaultFamily
+from simlab.chaos.faults.overlaps import OverlappingManagersFamily
+from simlab.chaos.faults.redis_client import ProcessPausesFamily, RedisFamily
+from simlab.chaos.faults.stalls import ProjectionStallsFamily
+from simlab.scenario.faults import FAMILIES
+
+REGISTRY: tuple[FaultFamily, ...] = (
+    BrokerErrorsFamily(),
+    LatencySpikesFamily(),
+    BrokerTimeoutsFamily(),
+    EventDeliveryFamily(),
+    FailingCompensationsFamily(),
+    ProcessPausesFamily(),
+    RedisFamily(),
+    ManagerCrashesFamily(),
+    OverlappingManagersFamily(),
+    ProjectionStallsFamily(),
+)
+
+BY_NAME: dict[str, FaultFamily] = {family.name: family for family in REGISTRY}
+
+if sorted(BY_NAME) != sorted(FAMILIES):  # pragma: no cover - caught by importing the package at all
+    raise RuntimeError(f"the fault registry {sorted(BY_NAME)} does not match the schema's families {FAMILIES}")
