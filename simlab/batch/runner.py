@@ -20,9 +20,10 @@ from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
 from simlab.chaos.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
-from simlab.evidence.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
+from simlab.evidence.invariants import DeletionSnapshot, Violation, check_invariants
 from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
 from simlab.evidence.reach import run_reach
+from simlab.evidence.trace_tables import SagaRow, saga_rows
 from simlab.scenario.model import Scenario
 from simlab.sim.trading_world import TradingWorld
 from simlab.sim.world import relaxed_gc
@@ -30,19 +31,6 @@ from simlab.sim.world import relaxed_gc
 
 class UnsupportedScenario(ValueError):
     """The scenario asks for something this runner cannot do yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class SagaRow:
-    """One saga of one run."""
-
-    saga_id: str
-    saga_type: str
-    status: str
-    started_at: float
-    ended_at: float | None
-    attempts: int
-    retries: int
 
 
 BrokerCallRow = tuple[str, float, float, str, str]
@@ -135,7 +123,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     return RunResult(
         seed,
         trace_hash(records),
-        _saga_rows(records),
+        saga_rows(records),
         violations,
         unchecked,
         list(records) if keep_trace else [],
@@ -165,34 +153,6 @@ def watch_locks(world: TradingWorld) -> LockLedger:
     world.deps.redis, world.deps.cache = redis, CacheManager(redis)
     world.deps.locks = world.manager.locks = RedisLockManager(redis)
     return ledger
-
-
-@dataclass
-class _Tally:
-    saga_type: str
-    started_at: float
-    status: str = "running"
-    ended_at: float | None = None
-    attempts: int = 0
-    retries: int = 0
-
-
-def _saga_rows(records: list[TraceRecord]) -> list[SagaRow]:
-    tallies: dict[str, _Tally] = {}
-    for r in records:
-        tally = tallies.get(r.saga_id)
-        if tally is None:
-            tally = tallies[r.saga_id] = _Tally(r.saga_type, r.t)
-        if r.phase == "execute" and r.outcome == "started":
-            tally.attempts += 1
-        elif r.phase == "retry":
-            tally.retries += 1
-        elif r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES:
-            tally.status, tally.ended_at = r.outcome, r.t
-    return [
-        SagaRow(sid, t.saga_type, t.status, t.started_at, t.ended_at, t.attempts, t.retries)
-        for sid, t in tallies.items()
-    ]
 
 
 def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:

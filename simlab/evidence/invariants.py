@@ -19,18 +19,28 @@ from dataclasses import dataclass
 from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.step import SagaStep
+from sagas.engine.trace import TraceRecord
 from sagas.trading.model import BrokerConnection, ConnectionStatus
 from sagas.trading.wiring import saga_steps, trading_sagas
 from simlab.evidence.checks.locks import foreign_deletions, locks_left_at_horizon
 from simlab.evidence.checks.retry_policy import declared_policies, retry_policy_violations
 from simlab.evidence.checks.steps import step_rerun_violations
-from simlab.evidence.checks.trace import records_by_saga
 from simlab.evidence.checks.triggers import one_saga_per_trigger_violations
 from simlab.evidence.checks.violation import CannotCheck, Violation
 from simlab.evidence.lock_ledger import LOCK_PREFIX, Hold, LockLedger
+from simlab.evidence.trace_tables import (
+    RESUMED_RUNNING,
+    Outcome,
+    Phase,
+    is_compensation_done,
+    is_compensation_start,
+    is_resume,
+    is_saga_end,
+    is_saga_start,
+    may_have_applied,
+    records_by_saga,
+)
 from simlab.sim.trading_world import TradingWorld
-
-TERMINAL_OUTCOMES = {s.value for s in SagaStatus if s.is_terminal}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +67,9 @@ def terminal_by_horizon(world: TradingWorld, horizon_s: float) -> list[Violation
     steps = _steps_by_type(world)
     found = []
     for saga_id, records in records_by_saga(world.sim.tracer.records).items():
-        if not any(r.phase == "saga" and r.outcome == "started" for r in records):
+        if not any(is_saga_start(r) for r in records):
             continue
-        if any(r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES for r in records):
+        if any(is_saga_end(r) for r in records):
             continue
         last = records[-1]
         state = states.get(saga_id)
@@ -97,43 +107,70 @@ def compensation_exact(world: TradingWorld, horizon_s: float) -> list[Violation]
     """
     found = []
     for saga_id, records in records_by_saga(world.sim.tracer.records).items():
-        touched: list[str] = []
-        in_flight: str | None = None
-        for r in records:
-            if r.phase == "execute" and r.step is not None:
-                in_flight = None if r.outcome == "completed" else r.step
-            applied = r.phase == "execute" and r.outcome in ("completed", "timed_out", "cancelled", "invalid_result")
-            # A resumed saga counts the step it was in when the process died as possibly applied.
-            resumed = r.phase == "saga" and r.outcome == "resumed" and r.detail == "running"
-            resumed_in = resumed and in_flight is not None
-            step = in_flight if resumed_in else (r.step if applied else None)
-            if step is not None and step not in touched:
-                touched.append(step)
-        ended = [r for r in records if r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES]
+        ended = [r for r in records if is_saga_end(r)]
         if not ended:
             continue
-        status = ended[-1].outcome
-        compensated: list[str | None] = []
-        last_compensating: str | None = None  # the compensation that ran last: in flight if the manager stops
-        for r in records:
-            if r.phase == "compensate":
-                last_compensating = r.step
-                if r.outcome in ("compensated", "skipped"):
-                    compensated.append(r.step)
-            elif r.phase == "saga" and r.outcome == "resumed" and last_compensating in compensated:
-                # It ran, but its manager stopped before the store recorded it: the resumed saga runs it
-                # once more, as documented (compensations are idempotent). Count it once.
-                compensated.remove(last_compensating)
-        first_starts: list[str] = []
-        for r in records:
-            if r.phase == "compensate" and r.outcome in ("started", "skipped") and r.step not in first_starts:
-                first_starts.append(str(r.step))
-        expected = list(reversed(touched)) if status in ("compensated", "compensation_failed", "timed_out") else []
-        twice = sorted({s for s in compensated if compensated.count(s) > 1 and s is not None})
-        if first_starts != expected or twice:
-            problem = f"compensated {twice} twice" if twice else f"compensated {first_starts}, expected {expected}"
+        problem = _compensation_problem(records, ended[-1].outcome)
+        if problem is not None:
             found.append(Violation("compensation_exact", ended[-1].t, (saga_id,), f"{records[0].saga_type}: {problem}"))
     return found
+
+
+_COMPENSATING_ENDS = (Outcome.COMPENSATED, Outcome.COMPENSATION_FAILED, Outcome.TIMED_OUT)
+"""Terminal statuses of a saga that compensated what it had touched."""
+
+
+def _compensation_problem(records: list[TraceRecord], status: str) -> str | None:
+    """What is wrong with one ended saga's compensations (its records, its terminal status), or None."""
+    expected = list(reversed(_touched_steps(records))) if status in _COMPENSATING_ENDS else []
+    compensated = _compensated_steps(records)
+    twice = sorted({s for s in compensated if compensated.count(s) > 1 and s is not None})
+    if twice:
+        return f"compensated {twice} twice"
+    first_starts = _compensation_order(records)
+    if first_starts != expected:
+        return f"compensated {first_starts}, expected {expected}"
+    return None
+
+
+def _touched_steps(records: list[TraceRecord]) -> list[str]:
+    """The steps a saga completed or may have applied, in the order first touched."""
+    touched: list[str] = []
+    in_flight: str | None = None
+    for r in records:
+        if r.phase == Phase.EXECUTE and r.step is not None:
+            in_flight = None if r.outcome == Outcome.COMPLETED else r.step
+        # A resumed saga counts the step it was in when the process died as possibly applied.
+        resumed_in = is_resume(r) and r.detail == RESUMED_RUNNING and in_flight is not None
+        step = in_flight if resumed_in else (r.step if may_have_applied(r) else None)
+        if step is not None and step not in touched:
+            touched.append(step)
+    return touched
+
+
+def _compensated_steps(records: list[TraceRecord]) -> list[str | None]:
+    """Each compensation done, once per time it was done (but for the documented re-run after a resume)."""
+    compensated: list[str | None] = []
+    last_compensating: str | None = None  # the compensation that ran last: in flight if the manager stops
+    for r in records:
+        if r.phase == Phase.COMPENSATE:
+            last_compensating = r.step
+            if is_compensation_done(r):
+                compensated.append(r.step)
+        elif is_resume(r) and last_compensating in compensated:
+            # It ran, but its manager stopped before the store recorded it: the resumed saga runs it
+            # once more, as documented (compensations are idempotent). Count it once.
+            compensated.remove(last_compensating)
+    return compensated
+
+
+def _compensation_order(records: list[TraceRecord]) -> list[str]:
+    """The steps whose compensation began, in the order each first began."""
+    first_starts: list[str] = []
+    for r in records:
+        if is_compensation_start(r) and r.step not in first_starts:
+            first_starts.append(str(r.step))
+    return first_starts
 
 
 def no_data_loss(world: TradingWorld, horizon_s: float) -> list[Violation]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +31,15 @@ from matplotlib.patches import Patch
 from matplotlib.textpath import TextToPath
 
 from sagas.engine.trace import TraceRecord
+from simlab.evidence.trace_tables import (
+    COMPENSATION_RETRY_WAIT,
+    RETRY_WAIT,
+    Lane,
+    Phase,
+    Span,
+    saga_lanes,
+    trace_spans,
+)
 
 if TYPE_CHECKING:
     from simlab.batch.runner import RunResult
@@ -63,15 +72,8 @@ LANE_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :func:`timeline_lanes`."""
 
-EXECUTE = "execute"
-COMPENSATE = "compensate"
-RETRY_WAIT = "retry_wait"
-COMPENSATION_RETRY_WAIT = "compensation_retry_wait"
-
-_TERMINAL = frozenset({"completed", "compensated", "compensation_failed", "aborted", "timed_out"})
-_CLOSES = frozenset({"completed", "failed", "timed_out", "cancelled", "aborted", "compensated"})
-_EPSILON = 1e-9
-_OPEN = "running"
+EXECUTE = Phase.EXECUTE
+COMPENSATE = Phase.COMPENSATE
 
 
 class ViolationLike(Protocol):
@@ -90,128 +92,6 @@ class ViolationLike(Protocol):
 # -- tables -----------------------------------------------------------------
 
 
-@dataclass
-class _Lane:
-    lane: int
-    saga_id: str
-    saga_type: str
-    parent_id: str | None
-    depth: int
-    start: float
-    end: float
-    status: str = "running"
-    detail: str | None = None
-
-
-@dataclass
-class _Span:
-    saga_id: str
-    saga_type: str
-    parent_id: str | None
-    lane: int
-    step: str | None
-    attempt: int | None
-    kind: str
-    start: float
-    end: float
-    outcome: str
-    error_type: str | None = None
-
-
-def _lanes(records: Sequence[TraceRecord]) -> list[_Lane]:
-    """One lane per saga: roots by start time, each directly followed by its children (depth-first)."""
-    sagas: dict[str, _Lane] = {}
-    for r in records:
-        saga = sagas.get(r.saga_id)
-        if saga is None:
-            saga = sagas[r.saga_id] = _Lane(-1, r.saga_id, r.saga_type, r.parent_id, 0, r.t, r.t)
-        saga.end = max(saga.end, r.t)
-        if saga.parent_id is None and r.parent_id is not None:
-            saga.parent_id = r.parent_id
-        if r.phase == "saga" and r.outcome in _TERMINAL:
-            saga.status, saga.detail = r.outcome, r.detail
-    children: dict[str, list[_Lane]] = {}
-    roots: list[_Lane] = []
-    for saga in sagas.values():
-        if saga.parent_id is not None and saga.parent_id in sagas and saga.parent_id != saga.saga_id:
-            children.setdefault(saga.parent_id, []).append(saga)
-        else:
-            roots.append(saga)
-    order: list[_Lane] = []
-
-    def visit(saga: _Lane, depth: int) -> None:
-        if saga.lane >= 0:
-            return
-        saga.lane, saga.depth = len(order), depth
-        order.append(saga)
-        for child in sorted(children.get(saga.saga_id, ()), key=lambda c: (c.start, c.saga_id)):
-            visit(child, depth + 1)
-
-    for root in sorted(roots, key=lambda s: (s.start, s.saga_id)):
-        visit(root, 0)
-    for saga in sagas.values():  # a cycle of parents (never in a sound trace) still gets its lanes
-        visit(saga, 0)
-    return order
-
-
-def _spans(records: Sequence[TraceRecord], lanes: Sequence[_Lane]) -> list[_Span]:
-    lane_of = {lane.saga_id: lane.lane for lane in lanes}
-    spans: list[_Span] = []
-    open_attempts: dict[tuple[str, str, str | None, int | None], _Span] = {}
-    last_execute: dict[tuple[str, str | None], _Span] = {}
-    last_compensate: dict[tuple[str, str | None, int | None], _Span] = {}
-    waiting: dict[str, _Span] = {}  # a saga's retry wait not yet followed by another of its records
-
-    def new(r: TraceRecord, kind: str, end: float, outcome: str) -> _Span:
-        span = _Span(
-            r.saga_id, r.saga_type, r.parent_id, lane_of[r.saga_id], r.step, r.attempt, kind, r.t, end, outcome
-        )
-        spans.append(span)
-        return span
-
-    for r in records:
-        wait = waiting.pop(r.saga_id, None)
-        if wait is not None and r.t < wait.end - _EPSILON:
-            wait.end, wait.outcome = r.t, "interrupted"
-        if r.phase == "saga" and r.outcome == "resumed":
-            for key in [k for k in open_attempts if k[0] == r.saga_id]:
-                span = open_attempts.pop(key)
-                span.end, span.outcome = r.t, "interrupted"
-        elif r.phase in (EXECUTE, COMPENSATE):
-            key = (r.saga_id, r.phase, r.step, r.attempt)
-            if r.outcome == "started":
-                stale = open_attempts.pop(key, None)
-                if stale is not None:
-                    stale.end, stale.outcome = r.t, "interrupted"
-                span = open_attempts[key] = new(r, r.phase, r.t, _OPEN)
-                if r.phase == EXECUTE:
-                    last_execute[(r.saga_id, r.step)] = span
-                else:
-                    last_compensate[(r.saga_id, r.step, r.attempt)] = span
-            elif r.outcome in _CLOSES and key in open_attempts:
-                span = open_attempts.pop(key)
-                span.end, span.outcome, span.error_type = r.t, r.outcome, r.error_type
-            elif r.phase == EXECUTE and r.outcome == "invalid_result":
-                target = last_execute.get((r.saga_id, r.step))
-                if target is not None:
-                    target.outcome, target.error_type = r.outcome, r.error_type
-            elif r.phase == COMPENSATE and r.outcome == "gave_up":
-                target = last_compensate.get((r.saga_id, r.step, r.attempt))
-                if target is not None:
-                    target.outcome = r.outcome
-                    target.error_type = target.error_type or r.error_type
-            elif r.phase == COMPENSATE and r.outcome == "skipped":
-                new(r, COMPENSATE, r.t, "skipped")
-        elif r.phase == "retry" and r.outcome == "scheduled":
-            kind = COMPENSATION_RETRY_WAIT if r.detail == "compensation" else RETRY_WAIT
-            waiting[r.saga_id] = new(r, kind, r.t + (r.retry_delay or 0.0), "scheduled")
-
-    last_t = max((r.t for r in records), default=0.0)
-    for span in open_attempts.values():
-        span.end = last_t
-    return sorted(spans, key=lambda s: s.start)  # stable: ties keep the order of their records
-
-
 def timeline_lanes(trace: Iterable[TraceRecord]) -> pd.DataFrame:
     """One row per saga in lane order: its lane, type, parent, depth, first and last time, terminal status.
 
@@ -220,7 +100,7 @@ def timeline_lanes(trace: Iterable[TraceRecord]) -> pd.DataFrame:
     saga that never reached a terminal status; ``detail`` is the terminal
     record's detail (an abort's reason, a compensation's outcome).
     """
-    rows = [asdict(lane) for lane in _lanes(list(trace))]
+    rows = [asdict(lane) for lane in saga_lanes(list(trace))]
     return pd.DataFrame(rows, columns=list(LANE_COLUMNS))
 
 
@@ -243,7 +123,7 @@ def timeline_spans(trace: Iterable[TraceRecord]) -> pd.DataFrame:
     order of ``start``, ties in the order of their records.
     """
     records = list(trace)
-    rows = [asdict(span) for span in _spans(records, _lanes(records))]
+    rows = [asdict(span) for span in trace_spans(records, saga_lanes(records))]
     table = pd.DataFrame(rows, columns=list(SPAN_COLUMNS))
     table["attempt"] = table["attempt"].astype("Int64")
     return table
@@ -289,12 +169,12 @@ def _short(saga_id: str) -> str:
     return saga_id[:8]
 
 
-def _lane_label(lane: _Lane) -> str:
+def _lane_label(lane: Lane) -> str:
     indent = "    " * (lane.depth - 1) + "  └ " if lane.depth else ""
     return f"{indent}{lane.saga_type.removesuffix('Saga')} {_short(lane.saga_id)}"
 
 
-def _status_text(lane: _Lane, compensations: list[str]) -> str:
+def _status_text(lane: Lane, compensations: list[str]) -> str:
     parts = [lane.detail] if lane.detail and lane.detail != lane.status else []
     if compensations:
         n = len(compensations)
@@ -303,7 +183,7 @@ def _status_text(lane: _Lane, compensations: list[str]) -> str:
     return lane.status + (f" ({'; '.join(parts)})" if parts else "")
 
 
-def _compensations(spans: Iterable[_Span]) -> dict[int, list[str]]:
+def _compensations(spans: Iterable[Span]) -> dict[int, list[str]]:
     """Per lane, the outcome of each compensation attempt."""
     outcomes: dict[int, list[str]] = {}
     for span in spans:
@@ -344,8 +224,8 @@ def timeline_figure(
     ``compensate``, ``retry_wait``, ``fault``), so tests and callers can find them.
     """
     records = list(trace)
-    lanes = _lanes(records)
-    spans = _spans(records, lanes)
+    lanes = saga_lanes(records)
+    spans = trace_spans(records, lanes)
     violations = violations or ()
     windows = [(str(w[0]), float(w[1]), float(w[2])) for w in fault_windows or ()]
     families = list(dict.fromkeys(family for family, _, _ in windows))
@@ -409,7 +289,7 @@ def timeline_figure(
 
 def _bars(
     ax: Axes,
-    spans: Iterable[_Span],
+    spans: Iterable[Span],
     offset: float,
     height: float,
     colours: dict[str, str],
@@ -430,7 +310,7 @@ def _bars(
 
 
 def _draw_lanes(
-    ax: Axes, lanes: list[_Lane], spans: list[_Span], span_min: float, violations: Sequence[ViolationLike]
+    ax: Axes, lanes: list[Lane], spans: list[Span], span_min: float, violations: Sequence[ViolationLike]
 ) -> float:
     """Draw the lanes; returns the width of the widest lane label in points."""
     n = len(lanes)
@@ -487,7 +367,7 @@ def _draw_lanes(
             zorder=3,
         )
 
-    failures: dict[tuple[int, str | None], list[_Span]] = {}
+    failures: dict[tuple[int, str | None], list[Span]] = {}
     for span in execute:
         if span.outcome in ("failed", "timed_out", "invalid_result"):
             failures.setdefault((span.lane, span.step), []).append(span)
@@ -659,7 +539,7 @@ def _draw_lags(ax: Axes, lags: Sequence[tuple[str, float, float]]) -> None:
     ax.legend(title="projection", fontsize=7, title_fontsize=7, loc="upper right", frameon=False)
 
 
-def _legend_handles(spans: list[_Span], lanes: list[_Lane], violations: Sequence[ViolationLike]) -> list[Any]:
+def _legend_handles(spans: list[Span], lanes: list[Lane], violations: Sequence[ViolationLike]) -> list[Any]:
     handles: list[Any] = []
     execute = {s.outcome for s in spans if s.kind == EXECUTE} | {"completed", "failed", "timed_out"}
     for outcome, colour in _OUTCOME_COLOURS.items():
