@@ -20,9 +20,10 @@ from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
 from simlab.chaos.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
-from simlab.evidence.invariants import DeletionSnapshot, Violation, check_invariants
+from simlab.evidence.invariants import Violation, check_invariants
 from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
 from simlab.evidence.reach import run_reach
+from simlab.evidence.sources import DeletionSnapshot, Evidence
 from simlab.evidence.trace_tables import SagaRow, saga_rows
 from simlab.scenario.model import Scenario
 from simlab.sim.trading_world import TradingWorld
@@ -117,7 +118,8 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     with relaxed_gc():
         runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
-    violations, unchecked = check_invariants(world, scenario.invariants, scenario.horizon_s, snapshots, ledger=ledger)
+    evidence = Evidence.gather(world, scenario.horizon_s, ledger=ledger, snapshots=snapshots)
+    violations, unchecked = check_invariants(evidence, scenario.invariants)
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
     return RunResult(

@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
 from sagas.engine.trace import TraceRecord
+from sagas.trading.wiring import trading_sagas
 from simlab.evidence.checks.violation import CannotCheck, Violation
+from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import COMPENSATION_RETRY, Outcome, Phase, is_resume, records_by_saga
 
 NAME = "retry_policy_obeyed"
@@ -266,3 +268,12 @@ def retry_policy_violations(
             check.record(r)
         found += check.found
     return found
+
+
+def retry_policy_obeyed(ev: Evidence) -> list[Violation]:
+    """Every step's attempts, compensations and polls keep the retry policy its saga declares.
+
+    The policies are the trading sagas' definitions under the run's configuration (the
+    scenario's step overrides applied), not the trace's own.
+    """
+    return retry_policy_violations(ev.records, declared_policies(trading_sagas(ev.world.deps)))

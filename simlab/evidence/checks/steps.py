@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from sagas.engine.trace import TraceRecord
 from simlab.evidence.checks.violation import Violation
+from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import Outcome, Phase, is_attempt_start, is_resume, records_by_saga
 
 NAME = "no_step_applied_twice"
@@ -48,3 +49,8 @@ def step_rerun_violations(records: Iterable[TraceRecord]) -> list[Violation]:
                         may_rerun = None  # re-run once, as documented: from here it is done
                 last_step = r.step
     return found
+
+
+def no_step_applied_twice(ev: Evidence) -> list[Violation]:
+    """No completed step runs again, but the one a dead manager was in."""
+    return step_rerun_violations(ev.records)
