@@ -1,9 +1,13 @@
-"""Running a scenario: one seeded run, or a batch of runs from a root seed, and their summary.
+"""Running a scenario: one seeded run, its evidence and invariants, and the result a batch stores.
 
-Each run's seed is derived from the batch's root seed and the run's index, so
-any run can be replayed alone from (scenario, run seed). This first runner is
-in-process and keeps results in memory; parallel workers, Parquet shards and
-resumption are the next step (see the issue notes).
+``run_once`` builds the scenario's world for one seed, watches its locks, injects its
+faults, drives its workload up to the horizon, then reads the trace once
+(``simlab.evidence.trace_tables``) and checks the scenario's invariants
+(``simlab.evidence.invariants``). Each run's seed is derived from the batch's root seed
+and the run's index (``run_seed``), so any run can be replayed alone from (scenario, run
+seed). ``run_batch`` runs a batch in this process, one run after another, keeping results
+in memory; ``simlab.batch.batches`` spreads batches over worker processes and writes them
+as Parquet shards that a later command resumes.
 """
 
 from __future__ import annotations
