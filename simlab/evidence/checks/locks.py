@@ -14,10 +14,11 @@ writes and the ledger's holds (see its docstring).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sagas.engine.state import SagaState
+from sagas.trading.fencing import ConnectionWrite
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.lock_ledger import LOCK_PREFIX, ForeignDeletion, Hold, owner_of
 from simlab.evidence.sources import Evidence
@@ -113,45 +114,50 @@ def single_lock_holder(ev: Evidence) -> list[Violation]:
     by_key: dict[str, list[Hold]] = defaultdict(list)
     for hold in ev.lock_ledger().holds:
         by_key[hold.key].append(hold)
-    found = []
     writes = ev.world.platform.write.writes
-    for index, write in enumerate(writes):
-        key = LOCK_PREFIX + write.broker_connection_id
-        believed = [
-            h
-            for h in by_key.get(key, ())
-            # Only its own release ends a holder's belief: a hold whose process died lives on in the
-            # saga's stored state (resumed, it believes again), and one deleted by another is still believed.
-            if h.owner == write.saga_id and h.start <= write.t and (h.released_at is None or h.released_at >= write.t)
-        ]
-        if not believed:
-            continue  # not a write under this lock
-        mine = max(believed, key=lambda h: h.start)
-        for newer in by_key[key]:
-            if newer.owner == write.saga_id or not mine.start < newer.start <= write.t:
-                continue
-            acted = next(
-                (
-                    w
-                    for w in writes[:index]
-                    if w.saga_id == newer.owner
-                    and w.broker_connection_id == write.broker_connection_id
-                    and w.t >= newer.start
-                ),
-                None,
-            )
-            if acted is None:
-                continue
-            ran_out = f"its TTL ran out at {mine.expires_at:g} s" if mine.expires_at is not None else "it had no TTL"
-            found.append(
-                Violation(
-                    "single_lock_holder",
-                    write.t,
-                    (write.saga_id, newer.owner),
-                    f"{write.saga_id}'s {write.command} on connection {write.broker_connection_id} was accepted at "
-                    f"{write.t:g} s while it still believed it held {key} ({ran_out}), after {newer.owner} had "
-                    f"taken the lock at {newer.start:g} s and written ({acted.command} at {acted.t:g} s)",
-                )
-            )
-            break
-    return found
+    found = [
+        _stale_write(writes, index, by_key.get(LOCK_PREFIX + w.broker_connection_id, []))
+        for index, w in enumerate(writes)
+    ]
+    return [violation for violation in found if violation is not None]
+
+
+def _stale_write(writes: Sequence[ConnectionWrite], index: int, holds: list[Hold]) -> Violation | None:
+    """The violation if ``writes[index]`` came from a stale holder of its connection's lock (``holds``), else None."""
+    write = writes[index]
+    key = LOCK_PREFIX + write.broker_connection_id
+    believed = [
+        h
+        for h in holds
+        # Only its own release ends a holder's belief: a hold whose process died lives on in the
+        # saga's stored state (resumed, it believes again), and one deleted by another is still believed.
+        if h.owner == write.saga_id and h.start <= write.t and (h.released_at is None or h.released_at >= write.t)
+    ]
+    if not believed:
+        return None  # not a write under this lock
+    mine = max(believed, key=lambda h: h.start)
+    for newer in holds:
+        if newer.owner == write.saga_id or not mine.start < newer.start <= write.t:
+            continue
+        acted = next(
+            (
+                w
+                for w in writes[:index]
+                if w.saga_id == newer.owner
+                and w.broker_connection_id == write.broker_connection_id
+                and w.t >= newer.start
+            ),
+            None,
+        )
+        if acted is None:
+            continue
+        ran_out = f"its TTL ran out at {mine.expires_at:g} s" if mine.expires_at is not None else "it had no TTL"
+        return Violation(
+            "single_lock_holder",
+            write.t,
+            (write.saga_id, newer.owner),
+            f"{write.saga_id}'s {write.command} on connection {write.broker_connection_id} was accepted at "
+            f"{write.t:g} s while it still believed it held {key} ({ran_out}), after {newer.owner} had "
+            f"taken the lock at {newer.start:g} s and written ({acted.command} at {acted.t:g} s)",
+        )
+    return None
