@@ -36,7 +36,8 @@ from simlab.chaos.faults import (
 from simlab.chaos.faults.family import PORTS
 from simlab.chaos.faults.registry import REGISTRY
 from simlab.chaos.workload import build_scenario_world, drive
-from simlab.evidence.invariants import terminal_by_horizon
+from simlab.evidence.checks.endings import terminal_by_horizon
+from simlab.evidence.sources import Evidence
 from simlab.scenario import load_scenario
 from simlab.scenario.faults import Faults
 from simlab.scenario.model import Scenario
@@ -538,7 +539,7 @@ def test_a_crashed_manager_restarts_resumes_its_sagas_and_gets_the_events_it_mis
     # The second user's connection event waited for the new manager.
     connections = [r.t for r in started if r.saga_type == "BrokerConnectionSaga"]
     assert len(connections) == 2 and connections[1] == pytest.approx(up)
-    assert terminal_by_horizon(world, 1000) == []
+    assert terminal_by_horizon(Evidence.gather(world, 1000)) == []
     ends = {r.saga_id: r.outcome for r in records if r.phase == "saga" and r.outcome in ("completed", "aborted")}
     assert set(ends) == {r.saga_id for r in started} and ends[disconnection] == "completed"
 

@@ -18,8 +18,10 @@ from sagas.trading import events as e
 from sagas.trading.sagas.connection import BrokerConnectionSaga
 from simlab.batch.runner import run_once, watch_locks
 from simlab.chaos.workload import build_scenario_world
-from simlab.evidence.checks.locks import foreign_deletions, locks_left_at_horizon
-from simlab.evidence.invariants import check_invariants, lock_hygiene, no_data_loss, one_saga_per_trigger
+from simlab.evidence.checks.locks import foreign_deletions, lock_hygiene, locks_left_at_horizon
+from simlab.evidence.checks.triggers import one_saga_per_trigger
+from simlab.evidence.checks.write_model import no_data_loss
+from simlab.evidence.invariants import INVARIANTS, Evidence, check_invariants
 from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
 from simlab.scenario.model import Scenario
 from simlab.sim.brokers import REAL, VirtualBroker
@@ -88,7 +90,7 @@ def established(world: TradingWorld, connection_id: str, event_id: str) -> e.Bro
 def test_a_connected_connection_with_every_broker_account_linked_is_clean():
     world, _, connection_id = run_world(connect)
     assert len(world.platform.write.accounts_of(connection_id)) == 2
-    assert no_data_loss(world, HORIZON) == []
+    assert no_data_loss(Evidence.gather(world, HORIZON)) == []
 
 
 def test_a_saga_that_reports_zero_accounts_does_not_agree_with_itself_any_more(monkeypatch):
@@ -99,7 +101,7 @@ def test_a_saga_that_reports_zero_accounts_does_not_agree_with_itself_any_more(m
     world, _, connection_id = run_world(connect)
     [state] = world.sim.store.all_states()
     assert state.status is SagaStatus.COMPLETED and state.results["discovered"] == []
-    [violation] = no_data_loss(world, HORIZON)
+    [violation] = no_data_loss(Evidence.gather(world, HORIZON))
     assert violation.explanation.startswith(
         f"connection {connection_id} is connected with 0 of the 2 accounts its broker has (missing "
         f"alpaca:{connection_id}:1, alpaca:{connection_id}:2), although BrokerConnectionSaga {state.saga_id} "
@@ -132,7 +134,7 @@ def test_a_compensation_that_unlinks_accounts_another_saga_linked_is_data_loss(m
     first, second = world.sim.store.all_states()
     assert (first.status, second.status) == (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
     assert world.platform.write.accounts_of(connection_id) == []
-    [violation] = no_data_loss(world, HORIZON)
+    [violation] = no_data_loss(Evidence.gather(world, HORIZON))
     assert "connected with 0 of the 2 accounts its broker has" in violation.explanation
     assert f"BrokerConnectionSaga {first.saga_id} completed for it" in violation.explanation
 
@@ -156,7 +158,7 @@ def test_a_reconnect_whose_own_saga_failed_is_a_failure_not_a_loss(monkeypatch):
     assert world.platform.write.accounts_of(connection_id) == []
     statuses = [s.status for s in world.sim.store.all_states() if s.saga_type == "BrokerConnectionSaga"]
     assert statuses == [SagaStatus.COMPLETED, SagaStatus.COMPENSATED]
-    assert no_data_loss(world, HORIZON) == []  # A completed before the reconnect; B never linked
+    assert no_data_loss(Evidence.gather(world, HORIZON)) == []  # A completed before the reconnect; B never linked
 
 
 def test_a_broker_without_ground_truth_leaves_no_data_loss_unchecked():
@@ -166,7 +168,7 @@ def test_a_broker_without_ground_truth_leaves_no_data_loss_unchecked():
         await world.manager.wait_idle()
 
     _, world = run_trading(main)  # scripted brokers: they answer calls but do not tell their accounts
-    violations, unchecked = check_invariants(world, ["no_data_loss", "no_orphans"], HORIZON)
+    violations, unchecked = check_invariants(Evidence.gather(world, HORIZON), ["no_data_loss", "no_orphans"])
     assert violations == [] and unchecked == ["no_data_loss"]
 
 
@@ -184,7 +186,7 @@ def test_a_redelivered_trigger_starts_one_saga_and_is_clean():
     world, _, _ = run_world(main)
     assert len(world.sim.store.all_states()) == 2  # the first connect's saga, and one for "again"
     assert [r.outcome for r in world.sim.tracer.records if r.outcome == "duplicate_trigger"] == ["duplicate_trigger"]
-    assert one_saga_per_trigger(world, HORIZON) == []
+    assert one_saga_per_trigger(Evidence.gather(world, HORIZON)) == []
 
 
 class ForgetfulStore(InMemorySagaStore):
@@ -204,7 +206,7 @@ def test_a_store_that_forgets_trigger_claims_starts_two_sagas_and_is_caught():
         return connection_id
 
     world, _, _ = run_world(main, store=ForgetfulStore())
-    [violation] = one_saga_per_trigger(world, HORIZON)
+    [violation] = one_saga_per_trigger(Evidence.gather(world, HORIZON))
     twins = {s.saga_id for s in world.sim.store.all_states() if s.trigger_id == "again"}
     assert set(violation.saga_ids) == twins and len(twins) == 2
     assert (
@@ -226,7 +228,7 @@ def test_safe_locks_taken_and_released_leave_redis_clean():
     world, ledger, connection_id = run_world(connect_and_disconnect, variants=SAFE)
     assert len(ledger.holds) == 2  # the connection saga's and the disconnection saga's
     assert world.platform.write.connections[connection_id].status.value == "purged"
-    assert lock_hygiene(world, HORIZON, ledger) == []
+    assert lock_hygiene(Evidence.gather(world, HORIZON, ledger=ledger)) == []
 
 
 def test_a_lock_left_behind_by_a_finished_saga_is_caught(monkeypatch):
@@ -236,7 +238,7 @@ def test_a_lock_left_behind_by_a_finished_saga_is_caught(monkeypatch):
     monkeypatch.setattr(RedisLockManager, "release", keep)
     world, ledger, connection_id = run_world(connect, variants=SAFE)
     [state] = world.sim.store.all_states()
-    [violation] = lock_hygiene(world, HORIZON, ledger)
+    [violation] = lock_hygiene(Evidence.gather(world, HORIZON, ledger=ledger))
     owner = state.saga_id
     assert violation.saga_ids == (owner,)
     assert violation.explanation.startswith(
@@ -260,7 +262,7 @@ def test_a_lock_without_expiry_is_caught(monkeypatch):
     monkeypatch.setattr(RedisLockManager, "acquire_fenced", forever)  # the lock the safe sagas take
     monkeypatch.setattr(RedisLockManager, "release", keep)
     world, ledger, connection_id = run_world(connect, variants=SAFE)
-    explanations = [v.explanation for v in lock_hygiene(world, HORIZON, ledger)]
+    explanations = [v.explanation for v in lock_hygiene(Evidence.gather(world, HORIZON, ledger=ledger))]
     assert explanations[0].endswith("has no expiry")
     assert explanations[0].startswith(f"lock broker:disconnect:lock:{connection_id} (held by ")
 
@@ -379,3 +381,38 @@ def test_in_a_whole_run_the_seed_lock_deletes_the_next_holders_lock_and_the_safe
     safe = run_once(_paused_disconnections("safe"), 0)
     assert safe.violations == []
     assert safe.reach["lock_expiry"] >= 2  # both frozen holders' locks ran out: the pauses still struck
+
+
+# -- the registry: an invariant whose evidence the run lacks is not checked, never called clean ---------------
+
+
+def test_an_invariant_whose_evidence_the_run_lacks_is_listed_as_not_checked():
+    world, _, _ = run_world(connect, variants=SAFE)
+    names = ["lock_hygiene", "single_lock_holder", "deleted_user_clean", "compensation_exact", "no_such_invariant"]
+    # No lock ledger and no deletion snapshots were handed over; the trace is always there.
+    assert check_invariants(Evidence.gather(world, HORIZON), names) == ([], [names[0], names[1], names[2], names[4]])
+
+
+class OpaqueStore:
+    """A saga store that cannot list its sagas (a real one, say)."""
+
+
+def test_a_store_that_cannot_list_its_sagas_leaves_every_invariant_reading_it_unchecked():
+    world, ledger, _ = run_world(connect, variants=SAFE)
+    world.sim.store = OpaqueStore()  # type: ignore[assignment]
+    evidence = Evidence.gather(world, HORIZON, ledger=ledger, snapshots=())
+    violations, unchecked = check_invariants(evidence, list(INVARIANTS))
+    assert violations == []
+    assert unchecked == [
+        "terminal_by_horizon",
+        "no_data_loss",
+        "no_orphans",
+        "no_duplicate_accounts",
+        "disconnect_completed",
+        "one_saga_per_trigger",
+        "lock_hygiene",
+    ]
+
+
+def test_a_scenario_checks_every_registered_invariant_unless_it_names_some():
+    assert Scenario.model_validate({"name": "all"}).invariants == tuple(INVARIANTS)

@@ -49,6 +49,7 @@ from simlab.batch.shards import (
     write_shard,
 )
 from simlab.evidence.reach import reach_columns
+from simlab.evidence.trace_tables import attempt_rows
 from simlab.scenario.limits import cut
 from simlab.scenario.model import Scenario
 
@@ -74,8 +75,6 @@ __all__ = [
 ]
 
 DEFAULT_SHARD_SIZE = 250
-ATTEMPT_PHASES = ("execute", "compensate", "poll")
-"""Trace phases whose attempts the ``attempts`` table holds (``poll``: a ``retry_async`` poll inside a step)."""
 
 
 # The packages whose code decides what a run produces: the engine, and the lab below its presentation
@@ -102,29 +101,6 @@ def config_hash(scenario: Scenario) -> str:
 
 def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> dict[str, list[dict[str, object]]]:
     keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
-    attempts = []
-    open_attempts: dict[tuple[str, str | None, int | None, str], float] = {}
-    for r in result.trace:
-        if r.phase not in ATTEMPT_PHASES:
-            continue
-        key = (r.saga_id, r.step, r.attempt, r.phase)
-        if r.outcome == "started":
-            open_attempts[key] = r.t
-        elif key in open_attempts:
-            attempts.append(
-                {
-                    **keys,
-                    "saga_id": r.saga_id,
-                    "saga_type": r.saga_type,
-                    "step": r.step,
-                    "attempt": r.attempt,
-                    "phase": r.phase,
-                    "start": open_attempts.pop(key),
-                    "end": r.t,
-                    "outcome": r.outcome,
-                    "error_type": r.error_type,
-                }
-            )
     windows = getattr(result, "fault_windows", ()) or ()
     return {
         "runs": [
@@ -151,7 +127,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
             }
             for s in result.sagas
         ],
-        "attempts": attempts,
+        "attempts": [{**keys, **row._asdict()} for row in attempt_rows(result.trace)],
         "violations": [
             {**keys, "invariant": v.invariant, "t": v.t, "sagas": ",".join(v.saga_ids), "explanation": v.explanation}
             for v in result.violations

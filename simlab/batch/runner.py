@@ -1,9 +1,13 @@
-"""Running a scenario: one seeded run, or a batch of runs from a root seed, and their summary.
+"""Running a scenario: one seeded run, its evidence and invariants, and the result a batch stores.
 
-Each run's seed is derived from the batch's root seed and the run's index, so
-any run can be replayed alone from (scenario, run seed). This first runner is
-in-process and keeps results in memory; parallel workers, Parquet shards and
-resumption are the next step (see the issue notes).
+``run_once`` builds the scenario's world for one seed, watches its locks, injects its
+faults, drives its workload up to the horizon, then reads the trace once
+(``simlab.evidence.trace_tables``) and checks the scenario's invariants
+(``simlab.evidence.invariants``). Each run's seed is derived from the batch's root seed
+and the run's index (``run_seed``), so any run can be replayed alone from (scenario, run
+seed). ``run_batch`` runs a batch in this process, one run after another, keeping results
+in memory; ``simlab.batch.batches`` spreads batches over worker processes and writes them
+as Parquet shards that a later command resumes.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
 from simlab.chaos.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
-from simlab.evidence.invariants import TERMINAL_OUTCOMES, DeletionSnapshot, Violation, check_invariants
+from simlab.evidence.invariants import Violation, check_invariants
 from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
 from simlab.evidence.reach import run_reach
+from simlab.evidence.sources import DeletionSnapshot, Evidence
+from simlab.evidence.trace_tables import SagaRow, saga_rows
 from simlab.scenario.model import Scenario
 from simlab.sim.trading_world import TradingWorld
 from simlab.sim.world import relaxed_gc
@@ -30,19 +36,6 @@ from simlab.sim.world import relaxed_gc
 
 class UnsupportedScenario(ValueError):
     """The scenario asks for something this runner cannot do yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class SagaRow:
-    """One saga of one run."""
-
-    saga_id: str
-    saga_type: str
-    status: str
-    started_at: float
-    ended_at: float | None
-    attempts: int
-    retries: int
 
 
 BrokerCallRow = tuple[str, float, float, str, str]
@@ -129,13 +122,14 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     with relaxed_gc():
         runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
-    violations, unchecked = check_invariants(world, scenario.invariants, scenario.horizon_s, snapshots, ledger=ledger)
+    evidence = Evidence.gather(world, scenario.horizon_s, ledger=ledger, snapshots=snapshots)
+    violations, unchecked = check_invariants(evidence, scenario.invariants)
     for name, error in runtime.unobserved_errors():
         violations.append(Violation("task_failed", runtime.now(), (), f"{name}: {type(error).__name__}: {error}"))
     return RunResult(
         seed,
         trace_hash(records),
-        _saga_rows(records),
+        saga_rows(records),
         violations,
         unchecked,
         list(records) if keep_trace else [],
@@ -165,34 +159,6 @@ def watch_locks(world: TradingWorld) -> LockLedger:
     world.deps.redis, world.deps.cache = redis, CacheManager(redis)
     world.deps.locks = world.manager.locks = RedisLockManager(redis)
     return ledger
-
-
-@dataclass
-class _Tally:
-    saga_type: str
-    started_at: float
-    status: str = "running"
-    ended_at: float | None = None
-    attempts: int = 0
-    retries: int = 0
-
-
-def _saga_rows(records: list[TraceRecord]) -> list[SagaRow]:
-    tallies: dict[str, _Tally] = {}
-    for r in records:
-        tally = tallies.get(r.saga_id)
-        if tally is None:
-            tally = tallies[r.saga_id] = _Tally(r.saga_type, r.t)
-        if r.phase == "execute" and r.outcome == "started":
-            tally.attempts += 1
-        elif r.phase == "retry":
-            tally.retries += 1
-        elif r.phase == "saga" and r.outcome in TERMINAL_OUTCOMES:
-            tally.status, tally.ended_at = r.outcome, r.t
-    return [
-        SagaRow(sid, t.saga_type, t.status, t.started_at, t.ended_at, t.attempts, t.retries)
-        for sid, t in tallies.items()
-    ]
 
 
 def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from sagas.engine.trace import TraceRecord
+from simlab.evidence.trace_tables import Outcome, Phase, is_compensation_start
 
 REACH_PATHS: tuple[str, ...] = (
     "retry",
@@ -51,17 +52,17 @@ REACH_PREFIX = "reach_"
 
 # (phase, outcome) -> path, for the paths one record is evidence of.
 _BY_RECORD: dict[tuple[str, str], str] = {
-    ("retry", "scheduled"): "retry",
-    ("execute", "timed_out"): "step_timeout",
-    ("compensate", "timed_out"): "step_timeout",
-    ("compensate", "gave_up"): "failed_compensation",
-    ("saga", "deadline_exceeded"): "saga_deadline",
-    ("saga", "resumed"): "crash_resume",
-    ("saga", "duplicate_trigger"): "duplicate_trigger",
-    ("children", "waiting"): "child_wait",
-    ("poll", "scheduled"): "poll_retry",
-    ("saga", "lease_lost"): "lease_lost",
-    ("saga", "parent_compensated"): "child_stopped",
+    (Phase.RETRY, Outcome.SCHEDULED): "retry",
+    (Phase.EXECUTE, Outcome.TIMED_OUT): "step_timeout",
+    (Phase.COMPENSATE, Outcome.TIMED_OUT): "step_timeout",
+    (Phase.COMPENSATE, Outcome.GAVE_UP): "failed_compensation",
+    (Phase.SAGA, Outcome.DEADLINE_EXCEEDED): "saga_deadline",
+    (Phase.SAGA, Outcome.RESUMED): "crash_resume",
+    (Phase.SAGA, Outcome.DUPLICATE_TRIGGER): "duplicate_trigger",
+    (Phase.CHILDREN, Outcome.WAITING): "child_wait",
+    (Phase.POLL, Outcome.SCHEDULED): "poll_retry",
+    (Phase.SAGA, Outcome.LEASE_LOST): "lease_lost",
+    (Phase.SAGA, Outcome.PARENT_COMPENSATED): "child_stopped",
 }
 
 
@@ -94,12 +95,12 @@ def run_reach(records: Iterable[TraceRecord], lock_expiries: int = 0) -> dict[st
         if path is not None:
             counts[path] += 1
         key = (r.saga_id, r.step)
-        if r.phase == "execute":
-            if r.outcome == "completed":
+        if r.phase == Phase.EXECUTE:
+            if r.outcome == Outcome.COMPLETED:
                 completed.add(key)
-            elif r.outcome == "invalid_result":
+            elif r.outcome == Outcome.INVALID_RESULT:
                 completed.discard(key)  # it ran to the end, yet the saga does not count it completed
-        elif r.phase == "compensate" and r.outcome in ("started", "skipped") and key not in compensated:
+        elif is_compensation_start(r) and key not in compensated:
             compensated.add(key)
             if key not in completed:  # the engine compensates only completed and possibly applied steps
                 counts["possibly_applied_compensation"] += 1

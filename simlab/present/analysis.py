@@ -14,6 +14,9 @@ Vocabulary:
   and ``compensation_failed`` are not clean, and neither is a saga still running at
   the horizon;
 - a run **violates** when any invariant was violated in it.
+
+Choosing a configuration from ``config_summary`` (``pareto_front``, ``recommend``,
+``describe_choice``) lives in ``simlab.present.choice`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ import pandas as pd
 from scipy import stats
 
 from simlab.batch.batches import Results
+from simlab.present.choice import OBJECTIVES as OBJECTIVES
+from simlab.present.choice import describe_choice as describe_choice
+from simlab.present.choice import pareto_front as pareto_front
+from simlab.present.choice import recommend as recommend
 
 CLEAN_STATUSES = ("completed", "aborted", "compensated")
 DONE_STATUSES = ("completed", "aborted")  # did what was asked, or found by design that nothing was to be done
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 999
 BOOTSTRAP_SEED = 20261127
-OBJECTIVES = {"clean_rate": "ending clean", "completed_rate": "completing (no compensation)"}
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -168,49 +174,52 @@ def config_summary(
     keys = _by(results, by)
     sagas = _of_type(results.sagas, saga_type)
     load = _per_run_peaks(results, keys, window=load_window)
-    rows = []
-    for key in _configs(results, keys):
-        runs = _select(results.runs, keys, key)
-        these = _select(sagas, keys, key)
-        clean = int(these["status"].isin(CLEAN_STATUSES).sum()) if len(these) else 0
-        done = int(these["status"].isin(DONE_STATUSES).sum()) if len(these) else 0
-        violating = int((runs["violations"] > 0).sum())
-        rid = _run_id(runs)
-        unclean = these.loc[~these["status"].isin(CLEAN_STATUSES), rid] if len(these) else runs[rid].iloc[:0]
-        bad_runs = set(unclean.itertuples(index=False)) | set(
-            runs.loc[runs["violations"] > 0, rid].itertuples(index=False)
-        )
-        succeeded = len(runs) - len(bad_runs)
-        durations = these["duration_s"].to_numpy(dtype=float) if len(these) else np.array([])
-        p99, p99_low, p99_high = quantile_interval(durations, 0.99, confidence)
-        calls = _select(results.broker_calls, keys, key)
-        all_sagas = len(_select(results.sagas, keys, key))
-        peaks = _select(load, keys, key)
-        rows.append(
-            {
-                **dict(zip(keys, key, strict=True)),
-                "runs": len(runs),
-                "sagas": len(these),
-                "clean_rate": clean / len(these) if len(these) else float("nan"),
-                **_interval("clean", clean, len(these), confidence),
-                "completed_rate": done / len(these) if len(these) else float("nan"),
-                **_interval("completed", done, len(these), confidence),
-                "success_rate": succeeded / len(runs) if len(runs) else float("nan"),
-                **_interval("success", succeeded, len(runs), confidence),
-                "violation_rate": violating / len(runs) if len(runs) else float("nan"),
-                **_interval("violation", violating, len(runs), confidence),
-                "p50_s": float(np.nanquantile(durations, 0.5)) if np.any(~np.isnan(durations)) else float("nan"),
-                "p99_s": p99,
-                "p99_low": p99_low,
-                "p99_high": p99_high,
-                "mean_retries": float(these["retries"].mean()) if len(these) else float("nan"),
-                "calls_per_saga": len(calls) / all_sagas if all_sagas else float("nan"),
-                # Runs without a call in the window count as a peak of 0.
-                "peak_calls_per_s": float(peaks["peak_calls_per_s"].sum() / len(runs)) if len(runs) else 0.0,
-            }
-        )
+    rows = [
+        {**dict(zip(keys, key, strict=True)), **_config_row(results, keys, key, sagas, load, confidence)}
+        for key in _configs(results, keys)
+    ]
     frame = pd.DataFrame(rows)
     return frame.set_index(keys) if keys else frame
+
+
+def _config_row(
+    results: Results, keys: list[str], key: tuple[Any, ...], sagas: pd.DataFrame, load: pd.DataFrame, confidence: float
+) -> dict[str, Any]:
+    """``config_summary``'s figures for the configuration ``key`` (``sagas``: those of the chosen type)."""
+    runs = _select(results.runs, keys, key)
+    these = _select(sagas, keys, key)
+    clean = int(these["status"].isin(CLEAN_STATUSES).sum()) if len(these) else 0
+    done = int(these["status"].isin(DONE_STATUSES).sum()) if len(these) else 0
+    violating = int((runs["violations"] > 0).sum())
+    rid = _run_id(runs)
+    unclean = these.loc[~these["status"].isin(CLEAN_STATUSES), rid] if len(these) else runs[rid].iloc[:0]
+    bad_runs = set(unclean.itertuples(index=False)) | set(runs.loc[runs["violations"] > 0, rid].itertuples(index=False))
+    succeeded = len(runs) - len(bad_runs)
+    durations = these["duration_s"].to_numpy(dtype=float) if len(these) else np.array([])
+    p99, p99_low, p99_high = quantile_interval(durations, 0.99, confidence)
+    calls = _select(results.broker_calls, keys, key)
+    all_sagas = len(_select(results.sagas, keys, key))
+    peaks = _select(load, keys, key)
+    return {
+        "runs": len(runs),
+        "sagas": len(these),
+        "clean_rate": clean / len(these) if len(these) else float("nan"),
+        **_interval("clean", clean, len(these), confidence),
+        "completed_rate": done / len(these) if len(these) else float("nan"),
+        **_interval("completed", done, len(these), confidence),
+        "success_rate": succeeded / len(runs) if len(runs) else float("nan"),
+        **_interval("success", succeeded, len(runs), confidence),
+        "violation_rate": violating / len(runs) if len(runs) else float("nan"),
+        **_interval("violation", violating, len(runs), confidence),
+        "p50_s": float(np.nanquantile(durations, 0.5)) if np.any(~np.isnan(durations)) else float("nan"),
+        "p99_s": p99,
+        "p99_low": p99_low,
+        "p99_high": p99_high,
+        "mean_retries": float(these["retries"].mean()) if len(these) else float("nan"),
+        "calls_per_saga": len(calls) / all_sagas if all_sagas else float("nan"),
+        # Runs without a call in the window count as a peak of 0.
+        "peak_calls_per_s": float(peaks["peak_calls_per_s"].sum() / len(runs)) if len(runs) else 0.0,
+    }
 
 
 def duration_quantiles(
@@ -397,132 +406,3 @@ def findings(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFra
             }
         )
     return pd.DataFrame(rows, columns=columns)
-
-
-# -- choosing ----------------------------------------------------------------------------------
-
-
-def pareto_front(
-    summary: pd.DataFrame,
-    *,
-    rate: str = "success_rate",
-    cost: str = "p99_s",
-    given: Sequence[str] = (),
-    max_violation_rate: float | None = None,
-) -> pd.Series:
-    """True for the configurations no other one beats on both ``rate`` (higher) and ``cost`` (lower).
-
-    With ``given``, one front per value of those conditions (a setting is only compared with others
-    under the same circumstances); with ``max_violation_rate``, only configurations within it count.
-    """
-    eligible = summary[rate].notna() & summary[cost].notna()
-    if max_violation_rate is not None:
-        eligible &= summary["violation_rate"] <= max_violation_rate
-    flat = summary.reset_index()
-    groups = [np.arange(len(flat))] if not given else [g.index.to_numpy() for _, g in flat.groupby(list(given))]
-    front = np.zeros(len(summary), dtype=bool)
-    values = summary[[rate, cost]].to_numpy(dtype=float)
-    ok = eligible.to_numpy()
-    for rows in groups:
-        candidates = [i for i in rows if ok[i]]
-        for i in candidates:
-            r, c = values[i]
-            front[i] = not any(
-                values[j][0] >= r and values[j][1] <= c and (values[j][0] > r or values[j][1] < c)
-                for j in candidates
-                if j != i
-            )
-    return pd.Series(front, index=summary.index, name="pareto")
-
-
-def recommend(
-    summary: pd.DataFrame,
-    *,
-    target: float = 0.999,
-    max_violation_rate: float = 0.0,
-    given: Sequence[str] = (),
-    objective: str = "clean_rate",
-) -> pd.DataFrame:
-    """The configurations that meet the target, fastest (lowest p99) first, with their uncertainty.
-
-    ``objective`` is the rate the target applies to: ``clean_rate`` (completed or cleanly
-    compensated, the default) or ``completed_rate`` (a compensation counts as a failure).
-    A configuration **meets** the target when its objective rate is at least ``target`` and its
-    violation rate at most ``max_violation_rate``, both as measured. It meets it **confidently**
-    when the lower end of the objective rate's interval clears ``target`` too (and, for a tolerance
-    above zero, the upper end of the violation-rate interval stays within it). (With a few hundred runs
-    per point a 99.9 % target cannot be met confidently: the interval is wider than the
-    margin, and the table shows it.) Rows that do not meet the target are left out.
-
-    ``given`` names swept parameters that are conditions rather than choices (a projection
-    lag, a broker's latency): the ranking is then done separately for each of their values,
-    and ``rank`` restarts at 1 in each.
-    """
-    table = summary.copy()
-    table["pareto"] = pareto_front(summary, rate=objective, given=given, max_violation_rate=max_violation_rate)
-    low = objective.removesuffix("_rate") + "_low"
-    table["meets"] = (table[objective] >= target) & (table["violation_rate"] <= max_violation_rate)
-    # With a tolerance of zero violations, "none seen" is the most any number of runs can show (an interval's
-    # upper end never reaches 0); with a tolerance above zero, the interval's upper end must respect it.
-    violations_ok = table["violation_high"] <= max_violation_rate if max_violation_rate > 0 else table["meets"]
-    table["confident"] = table["meets"] & (table[low] >= target) & violations_ok
-    names = [n for n in summary.index.names if n is not None]
-    chosen = table[table["meets"]].reset_index() if names else table[table["meets"]]
-    chosen = chosen.sort_values([*given, "p99_s", objective], ascending=[True] * (len(given) + 1) + [False])
-    chosen["rank"] = chosen.groupby(list(given)).cumcount() + 1 if given else range(1, len(chosen) + 1)
-    return chosen.set_index(names) if names else chosen
-
-
-def describe_choice(
-    summary: pd.DataFrame,
-    *,
-    target: float = 0.999,
-    max_violation_rate: float = 0.0,
-    given: Sequence[str] = (),
-    objective: str = "clean_rate",
-) -> str:
-    """Plain sentences naming the recommended configuration (per condition in ``given``) and its figures."""
-    what = OBJECTIVES[objective]
-    goal = f"at least {target:.1%} of sagas {what} and at most {max_violation_rate:.1%} of runs with violations"
-    prefix = objective.removesuffix("_rate")
-    lines = [f"Target: {goal}."]
-    flat = summary.reset_index()
-    conditions = [()] if not given else list(flat[list(given)].drop_duplicates().itertuples(index=False, name=None))
-    for condition in conditions:
-        part = flat
-        for column, value in zip(given, condition, strict=True):
-            part = part[part[column] == value]
-        names = [n for n in summary.index.names if n is not None]
-        sub = part.set_index(names) if names else part
-        chosen = recommend(sub, target=target, max_violation_rate=max_violation_rate, objective=objective)
-        where = (
-            "When " + ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True)) + ": "
-            if given
-            else ""
-        )
-        if chosen.empty:
-            best = sub.sort_values(["violation_rate", objective], ascending=[True, False]).iloc[0]
-            lines.append(
-                f"{where}no configuration meets the target; closest is {_name(sub, best.name, given)} with "
-                f"{best[objective]:.2%} {what} and {best['violation_rate']:.2%} of runs violating."
-            )
-            continue
-        top = chosen.iloc[0]
-        sure = "confidently" if top["confident"] else "as measured (its interval still reaches past the target)"
-        lines.append(
-            f"{where}choose {_name(sub, top.name, given)}, which meets the target {sure}: "
-            f"{top[objective]:.2%} {what} [{top[prefix + '_low']:.2%}, {top[prefix + '_high']:.2%}], "
-            f"{top['violation_rate']:.2%} of runs violating [{top['violation_low']:.2%}, "
-            f"{top['violation_high']:.2%}], p99 {top['p99_s']:.2f} s [{top['p99_low']:.2f}, {top['p99_high']:.2f}] "
-            f"({len(chosen)} of {len(sub)} configurations meet it)."
-        )
-    return "\n".join(lines)
-
-
-def _name(summary: pd.DataFrame, key: Any, skip: Sequence[str] = ()) -> str:
-    names = [str(n) for n in summary.index.names if n is not None]
-    if not names:
-        return "the configuration"
-    values = key if isinstance(key, tuple) else (key,)
-    shown = [(n, v) for n, v in zip(names, values, strict=True) if n not in skip]
-    return ", ".join(f"{n.rsplit('.', 1)[-1]}={v}" for n, v in shown) or "the configuration"

@@ -256,6 +256,37 @@ def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
     }
 
 
+SUMMARY_COLUMNS = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
+                   "violation_rate", "violation_low", "violation_high", "p50_s", "p99_s", "p99_low", "p99_high",
+                   "mean_retries", "calls_per_saga", "peak_calls_per_s"]  # fmt: skip
+"""The columns of ``analysis.config_summary`` the report's summary table shows."""
+
+
+class _Figures(list[tuple[str, str, str]]):
+    """The report's figures in order: (title, caption, data URI)."""
+
+    def add(self, title: str, caption: str, figure: Figure) -> None:
+        self.append((title, caption, _figure_uri(figure)))
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """How a sweep's recommendation is asked for: the grid's objective and conditions, and the user's limits."""
+
+    objective: str
+    given: list[str]
+    target: float
+    max_violation_rate: float
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "max_violation_rate": self.max_violation_rate,
+            "given": self.given,
+            "objective": self.objective,
+        }
+
+
 def build_report(
     folder: Path | str,
     *,
@@ -267,130 +298,167 @@ def build_report(
     """The report's HTML for the batch or sweep in ``folder`` (raises ``ReportError`` on bad folders)."""
     folder = Path(folder)
     results = _load(folder, "the batch to report")
-    base = _load(Path(baseline), "the baseline") if baseline is not None else None
-    if base is not None and about_name(base) != about_name(results):
+    base = _load_baseline(results, baseline)
+    grid = results.manifest.get("grid", {}) if results.params else {}
+    saga_type = saga_type or grid.get("saga_type")
+    choice = _Choice(str(grid.get("objective", "clean_rate")), list(grid.get("conditions", [])), target,
+                     max_violation_rate)  # fmt: skip
+    figures = _Figures()
+    summary = analysis.config_summary(results, saga_type=saga_type)
+    recommendation, recommended_table = _sweep_choice(results, summary, choice, figures)
+    _outcome_figures(results, saga_type, figures)
+    replays = _replay_rows(folder, results)
+    _replay_figure(results, replays, figures)
+    return _render(
+        folder,
+        results,
+        base,
+        baseline,
+        saga_type=saga_type or "all saga types",
+        target=target,
+        max_violation_rate=max_violation_rate,
+        summary=_table(summary[SUMMARY_COLUMNS], index=bool(results.params)),
+        outcomes=_table(analysis.outcome_rates(results, saga_type=saga_type), index=False),
+        recommendation=recommendation,
+        recommended_table=recommended_table,
+        figures=figures,
+        findings=compare_findings(results, base, checked=_checked_invariants(folder, results)),
+        replays=replays,
+        expectation=_expectation(folder, results),
+    )
+
+
+def _load_baseline(results: Results, baseline: Path | str | None) -> Results | None:
+    """The baseline's results, if one is given; ``ReportError`` if it ran another scenario."""
+    if baseline is None:
+        return None
+    base = _load(Path(baseline), "the baseline")
+    if about_name(base) != about_name(results):
         raise ReportError(
             f"{baseline}: the baseline ran scenario {about_name(base)!r}, not {about_name(results)!r}; "
             "findings of different scenarios cannot be compared"
         )
-    grid = results.manifest.get("grid", {}) if results.params else {}
-    saga_type = saga_type or grid.get("saga_type")
-    given = list(grid.get("conditions", []))
-    objective = str(grid.get("objective", "clean_rate"))
-    figures: list[tuple[str, str, str]] = []  # (title, caption, data uri)
+    return base
 
-    def add(title: str, caption: str, figure: Figure) -> None:
-        figures.append((title, caption, _figure_uri(figure)))
 
-    summary = analysis.config_summary(results, saga_type=saga_type)
-    outcomes = analysis.outcome_rates(results, saga_type=saga_type)
-    recommendation = ""
-    recommended_table = ""
-    if results.params:
-        options = {"target": target, "max_violation_rate": max_violation_rate, "given": given, "objective": objective}
-        recommendation = analysis.describe_choice(summary, **options)  # type: ignore[arg-type]
-        chosen = analysis.recommend(summary, **options)  # type: ignore[arg-type]
-        low = objective.removesuffix("_rate") + "_low"
-        columns = ["rank", objective, low, "violation_rate", "violation_high", "p99_s", "p99_low", "p99_high",
-                   "confident"]  # fmt: skip
-        recommended_table = _table(chosen[columns]) if len(chosen) else ""
-        if len(results.params) >= 2:
-            x, y = results.params[0], results.params[1]
-            add(
-                "Violations over the grid",
-                f"Share of runs with at least one invariant violation, for each {x} and {y}.",
-                plots.heatmap(summary, x, y),
-            )
-        flat = summary.reset_index()
-        conditions = [()] if not given else list(flat[given].drop_duplicates().itertuples(index=False, name=None))
-        for condition in conditions[:MAX_PARETO_FIGURES]:
-            part, top = summary, chosen
-            for column, value in zip(given, condition, strict=True):
-                part = part[part.index.get_level_values(column) == value]
-                top = top[top.index.get_level_values(column) == value]
-            when = ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True))
-            add(
-                f"{objective.replace('_', ' ').capitalize()} against p99 duration" + (f" when {when}" if when else ""),
-                "Each point is one setting (bars: 95% intervals). The Pareto front joins the settings within the "
-                "violation tolerance that no other beats on both; the star is the recommendation.",
-                plots.pareto(
-                    part,
-                    rate=objective,
-                    recommended=top.index[0] if len(top) else None,
-                    max_violation_rate=max_violation_rate,
-                ),
-            )
-    add(
+def _sweep_choice(results: Results, summary: pd.DataFrame, choice: _Choice, figures: _Figures) -> tuple[str, str]:
+    """For a sweep: the recommendation, its table, the grid's heatmap and its Pareto figures ("" for a batch)."""
+    if not results.params:
+        return "", ""
+    recommendation = analysis.describe_choice(summary, **choice.options())
+    chosen = analysis.recommend(summary, **choice.options())
+    objective = choice.objective
+    low = objective.removesuffix("_rate") + "_low"
+    columns = [
+        "rank", objective, low, "violation_rate", "violation_high", "p99_s", "p99_low", "p99_high", "confident"
+    ]  # fmt: skip
+    recommended_table = _table(chosen[columns]) if len(chosen) else ""
+    if len(results.params) >= 2:
+        x, y = results.params[0], results.params[1]
+        figures.add(
+            "Violations over the grid",
+            f"Share of runs with at least one invariant violation, for each {x} and {y}.",
+            plots.heatmap(summary, x, y),
+        )
+    _pareto_figures(summary, chosen, choice, figures)
+    return recommendation, recommended_table
+
+
+def _pareto_figures(summary: pd.DataFrame, chosen: pd.DataFrame, choice: _Choice, figures: _Figures) -> None:
+    """One Pareto figure per circumstance (each combination of the grid's conditions), up to ``MAX_PARETO_FIGURES``."""
+    given, objective = choice.given, choice.objective
+    flat = summary.reset_index()
+    conditions = [()] if not given else list(flat[given].drop_duplicates().itertuples(index=False, name=None))
+    for condition in conditions[:MAX_PARETO_FIGURES]:
+        part, top = summary, chosen
+        for column, value in zip(given, condition, strict=True):
+            part = part[part.index.get_level_values(column) == value]
+            top = top[top.index.get_level_values(column) == value]
+        when = ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True))
+        figures.add(
+            f"{objective.replace('_', ' ').capitalize()} against p99 duration" + (f" when {when}" if when else ""),
+            "Each point is one setting (bars: 95% intervals). The Pareto front joins the settings within the "
+            "violation tolerance that no other beats on both; the star is the recommendation.",
+            plots.pareto(
+                part,
+                rate=objective,
+                recommended=top.index[0] if len(top) else None,
+                max_violation_rate=choice.max_violation_rate,
+            ),
+        )
+
+
+def _outcome_figures(results: Results, saga_type: str | None, figures: _Figures) -> None:
+    """How the sagas ended, how long they took, their retries and (if any reached a broker) the broker load."""
+    figures.add(
         "How the sagas ended",
         "Share of sagas per final status; the black mark is the clean share with its 95% Wilson interval.",
         plots.outcome_breakdown(results, saga_type=saga_type),
     )
-    add(
+    figures.add(
         "How long the sagas took",
         "Cumulative share of finished sagas by duration (simulated seconds); the dotted line is the 99th percentile.",
         plots.duration_cdf(results, saga_type=saga_type),
     )
-    add("Retries", "How many sagas needed how many retries.", plots.retry_histogram(results, saga_type=saga_type))
+    figures.add(
+        "Retries", "How many sagas needed how many retries.", plots.retry_histogram(results, saga_type=saga_type)
+    )
     if not results.broker_calls.empty:
-        add(
+        figures.add(
             "Broker load",
             "Calls reaching the brokers per simulated second (refused ones included): the mean over runs, and the "
             "most any one run made. Grey bands: the typical window of each injected fault family.",
             plots.broker_load(results),
         )
+
+
+def _replay_figure(results: Results, replays: list[dict[str, Any]], figures: _Figures) -> None:
+    """The timeline of the first violating run, replayed from its seed (none if no run violated anything)."""
+    if not replays:
+        return
+    first = replays[0]
+    ref = shlex.split(first["command"])[2]
+    run = run_once(load_scenario(ref), first["seed"], keep_trace=True)
+    figures.add(
+        f"Replay of run {first['run']}: {first['invariant']}",
+        f"The first violating run, replayed from its seed ({first['command']}): one lane per saga, step "
+        "attempts as bars, compensations marked, the violation as a red dashed line, lock holders and "
+        f"projection lag below. {first['explanation']}.",
+        plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
+    )
+
+
+def _expectation(folder: Path, results: Results) -> str:
+    """For a batch whose scenario is kept: whether its expectation was met ("" for a sweep, or if unknown)."""
+    if results.params:
+        return ""
+    try:
+        kept = _kept_scenarios(folder, results)[0]
+    except ScenarioError:
+        return ""
+    violated = results.violations["invariant"].astype(str).tolist()
+    return summary_text.expectation_verdict(kept, violated, len(results.runs)).describe()
+
+
+def _render(folder: Path, results: Results, base: Results | None, baseline: Path | str | None, **sections: Any) -> str:
+    """Fill the report's template with ``sections``, the batch's description, its compensations and its reach."""
     compensations = analysis.compensations_by_step(results)
-    findings = compare_findings(results, base, checked=_checked_invariants(folder, results))
-    replays = _replay_rows(folder, results)
-    if replays:
-        first = replays[0]
-        ref = shlex.split(first["command"])[2]
-        run = run_once(load_scenario(ref), first["seed"], keep_trace=True)
-        add(
-            f"Replay of run {first['run']}: {first['invariant']}",
-            f"The first violating run, replayed from its seed ({first['command']}): one lane per saga, step "
-            "attempts as bars, compensations marked, the violation as a red dashed line, lock holders and "
-            f"projection lag below. {first['explanation']}.",
-            plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
-        )
-    expectation = ""
-    if not results.params:
-        try:
-            kept = _kept_scenarios(folder, results)[0]
-        except ScenarioError:
-            kept = None
-        if kept is not None:
-            violated = results.violations["invariant"].astype(str).tolist()
-            expectation = summary_text.expectation_verdict(kept, violated, len(results.runs)).describe()
     reach = summary_text.reach_table(results.runs, _needed_paths(folder, results))
     shown_reach = reach.assign(
         path=[("* " if n else "") + p for p, n in zip(reach["path"], reach["needed"], strict=True)]
     )
     env = Environment(loader=PackageLoader("simlab.present", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    columns = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
-               "violation_rate",
-               "violation_low", "violation_high", "p50_s", "p99_s", "p99_low", "p99_high", "mean_retries",
-               "calls_per_saga", "peak_calls_per_s"]  # fmt: skip
     return env.get_template("report.html.j2").render(
         about=_describe_batch(folder, results),
         folder=str(folder),
         baseline=str(baseline) if baseline is not None else None,
         baseline_about=_describe_batch(Path(baseline), base) if base is not None and baseline is not None else None,
-        saga_type=saga_type or "all saga types",
-        target=target,
-        max_violation_rate=max_violation_rate,
-        summary=_table(summary[columns], index=bool(results.params)),
-        outcomes=_table(outcomes, index=False),
-        recommendation=recommendation,
-        recommended_table=recommended_table,
-        figures=figures,
         compensations=_table(compensations, index=False) if len(compensations) else "",
         reach=_table(shown_reach[["path", "runs_reached", "share", "times"]], percent=["share"], index=False),
-        expectation=expectation,
         unreached=reach.loc[reach["unreached"], "path"].tolist(),
-        findings=findings,
-        replays=replays,
         params=results.params,
         generated=_dt.date.today().isoformat(),  # the report's date only; nothing simulated reads it
+        **sections,
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from sagas.engine.retry import RetryConfig
 from sagas.trading.config import DEFAULT_TIMEOUTS_SECONDS, SagaConfig, SagaVariants
 from sagas.trading.wiring import saga_step_names
+from simlab.evidence.invariants import INVARIANTS as REGISTERED_INVARIANTS
 from simlab.evidence.reach import REACH_PATHS
 from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
 from simlab.scenario.faults import Faults
@@ -28,21 +29,7 @@ SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
 STEP_NAMES: dict[str, tuple[str, ...]] = saga_step_names()
 BROKER_PROFILES: tuple[str, ...] = tuple(PROFILES)
 PROJECTIONS: tuple[str, ...] = ("accounts",)
-INVARIANTS: tuple[str, ...] = (
-    "terminal_by_horizon",
-    "compensation_exact",
-    "no_data_loss",
-    "no_orphans",
-    "no_duplicate_accounts",
-    "disconnect_completed",
-    "single_lock_holder",
-    "deleted_user_clean",
-    "position_matches_fills",
-    "retry_policy_obeyed",
-    "one_saga_per_trigger",
-    "lock_hygiene",
-    "no_step_applied_twice",
-)
+INVARIANTS: tuple[str, ...] = tuple(REGISTERED_INVARIANTS)
 Variant = Literal["seed", "safe"]
 
 

@@ -19,8 +19,9 @@ from sagas.trading.model import ConnectionStatus
 from sagas.trading.platform import TradingPlatform
 from simlab.batch.runner import watch_locks
 from simlab.chaos.faults import install_faults, plan_faults
-from simlab.evidence.invariants import single_lock_holder
+from simlab.evidence.checks.locks import single_lock_holder
 from simlab.evidence.lock_ledger import LOCK_PREFIX
+from simlab.evidence.sources import Evidence
 from simlab.scenario.model import Scenario
 from tests.trading.world import run_trading, saga_records
 
@@ -96,7 +97,7 @@ def test_the_frozen_holders_first_write_is_refused_and_the_overlap_stays_visible
     assert (first[-1].outcome, second[-1].outcome) == ("compensated", "completed")
     assert not [w for w in world.platform.write.writes if w.saga_id == frozen]  # it changed nothing
     assert world.platform.write.connections[connection_id].status is ConnectionStatus.PURGED
-    assert single_lock_holder(world, ledger.holds) == []
+    assert single_lock_holder(Evidence.gather(world, 0.0, ledger=ledger)) == []
 
 
 def test_without_the_token_check_the_check_sees_the_stale_holders_write(monkeypatch: pytest.MonkeyPatch):
@@ -106,7 +107,7 @@ def test_without_the_token_check_the_check_sees_the_stale_holders_write(monkeypa
     (_, ledger), world = _frozen_holder(SagaVariants.all_safe())
     first, second = _disconnections(world)
     frozen, taker = first[0].saga_id, second[0].saga_id
-    [violation] = single_lock_holder(world, ledger.holds)
+    [violation] = single_lock_holder(Evidence.gather(world, 0.0, ledger=ledger))
     assert (violation.t, violation.saga_ids) == (55.0, (frozen, taker))
     assert "FenceConnection" in violation.explanation and "its TTL ran out at 50 s" in violation.explanation
 
@@ -120,4 +121,4 @@ def test_the_seed_lock_never_guards_a_write_so_a_frozen_seed_holder_overlaps_no_
     assert ledger.overlaps == []
     assert (first[-1].t, first[-1].outcome, first[-1].detail) == (55.0, "aborted", "already_purged")
     assert second[-1].outcome == "completed"
-    assert single_lock_holder(world, ledger.holds) == []
+    assert single_lock_holder(Evidence.gather(world, 0.0, ledger=ledger)) == []

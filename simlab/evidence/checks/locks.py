@@ -6,16 +6,22 @@ store and among the sagas the live manager still runs. During the run the lock l
 noted every deletion of a lock key whose value named a live holder other than the
 deleting process (the seed's ``safe_delete`` of a lock that expired under a paused
 holder and was taken by another is the classic one).
+
+``single_lock_holder`` compares two other independent records: the write model's accepted
+writes and the ledger's holds (see its docstring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sagas.engine.state import SagaState
+from sagas.trading.fencing import ConnectionWrite
 from simlab.evidence.checks.violation import Violation
-from simlab.evidence.lock_ledger import LOCK_PREFIX, ForeignDeletion, owner_of
+from simlab.evidence.lock_ledger import LOCK_PREFIX, ForeignDeletion, Hold, owner_of
+from simlab.evidence.sources import Evidence
 
 NAME = "lock_hygiene"
 
@@ -82,3 +88,76 @@ def foreign_deletions(deletions: Iterable[ForeignDeletion]) -> list[Violation]:
         )
         for d in deletions
     ]
+
+
+def lock_hygiene(ev: Evidence) -> list[Violation]:
+    """At the horizon no lock is held by a finished or dead saga and every lock expires; no lock was
+    deleted by a process that did not hold it while its holder did (see ``simlab.evidence.checks.locks``)."""
+    world = ev.world
+    live = {saga_id for manager in (world.manager, *world.sim.others) for saga_id in manager.running}
+    left = locks_left_at_horizon(world.redis, ev.states_by_id(), live, ev.horizon_s)
+    return foreign_deletions(ev.lock_ledger().foreign_deletions) + left
+
+
+def single_lock_holder(ev: Evidence) -> list[Violation]:
+    """No holder of a connection's lock gets a write accepted after a later holder of that lock wrote.
+
+    Under process pauses no lock can stop two sagas from believing they hold it at once: a holder
+    frozen past its TTL wakes up believing it still does (the lock ledger records these overlaps, and
+    the run result counts them). What must never follow is an effect of the stale holder on the
+    connection once the new holder has acted, since the new holder decided on what it had seen. So
+    this compares two independent records: the write model's accepted writes (who, when, in order)
+    and the ledger's holds (who believed they held which lock, from when, until when). A write by a
+    saga that believed it held the lock at that instant, accepted after a write by a saga that took
+    the same lock later, is a violation. Fencing tokens prevent it; the check does not read them.
+    """
+    by_key: dict[str, list[Hold]] = defaultdict(list)
+    for hold in ev.lock_ledger().holds:
+        by_key[hold.key].append(hold)
+    writes = ev.world.platform.write.writes
+    found = [
+        _stale_write(writes, index, by_key.get(LOCK_PREFIX + w.broker_connection_id, []))
+        for index, w in enumerate(writes)
+    ]
+    return [violation for violation in found if violation is not None]
+
+
+def _stale_write(writes: Sequence[ConnectionWrite], index: int, holds: list[Hold]) -> Violation | None:
+    """The violation if ``writes[index]`` came from a stale holder of its connection's lock (``holds``), else None."""
+    write = writes[index]
+    key = LOCK_PREFIX + write.broker_connection_id
+    believed = [
+        h
+        for h in holds
+        # Only its own release ends a holder's belief: a hold whose process died lives on in the
+        # saga's stored state (resumed, it believes again), and one deleted by another is still believed.
+        if h.owner == write.saga_id and h.start <= write.t and (h.released_at is None or h.released_at >= write.t)
+    ]
+    if not believed:
+        return None  # not a write under this lock
+    mine = max(believed, key=lambda h: h.start)
+    for newer in holds:
+        if newer.owner == write.saga_id or not mine.start < newer.start <= write.t:
+            continue
+        acted = next(
+            (
+                w
+                for w in writes[:index]
+                if w.saga_id == newer.owner
+                and w.broker_connection_id == write.broker_connection_id
+                and w.t >= newer.start
+            ),
+            None,
+        )
+        if acted is None:
+            continue
+        ran_out = f"its TTL ran out at {mine.expires_at:g} s" if mine.expires_at is not None else "it had no TTL"
+        return Violation(
+            "single_lock_holder",
+            write.t,
+            (write.saga_id, newer.owner),
+            f"{write.saga_id}'s {write.command} on connection {write.broker_connection_id} was accepted at "
+            f"{write.t:g} s while it still believed it held {key} ({ran_out}), after {newer.owner} had "
+            f"taken the lock at {newer.start:g} s and written ({acted.command} at {acted.t:g} s)",
+        )
+    return None

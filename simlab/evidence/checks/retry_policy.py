@@ -36,8 +36,10 @@ from dataclasses import dataclass
 from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
 from sagas.engine.trace import TraceRecord
-from simlab.evidence.checks.trace import records_by_saga
+from sagas.trading.wiring import trading_sagas
 from simlab.evidence.checks.violation import CannotCheck, Violation
+from simlab.evidence.sources import Evidence
+from simlab.evidence.trace_tables import COMPENSATION_RETRY, Outcome, Phase, is_resume, records_by_saga
 
 NAME = "retry_policy_obeyed"
 _REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)
@@ -131,49 +133,49 @@ class _SagaCheck:
 
     def record(self, r: TraceRecord) -> None:
         phase, outcome = r.phase, r.outcome
-        if phase == "saga":
-            if outcome == "resumed":  # counts carry on (see the module docstring); polls start over
-                for key in [k for k in self.runs if k[0] == "poll"]:
+        if phase == Phase.SAGA:
+            if is_resume(r):  # counts carry on (see the module docstring); polls start over
+                for key in [k for k in self.runs if k[0] == Phase.POLL]:
                     del self.runs[key]
                 for attempts in self.runs.values():
                     attempts.resumed = True
                     attempts.scheduled = None
                     attempts.previous_delay = None  # not persisted: decorrelated jitter starts from the initial delay
             return
-        if phase not in ("execute", "compensate", "retry", "poll") or r.step is None:
+        if phase not in (Phase.EXECUTE, Phase.COMPENSATE, Phase.RETRY, Phase.POLL) or r.step is None:
             return
         declared = self.steps.get(r.step)
         if declared is None:
             self.flag(r.t, f"{phase} record for step {r.step!r}, which the saga does not declare")
             return
-        if phase == "retry":
-            if outcome == "scheduled":
-                kind = "compensate" if r.detail == "compensation" else "execute"
+        if phase == Phase.RETRY:
+            if outcome == Outcome.SCHEDULED:
+                kind = Phase.COMPENSATE if r.detail == COMPENSATION_RETRY else Phase.EXECUTE
                 run = self.runs.get((kind, r.step))
                 if run is None:
                     self.flag(r.t, f"a retry of {r.step} was scheduled before any attempt of it")
                 else:
                     self.scheduled(run, r)
             return
-        if phase == "poll":
+        if phase == Phase.POLL:
             self.poll(r, declared)
             return
         key = (phase, r.step)
-        if outcome == "started":
+        if outcome == Outcome.STARTED:
             run = self.runs.get(key)
             if run is None:
-                policy = declared.execute if phase == "execute" else declared.compensate
-                what = f"step {r.step}" if phase == "execute" else f"compensation of {r.step}"
+                policy = declared.execute if phase == Phase.EXECUTE else declared.compensate
+                what = f"step {r.step}" if phase == Phase.EXECUTE else f"compensation of {r.step}"
                 run = self.runs[key] = _Attempts(policy, what)
-            self.runs.pop(("poll", r.step), None)  # a new attempt makes its own polls
+            self.runs.pop((Phase.POLL, r.step), None)  # a new attempt makes its own polls
             self.started(run, r)
-        elif outcome in ("failed", "timed_out") and key in self.runs:
+        elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT) and key in self.runs:
             self.runs[key].last_error = r.error_type
 
     def poll(self, r: TraceRecord, declared: StepPolicies) -> None:
-        key = ("poll", str(r.step))
+        key = (Phase.POLL, str(r.step))
         run = self.runs.get(key)
-        if r.outcome == "started":
+        if r.outcome == Outcome.STARTED:
             if run is None or run.ended:
                 if declared.poll is None:
                     self.flag(r.t, f"step {r.step} polls with retry_async but declares no poll policy")
@@ -184,11 +186,11 @@ class _SagaCheck:
             self.started(run, r)
         elif run is None or run.ended:
             return
-        elif r.outcome == "failed":
+        elif r.outcome == Outcome.FAILED:
             run.last_error = r.error_type
-        elif r.outcome == "scheduled":
+        elif r.outcome == Outcome.SCHEDULED:
             self.scheduled(run, r)
-        elif r.outcome in ("completed", "gave_up", "cancelled"):
+        elif r.outcome in (Outcome.COMPLETED, Outcome.GAVE_UP, Outcome.CANCELLED):
             run.ended = True
 
     def started(self, run: _Attempts, r: TraceRecord) -> None:
@@ -266,3 +268,12 @@ def retry_policy_violations(
             check.record(r)
         found += check.found
     return found
+
+
+def retry_policy_obeyed(ev: Evidence) -> list[Violation]:
+    """Every step's attempts, compensations and polls keep the retry policy its saga declares.
+
+    The policies are the trading sagas' definitions under the run's configuration (the
+    scenario's step overrides applied), not the trace's own.
+    """
+    return retry_policy_violations(ev.records, declared_policies(trading_sagas(ev.world.deps)))

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sagas.engine.trace import TraceRecord
-from simlab.evidence.checks.trace import records_by_saga
 from simlab.evidence.checks.violation import Violation
+from simlab.evidence.sources import Evidence
+from simlab.evidence.trace_tables import Outcome, Phase, is_attempt_start, is_resume, records_by_saga
 
 NAME = "no_step_applied_twice"
 
@@ -27,10 +28,10 @@ def step_rerun_violations(records: Iterable[TraceRecord]) -> list[Violation]:
         last_step: str | None = None  # the step of the latest execute record
         may_rerun: str | None = None  # the step that was in flight when the manager died
         for r in trace:
-            if r.phase == "saga" and r.outcome == "resumed":
+            if is_resume(r):
                 may_rerun = last_step
-            elif r.phase == "execute" and r.step is not None:
-                if r.outcome == "started" and r.step in completed and r.step != may_rerun:
+            elif r.phase == Phase.EXECUTE and r.step is not None:
+                if is_attempt_start(r) and r.step in completed and r.step != may_rerun:
                     found.append(
                         Violation(
                             NAME,
@@ -42,9 +43,14 @@ def step_rerun_violations(records: Iterable[TraceRecord]) -> list[Violation]:
                         )
                     )
                     break
-                if r.outcome == "completed":
+                if r.outcome == Outcome.COMPLETED:
                     completed[r.step] = r.t
                     if r.step == may_rerun:
                         may_rerun = None  # re-run once, as documented: from here it is done
                 last_step = r.step
     return found
+
+
+def no_step_applied_twice(ev: Evidence) -> list[Violation]:
+    """No completed step runs again, but the one a dead manager was in."""
+    return step_rerun_violations(ev.records)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from sagas.engine.state import SagaState
 from simlab.evidence.checks.violation import Violation
+from simlab.evidence.sources import Evidence
 
 NAME = "one_saga_per_trigger"
 
@@ -35,3 +36,8 @@ def one_saga_per_trigger_violations(states: Iterable[SagaState]) -> list[Violati
             )
         )
     return found
+
+
+def one_saga_per_trigger(ev: Evidence) -> list[Violation]:
+    """At most one saga per (saga type, trigger event id) in the saga store."""
+    return one_saga_per_trigger_violations(ev.sagas())

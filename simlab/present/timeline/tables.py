@@ -1,0 +1,81 @@
+"""The timeline's tables: a run's trace as one row per saga (its lane) and one per attempt or retry wait (its spans).
+
+Pure functions of the trace records, read through ``simlab.evidence.trace_tables``; the
+figure draws the same lanes and spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict
+
+import pandas as pd
+
+from sagas.engine.trace import TraceRecord
+from simlab.evidence.trace_tables import saga_lanes, trace_spans
+
+SPAN_COLUMNS: tuple[str, ...] = (
+    "saga_id",
+    "saga_type",
+    "parent_id",
+    "lane",
+    "step",
+    "attempt",
+    "kind",
+    "start",
+    "end",
+    "outcome",
+    "error_type",
+)
+"""Columns of :func:`timeline_spans`."""
+
+
+LANE_COLUMNS: tuple[str, ...] = (
+    "lane",
+    "saga_id",
+    "saga_type",
+    "parent_id",
+    "depth",
+    "start",
+    "end",
+    "status",
+    "detail",
+)
+"""Columns of :func:`timeline_lanes`."""
+
+
+def timeline_lanes(trace: Iterable[TraceRecord]) -> pd.DataFrame:
+    """One row per saga in lane order: its lane, type, parent, depth, first and last time, terminal status.
+
+    Roots come in order of their start; each saga's children follow it directly
+    (``depth`` one more than their parent's). ``status`` is ``running`` for a
+    saga that never reached a terminal status; ``detail`` is the terminal
+    record's detail (an abort's reason, a compensation's outcome).
+    """
+    rows = [asdict(lane) for lane in saga_lanes(list(trace))]
+    return pd.DataFrame(rows, columns=list(LANE_COLUMNS))
+
+
+def timeline_spans(trace: Iterable[TraceRecord]) -> pd.DataFrame:
+    """One row per step attempt, compensation attempt and retry wait of a run, derived from its trace alone.
+
+    ``kind`` is ``execute`` (a step attempt, from its ``started`` record to the
+    record that ends it), ``compensate`` (a compensation attempt; a step with
+    no compensation gives a zero-length ``skipped`` row), ``retry_wait`` or
+    ``compensation_retry_wait`` (from a scheduled retry for its delay, cut
+    short, with outcome ``interrupted``, if the saga records something else
+    first). ``outcome`` is how the attempt ended (``completed``, ``failed``,
+    ``timed_out``, ``cancelled``, ``aborted``, ``compensated``, and
+    ``invalid_result`` or ``gave_up`` when a later record says so); an
+    attempt a restarted manager left behind ends ``interrupted`` when the
+    saga resumes or starts that attempt again, and one still open when the
+    trace ends has ``end`` at the trace's last time and outcome ``running``.
+    ``attempt`` is the step's attempt number (the failed attempt, for a retry
+    wait). ``lane`` is the saga's row in :func:`timeline_lanes`. Rows are in
+    order of ``start``, ties in the order of their records.
+    """
+    records = list(trace)
+    rows = [asdict(span) for span in trace_spans(records, saga_lanes(records))]
+    table = pd.DataFrame(rows, columns=list(SPAN_COLUMNS))
+    table["attempt"] = table["attempt"].astype("Int64")
+    return table
