@@ -62,6 +62,7 @@ from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_ste
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
+from sagas.engine.trace import Outcome, Phase
 
 if TYPE_CHECKING:
     from sagas.engine.manager import SagaManager
@@ -184,8 +185,8 @@ class SagaExecution:
         self,
         step: str | None,
         attempt: int | None,
-        phase: str,
-        outcome: str,
+        phase: Phase,
+        outcome: Outcome,
         error: BaseException | None = None,
         retry_delay: float | None = None,
         detail: str | None = None,
@@ -194,14 +195,14 @@ class SagaExecution:
         self._tracer.record(
             s.saga_id,
             s.saga_type,
-            s.parent_id,
-            step,
-            attempt,
-            phase,
-            outcome,
-            type(error).__name__ if error is not None else None,
-            retry_delay,
-            detail,
+            parent_id=s.parent_id,
+            step=step,
+            attempt=attempt,
+            phase=phase,
+            outcome=outcome,
+            error_type=type(error).__name__ if error is not None else None,
+            retry_delay=retry_delay,
+            detail=detail,
         )
 
     def _poll_trace(self, step: str) -> PollTrace:
@@ -212,11 +213,11 @@ class SagaExecution:
         self,
         step: str,
         attempt: int,
-        outcome: str,
+        outcome: Outcome,
         error: BaseException | None = None,
         retry_delay: float | None = None,
     ) -> None:
-        self._trace(step, attempt, "poll", outcome, error, retry_delay)
+        self._trace(step, attempt, Phase.POLL, outcome, error, retry_delay)
 
     def check_lease(self) -> None:
         """Raise ``LeaseLost`` if this execution may no longer drive its saga."""
@@ -251,7 +252,9 @@ class SagaExecution:
         try:
             await self.manager.event_bus.publish(event)
         except Exception as error:  # noqa: BLE001 - recorded in the trace, not swallowed
-            self._trace(None, None, "saga", "subscriber_failed", error, detail=f"{type(event).__name__}: {error}")
+            self._trace(
+                None, None, Phase.SAGA, Outcome.SUBSCRIBER_FAILED, error, detail=f"{type(event).__name__}: {error}"
+            )
 
     # -- the state machine -------------------------------------------------
 
@@ -296,13 +299,13 @@ class SagaExecution:
         """Mark the lease lost (once) and say so in the trace."""
         if not self.lease_lost:
             self.lease_lost = True
-            self._trace(self.state.current_step, None, "saga", "lease_lost", detail=reason)
+            self._trace(self.state.current_step, None, Phase.SAGA, Outcome.LEASE_LOST, detail=reason)
 
     async def _drive(self) -> SagaState:
         state = self.state
         bus = self.manager.event_bus
         if self.resumed:
-            self._trace(None, None, "saga", "resumed", detail=state.status.value)
+            self._trace(None, None, Phase.SAGA, Outcome.RESUMED, detail=state.status.value)
             in_flight = state.current_step
             write = False
             if (
@@ -325,7 +328,7 @@ class SagaExecution:
             if write:
                 await self._persist()
         else:
-            self._trace(None, None, "saga", "started")  # the store already holds the new state
+            self._trace(None, None, Phase.SAGA, Outcome.STARTED)  # the store already holds the new state
         if bus.has_subscribers(SagaStarted):
             await self._publish_lifecycle(SagaStarted, f"started:{state.transitions}", resumed=self.resumed)
         timed_out = False
@@ -347,31 +350,31 @@ class SagaExecution:
                     "DeadlineExceeded",
                     (f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"),
                 )
-                self._trace(state.current_step, None, "saga", "deadline_exceeded", detail=state.error)
+                self._trace(state.current_step, None, Phase.SAGA, Outcome.DEADLINE_EXCEEDED, detail=state.error)
             except _Aborted as abort:
                 state.status = SagaStatus.ABORTED
                 state.error = abort.reason
                 await self._persist()
-                self._trace(abort.step, None, "saga", "aborted", detail=abort.reason)
+                self._trace(abort.step, None, Phase.SAGA, Outcome.ABORTED, detail=abort.reason)
                 return await self._finish()
             except _StepFailed as failure:
                 state.error_type, state.error = type(failure.error).__name__, str(failure.error)
-                self._trace(failure.step, None, "saga", "step_failed", failure.error)
+                self._trace(failure.step, None, Phase.SAGA, Outcome.STEP_FAILED, failure.error)
             except BaseException:
                 # Cancelled: by the parent (compensate, below), or by a crash or a lost lease (stop).
                 if self.parent_cancel is None or self.lease_lost:
                     raise
                 state.error_type, state.error = "ParentCompensated", self.parent_cancel
-                self._trace(state.current_step, None, "saga", "parent_compensated", detail=self.parent_cancel)
+                self._trace(state.current_step, None, Phase.SAGA, Outcome.PARENT_COMPENSATED, detail=self.parent_cancel)
             else:
                 state.status = SagaStatus.COMPLETED
                 state.current_step = None
                 await self._persist()
-                self._trace(None, None, "saga", "completed")
+                self._trace(None, None, Phase.SAGA, Outcome.COMPLETED)
                 return await self._finish()
             state.status = SagaStatus.COMPENSATING
             await self._persist()
-            self._trace(None, None, "saga", "compensating")
+            self._trace(None, None, Phase.SAGA, Outcome.COMPENSATING)
         else:
             timed_out = state.timed_out
         await self.manager.stop_children(self)  # children's effects are undone before the parent's
@@ -379,7 +382,7 @@ class SagaExecution:
         state.status = terminal_status(timed_out=timed_out, compensation_failed=failed)
         state.compensation_outcome = "compensation_failed" if failed else "compensated"
         await self._persist()
-        self._trace(None, None, "saga", state.status.value, detail=state.compensation_outcome)
+        self._trace(None, None, Phase.SAGA, Outcome(state.status.value), detail=state.compensation_outcome)
         return await self._finish()
 
     async def _finish(self) -> SagaState:
@@ -439,7 +442,7 @@ class SagaExecution:
         else:
             problem = TypeError(f"{where} must return a mapping or None, got {type(result).__name__}")
         self._mark_possibly_applied(step.name)  # it ran to the end: its effects are real
-        self._trace(step.name, None, "execute", "invalid_result", problem, detail=str(problem))
+        self._trace(step.name, None, Phase.EXECUTE, Outcome.INVALID_RESULT, problem, detail=str(problem))
         raise _StepFailed(step.name, problem)
 
     async def _run_step(self, step: SagaStep) -> Any:
@@ -455,7 +458,7 @@ class SagaExecution:
             if runtime.now() >= self.state.deadline_at:
                 # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
                 raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
-            self._trace(name, attempt, "execute", "started")
+            self._trace(name, attempt, Phase.EXECUTE, Outcome.STARTED)
             # The step may want to know which try this is (e.g. to report the attempt that succeeded).
             self._context["attempt"] = attempt
             error: BaseException
@@ -467,28 +470,28 @@ class SagaExecution:
             except DeadlineExceeded:
                 error = DeadlineExceeded(step.timeout_seconds, f"step {name} attempt {attempt}")
                 self._mark_possibly_applied(name)
-                self._trace(name, attempt, "execute", "timed_out", error)
+                self._trace(name, attempt, Phase.EXECUTE, Outcome.TIMED_OUT, error)
             except _InnerDeadline as inner:
                 error = inner.error
-                self._trace(name, attempt, "execute", "failed", error)
+                self._trace(name, attempt, Phase.EXECUTE, Outcome.FAILED, error)
             except SagaAborted as abort:
-                self._trace(name, attempt, "execute", "aborted", detail=abort.reason)
+                self._trace(name, attempt, Phase.EXECUTE, Outcome.ABORTED, detail=abort.reason)
                 raise _Aborted(name, abort.reason) from None
             except Exception as failure:  # noqa: BLE001 - handed to the retry policy
                 error = failure
-                self._trace(name, attempt, "execute", "failed", failure)
+                self._trace(name, attempt, Phase.EXECUTE, Outcome.FAILED, failure)
             except BaseException:
                 # Cancelled from outside (saga deadline, shutdown): the attempt may have applied.
                 self._mark_possibly_applied(name)
-                self._trace(name, attempt, "execute", "cancelled")
+                self._trace(name, attempt, Phase.EXECUTE, Outcome.CANCELLED)
                 raise
             else:
-                self._trace(name, attempt, "execute", "completed")
+                self._trace(name, attempt, Phase.EXECUTE, Outcome.COMPLETED)
                 return result
             delay = self._retry_delay(policy, attempt, error, started, previous_delay)
             if delay is None:
                 raise _StepFailed(name, error)
-            self._trace(name, attempt, "retry", "scheduled", retry_delay=delay)
+            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay)
             await self._reserve_attempt(name, attempt + 1, started)
             previous_delay = delay
             await runtime.sleep(delay)
@@ -538,7 +541,7 @@ class SagaExecution:
     async def _compensate(self, step: SagaStep) -> bool:
         name = step.name
         if step.compensate is None:
-            self._trace(name, None, "compensate", "skipped", detail="no compensation defined")
+            self._trace(name, None, Phase.COMPENSATE, Outcome.SKIPPED, detail="no compensation defined")
             return True
         runtime = self._runtime
         policy = step.compensation_policy
@@ -548,7 +551,7 @@ class SagaExecution:
         while True:
             attempt += 1
             self.check_lease()
-            self._trace(name, attempt, "compensate", "started")
+            self._trace(name, attempt, Phase.COMPENSATE, Outcome.STARTED)
             self._context["attempt"] = attempt
             error: BaseException
             try:
@@ -558,21 +561,21 @@ class SagaExecution:
                 )
             except DeadlineExceeded:
                 error = DeadlineExceeded(step.compensation_deadline, f"compensation of {name} attempt {attempt}")
-                self._trace(name, attempt, "compensate", "timed_out", error)
+                self._trace(name, attempt, Phase.COMPENSATE, Outcome.TIMED_OUT, error)
             except _InnerDeadline as inner:
                 error = inner.error
-                self._trace(name, attempt, "compensate", "failed", error)
+                self._trace(name, attempt, Phase.COMPENSATE, Outcome.FAILED, error)
             except Exception as failure:  # noqa: BLE001 - recorded; the remaining compensations still run
                 error = failure
-                self._trace(name, attempt, "compensate", "failed", failure)
+                self._trace(name, attempt, Phase.COMPENSATE, Outcome.FAILED, failure)
             else:
-                self._trace(name, attempt, "compensate", "compensated")
+                self._trace(name, attempt, Phase.COMPENSATE, Outcome.COMPENSATED)
                 return True
             delay = self._retry_delay(policy, attempt, error, started, previous_delay)
             if delay is None:
-                self._trace(name, attempt, "compensate", "gave_up", error)
+                self._trace(name, attempt, Phase.COMPENSATE, Outcome.GAVE_UP, error)
                 return False
-            self._trace(name, attempt, "retry", "scheduled", retry_delay=delay, detail="compensation")
+            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay, detail="compensation")
             await self._reserve_attempt(key, attempt + 1, started)
             previous_delay = delay
             await runtime.sleep(delay)

@@ -42,7 +42,7 @@ from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, Ta
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, json_copy
-from sagas.engine.trace import Tracer
+from sagas.engine.trace import Outcome, Phase, Tracer
 
 SagaFactory = Callable[[], BaseSaga]
 
@@ -104,31 +104,30 @@ class ChildSagas:
         """
         ids = list(saga_ids) if saga_ids is not None else self.children()
         statuses: dict[str, str] = {}
-        self._trace("waiting", f"{len(ids)} child saga(s), {timeout_seconds:g} s")
+        self._trace(Outcome.WAITING, f"{len(ids)} child saga(s), {timeout_seconds:g} s")
         try:
             await self._manager.runtime.run_with_deadline(self._manager.wait_for_sagas(ids, statuses), timeout_seconds)
         except DeadlineExceeded:
             missing = [i for i in ids if i not in statuses]
-            self._trace("timed_out", f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
+            self._trace(Outcome.TIMED_OUT, f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
             raise ChildSagasTimeout(
                 timeout_seconds, f"waiting for {len(missing)} of {len(ids)} child saga(s) of {self._parent_id}"
             ) from None
-        self._trace("completed", f"{len(ids)} child saga(s) finished")
+        self._trace(Outcome.COMPLETED, f"{len(ids)} child saga(s) finished")
         return statuses
 
-    def _trace(self, outcome: str, detail: str, error_type: str | None = None) -> None:
+    def _trace(self, outcome: Outcome, detail: str, error_type: str | None = None) -> None:
         """A ``children`` record in the waiting saga's trace (its step is the one running now)."""
         execution = self._manager.execution_of(self._parent_id)
         step = execution.state.current_step if execution is not None else None
         self._manager.tracer.record(
             self._parent_id,
             self._saga_type,
-            self._grandparent_id,
-            step,
-            None,
-            "children",
-            outcome,
-            error_type,
+            parent_id=self._grandparent_id,
+            step=step,
+            phase=Phase.CHILDREN,
+            outcome=outcome,
+            error_type=error_type,
             detail=detail,
         )
 
@@ -270,11 +269,9 @@ class SagaManager:
             self.tracer.record(
                 owner,
                 registration.saga_type,
-                parent_id,
-                None,
-                None,
-                "saga",
-                "duplicate_trigger",
+                parent_id=parent_id,
+                phase=Phase.SAGA,
+                outcome=Outcome.DUPLICATE_TRIGGER,
                 detail=f"{event.event_type} {event.event_id}",
             )
             if parent_id is not None and owner not in self._children.get(parent_id, ()):
