@@ -74,4 +74,4 @@ def test_records_hold_plain_strings_and_hash_as_before() -> None:
 def test_record_takes_keywords_after_the_saga_identity() -> None:
     tracer = Tracer(lambda: 0.0)
     with pytest.raises(TypeError):
-        tracer.record("s1", "T", None, "a", 1, Phase.EXECUTE, Outcome.STARTED)  # type: ignore[misc]
+        tracer.record("s1", "T", None, "a", 1, Phase.EXECUTE, Outcome.STARTED)  # type: ignore[call-arg]
