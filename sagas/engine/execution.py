@@ -44,11 +44,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sagas.engine.errors import DeadlineExceeded, LeaseLost, SagaAborted
 from sagas.engine.events import (
+    Event,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
@@ -57,15 +59,12 @@ from sagas.engine.events import (
     SagaStarted,
     SagaStepCompleted,
 )
-from sagas.engine.ports import Runtime
+from sagas.engine.ports import Runtime, TaskHandle
 from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
-from sagas.engine.trace import Outcome, Phase
-
-if TYPE_CHECKING:
-    from sagas.engine.manager import SagaManager
+from sagas.engine.trace import Outcome, Phase, Tracer
 
 
 class _StepFailed(Exception):
@@ -134,12 +133,44 @@ def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus
     return SagaStatus.COMPENSATION_FAILED if compensation_failed else SagaStatus.COMPENSATED
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionServices:
+    """What an execution needs from the manager that runs it, and nothing more.
+
+    Holding this instead of the manager keeps ``execution`` from importing ``manager``:
+    the manager knows executions, an execution knows only these. The manager builds it
+    once. Its clock, trace and generators are fixed for the manager's life; its store and
+    event bus are reached through callables that read the manager's port at each call,
+    because a port may be swapped while sagas run (the lab cuts a manager off its store
+    that way) and every execution of that manager must see the swap at once.
+    """
+
+    runtime: Runtime
+    tracer: Tracer
+    jitter_rng: random.Random
+    """Draws the jitter of step and compensation retries."""
+    retry_rng: random.Random
+    """Draws the jitter of ``retry_async`` polls inside steps."""
+    save_state: Callable[[SagaState, int], Awaitable[None]]
+    """Write a saga's state to the manager's store under a fencing token."""
+    publish: Callable[[Event], Awaitable[None]]
+    """Publish an event on the manager's event bus."""
+    has_subscribers: Callable[[type[Event]], bool]
+    """Whether anyone on the manager's event bus listens to an event type."""
+    step_services: Callable[[str, str, str | None], dict[str, Any]]
+    """``(saga_id, saga_type, parent_id)`` -> the services every step of that saga finds in its context."""
+    stop_children: Callable[[SagaExecution], Awaitable[None]]
+    """Stop the execution's unfinished child sagas and wait for them (before its own compensations)."""
+    task_of: Callable[[str], TaskHandle[SagaState] | None]
+    """The task running a saga in the manager, if any."""
+
+
 class SagaExecution:
     """One saga instance being run (or resumed) by a ``SagaManager``."""
 
     def __init__(
         self,
-        manager: SagaManager,
+        services: ExecutionServices,
         saga: BaseSaga,
         state: SagaState,
         *,
@@ -148,7 +179,7 @@ class SagaExecution:
         resumed: bool = False,
         steps: tuple[SagaStep, ...] | None = None,
     ) -> None:
-        self.manager = manager
+        self.services = services
         self.saga = saga
         self.state = state
         self.resumed = resumed
@@ -169,14 +200,14 @@ class SagaExecution:
         self._undo_in_flight = undo[0].name if undo else None
         self._undo_key = f"{self._undo_in_flight}:compensate" if self._undo_in_flight else None
         self._made: dict[str, int] = {}  # attempts made before this execution, of what was in flight
-        self._runtime = manager.runtime
-        self._tracer = manager.tracer
-        self._rng = manager.jitter_rng
-        self._retry_rng = manager.retry_rng
+        self._runtime = services.runtime
+        self._tracer = services.tracer
+        self._rng = services.jitter_rng
+        self._retry_rng = services.retry_rng
         self._context: dict[str, Any] = {
             **state.trigger_data,
             **state.results,
-            **manager.step_services(state.saga_id, state.saga_type, state.parent_id),
+            **services.step_services(state.saga_id, state.saga_type, state.parent_id),
         }
 
     # -- bookkeeping -------------------------------------------------------
@@ -231,7 +262,7 @@ class SagaExecution:
         state = self.state
         state.transitions += 1
         state.updated_at = self._runtime.now()
-        await self.manager.store.save(state, self.fence)
+        await self.services.save_state(state, self.fence)
 
     async def _publish_lifecycle(self, kind: type[SagaLifecycleEvent], suffix: str, **fields: Any) -> None:
         """Publish a lifecycle event about this saga; its id is derived from the saga's (deterministic)."""
@@ -247,10 +278,10 @@ class SagaExecution:
             )
         )
 
-    async def _publish(self, event: Any) -> None:
+    async def _publish(self, event: Event) -> None:
         # A failing subscriber must not strand the saga mid-transition: record it and go on.
         try:
-            await self.manager.event_bus.publish(event)
+            await self.services.publish(event)
         except Exception as error:  # noqa: BLE001 - recorded in the trace, not swallowed
             self._trace(
                 None, None, Phase.SAGA, Outcome.SUBSCRIBER_FAILED, error, detail=f"{type(event).__name__}: {error}"
@@ -283,7 +314,7 @@ class SagaExecution:
             return  # already asked, or already compensating or finished: nothing to cut
         self.parent_cancel = reason
         if self._forwarding:
-            task = self.manager.task_of(self.state.saga_id)
+            task = self.services.task_of(self.state.saga_id)
             if task is not None and not task.done():
                 task.cancel()
 
@@ -303,7 +334,6 @@ class SagaExecution:
 
     async def _drive(self) -> SagaState:
         state = self.state
-        bus = self.manager.event_bus
         if self.resumed:
             self._trace(None, None, Phase.SAGA, Outcome.RESUMED, detail=state.status.value)
             in_flight = state.current_step
@@ -329,7 +359,7 @@ class SagaExecution:
                 await self._persist()
         else:
             self._trace(None, None, Phase.SAGA, Outcome.STARTED)  # the store already holds the new state
-        if bus.has_subscribers(SagaStarted):
+        if self.services.has_subscribers(SagaStarted):
             await self._publish_lifecycle(SagaStarted, f"started:{state.transitions}", resumed=self.resumed)
         timed_out = False
         if state.status is SagaStatus.RUNNING:
@@ -377,7 +407,7 @@ class SagaExecution:
             self._trace(None, None, Phase.SAGA, Outcome.COMPENSATING)
         else:
             timed_out = state.timed_out
-        await self.manager.stop_children(self)  # children's effects are undone before the parent's
+        await self.services.stop_children(self)  # children's effects are undone before the parent's
         failed = await self._compensate_all()
         state.status = terminal_status(timed_out=timed_out, compensation_failed=failed)
         state.compensation_outcome = "compensation_failed" if failed else "compensated"
@@ -405,7 +435,6 @@ class SagaExecution:
 
     async def _forward(self) -> None:
         state = self.state
-        bus = self.manager.event_bus
         completed = state.completed_steps
         remaining = [step for step in self.steps if step.name not in completed]
         for index, step in enumerate(remaining):
@@ -423,7 +452,7 @@ class SagaExecution:
             # One write records both transitions: this step completed, the next one current.
             state.current_step = remaining[index + 1].name if index + 1 < len(remaining) else None
             await self._persist()
-            if bus.has_subscribers(SagaStepCompleted):
+            if self.services.has_subscribers(SagaStepCompleted):
                 await self._publish_lifecycle(SagaStepCompleted, f"step:{step.name}", step=step.name)
 
     def _checked_result(self, step: SagaStep, result: Any) -> dict[str, Any] | None:

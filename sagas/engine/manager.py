@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
 from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, InvalidEvent, SagaDefinitionError
 from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, event_data
-from sagas.engine.execution import SagaExecution
+from sagas.engine.execution import ExecutionServices, SagaExecution
 from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.saga import BaseSaga
@@ -188,6 +188,18 @@ class SagaManager:
         # True: finished tasks stay until wait_idle() hands them back (tests, the lab).
         # False: each task forgets itself when its saga ends (long-running services).
         self.retain_finished = retain_finished
+        self._services = ExecutionServices(
+            runtime=self.runtime,
+            tracer=self.tracer,
+            jitter_rng=self.jitter_rng,
+            retry_rng=self.retry_rng,
+            save_state=self._save_state,
+            publish=self._publish,
+            has_subscribers=self._has_subscribers,
+            step_services=self.step_services,
+            stop_children=self.stop_children,
+            task_of=self.task_of,
+        )
 
     # -- registration ------------------------------------------------------
 
@@ -286,7 +298,9 @@ class SagaManager:
             # which runs nothing any more; its node's next incarnation (or anyone, once the lease runs
             # out) resumes it. Launching it here would run it beside that successor.
             return saga_id
-        self._launch(SagaExecution(self, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps))
+        self._launch(
+            SagaExecution(self._services, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps)
+        )
         return saga_id
 
     def _lease_until(self, asked_at: float) -> float:
@@ -490,14 +504,23 @@ class SagaManager:
         if state.parent_id is not None and saga_id not in self._children.get(state.parent_id, ()):
             self._children.setdefault(state.parent_id, []).append(saga_id)
         lease_until = self._lease_until(asked_at)
-        execution = SagaExecution(self, saga, state, fence=fence, lease_until=lease_until, resumed=True)
+        execution = SagaExecution(self._services, saga, state, fence=fence, lease_until=lease_until, resumed=True)
         if state.parent_id is not None:
             asked = await self.store.cancel_requested(saga_id)
             if asked is not None:
                 execution.cancel_for_parent(asked)  # not started yet: it goes straight to compensation
         return self._launch(execution)
 
-    # -- services handed to steps -----------------------------------------
+    # -- services handed to executions and steps ---------------------------
+
+    def _save_state(self, state: SagaState, fence: int) -> Awaitable[None]:
+        return self.store.save(state, fence)  # the store as it is now: the lab may swap it mid-run
+
+    def _publish(self, event: Event) -> Awaitable[None]:
+        return self.event_bus.publish(event)
+
+    def _has_subscribers(self, event_type: type[Event]) -> bool:
+        return self.event_bus.has_subscribers(event_type)
 
     def step_services(self, saga_id: str, saga_type: str, parent_id: str | None) -> dict[str, Any]:
         """The services every step of ``saga_id`` finds in its context."""
