@@ -68,12 +68,13 @@ from sagas.engine.trace import Outcome, Phase, Tracer
 
 
 class _StepFailed(Exception):
-    """Internal: a step gave up; carries its last error."""
+    """Internal: a step (or a compensation) gave up; carries its last error and, if any, the last attempt."""
 
-    def __init__(self, step: str, error: BaseException) -> None:
+    def __init__(self, step: str, error: BaseException, attempt: int | None = None) -> None:
         super().__init__(step, error)
         self.step = step
         self.error = error
+        self.attempt = attempt
 
 
 class _Aborted(Exception):
@@ -131,6 +132,27 @@ def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus
     if timed_out:
         return SagaStatus.TIMED_OUT
     return SagaStatus.COMPENSATION_FAILED if compensation_failed else SagaStatus.COMPENSATED
+
+
+@dataclass(frozen=True, slots=True)
+class _AttemptPlan:
+    """How the attempts of one step, or of its compensation, run: everything that differs between the two."""
+
+    phase: Phase
+    key: str
+    """Attempts are counted under this key in ``SagaState.attempts``."""
+    call: Callable[..., Awaitable[Any]]
+    deadline_s: float
+    policy: RetryConfig
+    in_flight: bool
+    """The previous manager died during these attempts: the attempt it cut counts as made."""
+    succeeded: Outcome
+    what: str
+    """Names the attempts in a timeout's message."""
+    retry_detail: str | None
+    forward: bool
+    """A step's execution: it runs under the saga deadline, may abort the saga, and an attempt cut
+    short (timed out or cancelled) may have taken effect. A compensation does none of these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,85 +357,94 @@ class SagaExecution:
     async def _drive(self) -> SagaState:
         state = self.state
         if self.resumed:
-            self._trace(None, None, Phase.SAGA, Outcome.RESUMED, detail=state.status.value)
-            in_flight = state.current_step
-            write = False
-            if (
-                state.status is SagaStatus.RUNNING
-                and in_flight is not None
-                and in_flight not in state.completed_steps
-                and in_flight not in state.possibly_applied
-            ):
-                # The crash may have cut an attempt of this step after it took effect.
-                state.possibly_applied.append(in_flight)
-                write = True
-            # The attempt about to re-run the step (or compensation) in flight is reserved in the same
-            # write, so one more restart during it cannot hand out its number again.
-            for key in (self._in_flight, self._undo_key):
-                if key is not None:
-                    self._made[key] = made = state.attempts.get(key, 1)  # the cut one counts as made
-                    state.attempts[key] = made + 1
-                    state.attempts_since.setdefault(key, self._in_flight_since)
-                    write = True
-            if write:
-                await self._persist()
+            await self._take_over()
         else:
             self._trace(None, None, Phase.SAGA, Outcome.STARTED)  # the store already holds the new state
         if self.services.has_subscribers(SagaStarted):
             await self._publish_lifecycle(SagaStarted, f"started:{state.transitions}", resumed=self.resumed)
-        timed_out = False
-        if state.status is SagaStatus.RUNNING:
-            remaining = state.deadline_at - self._runtime.now()
-            try:
-                if self.parent_cancel is not None:
-                    raise _ParentCancelled()
-                if remaining <= 0:
-                    raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {state.saga_type}")
-                self._forwarding = True
-                try:
-                    await self._runtime.run_with_deadline(self._forward(), remaining)
-                finally:
-                    self._forwarding = False
-            except DeadlineExceeded:
-                timed_out = state.timed_out = True
-                state.error_type, state.error = (
-                    "DeadlineExceeded",
-                    (f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"),
-                )
-                self._trace(state.current_step, None, Phase.SAGA, Outcome.DEADLINE_EXCEEDED, detail=state.error)
-            except _Aborted as abort:
-                state.status = SagaStatus.ABORTED
-                state.error = abort.reason
-                await self._persist()
-                self._trace(abort.step, None, Phase.SAGA, Outcome.ABORTED, detail=abort.reason)
-                return await self._finish()
-            except _StepFailed as failure:
-                state.error_type, state.error = type(failure.error).__name__, str(failure.error)
-                self._trace(failure.step, None, Phase.SAGA, Outcome.STEP_FAILED, failure.error)
-            except BaseException:
-                # Cancelled: by the parent (compensate, below), or by a crash or a lost lease (stop).
-                if self.parent_cancel is None or self.lease_lost:
-                    raise
-                state.error_type, state.error = "ParentCompensated", self.parent_cancel
-                self._trace(state.current_step, None, Phase.SAGA, Outcome.PARENT_COMPENSATED, detail=self.parent_cancel)
-            else:
-                state.status = SagaStatus.COMPLETED
-                state.current_step = None
-                await self._persist()
-                self._trace(None, None, Phase.SAGA, Outcome.COMPLETED)
-                return await self._finish()
-            state.status = SagaStatus.COMPENSATING
-            await self._persist()
-            self._trace(None, None, Phase.SAGA, Outcome.COMPENSATING)
-        else:
-            timed_out = state.timed_out
+        if state.status is SagaStatus.RUNNING and await self._run_forward():
+            return await self._finish()  # completed or aborted: nothing to compensate
         await self.services.stop_children(self)  # children's effects are undone before the parent's
         failed = await self._compensate_all()
-        state.status = terminal_status(timed_out=timed_out, compensation_failed=failed)
         state.compensation_outcome = "compensation_failed" if failed else "compensated"
-        await self._persist()
-        self._trace(None, None, Phase.SAGA, Outcome(state.status.value), detail=state.compensation_outcome)
+        # Only the forward phase sets timed_out, always together with the move to compensating.
+        status = terminal_status(timed_out=state.timed_out, compensation_failed=failed)
+        await self._transition(status, detail=state.compensation_outcome)
         return await self._finish()
+
+    async def _take_over(self) -> None:
+        """Resume from the stored state: count the cut attempt in flight as made, and reserve the next."""
+        state = self.state
+        self._trace(None, None, Phase.SAGA, Outcome.RESUMED, detail=state.status.value)
+        in_flight = state.current_step
+        write = False
+        if (
+            state.status is SagaStatus.RUNNING
+            and in_flight is not None
+            and in_flight not in state.completed_steps
+            and in_flight not in state.possibly_applied
+        ):
+            # The crash may have cut an attempt of this step after it took effect.
+            state.possibly_applied.append(in_flight)
+            write = True
+        # The attempt about to re-run the step (or compensation) in flight is reserved in the same
+        # write, so one more restart during it cannot hand out its number again.
+        for key in (self._in_flight, self._undo_key):
+            if key is not None:
+                self._made[key] = made = state.attempts.get(key, 1)  # the cut one counts as made
+                state.attempts[key] = made + 1
+                state.attempts_since.setdefault(key, self._in_flight_since)
+                write = True
+        if write:
+            await self._persist()
+
+    async def _run_forward(self) -> bool:
+        """Run the steps under the saga deadline. True when the saga finished (completed or aborted);
+        False when it must compensate (it is then ``compensating``, in the store too)."""
+        state = self.state
+        remaining = state.deadline_at - self._runtime.now()
+        try:
+            if self.parent_cancel is not None:
+                raise _ParentCancelled()
+            if remaining <= 0:
+                raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {state.saga_type}")
+            self._forwarding = True
+            try:
+                await self._runtime.run_with_deadline(self._forward(), remaining)
+            finally:
+                self._forwarding = False
+        except DeadlineExceeded:
+            state.timed_out = True
+            state.error_type = "DeadlineExceeded"
+            state.error = f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"
+            self._trace(state.current_step, None, Phase.SAGA, Outcome.DEADLINE_EXCEEDED, detail=state.error)
+        except _Aborted as abort:
+            state.error = abort.reason
+            await self._transition(SagaStatus.ABORTED, step=abort.step, detail=abort.reason)
+            return True
+        except _StepFailed as failure:
+            state.error_type, state.error = type(failure.error).__name__, str(failure.error)
+            self._trace(failure.step, None, Phase.SAGA, Outcome.STEP_FAILED, failure.error)
+        except BaseException:
+            # Cancelled: by the parent (compensate, below), or by a crash or a lost lease (stop).
+            if self.parent_cancel is None or self.lease_lost:
+                raise
+            state.error_type, state.error = "ParentCompensated", self.parent_cancel
+            self._trace(state.current_step, None, Phase.SAGA, Outcome.PARENT_COMPENSATED, detail=self.parent_cancel)
+        else:
+            state.current_step = None
+            await self._transition(SagaStatus.COMPLETED)
+            return True
+        await self._transition(SagaStatus.COMPENSATING)
+        return False
+
+    async def _transition(self, status: SagaStatus, *, step: str | None = None, detail: str | None = None) -> None:
+        """Move the saga to ``status``: persist the state, then trace the move as a ``saga`` record
+        named for the status. The record follows the write: the trace never shows a status the store
+        was refused (a lost lease raises here, before the record)."""
+        self.state.status = status
+        await self._persist()
+        self._trace(step, None, Phase.SAGA, Outcome(status.value), detail=detail)
 
     async def _finish(self) -> SagaState:
         state = self.state
@@ -475,55 +506,76 @@ class SagaExecution:
         raise _StepFailed(step.name, problem)
 
     async def _run_step(self, step: SagaStep) -> Any:
-        """Attempts of one step under its deadline and retry policy."""
+        """Attempts of one step under its deadline and retry policy; its result, or ``_StepFailed``."""
+        plan = _AttemptPlan(
+            phase=Phase.EXECUTE,
+            key=step.name,
+            call=step.execute,
+            deadline_s=step.timeout_seconds,
+            policy=step.policy,
+            in_flight=step.name == self._in_flight,
+            succeeded=Outcome.COMPLETED,
+            what=f"step {step.name}",
+            retry_detail=None,
+            forward=True,
+        )
+        return await self._attempts(step.name, plan)
+
+    async def _attempts(self, name: str, plan: _AttemptPlan) -> Any:
+        """Attempts under ``plan`` until one succeeds (its result) or the policy stops (``_StepFailed``)."""
         runtime = self._runtime
-        policy = step.policy
-        name = step.name
-        attempt, started = self._attempts_so_far(name, 1 if name == self._in_flight else 0)
+        attempt, started = self._attempts_so_far(plan.key, 1 if plan.in_flight else 0)
         previous_delay: float | None = None
         while True:
             attempt += 1
             self.check_lease()
-            if runtime.now() >= self.state.deadline_at:
+            if plan.forward and runtime.now() >= self.state.deadline_at:
                 # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
                 raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
-            self._trace(name, attempt, Phase.EXECUTE, Outcome.STARTED)
+            self._trace(name, attempt, plan.phase, Outcome.STARTED)
             # The step may want to know which try this is (e.g. to report the attempt that succeeded).
             self._context["attempt"] = attempt
-            error: BaseException
-            try:
-                result = await runtime.run_with_deadline(
-                    _call(step.execute, self._context, runtime, self._retry_rng, self._poll_trace(name)),
-                    step.timeout_seconds,
-                )
-            except DeadlineExceeded:
-                error = DeadlineExceeded(step.timeout_seconds, f"step {name} attempt {attempt}")
-                self._mark_possibly_applied(name)
-                self._trace(name, attempt, Phase.EXECUTE, Outcome.TIMED_OUT, error)
-            except _InnerDeadline as inner:
-                error = inner.error
-                self._trace(name, attempt, Phase.EXECUTE, Outcome.FAILED, error)
-            except SagaAborted as abort:
-                self._trace(name, attempt, Phase.EXECUTE, Outcome.ABORTED, detail=abort.reason)
-                raise _Aborted(name, abort.reason) from None
-            except Exception as failure:  # noqa: BLE001 - handed to the retry policy
-                error = failure
-                self._trace(name, attempt, Phase.EXECUTE, Outcome.FAILED, failure)
-            except BaseException:
-                # Cancelled from outside (saga deadline, shutdown): the attempt may have applied.
-                self._mark_possibly_applied(name)
-                self._trace(name, attempt, Phase.EXECUTE, Outcome.CANCELLED)
-                raise
-            else:
-                self._trace(name, attempt, Phase.EXECUTE, Outcome.COMPLETED)
-                return result
-            delay = self._retry_delay(policy, attempt, error, started, previous_delay)
+            succeeded, outcome = await self._attempt(name, attempt, plan)
+            if succeeded:
+                return outcome
+            delay = self._retry_delay(plan.policy, attempt, outcome, started, previous_delay)
             if delay is None:
-                raise _StepFailed(name, error)
-            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay)
-            await self._reserve_attempt(name, attempt + 1, started)
+                raise _StepFailed(name, outcome, attempt)
+            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay, detail=plan.retry_detail)
+            await self._reserve_attempt(plan.key, attempt + 1, started)
             previous_delay = delay
             await runtime.sleep(delay)
+
+    async def _attempt(self, name: str, attempt: int, plan: _AttemptPlan) -> tuple[bool, Any]:
+        """One attempt, traced: ``(True, result)``, or ``(False, error)`` for the retry policy to judge."""
+        runtime = self._runtime
+        phase = plan.phase
+        try:
+            result = await runtime.run_with_deadline(
+                _call(plan.call, self._context, runtime, self._retry_rng, self._poll_trace(name)), plan.deadline_s
+            )
+        except DeadlineExceeded:
+            error = DeadlineExceeded(plan.deadline_s, f"{plan.what} attempt {attempt}")
+            if plan.forward:
+                self._mark_possibly_applied(name)
+            self._trace(name, attempt, phase, Outcome.TIMED_OUT, error)
+            return False, error
+        except _InnerDeadline as inner:
+            self._trace(name, attempt, phase, Outcome.FAILED, inner.error)
+            return False, inner.error
+        except Exception as failure:  # noqa: BLE001 - handed to the retry policy
+            if plan.forward and isinstance(failure, SagaAborted):
+                self._trace(name, attempt, phase, Outcome.ABORTED, detail=failure.reason)
+                raise _Aborted(name, failure.reason) from None
+            self._trace(name, attempt, phase, Outcome.FAILED, failure)
+            return False, failure
+        except BaseException:
+            if plan.forward:  # cancelled from outside (saga deadline, shutdown): the attempt may have applied
+                self._mark_possibly_applied(name)
+                self._trace(name, attempt, phase, Outcome.CANCELLED)
+            raise
+        self._trace(name, attempt, phase, plan.succeeded)
+        return True, result
 
     def _attempts_so_far(self, key: str, unrecorded: int) -> tuple[int, float]:
         """Attempts of ``key`` already made (persisted by an earlier owner, or ``unrecorded``) and when they began."""
@@ -568,43 +620,26 @@ class SagaExecution:
         return bool(state.failed_compensations)
 
     async def _compensate(self, step: SagaStep) -> bool:
+        """Attempts of one compensation under its deadline and retry policy; whether one succeeded."""
         name = step.name
         if step.compensate is None:
             self._trace(name, None, Phase.COMPENSATE, Outcome.SKIPPED, detail="no compensation defined")
             return True
-        runtime = self._runtime
-        policy = step.compensation_policy
-        key = f"{name}:compensate"
-        attempt, started = self._attempts_so_far(key, 1 if name == self._undo_in_flight else 0)
-        previous_delay: float | None = None
-        while True:
-            attempt += 1
-            self.check_lease()
-            self._trace(name, attempt, Phase.COMPENSATE, Outcome.STARTED)
-            self._context["attempt"] = attempt
-            error: BaseException
-            try:
-                await runtime.run_with_deadline(
-                    _call(step.compensate, self._context, runtime, self._retry_rng, self._poll_trace(name)),
-                    step.compensation_deadline,
-                )
-            except DeadlineExceeded:
-                error = DeadlineExceeded(step.compensation_deadline, f"compensation of {name} attempt {attempt}")
-                self._trace(name, attempt, Phase.COMPENSATE, Outcome.TIMED_OUT, error)
-            except _InnerDeadline as inner:
-                error = inner.error
-                self._trace(name, attempt, Phase.COMPENSATE, Outcome.FAILED, error)
-            except Exception as failure:  # noqa: BLE001 - recorded; the remaining compensations still run
-                error = failure
-                self._trace(name, attempt, Phase.COMPENSATE, Outcome.FAILED, failure)
-            else:
-                self._trace(name, attempt, Phase.COMPENSATE, Outcome.COMPENSATED)
-                return True
-            delay = self._retry_delay(policy, attempt, error, started, previous_delay)
-            if delay is None:
-                self._trace(name, attempt, Phase.COMPENSATE, Outcome.GAVE_UP, error)
-                return False
-            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay, detail="compensation")
-            await self._reserve_attempt(key, attempt + 1, started)
-            previous_delay = delay
-            await runtime.sleep(delay)
+        plan = _AttemptPlan(
+            phase=Phase.COMPENSATE,
+            key=f"{name}:compensate",
+            call=step.compensate,
+            deadline_s=step.compensation_deadline,
+            policy=step.compensation_policy,
+            in_flight=name == self._undo_in_flight,
+            succeeded=Outcome.COMPENSATED,
+            what=f"compensation of {name}",
+            retry_detail="compensation",
+            forward=False,
+        )
+        try:
+            await self._attempts(name, plan)
+        except _StepFailed as failure:  # recorded; the remaining compensations still run
+            self._trace(name, failure.attempt, Phase.COMPENSATE, Outcome.GAVE_UP, failure.error)
+            return False
+        return True
