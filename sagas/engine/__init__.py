@@ -1,6 +1,6 @@
 """The saga engine: sagas, steps, retries, the manager, buses, events and ports."""
 
-from sagas.engine.buses import CommandBus, EventBus, QueryBus
+from sagas.engine.buses import CommandBus, EventBus, QueryBus, Subscription
 from sagas.engine.errors import (
     ChildSagasTimeout,
     DeadlineExceeded,
@@ -86,6 +86,7 @@ __all__ = [
     "SagaStep",
     "SagaStepCompleted",
     "SagaStore",
+    "Subscription",
     "TaskHandle",
     "TraceRecord",
     "Tracer",

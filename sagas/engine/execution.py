@@ -210,6 +210,7 @@ class SagaExecution:
         self.lease_lost = False
         self.renew_at = lease_until  # when the manager's lease keeper renews next (set at launch)
         self.renewing = False  # a renewal is on its way to the store
+        self.task: TaskHandle[SagaState] | None = None  # the task driving it (set by the manager at launch)
         self.started = False  # run() has begun (a task cancelled before that never runs its cleanup)
         self.parent_cancel: str | None = None  # why the parent asked this saga to stop, once it did
         self._forwarding = False  # running its steps: a parent's cancellation may cut in now

@@ -179,11 +179,12 @@ class SagaManager:
         self._by_trigger: dict[str, list[_Registration]] = {}
         self._by_type: dict[str, _Registration] = {}
         self._tasks: dict[str, TaskHandle[SagaState]] = {}
+        self._driving: dict[TaskHandle[SagaState], str] = {}  # each saga task, while it runs, to its saga
         self._executions: dict[str, SagaExecution] = {}
         self._children: dict[str, list[str]] = {}
         self._finished: dict[str, RuntimeEvent] = {}
         for finished in (SagaCompleted, SagaCompensated, SagaFailed):
-            self.event_bus.subscribe(finished, self._on_saga_finished)
+            self.event_bus.subscribe(finished, self._on_saga_finished, owner=self)
         self.retry_rng: random.Random = random_streams.stream("retry_async")
         # True: finished tasks stay until wait_idle() hands them back (tests, the lab).
         # False: each task forgets itself when its saga ends (long-running services).
@@ -223,7 +224,7 @@ class SagaManager:
         self._by_type[saga_type] = registration
         if trigger_name not in self._by_trigger:
             self._by_trigger[trigger_name] = []
-            self.event_bus.subscribe(trigger_name, self.handle_event)
+            self.event_bus.subscribe(trigger_name, self.handle_event, owner=self)
         self._by_trigger[trigger_name].append(registration)
 
     # -- identity ----------------------------------------------------------
@@ -316,6 +317,15 @@ class SagaManager:
         """The task running ``saga_id`` in this manager, if any."""
         return self._tasks.get(saga_id)
 
+    def saga_of(self, task: TaskHandle[Any]) -> str | None:
+        """The id of the saga ``task`` drives, if it is one of this manager's saga tasks and still running.
+
+        Every saga this manager runs or resumes gets a task of its own; it is tagged with the
+        saga's id from before its first step until it ends. Any other task (the lease keeper,
+        a renewal, a reclaim, another manager's) gives None.
+        """
+        return self._driving.get(task)
+
     async def stop_children(self, execution: SagaExecution) -> None:
         """Ask every unfinished child of ``execution``'s saga to stop and compensate; wait for them to end."""
         state = execution.state
@@ -346,6 +356,8 @@ class SagaManager:
         if self._keeper is None:
             self._keeper = self.runtime.spawn(self._keep_leases(), name="lease keeper")
         task = self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
+        execution.task = task
+        self._driving[task] = saga_id  # before the task first runs: it is tagged from its first step
         return task
 
     async def _run(self, execution: SagaExecution) -> SagaState:
@@ -361,6 +373,8 @@ class SagaManager:
             if not self._executions and self._keeper is not None:
                 self._keeper.cancel()  # nothing left to keep; the next launch starts another
                 self._keeper = None
+            if execution.task is not None:
+                self._driving.pop(execution.task, None)
         if execution.lease_lost and not self._stopped:
             # Lost by silence (a pause, a partition) rather than taken: if no other manager takes the saga
             # over, nobody would ever resume it. A task of its own tries to take it back (the store decides),
