@@ -200,7 +200,12 @@ class PollTrace(Protocol):
 # The clock, generator and poll trace of the saga step that is running (set by the engine before
 # each step call). Seed-style `retry_async(fn, retry_config=...)` calls, which pass no clock or
 # generator, use them; every call inside a step reports to its trace. A context variable, not a
-# global: each task (asyncio's, and the lab's simulated ones) sees only what its own step set.
+# global: each task (asyncio's, and the lab's simulated ones, which run in a copied Context each:
+# simlab/sim/runtime.py) sees only what its own step set, and a task runs one step at a time.
+# Kept on purpose (issue 11 asked to replace it if that changed no trace and no step signature):
+# the seed's public call takes no clock, generator or trace hook, so only an ambient value can give
+# it simulated time and a traced poll; making it explicit would break every seed-style step. The
+# trading sagas already pass clock and rng explicitly; only the trace hook reaches them this way.
 _ambient: contextvars.ContextVar[tuple[Runtime, random.Random, PollTrace | None] | None] = contextvars.ContextVar(
     "sagas_retry_ambient", default=None
 )
