@@ -41,13 +41,24 @@ def test_no_module_in_sagas_imports_the_lab_or_its_libraries():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_only_the_runtime_adapter_imports_asyncio():
+def test_only_the_runtime_adapter_and_the_test_support_import_asyncio():
     importers = sorted(
         str(path.relative_to(ROOT / "sagas"))
         for path in (ROOT / "sagas").rglob("*.py")
         if any(n.split(".")[0] == "asyncio" for n in _imports(path))
     )
-    assert all(name.startswith("runtime/") for name in importers), importers
+    assert all(name.startswith(("runtime/", "testing/")) for name in importers), importers
+
+
+def test_production_code_never_imports_the_test_support():
+    # sagas.testing serves tests: nothing a service runs may depend on it.
+    importers = sorted(
+        str(path.relative_to(ROOT / "sagas"))
+        for path in (ROOT / "sagas").rglob("*.py")
+        if not path.is_relative_to(ROOT / "sagas" / "testing")
+        and any(n == "sagas.testing" or n.startswith("sagas.testing.") for n in _imports(path))
+    )
+    assert importers == []
 
 
 AMBIENT_CALLS = {
