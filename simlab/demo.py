@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sagas import SagaState, trace_hash
+from sagas.engine.trace import Outcome, Phase
 from simlab.sim.sample import OrderRequested, SampleOrderSaga, SampleProfile
 from simlab.sim.world import SimWorld, simulate
 
@@ -42,9 +43,9 @@ def run_sample(seed: int, profile: SampleProfile | None = None, sagas: int = 1) 
     per_saga: dict[str, list[int]] = {}
     for record in world.tracer.records:
         counts = per_saga.setdefault(record.saga_id, [0, 0])
-        if record.phase == "execute" and record.outcome == "started":
+        if record.phase == Phase.EXECUTE and record.outcome == Outcome.STARTED:
             counts[0] += 1
-        elif record.phase == "retry":
+        elif record.phase == Phase.RETRY:
             counts[1] += 1
     for state in finals:
         attempts, retries = per_saga[state.saga_id]

@@ -9,7 +9,8 @@ from typing import Any
 
 from sagas import EventBus, InMemorySagaStore, RandomStreams, SagaManager, SagaStore, Tracer, trace_hash
 from sagas.engine.ports import Runtime
-from sagas.runtime import AsyncioRuntime, VirtualTimeLoop
+from sagas.runtime import AsyncioRuntime
+from sagas.testing import VirtualTimeLoop
 from simlab.sim.runtime import SimRuntime
 
 Main = Callable[["World"], Coroutine[Any, Any, Any]]

@@ -26,7 +26,8 @@ from sagas import (
     SagaStep,
     retry_async,
 )
-from sagas.runtime import AsyncioRuntime, VirtualTimeLoop
+from sagas.runtime import AsyncioRuntime
+from sagas.testing import VirtualTimeLoop
 from simlab.sim.runtime import SimRuntime
 from simlab.sim.world import build_world, simulate
 from tests.harness import World, run_asyncio, run_sim

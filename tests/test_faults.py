@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sagas.engine.errors import DeadlineExceeded
 from sagas.engine.events import Event
 from sagas.engine.randomness import RandomStreams
+from sagas.engine.trace import Outcome, Phase
 from sagas.infra.redis_io import resolve
 from sagas.infra.safe_ops import safe_set
 from sagas.trading import commands as c
@@ -443,15 +444,23 @@ def test_a_compensation_attempt_fails_at_its_first_port_call_and_nothing_else_do
     async def calls(order: list[str]) -> list[str]:
         return [await _outcome(ports[name]()) for name in order]
 
-    async def attempt(saga_id: str, phase: str, number: int, order: list[str]) -> list[str]:
-        tracer.record(saga_id, "T", None, "step", number, phase, "started")
+    async def attempt(saga_id: str, phase: Phase, number: int, order: list[str]) -> list[str]:
+        tracer.record(saga_id, "T", step="step", attempt=number, phase=phase, outcome=Outcome.STARTED)
         return await calls(order)
+
+    driving: dict[object, str] = {}  # stands in for the manager: which saga each task drives
+    world.sim.saga_of = driving.get  # type: ignore[method-assign]
+
+    async def as_saga(saga_id: str, phase: Phase, number: int, order: list[str]) -> list[str]:
+        task = runtime.spawn(attempt(saga_id, phase, number, order), name="attempt")
+        driving[task] = saga_id
+        return await task.join()
 
     async def main() -> list[list[str]]:
         seen = []
         for number, order in enumerate((["broker", "command"], ["command", "redis"], ["redis", "broker"]), 1):
-            seen.append(await runtime.spawn(attempt("s1", "compensate", number, order), name="saga s1").join())
-        seen.append(await runtime.spawn(attempt("s2", "execute", 1, ["broker"]), name="saga s2").join())
+            seen.append(await as_saga("s1", Phase.COMPENSATE, number, order))
+        seen.append(await as_saga("s2", Phase.EXECUTE, 1, ["broker"]))
         seen.append(await calls(["broker", "command", "redis"]))  # not a saga at all (the workload)
         return seen
 
@@ -596,7 +605,7 @@ def test_at_the_heal_every_family_stops_and_every_wrapper_passes_calls_through()
     world.manager.event_bus.subscribe(Ping, listen)
 
     async def compensation() -> list[str]:
-        tracer.record("s1", "T", None, "step", 1, "compensate", "started")
+        tracer.record("s1", "T", step="step", attempt=1, phase=Phase.COMPENSATE, outcome=Outcome.STARTED)
         return [
             await _outcome(world.manager.command_bus.send(c.CreateUser("u1"))),
             await _outcome(_command(lambda: world.deps.redis.get("k"))),

@@ -283,7 +283,7 @@ def _paused_holder_and_a_successor(release: str):
     """A takes the lock for 300 s and freezes for 400 s; B takes it at 350 s; A then releases its way."""
 
     async def main(world):
-        ledger = LockLedger(world.runtime)
+        ledger = LockLedger(world)
         redis = LedgerRedis(SimulatedRedis(clock=world.runtime.now), ledger)
         locks, clock = RedisLockManager(redis), world.runtime
 
@@ -326,7 +326,7 @@ def test_an_owner_checked_release_takes_nothing_from_the_next_holder():
 @pytest.mark.parametrize("ends", ["released", "died"])
 def test_a_lock_released_or_whose_holder_died_before_its_ttl_did_not_expire_under_a_believer(ends):
     async def main(world):
-        ledger = LockLedger(world.runtime)
+        ledger = LockLedger(world)
         redis = LedgerRedis(SimulatedRedis(clock=world.runtime.now), ledger)
         locks, clock = RedisLockManager(redis), world.runtime
 

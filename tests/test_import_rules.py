@@ -41,13 +41,24 @@ def test_no_module_in_sagas_imports_the_lab_or_its_libraries():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_only_the_runtime_adapter_imports_asyncio():
+def test_only_the_runtime_adapter_and_the_test_support_import_asyncio():
     importers = sorted(
         str(path.relative_to(ROOT / "sagas"))
         for path in (ROOT / "sagas").rglob("*.py")
         if any(n.split(".")[0] == "asyncio" for n in _imports(path))
     )
-    assert all(name.startswith("runtime/") for name in importers), importers
+    assert all(name.startswith(("runtime/", "testing/")) for name in importers), importers
+
+
+def test_production_code_never_imports_the_test_support():
+    # sagas.testing serves tests: nothing a service runs may depend on it.
+    importers = sorted(
+        str(path.relative_to(ROOT / "sagas"))
+        for path in (ROOT / "sagas").rglob("*.py")
+        if not path.is_relative_to(ROOT / "sagas" / "testing")
+        and any(n == "sagas.testing" or n.startswith("sagas.testing.") for n in _imports(path))
+    )
+    assert importers == []
 
 
 AMBIENT_CALLS = {
@@ -80,3 +91,73 @@ def test_engine_code_reads_no_wall_clock_global_random_uuid4_or_environment():
             ):
                 found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
     assert found == []
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _sagas_import_graph() -> dict[str, set[str]]:
+    """Module -> the ``sagas`` modules it imports, counting imports under ``if TYPE_CHECKING:`` too.
+
+    ``from pkg import name`` points at ``pkg.name`` when that is a module, else at ``pkg``.
+    A package's parents are not counted (importing ``sagas.engine.trace`` runs ``sagas.engine``'s
+    ``__init__`` first, which is how packages work, not a cycle anyone wrote).
+    """
+    paths = {_module_name(path): path for path in (ROOT / "sagas").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    targets.add(child if child in paths else node.module)
+        graph[module] = {t for t in targets if t in paths and t != module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def test_no_import_cycle_among_sagas_modules():
+    # Counted with TYPE_CHECKING imports: a cycle hidden from the interpreter is still one for a reader.
+    graph = _sagas_import_graph()
+    assert "sagas.engine.manager" in graph["sagas.engine"]
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -27,9 +27,9 @@ from sagas.engine.events import Event
 from sagas.engine.ports import Runtime
 from sagas.engine.state import SagaStatus
 from sagas.runtime.asyncio_runtime import AsyncioRuntime
-from sagas.runtime.virtual_time import VirtualTimeLoop
 from sagas.stores.memory import InMemorySagaStore
 from sagas.stores.redis_store import RedisSagaStore
+from sagas.testing import VirtualTimeLoop
 from simlab.sim.runtime import SimRuntime
 from tests.redis_server import delete_prefix, require_redis_url, unique_prefix
 

@@ -12,7 +12,7 @@ KEY = "broker:disconnect:lock:c-1"
 
 def test_a_holder_paused_past_its_ttl_and_a_second_holder_overlap():
     async def main(world):
-        ledger = LockLedger(world.runtime)
+        ledger = LockLedger(world)
         redis = LedgerRedis(SimulatedRedis(clock=world.runtime.now), ledger)
         locks = RedisLockManager(redis)
         clock = world.runtime
@@ -43,7 +43,7 @@ def test_a_holder_paused_past_its_ttl_and_a_second_holder_overlap():
 
 def test_fenced_acquisitions_inside_a_transaction_open_holds_too():
     async def main(world):
-        ledger = LockLedger(world.runtime)
+        ledger = LockLedger(world)
         locks = RedisLockManager(LedgerRedis(SimulatedRedis(clock=world.runtime.now), ledger))
         tokens = [await locks.acquire_fenced(KEY, "saga-a", ttl_seconds=300)]
         tokens.append(await locks.acquire_fenced(KEY, "saga-b", ttl_seconds=300))  # refused: no hold
@@ -62,7 +62,7 @@ def test_fenced_acquisitions_inside_a_transaction_open_holds_too():
 
 def test_the_seed_helpers_open_and_close_holds_without_overlap_when_used_in_turn():
     async def main(world):
-        ledger = LockLedger(world.runtime)
+        ledger = LockLedger(world)
         redis = LedgerRedis(SimulatedRedis(clock=world.runtime.now), ledger)
         assert await safe_set(redis, KEY, "saga-a:0.0", ttl_seconds=300, nx=True)
         await world.runtime.sleep(1)

@@ -1,6 +1,6 @@
 """The saga engine: sagas, steps, retries, the manager, buses, events and ports."""
 
-from sagas.engine.buses import CommandBus, EventBus, QueryBus
+from sagas.engine.buses import CommandBus, EventBus, QueryBus, Subscription
 from sagas.engine.errors import (
     ChildSagasTimeout,
     DeadlineExceeded,
@@ -31,10 +31,25 @@ from sagas.engine.retry import JITTER_STRATEGIES, RetryConfig, backoff_delay, ne
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus
 from sagas.engine.step import SagaStep
-from sagas.engine.trace import Tracer, TraceRecord, canonical_trace, trace_hash
+from sagas.engine.trace import (
+    ATTEMPT_END_OUTCOMES,
+    ATTEMPT_PHASES,
+    POSSIBLY_APPLIED_OUTCOMES,
+    TERMINAL_SAGA_OUTCOMES,
+    Outcome,
+    Phase,
+    Tracer,
+    TraceRecord,
+    canonical_trace,
+    trace_hash,
+)
 
 __all__ = [
+    "ATTEMPT_END_OUTCOMES",
+    "ATTEMPT_PHASES",
     "JITTER_STRATEGIES",
+    "POSSIBLY_APPLIED_OUTCOMES",
+    "TERMINAL_SAGA_OUTCOMES",
     "BaseSaga",
     "ChildSagas",
     "ChildSagasTimeout",
@@ -48,6 +63,8 @@ __all__ = [
     "LeaseLost",
     "LockManager",
     "NonRetryableError",
+    "Outcome",
+    "Phase",
     "QueryBus",
     "RandomStreams",
     "RetryConfig",
@@ -69,6 +86,7 @@ __all__ = [
     "SagaStep",
     "SagaStepCompleted",
     "SagaStore",
+    "Subscription",
     "TaskHandle",
     "TraceRecord",
     "Tracer",

@@ -44,11 +44,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sagas.engine.errors import DeadlineExceeded, LeaseLost, SagaAborted
 from sagas.engine.events import (
+    Event,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
@@ -57,23 +59,22 @@ from sagas.engine.events import (
     SagaStarted,
     SagaStepCompleted,
 )
-from sagas.engine.ports import Runtime
+from sagas.engine.ports import Runtime, TaskHandle
 from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
-
-if TYPE_CHECKING:
-    from sagas.engine.manager import SagaManager
+from sagas.engine.trace import Outcome, Phase, Tracer
 
 
 class _StepFailed(Exception):
-    """Internal: a step gave up; carries its last error."""
+    """Internal: a step (or a compensation) gave up; carries its last error and, if any, the last attempt."""
 
-    def __init__(self, step: str, error: BaseException) -> None:
+    def __init__(self, step: str, error: BaseException, attempt: int | None = None) -> None:
         super().__init__(step, error)
         self.step = step
         self.error = error
+        self.attempt = attempt
 
 
 class _Aborted(Exception):
@@ -133,12 +134,65 @@ def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus
     return SagaStatus.COMPENSATION_FAILED if compensation_failed else SagaStatus.COMPENSATED
 
 
+@dataclass(frozen=True, slots=True)
+class _AttemptPlan:
+    """How the attempts of one step, or of its compensation, run: everything that differs between the two."""
+
+    phase: Phase
+    key: str
+    """Attempts are counted under this key in ``SagaState.attempts``."""
+    call: Callable[..., Awaitable[Any]]
+    deadline_s: float
+    policy: RetryConfig
+    in_flight: bool
+    """The previous manager died during these attempts: the attempt it cut counts as made."""
+    succeeded: Outcome
+    what: str
+    """Names the attempts in a timeout's message."""
+    retry_detail: str | None
+    forward: bool
+    """A step's execution: it runs under the saga deadline, may abort the saga, and an attempt cut
+    short (timed out or cancelled) may have taken effect. A compensation does none of these."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionServices:
+    """What an execution needs from the manager that runs it, and nothing more.
+
+    Holding this instead of the manager keeps ``execution`` from importing ``manager``:
+    the manager knows executions, an execution knows only these. The manager builds it
+    once. Its clock, trace and generators are fixed for the manager's life; its store and
+    event bus are reached through callables that read the manager's port at each call,
+    because a port may be swapped while sagas run (the lab cuts a manager off its store
+    that way) and every execution of that manager must see the swap at once.
+    """
+
+    runtime: Runtime
+    tracer: Tracer
+    jitter_rng: random.Random
+    """Draws the jitter of step and compensation retries."""
+    retry_rng: random.Random
+    """Draws the jitter of ``retry_async`` polls inside steps."""
+    save_state: Callable[[SagaState, int], Awaitable[None]]
+    """Write a saga's state to the manager's store under a fencing token."""
+    publish: Callable[[Event], Awaitable[None]]
+    """Publish an event on the manager's event bus."""
+    has_subscribers: Callable[[type[Event]], bool]
+    """Whether anyone on the manager's event bus listens to an event type."""
+    step_services: Callable[[str, str, str | None], dict[str, Any]]
+    """``(saga_id, saga_type, parent_id)`` -> the services every step of that saga finds in its context."""
+    stop_children: Callable[[SagaExecution], Awaitable[None]]
+    """Stop the execution's unfinished child sagas and wait for them (before its own compensations)."""
+    task_of: Callable[[str], TaskHandle[SagaState] | None]
+    """The task running a saga in the manager, if any."""
+
+
 class SagaExecution:
     """One saga instance being run (or resumed) by a ``SagaManager``."""
 
     def __init__(
         self,
-        manager: SagaManager,
+        services: ExecutionServices,
         saga: BaseSaga,
         state: SagaState,
         *,
@@ -147,7 +201,7 @@ class SagaExecution:
         resumed: bool = False,
         steps: tuple[SagaStep, ...] | None = None,
     ) -> None:
-        self.manager = manager
+        self.services = services
         self.saga = saga
         self.state = state
         self.resumed = resumed
@@ -156,6 +210,7 @@ class SagaExecution:
         self.lease_lost = False
         self.renew_at = lease_until  # when the manager's lease keeper renews next (set at launch)
         self.renewing = False  # a renewal is on its way to the store
+        self.task: TaskHandle[SagaState] | None = None  # the task driving it (set by the manager at launch)
         self.started = False  # run() has begun (a task cancelled before that never runs its cleanup)
         self.parent_cancel: str | None = None  # why the parent asked this saga to stop, once it did
         self._forwarding = False  # running its steps: a parent's cancellation may cut in now
@@ -168,14 +223,14 @@ class SagaExecution:
         self._undo_in_flight = undo[0].name if undo else None
         self._undo_key = f"{self._undo_in_flight}:compensate" if self._undo_in_flight else None
         self._made: dict[str, int] = {}  # attempts made before this execution, of what was in flight
-        self._runtime = manager.runtime
-        self._tracer = manager.tracer
-        self._rng = manager.jitter_rng
-        self._retry_rng = manager.retry_rng
+        self._runtime = services.runtime
+        self._tracer = services.tracer
+        self._rng = services.jitter_rng
+        self._retry_rng = services.retry_rng
         self._context: dict[str, Any] = {
             **state.trigger_data,
             **state.results,
-            **manager.step_services(state.saga_id, state.saga_type, state.parent_id),
+            **services.step_services(state.saga_id, state.saga_type, state.parent_id),
         }
 
     # -- bookkeeping -------------------------------------------------------
@@ -184,8 +239,8 @@ class SagaExecution:
         self,
         step: str | None,
         attempt: int | None,
-        phase: str,
-        outcome: str,
+        phase: Phase,
+        outcome: Outcome,
         error: BaseException | None = None,
         retry_delay: float | None = None,
         detail: str | None = None,
@@ -194,14 +249,14 @@ class SagaExecution:
         self._tracer.record(
             s.saga_id,
             s.saga_type,
-            s.parent_id,
-            step,
-            attempt,
-            phase,
-            outcome,
-            type(error).__name__ if error is not None else None,
-            retry_delay,
-            detail,
+            parent_id=s.parent_id,
+            step=step,
+            attempt=attempt,
+            phase=phase,
+            outcome=outcome,
+            error_type=type(error).__name__ if error is not None else None,
+            retry_delay=retry_delay,
+            detail=detail,
         )
 
     def _poll_trace(self, step: str) -> PollTrace:
@@ -212,11 +267,11 @@ class SagaExecution:
         self,
         step: str,
         attempt: int,
-        outcome: str,
+        outcome: Outcome,
         error: BaseException | None = None,
         retry_delay: float | None = None,
     ) -> None:
-        self._trace(step, attempt, "poll", outcome, error, retry_delay)
+        self._trace(step, attempt, Phase.POLL, outcome, error, retry_delay)
 
     def check_lease(self) -> None:
         """Raise ``LeaseLost`` if this execution may no longer drive its saga."""
@@ -230,7 +285,7 @@ class SagaExecution:
         state = self.state
         state.transitions += 1
         state.updated_at = self._runtime.now()
-        await self.manager.store.save(state, self.fence)
+        await self.services.save_state(state, self.fence)
 
     async def _publish_lifecycle(self, kind: type[SagaLifecycleEvent], suffix: str, **fields: Any) -> None:
         """Publish a lifecycle event about this saga; its id is derived from the saga's (deterministic)."""
@@ -246,12 +301,14 @@ class SagaExecution:
             )
         )
 
-    async def _publish(self, event: Any) -> None:
+    async def _publish(self, event: Event) -> None:
         # A failing subscriber must not strand the saga mid-transition: record it and go on.
         try:
-            await self.manager.event_bus.publish(event)
+            await self.services.publish(event)
         except Exception as error:  # noqa: BLE001 - recorded in the trace, not swallowed
-            self._trace(None, None, "saga", "subscriber_failed", error, detail=f"{type(event).__name__}: {error}")
+            self._trace(
+                None, None, Phase.SAGA, Outcome.SUBSCRIBER_FAILED, error, detail=f"{type(event).__name__}: {error}"
+            )
 
     # -- the state machine -------------------------------------------------
 
@@ -280,7 +337,7 @@ class SagaExecution:
             return  # already asked, or already compensating or finished: nothing to cut
         self.parent_cancel = reason
         if self._forwarding:
-            task = self.manager.task_of(self.state.saga_id)
+            task = self.services.task_of(self.state.saga_id)
             if task is not None and not task.done():
                 task.cancel()
 
@@ -296,91 +353,99 @@ class SagaExecution:
         """Mark the lease lost (once) and say so in the trace."""
         if not self.lease_lost:
             self.lease_lost = True
-            self._trace(self.state.current_step, None, "saga", "lease_lost", detail=reason)
+            self._trace(self.state.current_step, None, Phase.SAGA, Outcome.LEASE_LOST, detail=reason)
 
     async def _drive(self) -> SagaState:
         state = self.state
-        bus = self.manager.event_bus
         if self.resumed:
-            self._trace(None, None, "saga", "resumed", detail=state.status.value)
-            in_flight = state.current_step
-            write = False
-            if (
-                state.status is SagaStatus.RUNNING
-                and in_flight is not None
-                and in_flight not in state.completed_steps
-                and in_flight not in state.possibly_applied
-            ):
-                # The crash may have cut an attempt of this step after it took effect.
-                state.possibly_applied.append(in_flight)
-                write = True
-            # The attempt about to re-run the step (or compensation) in flight is reserved in the same
-            # write, so one more restart during it cannot hand out its number again.
-            for key in (self._in_flight, self._undo_key):
-                if key is not None:
-                    self._made[key] = made = state.attempts.get(key, 1)  # the cut one counts as made
-                    state.attempts[key] = made + 1
-                    state.attempts_since.setdefault(key, self._in_flight_since)
-                    write = True
-            if write:
-                await self._persist()
+            await self._take_over()
         else:
-            self._trace(None, None, "saga", "started")  # the store already holds the new state
-        if bus.has_subscribers(SagaStarted):
+            self._trace(None, None, Phase.SAGA, Outcome.STARTED)  # the store already holds the new state
+        if self.services.has_subscribers(SagaStarted):
             await self._publish_lifecycle(SagaStarted, f"started:{state.transitions}", resumed=self.resumed)
-        timed_out = False
-        if state.status is SagaStatus.RUNNING:
-            remaining = state.deadline_at - self._runtime.now()
-            try:
-                if self.parent_cancel is not None:
-                    raise _ParentCancelled()
-                if remaining <= 0:
-                    raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {state.saga_type}")
-                self._forwarding = True
-                try:
-                    await self._runtime.run_with_deadline(self._forward(), remaining)
-                finally:
-                    self._forwarding = False
-            except DeadlineExceeded:
-                timed_out = state.timed_out = True
-                state.error_type, state.error = (
-                    "DeadlineExceeded",
-                    (f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"),
-                )
-                self._trace(state.current_step, None, "saga", "deadline_exceeded", detail=state.error)
-            except _Aborted as abort:
-                state.status = SagaStatus.ABORTED
-                state.error = abort.reason
-                await self._persist()
-                self._trace(abort.step, None, "saga", "aborted", detail=abort.reason)
-                return await self._finish()
-            except _StepFailed as failure:
-                state.error_type, state.error = type(failure.error).__name__, str(failure.error)
-                self._trace(failure.step, None, "saga", "step_failed", failure.error)
-            except BaseException:
-                # Cancelled: by the parent (compensate, below), or by a crash or a lost lease (stop).
-                if self.parent_cancel is None or self.lease_lost:
-                    raise
-                state.error_type, state.error = "ParentCompensated", self.parent_cancel
-                self._trace(state.current_step, None, "saga", "parent_compensated", detail=self.parent_cancel)
-            else:
-                state.status = SagaStatus.COMPLETED
-                state.current_step = None
-                await self._persist()
-                self._trace(None, None, "saga", "completed")
-                return await self._finish()
-            state.status = SagaStatus.COMPENSATING
-            await self._persist()
-            self._trace(None, None, "saga", "compensating")
-        else:
-            timed_out = state.timed_out
-        await self.manager.stop_children(self)  # children's effects are undone before the parent's
+        if state.status is SagaStatus.RUNNING and await self._run_forward():
+            return await self._finish()  # completed or aborted: nothing to compensate
+        await self.services.stop_children(self)  # children's effects are undone before the parent's
         failed = await self._compensate_all()
-        state.status = terminal_status(timed_out=timed_out, compensation_failed=failed)
         state.compensation_outcome = "compensation_failed" if failed else "compensated"
-        await self._persist()
-        self._trace(None, None, "saga", state.status.value, detail=state.compensation_outcome)
+        # Only the forward phase sets timed_out, always together with the move to compensating.
+        status = terminal_status(timed_out=state.timed_out, compensation_failed=failed)
+        await self._transition(status, detail=state.compensation_outcome)
         return await self._finish()
+
+    async def _take_over(self) -> None:
+        """Resume from the stored state: count the cut attempt in flight as made, and reserve the next."""
+        state = self.state
+        self._trace(None, None, Phase.SAGA, Outcome.RESUMED, detail=state.status.value)
+        in_flight = state.current_step
+        write = False
+        if (
+            state.status is SagaStatus.RUNNING
+            and in_flight is not None
+            and in_flight not in state.completed_steps
+            and in_flight not in state.possibly_applied
+        ):
+            # The crash may have cut an attempt of this step after it took effect.
+            state.possibly_applied.append(in_flight)
+            write = True
+        # The attempt about to re-run the step (or compensation) in flight is reserved in the same
+        # write, so one more restart during it cannot hand out its number again.
+        for key in (self._in_flight, self._undo_key):
+            if key is not None:
+                self._made[key] = made = state.attempts.get(key, 1)  # the cut one counts as made
+                state.attempts[key] = made + 1
+                state.attempts_since.setdefault(key, self._in_flight_since)
+                write = True
+        if write:
+            await self._persist()
+
+    async def _run_forward(self) -> bool:
+        """Run the steps under the saga deadline. True when the saga finished (completed or aborted);
+        False when it must compensate (it is then ``compensating``, in the store too)."""
+        state = self.state
+        remaining = state.deadline_at - self._runtime.now()
+        try:
+            if self.parent_cancel is not None:
+                raise _ParentCancelled()
+            if remaining <= 0:
+                raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {state.saga_type}")
+            self._forwarding = True
+            try:
+                await self._runtime.run_with_deadline(self._forward(), remaining)
+            finally:
+                self._forwarding = False
+        except DeadlineExceeded:
+            state.timed_out = True
+            state.error_type = "DeadlineExceeded"
+            state.error = f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"
+            self._trace(state.current_step, None, Phase.SAGA, Outcome.DEADLINE_EXCEEDED, detail=state.error)
+        except _Aborted as abort:
+            state.error = abort.reason
+            await self._transition(SagaStatus.ABORTED, step=abort.step, detail=abort.reason)
+            return True
+        except _StepFailed as failure:
+            state.error_type, state.error = type(failure.error).__name__, str(failure.error)
+            self._trace(failure.step, None, Phase.SAGA, Outcome.STEP_FAILED, failure.error)
+        except BaseException:
+            # Cancelled: by the parent (compensate, below), or by a crash or a lost lease (stop).
+            if self.parent_cancel is None or self.lease_lost:
+                raise
+            state.error_type, state.error = "ParentCompensated", self.parent_cancel
+            self._trace(state.current_step, None, Phase.SAGA, Outcome.PARENT_COMPENSATED, detail=self.parent_cancel)
+        else:
+            state.current_step = None
+            await self._transition(SagaStatus.COMPLETED)
+            return True
+        await self._transition(SagaStatus.COMPENSATING)
+        return False
+
+    async def _transition(self, status: SagaStatus, *, step: str | None = None, detail: str | None = None) -> None:
+        """Move the saga to ``status``: persist the state, then trace the move as a ``saga`` record
+        named for the status. The record follows the write: the trace never shows a status the store
+        was refused (a lost lease raises here, before the record)."""
+        self.state.status = status
+        await self._persist()
+        self._trace(step, None, Phase.SAGA, Outcome(status.value), detail=detail)
 
     async def _finish(self) -> SagaState:
         state = self.state
@@ -402,7 +467,6 @@ class SagaExecution:
 
     async def _forward(self) -> None:
         state = self.state
-        bus = self.manager.event_bus
         completed = state.completed_steps
         remaining = [step for step in self.steps if step.name not in completed]
         for index, step in enumerate(remaining):
@@ -420,7 +484,7 @@ class SagaExecution:
             # One write records both transitions: this step completed, the next one current.
             state.current_step = remaining[index + 1].name if index + 1 < len(remaining) else None
             await self._persist()
-            if bus.has_subscribers(SagaStepCompleted):
+            if self.services.has_subscribers(SagaStepCompleted):
                 await self._publish_lifecycle(SagaStepCompleted, f"step:{step.name}", step=step.name)
 
     def _checked_result(self, step: SagaStep, result: Any) -> dict[str, Any] | None:
@@ -439,59 +503,80 @@ class SagaExecution:
         else:
             problem = TypeError(f"{where} must return a mapping or None, got {type(result).__name__}")
         self._mark_possibly_applied(step.name)  # it ran to the end: its effects are real
-        self._trace(step.name, None, "execute", "invalid_result", problem, detail=str(problem))
+        self._trace(step.name, None, Phase.EXECUTE, Outcome.INVALID_RESULT, problem, detail=str(problem))
         raise _StepFailed(step.name, problem)
 
     async def _run_step(self, step: SagaStep) -> Any:
-        """Attempts of one step under its deadline and retry policy."""
+        """Attempts of one step under its deadline and retry policy; its result, or ``_StepFailed``."""
+        plan = _AttemptPlan(
+            phase=Phase.EXECUTE,
+            key=step.name,
+            call=step.execute,
+            deadline_s=step.timeout_seconds,
+            policy=step.policy,
+            in_flight=step.name == self._in_flight,
+            succeeded=Outcome.COMPLETED,
+            what=f"step {step.name}",
+            retry_detail=None,
+            forward=True,
+        )
+        return await self._attempts(step.name, plan)
+
+    async def _attempts(self, name: str, plan: _AttemptPlan) -> Any:
+        """Attempts under ``plan`` until one succeeds (its result) or the policy stops (``_StepFailed``)."""
         runtime = self._runtime
-        policy = step.policy
-        name = step.name
-        attempt, started = self._attempts_so_far(name, 1 if name == self._in_flight else 0)
+        attempt, started = self._attempts_so_far(plan.key, 1 if plan.in_flight else 0)
         previous_delay: float | None = None
         while True:
             attempt += 1
             self.check_lease()
-            if runtime.now() >= self.state.deadline_at:
+            if plan.forward and runtime.now() >= self.state.deadline_at:
                 # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
                 raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
-            self._trace(name, attempt, "execute", "started")
+            self._trace(name, attempt, plan.phase, Outcome.STARTED)
             # The step may want to know which try this is (e.g. to report the attempt that succeeded).
             self._context["attempt"] = attempt
-            error: BaseException
-            try:
-                result = await runtime.run_with_deadline(
-                    _call(step.execute, self._context, runtime, self._retry_rng, self._poll_trace(name)),
-                    step.timeout_seconds,
-                )
-            except DeadlineExceeded:
-                error = DeadlineExceeded(step.timeout_seconds, f"step {name} attempt {attempt}")
-                self._mark_possibly_applied(name)
-                self._trace(name, attempt, "execute", "timed_out", error)
-            except _InnerDeadline as inner:
-                error = inner.error
-                self._trace(name, attempt, "execute", "failed", error)
-            except SagaAborted as abort:
-                self._trace(name, attempt, "execute", "aborted", detail=abort.reason)
-                raise _Aborted(name, abort.reason) from None
-            except Exception as failure:  # noqa: BLE001 - handed to the retry policy
-                error = failure
-                self._trace(name, attempt, "execute", "failed", failure)
-            except BaseException:
-                # Cancelled from outside (saga deadline, shutdown): the attempt may have applied.
-                self._mark_possibly_applied(name)
-                self._trace(name, attempt, "execute", "cancelled")
-                raise
-            else:
-                self._trace(name, attempt, "execute", "completed")
-                return result
-            delay = self._retry_delay(policy, attempt, error, started, previous_delay)
+            succeeded, outcome = await self._attempt(name, attempt, plan)
+            if succeeded:
+                return outcome
+            delay = self._retry_delay(plan.policy, attempt, outcome, started, previous_delay)
             if delay is None:
-                raise _StepFailed(name, error)
-            self._trace(name, attempt, "retry", "scheduled", retry_delay=delay)
-            await self._reserve_attempt(name, attempt + 1, started)
+                raise _StepFailed(name, outcome, attempt)
+            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay, detail=plan.retry_detail)
+            await self._reserve_attempt(plan.key, attempt + 1, started)
             previous_delay = delay
             await runtime.sleep(delay)
+
+    async def _attempt(self, name: str, attempt: int, plan: _AttemptPlan) -> tuple[bool, Any]:
+        """One attempt, traced: ``(True, result)``, or ``(False, error)`` for the retry policy to judge."""
+        runtime = self._runtime
+        phase = plan.phase
+        try:
+            result = await runtime.run_with_deadline(
+                _call(plan.call, self._context, runtime, self._retry_rng, self._poll_trace(name)), plan.deadline_s
+            )
+        except DeadlineExceeded:
+            error = DeadlineExceeded(plan.deadline_s, f"{plan.what} attempt {attempt}")
+            if plan.forward:
+                self._mark_possibly_applied(name)
+            self._trace(name, attempt, phase, Outcome.TIMED_OUT, error)
+            return False, error
+        except _InnerDeadline as inner:
+            self._trace(name, attempt, phase, Outcome.FAILED, inner.error)
+            return False, inner.error
+        except Exception as failure:  # noqa: BLE001 - handed to the retry policy
+            if plan.forward and isinstance(failure, SagaAborted):
+                self._trace(name, attempt, phase, Outcome.ABORTED, detail=failure.reason)
+                raise _Aborted(name, failure.reason) from None
+            self._trace(name, attempt, phase, Outcome.FAILED, failure)
+            return False, failure
+        except BaseException:
+            if plan.forward:  # cancelled from outside (saga deadline, shutdown): the attempt may have applied
+                self._mark_possibly_applied(name)
+                self._trace(name, attempt, phase, Outcome.CANCELLED)
+            raise
+        self._trace(name, attempt, phase, plan.succeeded)
+        return True, result
 
     def _attempts_so_far(self, key: str, unrecorded: int) -> tuple[int, float]:
         """Attempts of ``key`` already made (persisted by an earlier owner, or ``unrecorded``) and when they began."""
@@ -536,43 +621,26 @@ class SagaExecution:
         return bool(state.failed_compensations)
 
     async def _compensate(self, step: SagaStep) -> bool:
+        """Attempts of one compensation under its deadline and retry policy; whether one succeeded."""
         name = step.name
         if step.compensate is None:
-            self._trace(name, None, "compensate", "skipped", detail="no compensation defined")
+            self._trace(name, None, Phase.COMPENSATE, Outcome.SKIPPED, detail="no compensation defined")
             return True
-        runtime = self._runtime
-        policy = step.compensation_policy
-        key = f"{name}:compensate"
-        attempt, started = self._attempts_so_far(key, 1 if name == self._undo_in_flight else 0)
-        previous_delay: float | None = None
-        while True:
-            attempt += 1
-            self.check_lease()
-            self._trace(name, attempt, "compensate", "started")
-            self._context["attempt"] = attempt
-            error: BaseException
-            try:
-                await runtime.run_with_deadline(
-                    _call(step.compensate, self._context, runtime, self._retry_rng, self._poll_trace(name)),
-                    step.compensation_deadline,
-                )
-            except DeadlineExceeded:
-                error = DeadlineExceeded(step.compensation_deadline, f"compensation of {name} attempt {attempt}")
-                self._trace(name, attempt, "compensate", "timed_out", error)
-            except _InnerDeadline as inner:
-                error = inner.error
-                self._trace(name, attempt, "compensate", "failed", error)
-            except Exception as failure:  # noqa: BLE001 - recorded; the remaining compensations still run
-                error = failure
-                self._trace(name, attempt, "compensate", "failed", failure)
-            else:
-                self._trace(name, attempt, "compensate", "compensated")
-                return True
-            delay = self._retry_delay(policy, attempt, error, started, previous_delay)
-            if delay is None:
-                self._trace(name, attempt, "compensate", "gave_up", error)
-                return False
-            self._trace(name, attempt, "retry", "scheduled", retry_delay=delay, detail="compensation")
-            await self._reserve_attempt(key, attempt + 1, started)
-            previous_delay = delay
-            await runtime.sleep(delay)
+        plan = _AttemptPlan(
+            phase=Phase.COMPENSATE,
+            key=f"{name}:compensate",
+            call=step.compensate,
+            deadline_s=step.compensation_deadline,
+            policy=step.compensation_policy,
+            in_flight=name == self._undo_in_flight,
+            succeeded=Outcome.COMPENSATED,
+            what=f"compensation of {name}",
+            retry_detail="compensation",
+            forward=False,
+        )
+        try:
+            await self._attempts(name, plan)
+        except _StepFailed as failure:  # recorded; the remaining compensations still run
+            self._trace(name, failure.attempt, Phase.COMPENSATE, Outcome.GAVE_UP, failure.error)
+            return False
+        return True

@@ -30,19 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
 from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, InvalidEvent, SagaDefinitionError
 from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, event_data
-from sagas.engine.execution import SagaExecution
+from sagas.engine.execution import ExecutionServices, SagaExecution
 from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.saga import BaseSaga
 from sagas.engine.state import SagaState, json_copy
-from sagas.engine.trace import Tracer
+from sagas.engine.trace import Outcome, Phase, Tracer
 
 SagaFactory = Callable[[], BaseSaga]
 
@@ -104,31 +104,30 @@ class ChildSagas:
         """
         ids = list(saga_ids) if saga_ids is not None else self.children()
         statuses: dict[str, str] = {}
-        self._trace("waiting", f"{len(ids)} child saga(s), {timeout_seconds:g} s")
+        self._trace(Outcome.WAITING, f"{len(ids)} child saga(s), {timeout_seconds:g} s")
         try:
             await self._manager.runtime.run_with_deadline(self._manager.wait_for_sagas(ids, statuses), timeout_seconds)
         except DeadlineExceeded:
             missing = [i for i in ids if i not in statuses]
-            self._trace("timed_out", f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
+            self._trace(Outcome.TIMED_OUT, f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
             raise ChildSagasTimeout(
                 timeout_seconds, f"waiting for {len(missing)} of {len(ids)} child saga(s) of {self._parent_id}"
             ) from None
-        self._trace("completed", f"{len(ids)} child saga(s) finished")
+        self._trace(Outcome.COMPLETED, f"{len(ids)} child saga(s) finished")
         return statuses
 
-    def _trace(self, outcome: str, detail: str, error_type: str | None = None) -> None:
+    def _trace(self, outcome: Outcome, detail: str, error_type: str | None = None) -> None:
         """A ``children`` record in the waiting saga's trace (its step is the one running now)."""
         execution = self._manager.execution_of(self._parent_id)
         step = execution.state.current_step if execution is not None else None
         self._manager.tracer.record(
             self._parent_id,
             self._saga_type,
-            self._grandparent_id,
-            step,
-            None,
-            "children",
-            outcome,
-            error_type,
+            parent_id=self._grandparent_id,
+            step=step,
+            phase=Phase.CHILDREN,
+            outcome=outcome,
+            error_type=error_type,
             detail=detail,
         )
 
@@ -180,15 +179,28 @@ class SagaManager:
         self._by_trigger: dict[str, list[_Registration]] = {}
         self._by_type: dict[str, _Registration] = {}
         self._tasks: dict[str, TaskHandle[SagaState]] = {}
+        self._driving: dict[TaskHandle[SagaState], str] = {}  # each saga task, while it runs, to its saga
         self._executions: dict[str, SagaExecution] = {}
         self._children: dict[str, list[str]] = {}
         self._finished: dict[str, RuntimeEvent] = {}
         for finished in (SagaCompleted, SagaCompensated, SagaFailed):
-            self.event_bus.subscribe(finished, self._on_saga_finished)
+            self.event_bus.subscribe(finished, self._on_saga_finished, owner=self)
         self.retry_rng: random.Random = random_streams.stream("retry_async")
         # True: finished tasks stay until wait_idle() hands them back (tests, the lab).
         # False: each task forgets itself when its saga ends (long-running services).
         self.retain_finished = retain_finished
+        self._services = ExecutionServices(
+            runtime=self.runtime,
+            tracer=self.tracer,
+            jitter_rng=self.jitter_rng,
+            retry_rng=self.retry_rng,
+            save_state=self._save_state,
+            publish=self._publish,
+            has_subscribers=self._has_subscribers,
+            step_services=self.step_services,
+            stop_children=self.stop_children,
+            task_of=self.task_of,
+        )
 
     # -- registration ------------------------------------------------------
 
@@ -212,7 +224,7 @@ class SagaManager:
         self._by_type[saga_type] = registration
         if trigger_name not in self._by_trigger:
             self._by_trigger[trigger_name] = []
-            self.event_bus.subscribe(trigger_name, self.handle_event)
+            self.event_bus.subscribe(trigger_name, self.handle_event, owner=self)
         self._by_trigger[trigger_name].append(registration)
 
     # -- identity ----------------------------------------------------------
@@ -270,11 +282,9 @@ class SagaManager:
             self.tracer.record(
                 owner,
                 registration.saga_type,
-                parent_id,
-                None,
-                None,
-                "saga",
-                "duplicate_trigger",
+                parent_id=parent_id,
+                phase=Phase.SAGA,
+                outcome=Outcome.DUPLICATE_TRIGGER,
                 detail=f"{event.event_type} {event.event_id}",
             )
             if parent_id is not None and owner not in self._children.get(parent_id, ()):
@@ -289,7 +299,9 @@ class SagaManager:
             # which runs nothing any more; its node's next incarnation (or anyone, once the lease runs
             # out) resumes it. Launching it here would run it beside that successor.
             return saga_id
-        self._launch(SagaExecution(self, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps))
+        self._launch(
+            SagaExecution(self._services, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps)
+        )
         return saga_id
 
     def _lease_until(self, asked_at: float) -> float:
@@ -304,6 +316,15 @@ class SagaManager:
     def task_of(self, saga_id: str) -> TaskHandle[SagaState] | None:
         """The task running ``saga_id`` in this manager, if any."""
         return self._tasks.get(saga_id)
+
+    def saga_of(self, task: TaskHandle[Any]) -> str | None:
+        """The id of the saga ``task`` drives, if it is one of this manager's saga tasks and still running.
+
+        Every saga this manager runs or resumes gets a task of its own; it is tagged with the
+        saga's id from before its first step until it ends. Any other task (the lease keeper,
+        a renewal, a reclaim, another manager's) gives None.
+        """
+        return self._driving.get(task)
 
     async def stop_children(self, execution: SagaExecution) -> None:
         """Ask every unfinished child of ``execution``'s saga to stop and compensate; wait for them to end."""
@@ -335,6 +356,8 @@ class SagaManager:
         if self._keeper is None:
             self._keeper = self.runtime.spawn(self._keep_leases(), name="lease keeper")
         task = self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
+        execution.task = task
+        self._driving[task] = saga_id  # before the task first runs: it is tagged from its first step
         return task
 
     async def _run(self, execution: SagaExecution) -> SagaState:
@@ -350,6 +373,8 @@ class SagaManager:
             if not self._executions and self._keeper is not None:
                 self._keeper.cancel()  # nothing left to keep; the next launch starts another
                 self._keeper = None
+            if execution.task is not None:
+                self._driving.pop(execution.task, None)
         if execution.lease_lost and not self._stopped:
             # Lost by silence (a pause, a partition) rather than taken: if no other manager takes the saga
             # over, nobody would ever resume it. A task of its own tries to take it back (the store decides),
@@ -493,14 +518,23 @@ class SagaManager:
         if state.parent_id is not None and saga_id not in self._children.get(state.parent_id, ()):
             self._children.setdefault(state.parent_id, []).append(saga_id)
         lease_until = self._lease_until(asked_at)
-        execution = SagaExecution(self, saga, state, fence=fence, lease_until=lease_until, resumed=True)
+        execution = SagaExecution(self._services, saga, state, fence=fence, lease_until=lease_until, resumed=True)
         if state.parent_id is not None:
             asked = await self.store.cancel_requested(saga_id)
             if asked is not None:
                 execution.cancel_for_parent(asked)  # not started yet: it goes straight to compensation
         return self._launch(execution)
 
-    # -- services handed to steps -----------------------------------------
+    # -- services handed to executions and steps ---------------------------
+
+    def _save_state(self, state: SagaState, fence: int) -> Awaitable[None]:
+        return self.store.save(state, fence)  # the store as it is now: the lab may swap it mid-run
+
+    def _publish(self, event: Event) -> Awaitable[None]:
+        return self.event_bus.publish(event)
+
+    def _has_subscribers(self, event_type: type[Event]) -> bool:
+        return self.event_bus.has_subscribers(event_type)
 
     def step_services(self, saga_id: str, saga_type: str, parent_id: str | None) -> dict[str, Any]:
         """The services every step of ``saga_id`` finds in its context."""

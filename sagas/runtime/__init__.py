@@ -1,6 +1,8 @@
-"""The asyncio adapter: the only part of ``sagas`` that imports asyncio."""
+"""The asyncio adapter: with ``sagas.testing``, the only part of ``sagas`` that imports asyncio.
+
+The virtual-time loop that tests run it on lives in ``sagas.testing``.
+"""
 
 from sagas.runtime.asyncio_runtime import AsyncioRuntime
-from sagas.runtime.virtual_time import VirtualTimeLoop, run_virtual
 
-__all__ = ["AsyncioRuntime", "VirtualTimeLoop", "run_virtual"]
+__all__ = ["AsyncioRuntime"]

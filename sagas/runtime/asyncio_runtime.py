@@ -66,7 +66,7 @@ class AsyncioRuntime:
 
     ``clock`` gives ``now()``; the default is wall-clock epoch seconds so that
     deadlines persisted by one process mean the same to the process that resumes
-    them. Tests on a ``VirtualTimeLoop`` pass ``clock=loop.time``.
+    them. Tests on a ``sagas.testing.VirtualTimeLoop`` pass ``clock=loop.time``.
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:

@@ -154,7 +154,7 @@ def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:
 
 def watch_locks(world: TradingWorld) -> LockLedger:
     """Route the world's lock and cache traffic through a ``LockLedger`` (before faults wrap it further)."""
-    ledger = LockLedger(world.sim.runtime)
+    ledger = LockLedger(world.sim)
     redis = LedgerRedis(world.deps.redis, ledger)
     world.deps.redis, world.deps.cache = redis, CacheManager(redis)
     world.deps.locks = world.manager.locks = RedisLockManager(redis)

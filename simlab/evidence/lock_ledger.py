@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.trading.sagas.base import connection_lock_key
-from simlab.sim.runtime import SimRuntime, SimTask
-from simlab.sim.seams import saga_driven_by
+from simlab.sim.runtime import SimTask
+from simlab.sim.world import SimWorld
 
 # TODO(seam): a named prefix exported by the engine, once it has one; derived from its key function meanwhile.
 LOCK_PREFIX = connection_lock_key("")
@@ -89,8 +89,9 @@ def _ttl_s(kwargs: dict[str, Any]) -> float | None:
 class LockLedger:
     """Every hold of every lock in one run, and the overlaps among them."""
 
-    def __init__(self, runtime: SimRuntime) -> None:
-        self._runtime = runtime
+    def __init__(self, world: SimWorld) -> None:
+        self._runtime = world.runtime
+        self._saga_of = world.saga_of  # names a deleting task by the saga it drives
         self.holds: list[Hold] = []
         self.overlaps: list[Overlap] = []
         self.foreign_deletions: list[ForeignDeletion] = []
@@ -151,7 +152,7 @@ class LockLedger:
                 return hold.owner
         if task is None:
             return "an unknown process"
-        return saga_driven_by(task.name) or task.name
+        return self._saga_of(task) or task.name
 
     def closed(self, key: str) -> None:
         """``key`` was deleted: the deleting process's own hold on it ends now.

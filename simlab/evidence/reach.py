@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from sagas.engine.trace import TraceRecord
-from simlab.evidence.trace_tables import Outcome, Phase, is_compensation_start
+from sagas.engine.trace import Outcome, Phase, TraceRecord
+from simlab.evidence.trace_tables import is_compensation_start
 
 REACH_PATHS: tuple[str, ...] = (
     "retry",

@@ -20,59 +20,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from sagas.engine.trace import TraceRecord
-
+from sagas.engine.trace import ATTEMPT_END_OUTCOMES, TERMINAL_SAGA_OUTCOMES, Outcome, Phase, TraceRecord
 
 # -- vocabulary ---------------------------------------------------------------
-# TODO(vocabulary): use sagas.engine.trace.Phase/Outcome (StrEnums with these exact values): delete these
-# two classes and import them instead; every reader below spells phases and outcomes only through them.
-class Phase:
-    """What a trace record is about (``TraceRecord.phase``)."""
-
-    SAGA: Final = "saga"  # the instance
-    EXECUTE: Final = "execute"  # a step attempt
-    COMPENSATE: Final = "compensate"  # a compensation attempt
-    RETRY: Final = "retry"  # a scheduled retry
-    POLL: Final = "poll"  # an attempt or a scheduled delay of a ``retry_async`` poll inside a step
-    CHILDREN: Final = "children"  # a step waiting for its child sagas
-
-
-class Outcome:
-    """What happened (``TraceRecord.outcome``); the saga's terminal statuses are ``SagaStatus`` values."""
-
-    STARTED: Final = "started"
-    COMPLETED: Final = "completed"
-    FAILED: Final = "failed"
-    TIMED_OUT: Final = "timed_out"
-    CANCELLED: Final = "cancelled"
-    INVALID_RESULT: Final = "invalid_result"
-    SCHEDULED: Final = "scheduled"
-    COMPENSATED: Final = "compensated"
-    COMPENSATION_FAILED: Final = "compensation_failed"
-    SKIPPED: Final = "skipped"
-    GAVE_UP: Final = "gave_up"
-    ABORTED: Final = "aborted"
-    RESUMED: Final = "resumed"
-    DEADLINE_EXCEEDED: Final = "deadline_exceeded"
-    DUPLICATE_TRIGGER: Final = "duplicate_trigger"
-    WAITING: Final = "waiting"
-    LEASE_LOST: Final = "lease_lost"
-    PARENT_COMPENSATED: Final = "parent_compensated"
-
-
 COMPENSATION_RETRY: Final = "compensation"
 """The ``detail`` of a ``retry``/``scheduled`` record that schedules a compensation's retry (not a step's)."""
 
 RESUMED_RUNNING: Final = "running"
 """The ``detail`` of a ``saga``/``resumed`` record whose saga was still executing (not compensating)."""
 
-TERMINAL_OUTCOMES: frozenset[str] = frozenset(
-    {Outcome.COMPLETED, Outcome.COMPENSATED, Outcome.COMPENSATION_FAILED, Outcome.ABORTED, Outcome.TIMED_OUT}
-)
-"""The outcomes of a ``saga`` record that end the saga (the terminal ``SagaStatus`` values)."""
-
-ATTEMPT_PHASES: tuple[str, ...] = (Phase.EXECUTE, Phase.COMPENSATE, Phase.POLL)
-"""Phases whose records open (``started``) and close attempts: the rows of ``attempt_rows``."""
+ATTEMPT_ROW_PHASES: tuple[Phase, ...] = (Phase.EXECUTE, Phase.COMPENSATE, Phase.POLL)
+"""Phases whose records open (``started``) and close attempts: the rows of ``attempt_rows`` (a poll's
+own attempts included, unlike the engine's ``ATTEMPT_ROW_PHASES``)."""
 
 
 # -- predicates -----------------------------------------------------------------
@@ -85,7 +44,7 @@ def is_saga_start(r: TraceRecord) -> bool:
 
 def is_saga_end(r: TraceRecord) -> bool:
     """Whether ``r`` ends its saga (a terminal status)."""
-    return r.phase == Phase.SAGA and r.outcome in TERMINAL_OUTCOMES
+    return r.phase == Phase.SAGA and r.outcome in TERMINAL_SAGA_OUTCOMES
 
 
 def is_resume(r: TraceRecord) -> bool:
@@ -187,7 +146,7 @@ class AttemptRow(NamedTuple):
 
 
 def attempt_rows(records: Iterable[TraceRecord]) -> list[AttemptRow]:
-    """Every attempt of ``ATTEMPT_PHASES`` that ended in the trace, in order of its end.
+    """Every attempt of ``ATTEMPT_ROW_PHASES`` that ended in the trace, in order of its end.
 
     An attempt is keyed by (saga, step, attempt number, phase): its ``started`` record opens it, the
     next record of the same key closes it; one still open at the trace's end has no row.
@@ -195,7 +154,7 @@ def attempt_rows(records: Iterable[TraceRecord]) -> list[AttemptRow]:
     rows = []
     open_attempts: dict[tuple[str, str | None, int | None, str], float] = {}
     for r in records:
-        if r.phase not in ATTEMPT_PHASES:
+        if r.phase not in ATTEMPT_ROW_PHASES:
             continue
         key = (r.saga_id, r.step, r.attempt, r.phase)
         if r.outcome == Outcome.STARTED:
@@ -219,9 +178,6 @@ INTERRUPTED: Final = "interrupted"
 RUNNING: Final = "running"
 """Lane status of a saga that never ended, and span outcome of an attempt still open at the trace's end."""
 
-_CLOSES = frozenset(
-    {Outcome.COMPLETED, Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.ABORTED, Outcome.COMPENSATED}
-)
 _EPSILON = 1e-9
 
 
@@ -335,7 +291,7 @@ class _SpanReader:
                 self.last_execute[(r.saga_id, r.step)] = span
             else:
                 self.last_compensate[(r.saga_id, r.step, r.attempt)] = span
-        elif r.outcome in _CLOSES and key in self.open:
+        elif r.outcome in ATTEMPT_END_OUTCOMES and key in self.open:
             span = self.open.pop(key)
             span.end, span.outcome, span.error_type = r.t, r.outcome, r.error_type
         elif r.phase == Phase.EXECUTE:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sagas.engine.trace import Outcome, Phase
 from simlab.batch.batches import Results
 from simlab.present.choice import OBJECTIVES as OBJECTIVES
 from simlab.present.choice import describe_choice as describe_choice
@@ -331,7 +332,7 @@ def compensations_by_step(results: Results, *, by: Sequence[str] | None = None) 
     if sagas.empty or attempts.empty:
         return pd.DataFrame(columns=columns)
     ended = sagas[sagas["status"].isin(("compensated", "compensation_failed", "timed_out"))]
-    failed = attempts[(attempts["phase"] == "execute") & (attempts["outcome"] != "completed")]
+    failed = attempts[(attempts["phase"] == Phase.EXECUTE) & (attempts["outcome"] != Outcome.COMPLETED)]
     ids = [*dict.fromkeys([*keys, *_run_id(attempts), "saga_id"])]
     last = failed.groupby(ids, sort=False).tail(1)[[*ids, "step"]]
     merged = ended.merge(last, on=ids, how="left")
@@ -346,7 +347,7 @@ def compensation_attempts(results: Results, *, by: Sequence[str] | None = None) 
     attempts = results.attempts
     if attempts.empty:
         return pd.DataFrame(columns=[*keys, "saga_type", "step", "outcome", "attempts"])
-    comp = attempts[attempts["phase"] == "compensate"]
+    comp = attempts[attempts["phase"] == Phase.COMPENSATE]
     return comp.groupby([*keys, "saga_type", "step", "outcome"]).size().rename("attempts").reset_index()
 
 

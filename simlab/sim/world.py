@@ -14,7 +14,7 @@ from sagas.engine.ports import SagaStore
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.trace import Tracer, trace_hash
 from sagas.stores.memory import InMemorySagaStore
-from simlab.sim.runtime import SimRuntime
+from simlab.sim.runtime import SimRuntime, SimTask
 
 T = TypeVar("T")
 
@@ -53,6 +53,20 @@ class SimWorld:
     manager: SagaManager
     others: list[SagaManager] = field(default_factory=list)
     """Managers started beside ``manager`` (the ``overlapping_managers`` fault), still running."""
+    made: list[SagaManager] = field(default_factory=list)
+    """Every manager this world has had, restarted and stopped ones included (their sagas may still unwind)."""
+
+    def __post_init__(self) -> None:
+        if not self.made:
+            self.made.append(self.manager)
+
+    def saga_of(self, task: SimTask) -> str | None:
+        """The id of the saga ``task`` drives, whichever of this world's managers started it, or None."""
+        for manager in self.made:
+            saga_id = manager.saga_of(task)
+            if saga_id is not None:
+                return saga_id
+        return None
 
     def manager_like(self, like: SagaManager, *, node: str, event_bus: EventBus) -> SagaManager:
         """A new manager process ``node`` on this world's runtime, store, streams and trace.
@@ -61,7 +75,7 @@ class SimWorld:
         tasks kept, lease and children's grace), subscribing to ``event_bus``. It runs no saga types
         until they are registered on it.
         """
-        return SagaManager(
+        manager = SagaManager(
             runtime=self.runtime,
             store=self.store,
             random_streams=self.streams,
@@ -75,6 +89,8 @@ class SimWorld:
             children_grace_seconds=like.children_grace_seconds,
             node=node,
         )
+        self.made.append(manager)
+        return manager
 
     def restart_manager(self, event_bus: EventBus | None = None) -> SagaManager:
         """Replace the running manager by its node's next incarnation (a restart), and return it.

@@ -12,29 +12,30 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sagas.engine.trace import Tracer, TraceRecord
+from sagas.engine.trace import Outcome, Phase, TraceRecord
 from simlab.chaos.faults.plan import FaultPlan
 from simlab.chaos.faults.windows import FaultWindows
-from simlab.sim.runtime import SimRuntime, SimTask
-from simlab.sim.seams import saga_driven_by
+from simlab.sim.runtime import SimTask
 from simlab.sim.world import SimWorld
 
-_ATTEMPT_PHASES = frozenset({"execute", "compensate", "retry"})
+# What ends or begins an attempt for this question: a retry's scheduled wait ends a failed attempt.
+_ATTEMPT_MARKS = frozenset({Phase.EXECUTE, Phase.COMPENSATE, Phase.RETRY})
 
 
 class Activity:
     """Which saga the running simulated task drives, and what that saga is doing (from the trace)."""
 
-    def __init__(self, runtime: SimRuntime, tracer: Tracer) -> None:
-        self._runtime = runtime
-        self._tracer = tracer
+    def __init__(self, sim: SimWorld) -> None:
+        self._runtime = sim.runtime
+        self._tracer = sim.tracer
+        self._sim = sim
         self._records_seen = 0
         self._latest: dict[str, TraceRecord] = {}
 
     def saga(self) -> str | None:
         """The id of the saga whose task is running now, or None (the workload, a projection...)."""
         task = self._runtime.current_task()
-        return None if task is None else saga_driven_by(task.name)
+        return None if task is None else self._sim.saga_of(task)
 
     def compensation_attempt(self) -> tuple[str, str, int] | None:
         """(saga, step, attempt) if the running task is a saga inside a compensation attempt."""
@@ -46,11 +47,11 @@ class Activity:
             for record in records[self._records_seen :]:
                 # Saga-level records may come from other tasks (duplicates); poll and child-wait
                 # records happen inside an attempt and do not end it.
-                if record.phase in _ATTEMPT_PHASES:
+                if record.phase in _ATTEMPT_MARKS:
                     self._latest[record.saga_id] = record
             self._records_seen = len(records)
         latest = self._latest.get(saga_id)
-        if latest is None or latest.phase != "compensate" or latest.outcome != "started":
+        if latest is None or latest.phase != Phase.COMPENSATE or latest.outcome != Outcome.STARTED:
             return None
         return saga_id, str(latest.step), latest.attempt or 0
 
@@ -65,7 +66,7 @@ class FaultContext:
         self.start = plan.start_after_s
         self.heal = plan.heal_after_s
         self.windows = windows
-        self.activity = Activity(sim.runtime, sim.tracer)
+        self.activity = Activity(sim)
         self.dying: set[SimTask] = set()  # tasks of a crashed manager's sagas, still unwinding
         self._compensation_p = plan.faults.failing_compensations.probability * plan.scale("failing_compensations")
         self._compensation_rng = self.stream("failing_compensations")

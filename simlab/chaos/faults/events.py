@@ -17,7 +17,6 @@ from sagas.engine.manager import SagaManager
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.family import FaultFamily
 from simlab.scenario.faults import EventDelivery
-from simlab.sim.seams import handler_owner, subscriptions
 
 
 class EventDeliveryFamily(FaultFamily):
@@ -33,9 +32,8 @@ class FaultyEventBus(EventBus):
     and a manager's subscriptions dying with it (events for it wait until a new manager attaches)."""
 
     def __init__(self, inner: EventBus, ctx: FaultContext) -> None:
-        super().__init__()
+        super().__init__(sharing=inner)  # the platform's, the read models', the manager's: all of them
         self.inner = inner
-        self._handlers = subscriptions(inner)  # the platform's, the read models', the manager's: all of them
         self._ctx = ctx
         plan, delivery = ctx.plan, ctx.plan.faults.event_delivery
         self._duplicate_p = delivery.duplicate_probability * plan.scale("event_delivery")
@@ -47,8 +45,8 @@ class FaultyEventBus(EventBus):
         self._backlog: list[Event] = []
         self._live: SagaManager | None = None
 
-    def subscribe(self, event_type: type | str, handler: Handler) -> None:
-        self.inner.subscribe(event_type, handler)
+    def subscribe(self, event_type: type | str, handler: Handler, *, owner: object | None = None) -> None:
+        self.inner.subscribe(event_type, handler, owner=owner)
 
     def has_subscribers(self, event_type: type | str) -> bool:
         return self.inner.has_subscribers(event_type)
@@ -83,8 +81,7 @@ class FaultyEventBus(EventBus):
         if kept:
             self._backlog.append(event)
         errors: list[Exception] = []
-        for handler in tuple(self._handlers.get(name, ())):
-            owner = handler_owner(handler)
+        for handler, owner in self.subscriptions(name):
             if owner is not None and any(owner is dead for dead in self._dead):
                 # Subscribed when this delivery began; its manager died since.
                 if not kept and self._live is None:
@@ -104,11 +101,7 @@ class FaultyEventBus(EventBus):
         """``manager`` died: drop its subscriptions; events it listened to wait for its successor."""
         self._dead.append(manager)
         self._live = None
-        for name, handlers in self._handlers.items():
-            mine = [h for h in handlers if handler_owner(h) is manager]
-            if mine:
-                self._down_types.add(name)
-                handlers[:] = [h for h in handlers if handler_owner(h) is not manager]
+        self._down_types.update(self.unsubscribe_owner(manager))
 
     async def attach(self, manager: SagaManager) -> int:
         """``manager`` took over: hand it the events that waited, in order; return how many."""
@@ -123,8 +116,8 @@ class FaultyEventBus(EventBus):
 
     async def _to_manager(self, manager: SagaManager, event: Event) -> list[Exception]:
         errors: list[Exception] = []
-        for handler in tuple(self._handlers.get(type(event).__name__, ())):
-            if handler_owner(handler) is manager:
+        for handler, owner in self.subscriptions(type(event)):
+            if owner is manager:
                 try:
                     await handler(event)
                 except Exception as error:  # noqa: BLE001 - re-raised by the caller

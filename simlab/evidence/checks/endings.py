@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.step import SagaStep
-from sagas.engine.trace import TraceRecord
+from sagas.engine.trace import Outcome, Phase, TraceRecord
 from sagas.trading.wiring import saga_steps
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
     RESUMED_RUNNING,
-    Outcome,
-    Phase,
     is_compensation_done,
     is_compensation_start,
     is_resume,

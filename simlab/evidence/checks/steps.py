@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sagas.engine.trace import TraceRecord
+from sagas.engine.trace import Outcome, Phase, TraceRecord
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
-from simlab.evidence.trace_tables import Outcome, Phase, is_attempt_start, is_resume, records_by_saga
+from simlab.evidence.trace_tables import is_attempt_start, is_resume, records_by_saga
 
 NAME = "no_step_applied_twice"
 

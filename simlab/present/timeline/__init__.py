@@ -13,7 +13,8 @@ and projection lag (``panels``); colours and labels live in ``style``. It builds
 or displays it (``replay`` does so for ``simlab replay --plot``).
 """
 
-from simlab.evidence.trace_tables import COMPENSATION_RETRY_WAIT, RETRY_WAIT, Phase
+from sagas.engine.trace import Phase
+from simlab.evidence.trace_tables import COMPENSATION_RETRY_WAIT, RETRY_WAIT
 from simlab.present.timeline.figure import timeline_figure
 from simlab.present.timeline.replay import plot_path_problem, replay_figure, save_replay_figure
 from simlab.present.timeline.style import ViolationLike

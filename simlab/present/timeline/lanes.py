@@ -9,7 +9,8 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.font_manager import FontProperties
 
-from simlab.evidence.trace_tables import COMPENSATION_RETRY_WAIT, INTERRUPTED, RETRY_WAIT, Lane, Outcome, Phase, Span
+from sagas.engine.trace import Outcome, Phase
+from simlab.evidence.trace_tables import COMPENSATION_RETRY_WAIT, INTERRUPTED, RETRY_WAIT, Lane, Span
 from simlab.present.timeline.style import (
     ANNOTATED_LANES,
     COMPENSATION_COLOURS,

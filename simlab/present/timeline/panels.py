@@ -11,7 +11,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from simlab.evidence.trace_tables import Lane, Outcome, Phase, Span
+from sagas.engine.trace import Outcome, Phase
+from simlab.evidence.trace_tables import Lane, Span
 from simlab.present.timeline.style import (
     COMPENSATION_COLOURS,
     FAULT_COLOURS,
@@ -176,7 +177,7 @@ def legend_handles(spans: list[Span], lanes: list[Lane], violations: Sequence[Vi
     compensate = {s.outcome for s in spans if s.kind == Phase.COMPENSATE} | {Outcome.COMPENSATED}
     for outcome, colour in COMPENSATION_COLOURS.items():
         if outcome in compensate:
-            label = "compensation" if outcome == "compensated" else f"compensation {outcome.replace('_', ' ')}"
+            label = "compensation" if outcome == Outcome.COMPENSATED else f"compensation {outcome.replace('_', ' ')}"
             handles.append(
                 Line2D([], [], marker="<", color=colour, markeredgecolor="black", linestyle="none", label=label)
             )

@@ -8,7 +8,8 @@ from typing import Protocol
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
-from simlab.evidence.trace_tables import Lane, Outcome, Phase, Span
+from sagas.engine.trace import Outcome, Phase
+from simlab.evidence.trace_tables import Lane, Span
 
 
 class ViolationLike(Protocol):
