@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from sagas.engine.events import SagaFinished
 from sagas.engine.randomness import derive_seed
 from sagas.engine.trace import TraceRecord, trace_hash
-from sagas.infra.cache import CacheManager
-from sagas.infra.locks import RedisLockManager
 from sagas.trading.model import ConnectionStatus
 from simlab.chaos.faults import FAMILIES, FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
@@ -155,9 +153,7 @@ def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:
 def watch_locks(world: TradingWorld) -> LockLedger:
     """Route the world's lock and cache traffic through a ``LockLedger`` (before faults wrap it further)."""
     ledger = LockLedger(world.sim)
-    redis = LedgerRedis(world.deps.redis, ledger)
-    world.deps.redis, world.deps.cache = redis, CacheManager(redis)
-    world.deps.locks = world.manager.locks = RedisLockManager(redis)
+    world.wrap_ports(redis=lambda inner: LedgerRedis(inner, ledger))
     return ledger
 
 
