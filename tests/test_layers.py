@@ -77,3 +77,44 @@ def test_every_layer_package_states_its_role_and_what_it_may_import():
     for name in LAYERS:
         doc = ast.get_docstring(ast.parse((ROOT / "simlab" / name / "__init__.py").read_text())) or ""
         assert "May import" in doc, name
+
+
+# Underscore names that are public API by their library's convention.
+PUBLIC_BY_CONVENTION = {"_asdict", "_replace", "_fields", "_make", "_exit"}
+
+
+def private_reaches(root: pathlib.Path = ROOT) -> list[str]:
+    """Every ``x._name`` in ``sagas`` or ``simlab`` on an object other than ``self``/``cls`` whose attribute
+    the module does not define itself: reading another package's internals instead of asking through a seam."""
+    found = []
+    for path in sorted([*(root / "sagas").rglob("*.py"), *(root / "simlab").rglob("*.py")]):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        own = {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+            and isinstance(node.ctx, ast.Store)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and node.attr not in PUBLIC_BY_CONVENTION
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                and node.attr not in own
+            ):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_reads_another_packages_underscore_names():
+    assert private_reaches() == []
+
+
+def test_the_seam_rule_sees_a_reach_into_a_bus(tmp_path):
+    (tmp_path / "simlab").mkdir()
+    (tmp_path / "simlab" / "bad.py").write_text("def f(bus):\n    return bus._subscribers\n")
+    assert private_reaches(tmp_path) == ["simlab/bad.py:2: bus._subscribers"]

@@ -41,6 +41,20 @@ class _Deadline:
         self.fired = False
 
 
+class _UrgentTimeout(simpy.Event):
+    """``simpy.Timeout`` at URGENT priority: it fires before any ordinary event due at the same instant.
+
+    simpy has no public way to schedule an already-succeeded event at URGENT priority in the
+    future (``succeed()`` schedules now, ``Timeout`` at NORMAL), so this does what ``Timeout``'s
+    own constructor does, with the other priority.
+    """
+
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        super().__init__(env)
+        self._ok, self._value = True, None
+        env.schedule(self, URGENT, delay)
+
+
 class _ProcessDeadlines:
     """The deadlines armed in one process, watched by a single simpy timer.
 
@@ -80,12 +94,8 @@ class _ProcessDeadlines:
         # the timer was (re)armed, so work ending exactly at its deadline always times out (as
         # on asyncio, whose timeout handle is scheduled before the work it guards).
         env = self.env
-        timer = simpy.Event(env)
-        # simpy has no public way to schedule an already-succeeded event at URGENT priority in the
-        # future (succeed() schedules now at NORMAL), so the timer is marked succeeded by hand.
-        timer._ok, timer._value = True, None
+        timer = _UrgentTimeout(env, at - env.now)
         timer.callbacks.append(self._on_timer)
-        env.schedule(timer, URGENT, at - env.now)
         self.timer, self.timer_at = timer, at
 
     def _on_timer(self, event: simpy.Event) -> None:
