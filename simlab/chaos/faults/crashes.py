@@ -18,20 +18,16 @@ The instants are drawn before the run, from the stream ``faults/manager_crashes`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from sagas.engine.randomness import RandomStreams
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.events import FaultyEventBus
-from simlab.chaos.faults.family import FaultFamily
+from simlab.chaos.faults.family import FaultFamily, WrappedPorts
 from simlab.chaos.faults.plan import FaultPlan
 from simlab.chaos.faults.windows import FaultWindow
 from simlab.scenario.faults import ManagerCrashes
 from simlab.sim.runtime import SimTask
 from simlab.sim.trading_world import TradingWorld
-
-if TYPE_CHECKING:
-    from simlab.chaos.faults.ports import WrappedPorts
 
 
 class ManagerCrashesFamily(FaultFamily):
@@ -68,7 +64,7 @@ class ManagerCrashesFamily(FaultFamily):
     def schedule(self, world: TradingWorld, ctx: FaultContext, ports: WrappedPorts) -> list[FaultWindow]:
         schedule: Sequence[tuple[float, float]] = ctx.plan.schedule(self.name)
         bus = ports.event_bus
-        if bus is None:
+        if not isinstance(bus, FaultyEventBus):  # the event bus is wrapped whenever this family is live
             return []
         world.sim.runtime.spawn(_crashes(world, ctx, bus, schedule), name="fault: manager crashes")
         return [FaultWindow(self.name, at, up, "manager down") for at, up in schedule]

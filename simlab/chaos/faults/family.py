@@ -10,8 +10,10 @@ stalls, each started as a task of its own).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
+from sagas.engine.manager import SagaManager
 from sagas.engine.randomness import RandomStreams
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.plan import FaultPlan
@@ -19,12 +21,37 @@ from simlab.chaos.faults.windows import FaultWindow
 from simlab.scenario.faults import Family
 from simlab.sim.trading_world import TradingWorld
 
-if TYPE_CHECKING:
-    from simlab.chaos.faults.ports import WrappedPorts
-
 Port = Literal["brokers", "redis", "command_bus", "event_bus"]
 """The world's ports a family may need wrapped (in the order they are wrapped)."""
 PORTS: tuple[Port, ...] = ("brokers", "redis", "command_bus", "event_bus")
+
+
+class OutageSchedule(Protocol):
+    """What a family reads of the wrapped Redis client: the outage windows it drew."""
+
+    @property
+    def outages(self) -> list[tuple[float, float]]: ...
+
+
+class ManagerHandover(Protocol):
+    """What a family needs of the wrapped event bus: a dead manager's subscriptions dropped, and the
+    events that waited for it handed to its successor."""
+
+    def detach(self, manager: SagaManager) -> None: ...
+
+    async def attach(self, manager: SagaManager) -> int: ...
+
+
+@dataclass
+class WrappedPorts:
+    """The wrappers installed in one run that families act on later (None: that port was left alone).
+
+    Typed by what the families use of them, so this declaration needs none of the wrapper modules
+    (each of which declares its family on ``FaultFamily``).
+    """
+
+    redis: OutageSchedule | None = None
+    event_bus: ManagerHandover | None = None
 
 
 class FaultFamily:

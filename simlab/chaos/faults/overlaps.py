@@ -22,21 +22,18 @@ no port: the newcomer uses the running manager's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sagas.engine.ports import SagaStore
 from sagas.engine.randomness import RandomStreams
 from simlab.chaos.faults.context import FaultContext
-from simlab.chaos.faults.family import FaultFamily
+from simlab.chaos.faults.family import FaultFamily, WrappedPorts
 from simlab.chaos.faults.plan import FaultPlan
 from simlab.chaos.faults.windows import FaultWindow
 from simlab.scenario.distributions import Fixed
 from simlab.scenario.faults import OverlappingManagers
 from simlab.sim.runtime import SimRuntime
 from simlab.sim.trading_world import TradingWorld
-
-if TYPE_CHECKING:
-    from simlab.chaos.faults.ports import WrappedPorts
 
 
 class OverlappingManagersFamily(FaultFamily):

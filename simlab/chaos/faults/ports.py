@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from sagas.engine.buses import CommandBus, EventBus
 from sagas.trading.broker_port import BrokerApi
@@ -11,17 +10,9 @@ from simlab.chaos.faults.brokers import FaultyBroker
 from simlab.chaos.faults.compensations import FaultyCommandBus
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.events import FaultyEventBus
-from simlab.chaos.faults.family import Port
+from simlab.chaos.faults.family import Port, WrappedPorts
 from simlab.chaos.faults.redis_client import FaultyRedis
 from simlab.sim.trading_world import TradingWorld
-
-
-@dataclass
-class WrappedPorts:
-    """The wrappers installed in one run (None: that port was left alone)."""
-
-    redis: FaultyRedis | None = None
-    event_bus: FaultyEventBus | None = None
 
 
 def wrap_ports(world: TradingWorld, ctx: FaultContext, needed: Collection[Port]) -> WrappedPorts:

@@ -22,18 +22,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from simlab.chaos.faults.context import FaultContext
-from simlab.chaos.faults.family import FaultFamily
+from simlab.chaos.faults.family import FaultFamily, WrappedPorts
 from simlab.chaos.faults.windows import FaultWindow
 from simlab.scenario.distributions import Distribution, Fixed
 from simlab.scenario.faults import ProcessPauses, RedisFaults
-
-if TYPE_CHECKING:
-    from simlab.chaos.faults.ports import WrappedPorts
 
 
 class RedisFamily(FaultFamily):

@@ -10,17 +10,12 @@ The instants are drawn at install from the stream ``faults/projection_stalls/<pr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from simlab.chaos.faults.context import FaultContext
-from simlab.chaos.faults.family import FaultFamily
+from simlab.chaos.faults.family import FaultFamily, WrappedPorts
 from simlab.chaos.faults.windows import FaultWindow
 from simlab.scenario.faults import ProjectionStalls
 from simlab.scenario.model import PROJECTIONS
 from simlab.sim.trading_world import TradingWorld
-
-if TYPE_CHECKING:
-    from simlab.chaos.faults.ports import WrappedPorts
 
 
 class ProjectionStallsFamily(FaultFamily):
