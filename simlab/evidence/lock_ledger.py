@@ -26,12 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sagas.trading.sagas.base import connection_lock_key
+from sagas.trading.sagas.base import CONNECTION_LOCK_PREFIX
 from simlab.sim.runtime import SimTask
 from simlab.sim.world import SimWorld
 
-# TODO(seam): a named prefix exported by the engine, once it has one; derived from its key function meanwhile.
-LOCK_PREFIX = connection_lock_key("")
+LOCK_PREFIX = CONNECTION_LOCK_PREFIX  # the locks the ledger watches: the trading sagas' connection locks
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """A sample saga with random latencies, failures and hangs, for the demo and the tests.
 
-Until the trading domain lands, this is the lab's stand-in workload: four steps
-whose latency, failure and hang odds come from ``SampleProfile`` and whose
-draws come from the run's seeded stream (``context['rng']``), so every run
-is a function of its seed.
+``simlab demo`` runs it: four steps, free of the trading domain, whose latency,
+failure and hang odds come from ``SampleProfile`` and whose draws come from the
+run's seeded stream (``context['rng']``), so every run is a function of its seed.
 """
 
 from __future__ import annotations

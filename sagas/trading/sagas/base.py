@@ -81,6 +81,10 @@ class TradingSaga(BaseSaga):
 LOCK_POLL_SECONDS = 0.25
 
 
+CONNECTION_LOCK_PREFIX = "broker:disconnect:lock:"
+"""The prefix of every connection lock key (what a reader of Redis traffic looks for)."""
+
+
 def connection_lock_key(broker_connection_id: str) -> str:
     """The seed's disconnect lock key, which the safe variant also takes when connecting."""
-    return f"broker:disconnect:lock:{broker_connection_id}"
+    return f"{CONNECTION_LOCK_PREFIX}{broker_connection_id}"
