@@ -37,10 +37,11 @@ from typing import Any
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
 from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, InvalidEvent, SagaDefinitionError
 from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, event_data
-from sagas.engine.execution import ExecutionServices, SagaExecution
+from sagas.engine.execution import SagaExecution
 from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.saga import BaseSaga
+from sagas.engine.services import ExecutionServices
 from sagas.engine.state import SagaState, json_copy
 from sagas.engine.trace import Outcome, Phase, Tracer
 
@@ -326,9 +327,8 @@ class SagaManager:
         """
         return self._driving.get(task)
 
-    async def stop_children(self, execution: SagaExecution) -> None:
-        """Ask every unfinished child of ``execution``'s saga to stop and compensate; wait for them to end."""
-        state = execution.state
+    async def stop_children(self, state: SagaState) -> None:
+        """Ask every unfinished child of the saga in ``state`` to stop and compensate; wait for them to end."""
         known = list(dict.fromkeys([*state.children, *self.children_of(state.saga_id)]))
         if not known:
             return
