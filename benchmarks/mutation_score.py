@@ -162,7 +162,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "link_not_idempotent",
         "linking an account twice creates a second account for the same broker account",
-        "sagas/trading/platform.py",
+        "sagas/trading/platform/accounts.py",
         "            if account.external_id == command.external_id:\n                return account.account_id\n",
         "            if account.external_id == command.external_id and False:\n"
         "                return account.account_id\n",
@@ -199,7 +199,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "lost_lease_not_acted_on",
         "a manager whose lease ran out or was refused lets the saga run on until its next write",
-        "sagas/engine/manager.py",
+        "sagas/engine/leases.py",
         "        if execution.lease_lost or execution.state.status.is_terminal:\n            return\n",
         "        if True:\n            return\n",
     ),

@@ -15,7 +15,7 @@ import pytest
 
 import simlab.sim.world
 from sagas.engine.execution import SagaExecution
-from sagas.engine.manager import SagaManager
+from sagas.engine.leases import LeaseKeeper
 from sagas.engine.state import SagaState
 from sagas.stores.memory import InMemorySagaStore
 from simlab.batch.runner import run_once, run_seed
@@ -112,7 +112,7 @@ def test_split_brain_a_manager_cut_off_past_its_lease_stops_and_the_other_takes_
 
 def test_split_brain_with_a_manager_that_never_gives_a_lease_up_runs_steps_twice(monkeypatch):
     # The planted bug: a manager that never gives a lease up (nor looks at it before a step).
-    monkeypatch.setattr(SagaManager, "_lose", lambda self, execution, reason: None)
+    monkeypatch.setattr(LeaseKeeper, "lose", lambda self, execution, reason: None)
     monkeypatch.setattr(SagaExecution, "check_lease", lambda self: None)
     result = run_once(with_settings(load_scenario("split_brain"), SAFE), SPLIT_SEED)
     # The store still fences its writes, yet the steps it ran meanwhile are done twice.

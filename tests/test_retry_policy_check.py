@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-import sagas.engine.execution as execution
+import sagas.engine.attempts as attempt_loop
 import sagas.engine.retry as retry_module
 from sagas.engine.retry import RetryConfig
 from sagas.engine.trace import TraceRecord
@@ -268,24 +268,24 @@ def test_the_policies_come_from_the_definitions_with_the_scenarios_overrides():
 
 
 def test_an_engine_that_retries_once_more_than_its_policy_is_caught(monkeypatch):
-    real = execution.next_retry_delay
+    real = attempt_loop.next_retry_delay
 
     def one_more(config, **kwargs):  # the planted bug: an off-by-one in the attempt limit
         return real(dataclasses.replace(config, max_attempts=config.max_attempts + 1), **kwargs)
 
-    monkeypatch.setattr(execution, "next_retry_delay", one_more)
+    monkeypatch.setattr(attempt_loop, "next_retry_delay", one_more)
     found, _ = _policy_findings(_with_policy_check("connection_recovery"), runs=3)
     assert any("exceeds its policy's max_attempts=4" in f for f in found), found
 
 
 def test_an_engine_that_waits_half_its_delays_is_caught(monkeypatch):
-    real = execution.next_retry_delay
+    real = attempt_loop.next_retry_delay
 
     def hasty(config, **kwargs):  # the planted bug: the delay halved before it is scheduled
         delay = real(config, **kwargs)
         return None if delay is None else delay / 2
 
-    monkeypatch.setattr(execution, "next_retry_delay", hasty)
+    monkeypatch.setattr(attempt_loop, "next_retry_delay", hasty)
     found, _ = _policy_findings(_with_policy_check("connection_recovery"), runs=3)
     assert any("delay 1 s before retry 1 is outside [2, 2] s" in f for f in found), found
 

@@ -1,6 +1,7 @@
 """The saga engine: sagas, steps, retries, the manager, buses, events and ports."""
 
 from sagas.engine.buses import CommandBus, EventBus, QueryBus, Subscription
+from sagas.engine.context import ChildSagas
 from sagas.engine.errors import (
     ChildSagasTimeout,
     DeadlineExceeded,
@@ -24,7 +25,7 @@ from sagas.engine.events import (
     SagaStepCompleted,
     event_data,
 )
-from sagas.engine.manager import ChildSagas, SagaManager
+from sagas.engine.manager import SagaManager
 from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
 from sagas.engine.randomness import IdSource, RandomStreams, derive_seed
 from sagas.engine.retry import JITTER_STRATEGIES, RetryConfig, backoff_delay, next_retry_delay, retry_async

@@ -42,13 +42,11 @@ Semantics:
 from __future__ import annotations
 
 import contextlib
-import functools
-import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sagas.engine.errors import DeadlineExceeded, LeaseLost, SagaAborted
+from sagas.engine.attempts import AttemptLoop, AttemptPlan, StepAborted, StepFailed
+from sagas.engine.errors import DeadlineExceeded, LeaseLost
 from sagas.engine.events import (
     Event,
     SagaCompensated,
@@ -59,54 +57,25 @@ from sagas.engine.events import (
     SagaStarted,
     SagaStepCompleted,
 )
-from sagas.engine.ports import Runtime, TaskHandle
-from sagas.engine.retry import PollTrace, RetryConfig, next_retry_delay, set_step_ambient, worst_case_seconds
+from sagas.engine.ports import TaskHandle
+from sagas.engine.retry import worst_case_seconds
 from sagas.engine.saga import BaseSaga
+from sagas.engine.services import ExecutionServices
 from sagas.engine.state import SagaState, SagaStatus, json_copy
 from sagas.engine.step import SagaStep
-from sagas.engine.trace import Outcome, Phase, Tracer
+from sagas.engine.trace import Outcome, Phase
 
-
-class _StepFailed(Exception):
-    """Internal: a step (or a compensation) gave up; carries its last error and, if any, the last attempt."""
-
-    def __init__(self, step: str, error: BaseException, attempt: int | None = None) -> None:
-        super().__init__(step, error)
-        self.step = step
-        self.error = error
-        self.attempt = attempt
-
-
-class _Aborted(Exception):
-    """Internal: a step asked to end the saga early."""
-
-    def __init__(self, step: str, reason: str) -> None:
-        super().__init__(step, reason)
-        self.step = step
-        self.reason = reason
+__all__ = [
+    "ExecutionServices",
+    "SagaExecution",
+    "compensation_seconds_bound",
+    "steps_to_compensate",
+    "terminal_status",
+]
 
 
 class _ParentCancelled(Exception):
     """Internal: the saga's parent is compensating and asked it to stop (before this execution began)."""
-
-
-class _InnerDeadline(Exception):
-    """Internal: a deadline inside the step's own code (not the attempt's) expired."""
-
-    def __init__(self, error: DeadlineExceeded) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-async def _call(
-    fn: Any, context: Mapping[str, Any], clock: Runtime, retry_rng: random.Random, poll_trace: PollTrace
-) -> Any:
-    set_step_ambient(clock, retry_rng, poll_trace)
-    try:
-        return await fn(**context)
-    except DeadlineExceeded as error:
-        # Keep the attempt's own deadline distinguishable from one the step awaited.
-        raise _InnerDeadline(error) from error
 
 
 def steps_to_compensate(steps: Sequence[SagaStep], state: SagaState) -> list[SagaStep]:
@@ -134,60 +103,7 @@ def terminal_status(*, timed_out: bool, compensation_failed: bool) -> SagaStatus
     return SagaStatus.COMPENSATION_FAILED if compensation_failed else SagaStatus.COMPENSATED
 
 
-@dataclass(frozen=True, slots=True)
-class _AttemptPlan:
-    """How the attempts of one step, or of its compensation, run: everything that differs between the two."""
-
-    phase: Phase
-    key: str
-    """Attempts are counted under this key in ``SagaState.attempts``."""
-    call: Callable[..., Awaitable[Any]]
-    deadline_s: float
-    policy: RetryConfig
-    in_flight: bool
-    """The previous manager died during these attempts: the attempt it cut counts as made."""
-    succeeded: Outcome
-    what: str
-    """Names the attempts in a timeout's message."""
-    retry_detail: str | None
-    forward: bool
-    """A step's execution: it runs under the saga deadline, may abort the saga, and an attempt cut
-    short (timed out or cancelled) may have taken effect. A compensation does none of these."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionServices:
-    """What an execution needs from the manager that runs it, and nothing more.
-
-    Holding this instead of the manager keeps ``execution`` from importing ``manager``:
-    the manager knows executions, an execution knows only these. The manager builds it
-    once. Its clock, trace and generators are fixed for the manager's life; its store and
-    event bus are reached through callables that read the manager's port at each call,
-    because a port may be swapped while sagas run (the lab cuts a manager off its store
-    that way) and every execution of that manager must see the swap at once.
-    """
-
-    runtime: Runtime
-    tracer: Tracer
-    jitter_rng: random.Random
-    """Draws the jitter of step and compensation retries."""
-    retry_rng: random.Random
-    """Draws the jitter of ``retry_async`` polls inside steps."""
-    save_state: Callable[[SagaState, int], Awaitable[None]]
-    """Write a saga's state to the manager's store under a fencing token."""
-    publish: Callable[[Event], Awaitable[None]]
-    """Publish an event on the manager's event bus."""
-    has_subscribers: Callable[[type[Event]], bool]
-    """Whether anyone on the manager's event bus listens to an event type."""
-    step_services: Callable[[str, str, str | None], dict[str, Any]]
-    """``(saga_id, saga_type, parent_id)`` -> the services every step of that saga finds in its context."""
-    stop_children: Callable[[SagaExecution], Awaitable[None]]
-    """Stop the execution's unfinished child sagas and wait for them (before its own compensations)."""
-    task_of: Callable[[str], TaskHandle[SagaState] | None]
-    """The task running a saga in the manager, if any."""
-
-
-class SagaExecution:
+class SagaExecution(AttemptLoop):
     """One saga instance being run (or resumed) by a ``SagaManager``."""
 
     def __init__(
@@ -233,59 +149,7 @@ class SagaExecution:
             **services.step_services(state.saga_id, state.saga_type, state.parent_id),
         }
 
-    # -- bookkeeping -------------------------------------------------------
-
-    def _trace(
-        self,
-        step: str | None,
-        attempt: int | None,
-        phase: Phase,
-        outcome: Outcome,
-        error: BaseException | None = None,
-        retry_delay: float | None = None,
-        detail: str | None = None,
-    ) -> None:
-        s = self.state
-        self._tracer.record(
-            s.saga_id,
-            s.saga_type,
-            parent_id=s.parent_id,
-            step=step,
-            attempt=attempt,
-            phase=phase,
-            outcome=outcome,
-            error_type=type(error).__name__ if error is not None else None,
-            retry_delay=retry_delay,
-            detail=detail,
-        )
-
-    def _poll_trace(self, step: str) -> PollTrace:
-        """The hook through which ``retry_async`` polls inside ``step`` write ``poll`` records."""
-        return functools.partial(self._trace_poll, step)
-
-    def _trace_poll(
-        self,
-        step: str,
-        attempt: int,
-        outcome: Outcome,
-        error: BaseException | None = None,
-        retry_delay: float | None = None,
-    ) -> None:
-        self._trace(step, attempt, Phase.POLL, outcome, error, retry_delay)
-
-    def check_lease(self) -> None:
-        """Raise ``LeaseLost`` if this execution may no longer drive its saga."""
-        if self.lease_lost:
-            raise LeaseLost(f"saga {self.state.saga_id}: lease lost")
-        if self._runtime.now() >= self.lease_until:
-            raise LeaseLost(f"saga {self.state.saga_id}: lease ran out at {self.lease_until:g} s")
-
-    async def _persist(self) -> None:
-        self.check_lease()
-        state = self.state
-        state.transitions += 1
-        state.updated_at = self._runtime.now()
-        await self.services.save_state(state, self.fence)
+    # -- publishing --------------------------------------------------------
 
     async def _publish_lifecycle(self, kind: type[SagaLifecycleEvent], suffix: str, **fields: Any) -> None:
         """Publish a lifecycle event about this saga; its id is derived from the saga's (deterministic)."""
@@ -365,7 +229,7 @@ class SagaExecution:
             await self._publish_lifecycle(SagaStarted, f"started:{state.transitions}", resumed=self.resumed)
         if state.status is SagaStatus.RUNNING and await self._run_forward():
             return await self._finish()  # completed or aborted: nothing to compensate
-        await self.services.stop_children(self)  # children's effects are undone before the parent's
+        await self.services.stop_children(state)  # children's effects are undone before the parent's
         failed = await self._compensate_all()
         state.compensation_outcome = "compensation_failed" if failed else "compensated"
         # Only the forward phase sets timed_out, always together with the move to compensating.
@@ -419,11 +283,11 @@ class SagaExecution:
             state.error_type = "DeadlineExceeded"
             state.error = f"saga {state.saga_type} exceeded its timeout of {self.saga.timeout_seconds():g} s"
             self._trace(state.current_step, None, Phase.SAGA, Outcome.DEADLINE_EXCEEDED, detail=state.error)
-        except _Aborted as abort:
+        except StepAborted as abort:
             state.error = abort.reason
             await self._transition(SagaStatus.ABORTED, step=abort.step, detail=abort.reason)
             return True
-        except _StepFailed as failure:
+        except StepFailed as failure:
             state.error_type, state.error = type(failure.error).__name__, str(failure.error)
             self._trace(failure.step, None, Phase.SAGA, Outcome.STEP_FAILED, failure.error)
         except BaseException:
@@ -479,7 +343,7 @@ class SagaExecution:
                 self._context.update(result)
                 if result.get("aborted") is True:
                     completed.append(step.name)
-                    raise _Aborted(step.name, str(result.get("reason", "aborted by step")))
+                    raise StepAborted(step.name, str(result.get("reason", "aborted by step")))
             completed.append(step.name)
             # One write records both transitions: this step completed, the next one current.
             state.current_step = remaining[index + 1].name if index + 1 < len(remaining) else None
@@ -504,112 +368,12 @@ class SagaExecution:
             problem = TypeError(f"{where} must return a mapping or None, got {type(result).__name__}")
         self._mark_possibly_applied(step.name)  # it ran to the end: its effects are real
         self._trace(step.name, None, Phase.EXECUTE, Outcome.INVALID_RESULT, problem, detail=str(problem))
-        raise _StepFailed(step.name, problem)
+        raise StepFailed(step.name, problem)
 
     async def _run_step(self, step: SagaStep) -> Any:
-        """Attempts of one step under its deadline and retry policy; its result, or ``_StepFailed``."""
-        plan = _AttemptPlan(
-            phase=Phase.EXECUTE,
-            key=step.name,
-            call=step.execute,
-            deadline_s=step.timeout_seconds,
-            policy=step.policy,
-            in_flight=step.name == self._in_flight,
-            succeeded=Outcome.COMPLETED,
-            what=f"step {step.name}",
-            retry_detail=None,
-            forward=True,
-        )
+        """Attempts of one step under its deadline and retry policy; its result, or ``StepFailed``."""
+        plan = AttemptPlan.for_step(step, in_flight=step.name == self._in_flight)
         return await self._attempts(step.name, plan)
-
-    async def _attempts(self, name: str, plan: _AttemptPlan) -> Any:
-        """Attempts under ``plan`` until one succeeds (its result) or the policy stops (``_StepFailed``)."""
-        runtime = self._runtime
-        attempt, started = self._attempts_so_far(plan.key, 1 if plan.in_flight else 0)
-        previous_delay: float | None = None
-        while True:
-            attempt += 1
-            self.check_lease()
-            if plan.forward and runtime.now() >= self.state.deadline_at:
-                # Normally the saga deadline cancels what runs; this also holds if a step swallowed that.
-                raise DeadlineExceeded(self.saga.timeout_seconds(), f"saga {self.state.saga_type}")
-            self._trace(name, attempt, plan.phase, Outcome.STARTED)
-            # The step may want to know which try this is (e.g. to report the attempt that succeeded).
-            self._context["attempt"] = attempt
-            succeeded, outcome = await self._attempt(name, attempt, plan)
-            if succeeded:
-                return outcome
-            delay = self._retry_delay(plan.policy, attempt, outcome, started, previous_delay)
-            if delay is None:
-                raise _StepFailed(name, outcome, attempt)
-            self._trace(name, attempt, Phase.RETRY, Outcome.SCHEDULED, retry_delay=delay, detail=plan.retry_detail)
-            await self._reserve_attempt(plan.key, attempt + 1, started)
-            previous_delay = delay
-            await runtime.sleep(delay)
-
-    async def _attempt(self, name: str, attempt: int, plan: _AttemptPlan) -> tuple[bool, Any]:
-        """One attempt, traced: ``(True, result)``, or ``(False, error)`` for the retry policy to judge."""
-        runtime = self._runtime
-        phase = plan.phase
-        try:
-            result = await runtime.run_with_deadline(
-                _call(plan.call, self._context, runtime, self._retry_rng, self._poll_trace(name)), plan.deadline_s
-            )
-        except DeadlineExceeded:
-            error = DeadlineExceeded(plan.deadline_s, f"{plan.what} attempt {attempt}")
-            if plan.forward:
-                self._mark_possibly_applied(name)
-            self._trace(name, attempt, phase, Outcome.TIMED_OUT, error)
-            return False, error
-        except _InnerDeadline as inner:
-            self._trace(name, attempt, phase, Outcome.FAILED, inner.error)
-            return False, inner.error
-        except Exception as failure:  # noqa: BLE001 - handed to the retry policy
-            if plan.forward and isinstance(failure, SagaAborted):
-                self._trace(name, attempt, phase, Outcome.ABORTED, detail=failure.reason)
-                raise _Aborted(name, failure.reason) from None
-            self._trace(name, attempt, phase, Outcome.FAILED, failure)
-            return False, failure
-        except BaseException:
-            if plan.forward:  # cancelled from outside (saga deadline, shutdown): the attempt may have applied
-                self._mark_possibly_applied(name)
-                self._trace(name, attempt, phase, Outcome.CANCELLED)
-            raise
-        self._trace(name, attempt, phase, plan.succeeded)
-        return True, result
-
-    def _attempts_so_far(self, key: str, unrecorded: int) -> tuple[int, float]:
-        """Attempts of ``key`` already made (persisted by an earlier owner, or ``unrecorded``) and when they began."""
-        state = self.state
-        since = state.attempts_since.get(key)
-        if since is None:  # recorded only once a retry is reserved: most steps never need it
-            since = self._in_flight_since if unrecorded else self._runtime.now()
-        made = self._made.pop(key, None)
-        return (made if made is not None else state.attempts.get(key, unrecorded)), since
-
-    async def _reserve_attempt(self, key: str, attempt: int, since: float) -> None:
-        """Persist that attempt ``attempt`` of ``key`` is coming (and since when it tries), so a restart
-        cannot hand out a fresh budget."""
-        self.state.attempts[key] = attempt
-        self.state.attempts_since.setdefault(key, since)
-        await self._persist()
-
-    def _retry_delay(
-        self, policy: RetryConfig, attempt: int, error: BaseException, started: float, previous: float | None
-    ) -> float | None:
-        """The wait before the next attempt, or None when the policy says stop."""
-        return next_retry_delay(
-            policy,
-            attempts_made=attempt,
-            error=error,
-            elapsed_s=self._runtime.now() - started,
-            previous_delay_s=previous,
-            rng=self._rng,
-        )
-
-    def _mark_possibly_applied(self, name: str) -> None:
-        if name not in self.state.possibly_applied:
-            self.state.possibly_applied.append(name)
 
     async def _compensate_all(self) -> bool:
         """Compensate in reverse order; return True if any compensation failed."""
@@ -626,21 +390,10 @@ class SagaExecution:
         if step.compensate is None:
             self._trace(name, None, Phase.COMPENSATE, Outcome.SKIPPED, detail="no compensation defined")
             return True
-        plan = _AttemptPlan(
-            phase=Phase.COMPENSATE,
-            key=f"{name}:compensate",
-            call=step.compensate,
-            deadline_s=step.compensation_deadline,
-            policy=step.compensation_policy,
-            in_flight=name == self._undo_in_flight,
-            succeeded=Outcome.COMPENSATED,
-            what=f"compensation of {name}",
-            retry_detail="compensation",
-            forward=False,
-        )
+        plan = AttemptPlan.for_compensation(step, in_flight=name == self._undo_in_flight)
         try:
             await self._attempts(name, plan)
-        except _StepFailed as failure:  # recorded; the remaining compensations still run
+        except StepFailed as failure:  # recorded; the remaining compensations still run
             self._trace(name, failure.attempt, Phase.COMPENSATE, Outcome.GAVE_UP, failure.error)
             return False
         return True

@@ -12,7 +12,7 @@ compensation carries on. A step composes child sagas through
 
 Ownership: a manager drives a saga only while it holds the saga's lease in the
 store (taken with the new state, or by ``recover()`` once the previous owner's
-expired). One lease keeper task per manager renews each lease a third of
+expired). One lease keeper task per manager (``LeaseKeeper``, in ``leases``) renews each lease a third of
 ``lease_seconds`` after the last renewal; when a renewal is refused, or none
 succeeded within ``lease_seconds`` minus a tenth (the margin for clock drift
 between this process and the store), the saga's task is cancelled at its
@@ -35,13 +35,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
-from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, InvalidEvent, SagaDefinitionError
-from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished, event_data
-from sagas.engine.execution import ExecutionServices, SagaExecution
+from sagas.engine.context import ChildSagas, checked_trigger_data
+from sagas.engine.errors import ChildSagasTimeout, SagaDefinitionError
+from sagas.engine.events import Event, SagaCompensated, SagaCompleted, SagaFailed, SagaFinished
+from sagas.engine.execution import SagaExecution
+from sagas.engine.leases import LeaseKeeper
 from sagas.engine.ports import LockManager, Runtime, RuntimeEvent, SagaStore, TaskHandle
 from sagas.engine.randomness import IdSource, RandomStreams
 from sagas.engine.saga import BaseSaga
-from sagas.engine.state import SagaState, json_copy
+from sagas.engine.services import ExecutionServices
+from sagas.engine.state import SagaState
 from sagas.engine.trace import Outcome, Phase, Tracer
 
 SagaFactory = Callable[[], BaseSaga]
@@ -54,86 +57,23 @@ class _Registration:
     factory: SagaFactory
 
 
-SERVICE_KEYS = frozenset(
-    {"saga_id", "saga_type", "parent_id", "command_bus", "query_bus", "event_bus"}
-    | {"clock", "rng", "ids", "locks", "sagas", "attempt"}
-)
-"""Names the engine puts in every step's context; a trigger event may not use them for its data."""
-
-
-def _trigger_data(event: Event) -> dict[str, Any]:
-    """The event's data as steps will see it (JSON-shaped), or ``InvalidEvent`` naming the problem."""
-    data = event_data(event)
-    clashes = sorted(SERVICE_KEYS.intersection(data))
-    if clashes:
-        raise InvalidEvent(
-            f"{event.event_type} {event.event_id}: field(s) {', '.join(clashes)} would shadow the saga "
-            "context's services of the same name; rename them"
-        )
-    try:
-        copied: dict[str, Any] = json_copy(data, event.event_type)
-    except TypeError as error:
-        raise InvalidEvent(f"{event.event_type} {event.event_id} cannot start a saga: {error}") from None
-    return copied
-
-
-class ChildSagas:
-    """A step's handle on the sagas it composes (``context['sagas']``)."""
-
-    def __init__(
-        self, manager: SagaManager, parent_id: str, saga_type: str = "", grandparent_id: str | None = None
-    ) -> None:
-        self._manager = manager
-        self._parent_id = parent_id
-        self._saga_type = saga_type
-        self._grandparent_id = grandparent_id
-
-    async def start(self, event: Event) -> list[str]:
-        """Start the sagas ``event`` triggers as children of this saga; return their ids."""
-        return await self._manager.handle_event(event, parent_id=self._parent_id)
-
-    def children(self) -> list[str]:
-        """Ids of every child started so far (directly or by events this saga caused)."""
-        return list(self._manager.children_of(self._parent_id))
-
-    async def wait(self, saga_ids: Iterable[str] | None = None, *, timeout_seconds: float) -> dict[str, str]:
-        """Wait for the children's completion events; return ``{saga_id: status}``.
-
-        Waits for ``saga_ids`` (default: every child so far). Raises
-        ``ChildSagasTimeout`` if they have not all finished within ``timeout_seconds``.
-        """
-        ids = list(saga_ids) if saga_ids is not None else self.children()
-        statuses: dict[str, str] = {}
-        self._trace(Outcome.WAITING, f"{len(ids)} child saga(s), {timeout_seconds:g} s")
-        try:
-            await self._manager.runtime.run_with_deadline(self._manager.wait_for_sagas(ids, statuses), timeout_seconds)
-        except DeadlineExceeded:
-            missing = [i for i in ids if i not in statuses]
-            self._trace(Outcome.TIMED_OUT, f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
-            raise ChildSagasTimeout(
-                timeout_seconds, f"waiting for {len(missing)} of {len(ids)} child saga(s) of {self._parent_id}"
-            ) from None
-        self._trace(Outcome.COMPLETED, f"{len(ids)} child saga(s) finished")
-        return statuses
-
-    def _trace(self, outcome: Outcome, detail: str, error_type: str | None = None) -> None:
-        """A ``children`` record in the waiting saga's trace (its step is the one running now)."""
-        execution = self._manager.execution_of(self._parent_id)
-        step = execution.state.current_step if execution is not None else None
-        self._manager.tracer.record(
-            self._parent_id,
-            self._saga_type,
-            parent_id=self._grandparent_id,
-            step=step,
-            phase=Phase.CHILDREN,
-            outcome=outcome,
-            error_type=error_type,
-            detail=detail,
-        )
+def _check_settings(node: str, lease_seconds: float) -> None:
+    if not node or "/" in node:
+        raise SagaDefinitionError(f"node must be a non-empty name without '/', got {node!r}")
+    if not lease_seconds > 0 or lease_seconds == float("inf"):
+        raise SagaDefinitionError(f"lease_seconds must be a finite number > 0, got {lease_seconds!r}")
 
 
 class SagaManager:
-    """Registers sagas by trigger event, runs their instances, persists and resumes them."""
+    """Registers sagas by trigger event, runs their instances, persists and resumes them.
+
+    ``ids`` defaults to ids carrying this manager's incarnation, drawn on first use.
+    ``retain_finished``: True keeps finished tasks until ``wait_idle()`` hands them back (tests, the
+    lab); False lets each task forget itself when its saga ends (long-running services).
+    ``lease_seconds`` is the length of the leases it takes; ``node`` names this manager's process
+    (see the module's docstring); ``children_grace_seconds`` bounds how long a compensating parent
+    waits for the child sagas it stops.
+    """
 
     def __init__(
         self,
@@ -152,10 +92,7 @@ class SagaManager:
         node: str = "manager",
         children_grace_seconds: float = 60.0,
     ) -> None:
-        if not node or "/" in node:
-            raise SagaDefinitionError(f"node must be a non-empty name without '/', got {node!r}")
-        if not lease_seconds > 0 or lease_seconds == float("inf"):
-            raise SagaDefinitionError(f"lease_seconds must be a finite number > 0, got {lease_seconds!r}")
+        _check_settings(node, lease_seconds)
         self.runtime = runtime
         self.store = store
         self.random_streams = random_streams
@@ -164,7 +101,6 @@ class SagaManager:
         self.event_bus = event_bus if event_bus is not None else EventBus()
         self.locks = locks
         self.tracer = tracer if tracer is not None else Tracer(runtime.now)
-        # Replaced on first use by ids carrying this manager's incarnation, unless given.
         self.ids = ids if ids is not None else IdSource(random_streams)
         self._ids_given = ids is not None
         self.lease_seconds = lease_seconds
@@ -173,7 +109,6 @@ class SagaManager:
         self.node = node
         self.owner = ""
         self._stopped = False
-        self._keeper: TaskHandle[None] | None = None
         self.jitter_rng: random.Random = random_streams.stream("jitter")
         self.step_rng: random.Random = random_streams.stream("steps")
         self._by_trigger: dict[str, list[_Registration]] = {}
@@ -186,10 +121,13 @@ class SagaManager:
         for finished in (SagaCompleted, SagaCompensated, SagaFailed):
             self.event_bus.subscribe(finished, self._on_saga_finished, owner=self)
         self.retry_rng: random.Random = random_streams.stream("retry_async")
-        # True: finished tasks stay until wait_idle() hands them back (tests, the lab).
-        # False: each task forgets itself when its saga ends (long-running services).
         self.retain_finished = retain_finished
-        self._services = ExecutionServices(
+        self._leases = LeaseKeeper(self, self._executions)
+        self._services = self._execution_services()
+
+    def _execution_services(self) -> ExecutionServices:
+        """What this manager's executions may use of it (built once, shared by all of them)."""
+        return ExecutionServices(
             runtime=self.runtime,
             tracer=self.tracer,
             jitter_rng=self.jitter_rng,
@@ -256,7 +194,7 @@ class SagaManager:
 
     async def _start(self, registration: _Registration, event: Event, parent_id: str | None) -> str:
         await self._incarnate()
-        trigger_data = _trigger_data(event)
+        trigger_data = checked_trigger_data(event)
         saga = registration.factory()
         steps = saga.validated_steps()
         saga_id = self.ids.new_id("saga")
@@ -300,13 +238,9 @@ class SagaManager:
             # out) resumes it. Launching it here would run it beside that successor.
             return saga_id
         self._launch(
-            SagaExecution(self._services, saga, state, fence=1, lease_until=self._lease_until(now), steps=steps)
+            SagaExecution(self._services, saga, state, fence=1, lease_until=self._leases.valid_until(now), steps=steps)
         )
         return saga_id
-
-    def _lease_until(self, asked_at: float) -> float:
-        """When a lease asked for at ``asked_at`` runs out by this process's clock, with a tenth for drift."""
-        return asked_at + self.lease_seconds * 0.9
 
     async def _record_child(self, parent_id: str, child_id: str) -> None:
         parent = self._executions.get(parent_id)
@@ -326,9 +260,8 @@ class SagaManager:
         """
         return self._driving.get(task)
 
-    async def stop_children(self, execution: SagaExecution) -> None:
-        """Ask every unfinished child of ``execution``'s saga to stop and compensate; wait for them to end."""
-        state = execution.state
+    async def stop_children(self, state: SagaState) -> None:
+        """Ask every unfinished child of the saga in ``state`` to stop and compensate; wait for them to end."""
         known = list(dict.fromkeys([*state.children, *self.children_of(state.saga_id)]))
         if not known:
             return
@@ -352,9 +285,7 @@ class SagaManager:
     def _launch(self, execution: SagaExecution) -> TaskHandle[SagaState]:
         saga_id = execution.state.saga_id
         self._executions[saga_id] = execution
-        execution.renew_at = self.runtime.now() + self.lease_seconds / 3
-        if self._keeper is None:
-            self._keeper = self.runtime.spawn(self._keep_leases(), name="lease keeper")
+        self._leases.track(execution)
         task = self._tasks[saga_id] = self.runtime.spawn(self._run(execution), name=f"saga {saga_id}")
         execution.task = task
         self._driving[task] = saga_id  # before the task first runs: it is tagged from its first step
@@ -370,9 +301,8 @@ class SagaManager:
                 self._children.pop(saga_id, None)
             if not self.retain_finished and self._executions.get(saga_id) is None:
                 self._tasks.pop(saga_id, None)
-            if not self._executions and self._keeper is not None:
-                self._keeper.cancel()  # nothing left to keep; the next launch starts another
-                self._keeper = None
+            if not self._executions:
+                self._leases.stop()  # nothing left to keep; the next launch starts another
             if execution.task is not None:
                 self._driving.pop(execution.task, None)
         if execution.lease_lost and not self._stopped:
@@ -394,73 +324,6 @@ class SagaManager:
         if again is None and not self.retain_finished:
             self._tasks.pop(saga_id, None)
         return last  # as this manager last saw it; wait_idle() follows the resumed task instead, if any
-
-    async def _keep_leases(self) -> None:
-        """Keep the leases of every saga this manager drives: one task for all of them.
-
-        Each lease is renewed a third of its length after the last renewal (by a task of its
-        own, so a store slow to answer one delays no other); a lease whose local validity runs
-        out unrenewed is lost at that instant.
-        """
-        runtime = self.runtime
-        while self._executions:
-            now = runtime.now()
-            wake = now + self.lease_seconds / 3
-            for execution in list(self._executions.values()):
-                if execution.lease_lost:
-                    continue
-                if now >= execution.lease_until:
-                    self._lose(execution, f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s")
-                    continue
-                if now >= execution.renew_at and not execution.renewing:
-                    execution.renewing = True
-                    runtime.spawn(self._renew(execution), name=f"lease {execution.state.saga_id}")
-                elif not execution.renewing:
-                    wake = min(wake, execution.renew_at)
-                wake = min(wake, execution.lease_until)
-            await runtime.sleep(wake - now)
-
-    async def _renew(self, execution: SagaExecution) -> None:
-        state = execution.state
-        asked_at = self.runtime.now()
-        try:
-            # A store that does not answer before the lease runs out here has as good as refused:
-            # waiting longer would let this saga run on after another manager may have taken it.
-            renewed = await self.runtime.run_with_deadline(
-                self.store.renew_lease(state.saga_id, self.owner, execution.fence, self.lease_seconds),
-                execution.lease_until - asked_at,
-            )
-        except DeadlineExceeded:
-            self._lose(execution, f"the store did not answer before the lease ran out at {execution.lease_until:g} s")
-            return
-        except Exception:  # noqa: BLE001 - the store is unreachable: try again until the lease runs out
-            execution.renew_at = asked_at + self.lease_seconds / 3
-            return
-        finally:
-            execution.renewing = False
-        if not renewed:
-            if not state.status.is_terminal:  # a final write releases the lease: nothing was lost then
-                self._lose(execution, "the store refused the renewal: another manager holds the lease")
-            return
-        execution.lease_until = self._lease_until(asked_at)
-        execution.renew_at = asked_at + self.lease_seconds / 3
-        if state.parent_id is not None and execution.parent_cancel is None:
-            # A parent driven by another manager asks through the store; it is heard at the next renewal.
-            with contextlib.suppress(Exception):
-                asked = await self.store.cancel_requested(state.saga_id)
-                if asked is not None:
-                    execution.cancel_for_parent(asked)
-
-    def _lose(self, execution: SagaExecution, reason: str) -> None:
-        """``execution`` no longer holds its lease: it stops driving its saga at its current await."""
-        if execution.lease_lost or execution.state.status.is_terminal:
-            return
-        execution.stop_driving(reason)
-        task = self._tasks.get(execution.state.saga_id)
-        # A task not started yet must not be cancelled: it would never run its cleanup. It starts,
-        # sees the lease lost and ends at once.
-        if execution.started and task is not None and not task.done():
-            task.cancel()
 
     async def recover(self) -> list[str]:
         """Take over every unfinished saga whose lease has expired; return the ids of those resumed.
@@ -517,7 +380,7 @@ class SagaManager:
         saga.saga_id = saga_id
         if state.parent_id is not None and saga_id not in self._children.get(state.parent_id, ()):
             self._children.setdefault(state.parent_id, []).append(saga_id)
-        lease_until = self._lease_until(asked_at)
+        lease_until = self._leases.valid_until(asked_at)
         execution = SagaExecution(self._services, saga, state, fence=fence, lease_until=lease_until, resumed=True)
         if state.parent_id is not None:
             asked = await self.store.cancel_requested(saga_id)
@@ -612,9 +475,7 @@ class SagaManager:
     def stop(self) -> None:
         """Cancel every running saga task (their ``finally:`` blocks run; nothing is persisted)."""
         self._stopped = True
-        if self._keeper is not None:
-            self._keeper.cancel()  # a stopped process renews nothing: its leases run out
-            self._keeper = None
+        self._leases.stop()  # a stopped process renews nothing: its leases run out
         for task in self._tasks.values():
             if not task.done():
                 task.cancel()

@@ -221,6 +221,28 @@ def clear_step_ambient() -> None:
     _ambient.set(None)
 
 
+def _untraced(
+    attempt: int, outcome: Outcome, error: BaseException | None = None, retry_delay: float | None = None
+) -> None:
+    """Where a poll outside any saga step reports: nowhere."""
+
+
+def _poll_context(clock: Runtime | None, rng: random.Random | None) -> tuple[Runtime, random.Random, PollTrace]:
+    """The clock and generator a poll uses (those given, else the running step's) and where it reports."""
+    ambient = _ambient.get()
+    trace: PollTrace = _untraced
+    if ambient is not None:
+        clock = clock if clock is not None else ambient[0]
+        rng = rng if rng is not None else ambient[1]
+        trace = ambient[2] if ambient[2] is not None else _untraced
+    if clock is None or rng is None:
+        raise SagaDefinitionError(
+            "retry_async needs a clock and rng: pass clock=context['clock'], rng=context['rng'] "
+            "or run it inside a saga step"
+        )
+    return clock, rng, trace
+
+
 async def retry_async(
     fn: Callable[[], Awaitable[T]],
     retry_config: RetryConfig | None = None,
@@ -230,37 +252,23 @@ async def retry_async(
 ) -> T:
     """Call ``fn`` until it succeeds or the policy gives up (the seed's polling helper).
 
-    Sleeps through ``clock`` (a runtime: the simulated clock in the lab, asyncio in
-    production) and draws jitter from ``rng``. Raises ``RetryExhausted`` carrying
-    the last error when the attempts or the budget run out, or at once for a
-    non-retryable error. Called inside a saga step, it writes each attempt
-    (``started``, then ``completed``, ``failed`` or ``cancelled``), each scheduled
-    delay and a final ``gave_up`` to the step's trace as ``poll`` records.
+    Sleeps through ``clock`` (a runtime: simulated in the lab, asyncio in production) and draws jitter from
+    ``rng``. Raises ``RetryExhausted`` carrying the last error when the attempts or the budget run out, or at
+    once for a non-retryable error. Inside a saga step it writes each attempt (``started``, then ``completed``,
+    ``failed`` or ``cancelled``), each delay and a final ``gave_up`` to the step's trace as ``poll`` records.
     """
     config = retry_config if retry_config is not None else RetryConfig()
-    ambient = _ambient.get()
-    trace: PollTrace | None = None
-    if ambient is not None:
-        clock = clock if clock is not None else ambient[0]
-        rng = rng if rng is not None else ambient[1]
-        trace = ambient[2]
-    if clock is None or rng is None:
-        raise SagaDefinitionError(
-            "retry_async needs a clock and rng: pass clock=context['clock'], rng=context['rng'] "
-            "or run it inside a saga step"
-        )
+    clock, rng, trace = _poll_context(clock, rng)
     started = clock.now()
     previous: float | None = None
     attempts = 0
     while True:
         attempts += 1
-        if trace is not None:
-            trace(attempts, Outcome.STARTED)
+        trace(attempts, Outcome.STARTED)
         try:
             result = await fn()
         except Exception as error:
-            if trace is not None:
-                trace(attempts, Outcome.FAILED, error)
+            trace(attempts, Outcome.FAILED, error)
             delay = next_retry_delay(
                 config,
                 attempts_made=attempts,
@@ -270,20 +278,17 @@ async def retry_async(
                 rng=rng,
             )
             if delay is None:
-                if trace is not None:
-                    trace(attempts, Outcome.GAVE_UP, error)
+                trace(attempts, Outcome.GAVE_UP, error)
                 raise RetryExhausted(attempts, error) from error
         except BaseException as stop:
             # Cancelled from outside (the step's deadline, a shutdown): the attempt ends here. A coroutine
             # closed unfinished (GeneratorExit) is being discarded, not cancelled: nothing to record.
-            if trace is not None and not isinstance(stop, GeneratorExit):
+            if not isinstance(stop, GeneratorExit):
                 trace(attempts, Outcome.CANCELLED)
             raise
         else:
-            if trace is not None:
-                trace(attempts, Outcome.COMPLETED)
+            trace(attempts, Outcome.COMPLETED)
             return result
-        if trace is not None:
-            trace(attempts, Outcome.SCHEDULED, retry_delay=delay)
+        trace(attempts, Outcome.SCHEDULED, retry_delay=delay)
         previous = delay
         await clock.sleep(delay)
