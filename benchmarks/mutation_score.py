@@ -113,8 +113,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "resumed_step_trusted",
         "after a crash, the step that was in flight is not treated as possibly applied",
         "sagas/engine/execution.py",
-        "                state.possibly_applied.append(in_flight)\n                write = True\n",
-        "                pass\n",
+        "            state.possibly_applied.append(in_flight)\n            write = True\n",
+        "            pass\n",
     ),
     # -- the safe design ------------------------------------------------------------------------
     Mutant(
