@@ -26,8 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# One pytest worker per core: the suite is CPU-bound, and its tests share nothing but the Redis
+# server, where each uses keys of its own.
 unit: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 # JupyterLab on the notebooks (each runs top to bottom in under two minutes with its default sizes).
 lab: $(STAMP)
