@@ -164,13 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:
-    from simlab.batch.runner import UnsupportedScenario, check_supported
     from simlab.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
-        check_supported(scenario)
-    except (ScenarioError, UnsupportedScenario) as error:
+    except ScenarioError as error:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
     if args.command == "replay":
@@ -306,17 +304,15 @@ def _resumable(command: str, work: Callable[[Progress, Notice], object], total: 
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from simlab.batch.runner import UnsupportedScenario, check_supported
     from simlab.batch.sweep import GridError, load_grid, make_points, resolve_grid_path, run_sweep
     from simlab.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario)
-        check_supported(scenario)
         grid_path = resolve_grid_path(args.grid)
         grid = load_grid(grid_path)
         points = make_points(scenario, grid, str(grid_path))
-    except (ScenarioError, UnsupportedScenario, GridError) as error:
+    except (ScenarioError, GridError) as error:
         print(f"simlab sweep: {error}", file=sys.stderr)
         return 2
     root = args.seed if args.seed is not None else scenario.seed

@@ -29,7 +29,7 @@ from typing import Any
 
 from simlab.batch.batches import Notice, Progress, Results, load_results, run_batch_to
 from simlab.batch.progress import progress_bar
-from simlab.batch.runner import RunResult, check_supported, run_once
+from simlab.batch.runner import RunResult, run_once
 from simlab.batch.sweep import Grid, load_grid, resolve_grid_path, run_sweep, with_settings
 from simlab.scenario import load_scenario
 from simlab.scenario.model import Scenario
@@ -66,7 +66,6 @@ def run(
 ) -> Results:
     """Run a scenario ``runs`` times from root ``seed`` (default: the scenario's) into ``out``; return its tables."""
     chosen = scenario(name_or_scenario, settings)
-    check_supported(chosen)
     count = runs if runs is not None else chosen.runs
     with _bar(progress) as (bar, notice):
         root = chosen.seed if seed is None else seed
@@ -90,7 +89,6 @@ def sweep(
     (``{"parameters": {...}, "conditions": [...]}``), or just ``{path: [values]}``.
     """
     chosen = scenario(name_or_scenario)
-    check_supported(chosen)
     if isinstance(grid, Grid):
         spec = grid
     elif isinstance(grid, str | Path):

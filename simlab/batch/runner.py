@@ -20,7 +20,7 @@ from sagas.engine.events import SagaFinished
 from sagas.engine.randomness import derive_seed
 from sagas.engine.trace import TraceRecord, trace_hash
 from sagas.trading.model import ConnectionStatus
-from simlab.chaos.faults import FAMILIES, FaultWindow, install_faults, plan_faults
+from simlab.chaos.faults import FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import Violation, check_invariants
 from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
@@ -30,11 +30,6 @@ from simlab.evidence.trace_tables import SagaRow, saga_rows
 from simlab.scenario.model import Scenario
 from simlab.sim.trading_world import TradingWorld
 from simlab.sim.world import relaxed_gc
-
-
-class UnsupportedScenario(ValueError):
-    """The scenario asks for something this runner cannot do yet."""
-
 
 BrokerCallRow = tuple[str, float, float, str, str]
 """(broker, started_at, ended_at, operation, outcome) of one call that reached a broker."""
@@ -63,19 +58,6 @@ class RunResult:
 def run_seed(index: int, root_seed: int) -> int:
     """The seed of run ``index`` of a batch rooted at ``root_seed``."""
     return derive_seed(root_seed, f"run/{index}")
-
-
-def check_supported(scenario: Scenario) -> None:
-    """Refuse, by name, what the runner does not implement yet (rather than silently ignoring it)."""
-    faults = scenario.faults
-    enabled = [
-        name
-        for name in type(faults).model_fields
-        if hasattr(getattr(faults, name), "enabled") and getattr(faults, name).enabled
-    ]
-    missing = [name for name in enabled if name not in FAMILIES]
-    if missing:
-        raise UnsupportedScenario(f"{scenario.name}: fault families not implemented yet: {', '.join(missing)}")
 
 
 def quiet_swallowed_errors() -> None:
@@ -159,6 +141,5 @@ def watch_locks(world: TradingWorld) -> LockLedger:
 
 def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:
     """Runs ``0 .. runs-1`` of a batch, one after another."""
-    check_supported(scenario)
     for index in range(runs):
         yield run_once(scenario, run_seed(index, root_seed))
