@@ -16,13 +16,14 @@ from sagas.stores.memory import InMemorySagaStore
 from sagas.trading import commands as c
 from sagas.trading import events as e
 from sagas.trading.sagas.connection import BrokerConnectionSaga
-from simlab.batch.runner import run_once, watch_locks
+from simlab.batch.runner import run_once
 from simlab.chaos.workload import build_scenario_world
 from simlab.evidence.checks.locks import foreign_deletions, lock_hygiene, locks_left_at_horizon
 from simlab.evidence.checks.triggers import one_saga_per_trigger
 from simlab.evidence.checks.write_model import no_data_loss
 from simlab.evidence.invariants import INVARIANTS, Evidence, check_invariants
 from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
+from simlab.evidence.watch import watch_locks
 from simlab.scenario.model import Scenario
 from simlab.sim.brokers import REAL, VirtualBroker
 from simlab.sim.clocked_redis import SimulatedRedis

@@ -13,20 +13,17 @@ as Parquet shards that a later command resumes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sagas.engine.events import SagaFinished
 from sagas.engine.randomness import derive_seed
 from sagas.engine.trace import TraceRecord, trace_hash
-from sagas.trading.model import ConnectionStatus
 from simlab.chaos.faults import FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import Violation, check_invariants
-from simlab.evidence.lock_ledger import LedgerRedis, LockLedger
 from simlab.evidence.reach import run_reach
-from simlab.evidence.sources import DeletionSnapshot, Evidence
+from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import SagaRow, saga_rows
+from simlab.evidence.watch import watch_deletions, watch_locks
 from simlab.scenario.model import Scenario
 from simlab.sim.trading_world import TradingWorld
 from simlab.sim.world import relaxed_gc
@@ -78,25 +75,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     world = build_scenario_world(scenario, seed)
     ledger = watch_locks(world)
     windows = install_faults(world, plan_faults(scenario, world.sim.streams))
-    snapshots: list[DeletionSnapshot] = []
-    write = world.platform.write
-
-    async def on_finished(event: SagaFinished) -> None:
-        if event.saga_type != "UserDeletionSaga" or event.status != "completed":
-            return
-        if any(snap.saga_id == event.saga_id for snap in snapshots):
-            return  # a duplicated delivery of the same completion event
-        state = await world.sim.store.load(event.saga_id)
-        user_id = state.trigger_data["user_id"] if state is not None else ""
-        live = tuple(
-            cid
-            for cid, conn in write.connections.items()
-            if conn.user_id == user_id and conn.status is not ConnectionStatus.PURGED
-        )
-        accounts = tuple(a.account_id for a in write.accounts.values() if a.user_id == user_id)
-        snapshots.append(DeletionSnapshot(world.sim.runtime.now(), event.saga_id, user_id, live, accounts))
-
-    world.manager.event_bus.subscribe("SagaCompleted", on_finished)
+    snapshots = watch_deletions(world)
     runtime = world.sim.runtime
     runtime.spawn(drive(world, scenario), name="workload")
     with relaxed_gc():
@@ -130,16 +109,3 @@ def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:
         for c in getattr(broker, "calls", ())
     ]
     return sorted(rows, key=lambda row: (row[1], row[0], row[2]))
-
-
-def watch_locks(world: TradingWorld) -> LockLedger:
-    """Route the world's lock and cache traffic through a ``LockLedger`` (before faults wrap it further)."""
-    ledger = LockLedger(world.sim)
-    world.wrap_ports(redis=lambda inner: LedgerRedis(inner, ledger))
-    return ledger
-
-
-def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:
-    """Runs ``0 .. runs-1`` of a batch, one after another."""
-    for index in range(runs):
-        yield run_once(scenario, run_seed(index, root_seed))

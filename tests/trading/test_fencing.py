@@ -17,11 +17,11 @@ from sagas.trading import events as e
 from sagas.trading.config import SagaConfig, SagaVariants
 from sagas.trading.model import ConnectionStatus
 from sagas.trading.platform import TradingPlatform
-from simlab.batch.runner import watch_locks
 from simlab.chaos.faults import install_faults, plan_faults
 from simlab.evidence.checks.locks import single_lock_holder
 from simlab.evidence.lock_ledger import LOCK_PREFIX
 from simlab.evidence.sources import Evidence
+from simlab.evidence.watch import watch_locks
 from simlab.scenario.model import Scenario
 from tests.trading.world import run_trading, saga_records
 
