@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sagas import SagaState, trace_hash
-from sagas.engine.trace import Outcome, Phase
+from simlab.evidence.trace_tables import saga_rows
 from simlab.sim.sample import OrderRequested, SampleOrderSaga, SampleProfile
 from simlab.sim.world import SimWorld, simulate
 
@@ -40,15 +40,9 @@ def run_sample(seed: int, profile: SampleProfile | None = None, sagas: int = 1) 
     finals, world = simulate(main, seed)
     digest = trace_hash(world.tracer.records)
     runs = []
-    per_saga: dict[str, list[int]] = {}
-    for record in world.tracer.records:
-        counts = per_saga.setdefault(record.saga_id, [0, 0])
-        if record.phase == Phase.EXECUTE and record.outcome == Outcome.STARTED:
-            counts[0] += 1
-        elif record.phase == Phase.RETRY:
-            counts[1] += 1
+    rows = {row.saga_id: row for row in saga_rows(world.tracer.records)}
     for state in finals:
-        attempts, retries = per_saga[state.saga_id]
+        attempts, retries = rows[state.saga_id].attempts, rows[state.saga_id].retries
         runs.append(
             SampleRun(
                 seed,

@@ -22,7 +22,7 @@ from sagas.engine.saga import BaseSaga
 from sagas.engine.services import ExecutionServices
 from sagas.engine.state import SagaState
 from sagas.engine.step import SagaStep
-from sagas.engine.trace import Outcome, Phase, Tracer
+from sagas.engine.trace import COMPENSATION_RETRY, Outcome, Phase, Tracer
 
 
 class StepFailed(Exception):
@@ -112,7 +112,7 @@ class AttemptPlan:
             in_flight=in_flight,
             succeeded=Outcome.COMPENSATED,
             what=f"compensation of {step.name}",
-            retry_detail="compensation",
+            retry_detail=COMPENSATION_RETRY,
             forward=False,
         )
 

@@ -89,6 +89,9 @@ POSSIBLY_APPLIED_OUTCOMES: frozenset[Outcome] = frozenset(
 )
 """Outcomes of an ``execute`` attempt after which the step may have taken effect (it ran, or was cut)."""
 
+COMPENSATION_RETRY = "compensation"
+"""The ``detail`` of a ``retry``/``scheduled`` record that schedules a compensation's retry (not a step's)."""
+
 
 class TraceRecord(NamedTuple):
     """One transition of one saga.

@@ -20,18 +20,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from sagas.engine.trace import ATTEMPT_END_OUTCOMES, TERMINAL_SAGA_OUTCOMES, Outcome, Phase, TraceRecord
+from sagas.engine.state import SagaStatus
+from sagas.engine.trace import (
+    ATTEMPT_END_OUTCOMES,
+    COMPENSATION_RETRY,
+    POSSIBLY_APPLIED_OUTCOMES,
+    TERMINAL_SAGA_OUTCOMES,
+    Outcome,
+    Phase,
+    TraceRecord,
+)
 
 # -- vocabulary ---------------------------------------------------------------
-COMPENSATION_RETRY: Final = "compensation"
-"""The ``detail`` of a ``retry``/``scheduled`` record that schedules a compensation's retry (not a step's)."""
-
-RESUMED_RUNNING: Final = "running"
-"""The ``detail`` of a ``saga``/``resumed`` record whose saga was still executing (not compensating)."""
-
 ATTEMPT_ROW_PHASES: tuple[Phase, ...] = (Phase.EXECUTE, Phase.COMPENSATE, Phase.POLL)
 """Phases whose records open (``started``) and close attempts: the rows of ``attempt_rows`` (a poll's
-own attempts included, unlike the engine's ``ATTEMPT_ROW_PHASES``)."""
+own attempts included, unlike the engine's ``ATTEMPT_PHASES``)."""
 
 
 # -- predicates -----------------------------------------------------------------
@@ -59,12 +62,7 @@ def is_attempt_start(r: TraceRecord, phase: str = Phase.EXECUTE) -> bool:
 
 def may_have_applied(r: TraceRecord) -> bool:
     """Whether ``r`` ends a step attempt that ran to its end or was cut short in flight (its effect may stand)."""
-    return r.phase == Phase.EXECUTE and r.outcome in (
-        Outcome.COMPLETED,
-        Outcome.TIMED_OUT,
-        Outcome.CANCELLED,
-        Outcome.INVALID_RESULT,
-    )
+    return r.phase == Phase.EXECUTE and r.outcome in POSSIBLY_APPLIED_OUTCOMES
 
 
 def is_compensation_start(r: TraceRecord) -> bool:
@@ -105,7 +103,7 @@ class SagaRow:
 class _Tally:
     saga_type: str
     started_at: float
-    status: str = "running"
+    status: str = SagaStatus.RUNNING.value
     ended_at: float | None = None
     attempts: int = 0
     retries: int = 0
@@ -167,6 +165,38 @@ def attempt_rows(records: Iterable[TraceRecord]) -> list[AttemptRow]:
     return rows
 
 
+# -- the attempt each saga is in, as the trace grows ------------------------------------------
+
+
+class CurrentAttempts:
+    """Follows a trace while it grows, and tells which attempt a saga is in now (for a live reader).
+
+    A ``retry``/``scheduled`` record ends a failed attempt as well as the attempt records do; saga
+    records (which may come from other tasks, as duplicates) and poll and child-wait records
+    (which happen inside an attempt) leave it as it is.
+    """
+
+    _MARKS = frozenset({Phase.EXECUTE, Phase.COMPENSATE, Phase.RETRY})
+
+    def __init__(self, records: Sequence[TraceRecord]) -> None:
+        self._records = records
+        self._seen = 0
+        self._latest: dict[str, TraceRecord] = {}
+
+    def compensating(self, saga_id: str) -> tuple[str, int] | None:
+        """(step, attempt) if ``saga_id`` is inside a compensation attempt now, else None."""
+        records = self._records
+        if len(records) > self._seen:
+            for record in records[self._seen :]:
+                if record.phase in self._MARKS:
+                    self._latest[record.saga_id] = record
+            self._seen = len(records)
+        latest = self._latest.get(saga_id)
+        if latest is None or latest.phase != Phase.COMPENSATE or latest.outcome != Outcome.STARTED:
+            return None
+        return str(latest.step), latest.attempt or 0
+
+
 # -- lanes and spans: the replay timeline's model ------------------------------------
 
 RETRY_WAIT: Final = "retry_wait"
@@ -175,7 +205,7 @@ COMPENSATION_RETRY_WAIT: Final = "compensation_retry_wait"
 """Span kind of a compensation's retry wait."""
 INTERRUPTED: Final = "interrupted"
 """Span outcome of an attempt a restarted manager left behind, or of a retry wait cut short."""
-RUNNING: Final = "running"
+RUNNING: Final = SagaStatus.RUNNING.value
 """Lane status of a saga that never ended, and span outcome of an attempt still open at the trace's end."""
 
 _EPSILON = 1e-9

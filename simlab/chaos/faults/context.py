@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sagas.engine.trace import Outcome, Phase, TraceRecord
 from simlab.chaos.faults.plan import FaultPlan
 from simlab.chaos.faults.windows import FaultWindows
+from simlab.evidence.trace_tables import CurrentAttempts
 from simlab.sim.runtime import SimTask
 from simlab.sim.world import SimWorld
-
-# What ends or begins an attempt for this question: a retry's scheduled wait ends a failed attempt.
-_ATTEMPT_MARKS = frozenset({Phase.EXECUTE, Phase.COMPENSATE, Phase.RETRY})
 
 
 class Activity:
@@ -27,10 +24,8 @@ class Activity:
 
     def __init__(self, sim: SimWorld) -> None:
         self._runtime = sim.runtime
-        self._tracer = sim.tracer
         self._sim = sim
-        self._records_seen = 0
-        self._latest: dict[str, TraceRecord] = {}
+        self._attempts = CurrentAttempts(sim.tracer.records)
 
     def saga(self) -> str | None:
         """The id of the saga whose task is running now, or None (the workload, a projection...)."""
@@ -42,18 +37,8 @@ class Activity:
         saga_id = self.saga()
         if saga_id is None:
             return None
-        records = self._tracer.records
-        if len(records) > self._records_seen:
-            for record in records[self._records_seen :]:
-                # Saga-level records may come from other tasks (duplicates); poll and child-wait
-                # records happen inside an attempt and do not end it.
-                if record.phase in _ATTEMPT_MARKS:
-                    self._latest[record.saga_id] = record
-            self._records_seen = len(records)
-        latest = self._latest.get(saga_id)
-        if latest is None or latest.phase != Phase.COMPENSATE or latest.outcome != Outcome.STARTED:
-            return None
-        return saga_id, str(latest.step), latest.attempt or 0
+        inside = self._attempts.compensating(saga_id)
+        return None if inside is None else (saga_id, *inside)
 
 
 class FaultContext:

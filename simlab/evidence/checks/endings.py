@@ -10,13 +10,13 @@ flight when its manager died) and compares them, last first, with the compensati
 from __future__ import annotations
 
 from sagas.engine.execution import compensation_seconds_bound
+from sagas.engine.state import SagaStatus
 from sagas.engine.step import SagaStep
 from sagas.engine.trace import Outcome, Phase, TraceRecord
 from sagas.trading.wiring import saga_steps
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
-    RESUMED_RUNNING,
     is_compensation_done,
     is_compensation_start,
     is_resume,
@@ -115,7 +115,7 @@ def _touched_steps(records: list[TraceRecord]) -> list[str]:
         if r.phase == Phase.EXECUTE and r.step is not None:
             in_flight = None if r.outcome == Outcome.COMPLETED else r.step
         # A resumed saga counts the step it was in when the process died as possibly applied.
-        resumed_in = is_resume(r) and r.detail == RESUMED_RUNNING and in_flight is not None
+        resumed_in = is_resume(r) and r.detail == SagaStatus.RUNNING and in_flight is not None
         step = in_flight if resumed_in else (r.step if may_have_applied(r) else None)
         if step is not None and step not in touched:
             touched.append(step)

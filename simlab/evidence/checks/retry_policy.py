@@ -35,11 +35,11 @@ from dataclasses import dataclass
 
 from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
-from sagas.engine.trace import Outcome, Phase, TraceRecord
+from sagas.engine.trace import COMPENSATION_RETRY, Outcome, Phase, TraceRecord
 from sagas.trading.wiring import trading_sagas
 from simlab.evidence.checks.violation import CannotCheck, Violation
 from simlab.evidence.sources import Evidence
-from simlab.evidence.trace_tables import COMPENSATION_RETRY, is_resume, records_by_saga
+from simlab.evidence.trace_tables import is_resume, records_by_saga
 
 NAME = "retry_policy_obeyed"
 _REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)

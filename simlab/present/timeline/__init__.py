@@ -13,20 +13,14 @@ and projection lag (``panels``); colours and labels live in ``style``. It builds
 or displays it (``replay`` does so for ``simlab replay --plot``).
 """
 
-from sagas.engine.trace import Phase
 from simlab.evidence.trace_tables import COMPENSATION_RETRY_WAIT, RETRY_WAIT
 from simlab.present.timeline.figure import timeline_figure
 from simlab.present.timeline.replay import plot_path_problem, replay_figure, save_replay_figure
 from simlab.present.timeline.style import ViolationLike
 from simlab.present.timeline.tables import LANE_COLUMNS, SPAN_COLUMNS, timeline_lanes, timeline_spans
 
-EXECUTE = Phase.EXECUTE
-COMPENSATE = Phase.COMPENSATE
-
 __all__ = [
-    "COMPENSATE",
     "COMPENSATION_RETRY_WAIT",
-    "EXECUTE",
     "LANE_COLUMNS",
     "RETRY_WAIT",
     "SPAN_COLUMNS",
