@@ -167,7 +167,12 @@ class EventBus:
                 await handler(event)
             except Exception as error:  # noqa: BLE001 - re-raised below
                 errors.append(error)
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ExceptionGroup(f"{len(errors)} subscribers of {type(event).__name__} failed", errors)
+        raise_failures(errors, type(event).__name__)
+
+
+def raise_failures(errors: list[Exception], what: str) -> None:
+    """Raise what subscribers raised while delivering ``what``: one error as itself, several as a group."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} subscribers of {what} failed", errors)

@@ -27,6 +27,11 @@ class RandomStreams:
         self.root_seed = root_seed
         self._streams: dict[str, random.Random] = {}
 
+    @classmethod
+    def of(cls, seed: int | RandomStreams) -> RandomStreams:
+        """``seed`` itself if it already is a run's streams (so one object flows through a run), else new ones."""
+        return seed if isinstance(seed, RandomStreams) else cls(seed)
+
     def stream(self, name: str) -> random.Random:
         """The generator for ``name``; the same object on every call."""
         rng = self._streams.get(name)

@@ -28,7 +28,7 @@ REFERENCE_PRICE = 100.0
 def build_scenario_world(scenario: Scenario, seed: int | RandomStreams) -> TradingWorld:
     """The simulated platform a scenario describes, seeded with ``seed``: every draw of the run comes from
     this one ``RandomStreams`` (the world's ``sim.streams``), each component from streams named for it."""
-    streams = seed if isinstance(seed, RandomStreams) else RandomStreams(seed)
+    streams = RandomStreams.of(seed)
 
     def brokers(sim: SimWorld) -> dict[str, VirtualBroker]:
         return {

@@ -124,7 +124,7 @@ def build_world(
     ``command_bus`` and ``query_bus`` build the manager's buses on the world's runtime (default:
     the engine's in-process buses).
     """
-    streams = seed if isinstance(seed, RandomStreams) else RandomStreams(seed)
+    streams = RandomStreams.of(seed)
     runtime = SimRuntime()
     ids = IdSource(streams)
     tracer = Tracer(runtime.now)

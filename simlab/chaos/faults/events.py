@@ -11,7 +11,7 @@ events it listened to wait, as on a durable bus, until its successor takes over 
 
 from __future__ import annotations
 
-from sagas.engine.buses import EventBus, Handler
+from sagas.engine.buses import EventBus, Handler, raise_failures
 from sagas.engine.events import Event
 from sagas.engine.manager import SagaManager
 from simlab.chaos.faults.context import FaultContext
@@ -95,7 +95,7 @@ class FaultyEventBus(EventBus):
                 await handler(event)
             except Exception as error:  # noqa: BLE001 - re-raised below
                 errors.append(error)
-        _raise(errors, name)
+        raise_failures(errors, name)
 
     def detach(self, manager: SagaManager) -> None:
         """``manager`` died: drop its subscriptions; events it listened to wait for its successor."""
@@ -111,7 +111,7 @@ class FaultyEventBus(EventBus):
         errors: list[Exception] = []
         for event in backlog:
             errors.extend(await self._to_manager(manager, event))
-        _raise(errors, "redelivered events")
+        raise_failures(errors, "redelivered events")
         return len(backlog)
 
     async def _to_manager(self, manager: SagaManager, event: Event) -> list[Exception]:
@@ -123,10 +123,3 @@ class FaultyEventBus(EventBus):
                 except Exception as error:  # noqa: BLE001 - re-raised by the caller
                     errors.append(error)
         return errors
-
-
-def _raise(errors: list[Exception], what: str) -> None:
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ExceptionGroup(f"{len(errors)} subscribers of {what} failed", errors)

@@ -22,7 +22,7 @@ def plan_faults(scenario: Scenario, seed: int | RandomStreams) -> FaultPlan:
     same either way, since it draws only from streams of its own (``faults/plan``, and those of the
     families that plan ahead), each first used here.
     """
-    streams = seed if isinstance(seed, RandomStreams) else RandomStreams(seed)
+    streams = RandomStreams.of(seed)
     faults = scenario.faults
     rng = streams.stream("faults/plan")
     intensity: dict[str, float] = {}
