@@ -16,7 +16,7 @@
 
 Everything here is the same code the ``simlab`` command runs: results are written
 as Parquet shards into ``out`` (resumable: calling again with the same arguments
-only completes what is missing) and read back with ``simlab.batch.batches.load_results``.
+only completes what is missing) and read back with ``simlab.batch.results.load_results``.
 """
 
 from __future__ import annotations

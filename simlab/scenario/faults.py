@@ -5,7 +5,8 @@ Why the schemas live here and not beside their families: a family's behaviour is
 and the scenario schema must be able to validate a file without importing what runs it. So the
 configuration a family accepts is declared here, one class per family, and the family module in
 ``simlab.chaos.faults`` names its class (``FaultFamily.schema``); the registry there checks that it
-lists exactly the fields of ``Faults``, in the same order (the order of the plan's draws).
+lists exactly the families of ``Faults`` (in an order of its own: the order of installation, while
+the plan draws in the order of the fields here).
 
 Adding a family: its schema class here and a field of ``Faults`` (at the end: the plan draws two
 numbers per field in this order, so a field added elsewhere would shift other families' draws),

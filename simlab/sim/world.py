@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
 from sagas.engine.manager import SagaManager
 from sagas.engine.ports import SagaStore
-from sagas.engine.randomness import IdSource, RandomStreams
+from sagas.engine.randomness import RandomStreams
 from sagas.engine.trace import Tracer, trace_hash
 from sagas.stores.memory import InMemorySagaStore
 from simlab.sim.runtime import SimRuntime, SimTask
@@ -47,7 +47,6 @@ class SimWorld:
     seed: int
     runtime: SimRuntime
     streams: RandomStreams
-    ids: IdSource
     tracer: Tracer
     store: SagaStore
     manager: SagaManager
@@ -126,7 +125,6 @@ def build_world(
     """
     streams = RandomStreams.of(seed)
     runtime = SimRuntime()
-    ids = IdSource(streams)
     tracer = Tracer(runtime.now)
     store = store if store is not None else InMemorySagaStore(runtime.now)
     manager = SagaManager(
@@ -137,7 +135,7 @@ def build_world(
         query_bus=query_bus(runtime) if query_bus is not None else None,
         tracer=tracer,
     )
-    return SimWorld(streams.root_seed, runtime, streams, ids, tracer, store, manager)
+    return SimWorld(streams.root_seed, runtime, streams, tracer, store, manager)
 
 
 def simulate(
