@@ -13,6 +13,7 @@ as Parquet shards that a later command resumes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sagas.engine.randomness import derive_seed
@@ -109,3 +110,9 @@ def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:
         for c in getattr(broker, "calls", ())
     ]
     return sorted(rows, key=lambda row: (row[1], row[0], row[2]))
+
+
+def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:
+    """Runs ``0 .. runs-1`` of a batch, one after another."""
+    for index in range(runs):
+        yield run_once(scenario, run_seed(index, root_seed))
