@@ -8,7 +8,7 @@ from sagas.engine.randomness import RandomStreams
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.plan import FaultPlan
 from simlab.chaos.faults.ports import wrap_ports
-from simlab.chaos.faults.registry import BY_NAME, REGISTRY
+from simlab.chaos.faults.registry import BROKER_CALL_ORDER, BY_NAME, REGISTRY
 from simlab.chaos.faults.windows import FaultWindows
 from simlab.scenario.faults import FAMILIES
 from simlab.scenario.model import Scenario
@@ -50,7 +50,8 @@ def install_faults(world: TradingWorld, plan: FaultPlan) -> FaultWindows:
         return windows
     ctx = FaultContext(world.sim, plan, windows)
     live = [family for family in REGISTRY if family.live(plan)]
-    ports = wrap_ports(world, ctx, {port for family in live for port in family.ports})
+    chain = [family for family in BROKER_CALL_ORDER if family.live(plan)]
+    ports = wrap_ports(world, ctx, {port for family in live for port in family.ports}, chain)
     for family in live:
         windows.extend(family.down_windows(ctx, ports))
     for family in live:

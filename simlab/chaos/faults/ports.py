@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from sagas.engine.buses import CommandBus, EventBus
 from sagas.trading.broker_port import BrokerApi
-from simlab.chaos.faults.brokers import FaultyBroker
+from simlab.chaos.faults.brokers import BrokerFamily, FaultyBroker
 from simlab.chaos.faults.compensations import FaultyCommandBus
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.events import FaultyEventBus
@@ -15,12 +15,17 @@ from simlab.chaos.faults.redis_client import FaultyRedis
 from simlab.sim.trading_world import TradingWorld
 
 
-def wrap_ports(world: TradingWorld, ctx: FaultContext, needed: Collection[Port]) -> WrappedPorts:
-    """Wrap each port in ``needed`` (brokers, Redis, command bus, event bus: in that order)."""
+def wrap_ports(
+    world: TradingWorld, ctx: FaultContext, needed: Collection[Port], broker_chain: Sequence[BrokerFamily] = ()
+) -> WrappedPorts:
+    """Wrap each port in ``needed`` (brokers, Redis, command bus, event bus: in that order).
+
+    Each broker runs its calls through the links of ``broker_chain`` (the live broker families, in call order).
+    """
     wrapped = WrappedPorts()
 
     def broker(name: str, inner: BrokerApi) -> BrokerApi:
-        return FaultyBroker(inner, name, ctx)
+        return FaultyBroker(inner, name, ctx, broker_chain)
 
     def redis(inner: object) -> FaultyRedis:
         wrapped.redis = FaultyRedis(inner, ctx)
