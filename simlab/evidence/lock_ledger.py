@@ -170,7 +170,7 @@ class LockLedger:
         for hold in self.holds:
             if hold.key != key or hold.end is not None:
                 continue
-            if hold.task is not None and not hold.task.alive:
+            if hold.task is not None and hold.task.done():
                 hold.end = now  # its process is gone: nobody believes in this hold any more
                 continue
             still.append(hold)

@@ -210,11 +210,6 @@ class SimTask:
         """Whether the task has finished."""
         return not self._process.is_alive
 
-    @property
-    def alive(self) -> bool:
-        """Whether the task is still running (it has not returned, failed or been cancelled to its end)."""
-        return bool(self._process.is_alive)
-
     def when_done(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when the task ends (nothing if it has already ended).
 
