@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import uuid
 
 
 def derive_seed(root_seed: int, name: str) -> int:
@@ -54,12 +53,24 @@ class IdSource:
             raise ValueError(f"incarnation must be in [0, 2**32), got {incarnation!r}")
         self._streams = streams
         self.incarnation = incarnation
+        self._by_kind: dict[str, random.Random] = {}  # the stream of each kind, looked up once
 
     def new_id(self, kind: str = "saga") -> str:
         """A fresh id for ``kind``, e.g. ``'saga'`` or ``'event'``."""
-        if not self.incarnation:
-            bits = self._streams.stream(f"ids/{kind}").getrandbits(128)
-        else:
-            random_bits = self._streams.stream(f"ids/{kind}@{self.incarnation}").getrandbits(96)
-            bits = random_bits << 32 | self.incarnation
-        return str(uuid.UUID(int=bits, version=4))
+        rng = self._by_kind.get(kind)
+        if rng is None:
+            name = f"ids/{kind}@{self.incarnation}" if self.incarnation else f"ids/{kind}"
+            rng = self._by_kind[kind] = self._streams.stream(name)
+        if self.incarnation:
+            return uuid4_text(rng.getrandbits(96) << 32 | self.incarnation)
+        return uuid4_text(rng.getrandbits(128))
+
+
+_UUID4_CLEAR = ~(0xC000 << 48 | 0xF000 << 64)  # the variant and version bits uuid.UUID(version=4) overwrites
+_UUID4_SET = 0x8000 << 48 | 0x4000 << 64  # RFC 4122 variant, version 4
+
+
+def uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))``, without building the object (ids are drawn on the hot path)."""
+    text = f"{bits & _UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

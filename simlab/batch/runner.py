@@ -72,6 +72,14 @@ def quiet_swallowed_errors() -> None:
 
 def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunResult:
     """Simulate one run of ``scenario`` with ``seed`` up to its horizon and check its invariants."""
+    # NOTE: the collector's thresholds come back only once the run's world is out of scope: the first
+    # collection then meets the few objects the run left in reference cycles, not the whole live world
+    # (collecting inside the run scanned every object of the world, about 8% of a run's time).
+    with relaxed_gc():
+        return _run(scenario, seed, keep_trace)
+
+
+def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
     quiet_swallowed_errors()
     world = build_scenario_world(scenario, seed)
     ledger = watch_locks(world)
@@ -79,8 +87,7 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     snapshots = watch_deletions(world)
     runtime = world.sim.runtime
     runtime.spawn(drive(world, scenario), name="workload")
-    with relaxed_gc():
-        runtime.run(until=scenario.horizon_s)
+    runtime.run(until=scenario.horizon_s)
     records = world.sim.tracer.records
     evidence = Evidence.gather(world, scenario.horizon_s, ledger=ledger, snapshots=snapshots)
     violations, unchecked = check_invariants(evidence, scenario.invariants)
