@@ -67,11 +67,23 @@ def test_records_hold_plain_strings_and_hash_as_before() -> None:
         "phase='execute', outcome='started', error_type=None, retry_delay=None, detail=None)"
     )
     assert pickle.loads(pickle.dumps(record)) == record
-    # The canonical line, byte for byte, that the trace hash digests.
-    assert canonical_trace(tracer.records) == b'[1.5,"s1","T",null,"a",1,"execute","started",null,null,null]\n'
+    # The canonical trace, byte for byte, that the trace hash digests.
+    assert canonical_trace(tracer.records) == b'[[1.5,"s1","T",null,"a",1,"execute","started",null,null,null]]'
 
 
 def test_record_takes_keywords_after_the_saga_identity() -> None:
     tracer = Tracer(lambda: 0.0)
     with pytest.raises(TypeError):
         tracer.record("s1", "T", None, "a", 1, Phase.EXECUTE, Outcome.STARTED)  # type: ignore[call-arg]
+
+
+def test_canonical_trace_is_one_array_of_records_whatever_their_text_holds() -> None:
+    tracer = Tracer(lambda: 2.0)
+    tracer.record("s1", "T", phase=Phase.SAGA, outcome=Outcome.STARTED, detail='],[\n"é')
+    tracer.record("s1", "T", phase=Phase.SAGA, outcome=Outcome.COMPLETED)
+    assert canonical_trace(tracer.records) == (
+        b'[[2.0,"s1","T",null,null,null,"saga","started",null,null,"],[\\n\\"\\u00e9"],'
+        b'[2.0,"s1","T",null,null,null,"saga","completed",null,null,null]]'
+    )
+    assert canonical_trace(iter(tracer.records)) == canonical_trace(tracer.records)
+    assert canonical_trace([]) == b""

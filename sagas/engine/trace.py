@@ -157,15 +157,18 @@ class Tracer:
         )
 
 
-# NOTE: one encoder for every record; json.dumps with non-default separators builds a new one per call.
+# NOTE: one encoder, built once (json.dumps with non-default separators builds a new one per call).
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 def canonical_trace(records: Iterable[TraceRecord]) -> bytes:
-    """The trace as canonical JSON lines: one array per record, fields in fixed order."""
-    encode = _ENCODE
-    lines = [encode(tuple(r)) for r in records]
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+    """The trace as canonical JSON: one array holding each record as an array of its fields, in fixed order.
+
+    Encoded in one call of the C encoder (a record is a tuple, so it encodes as an array): about
+    half the cost of encoding record by record, which was several percent of a run.
+    """
+    listed = records if isinstance(records, list) else list(records)
+    return _ENCODE(listed).encode() if listed else b""
 
 
 def trace_hash(records: Iterable[TraceRecord]) -> str:
