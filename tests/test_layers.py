@@ -82,6 +82,13 @@ def test_every_layer_package_states_its_role_and_what_it_may_import():
 # Underscore names that are public API by their library's convention.
 PUBLIC_BY_CONVENTION = {"_asdict", "_replace", "_fields", "_make", "_exit"}
 
+# Reaches made on purpose, name by name, each explained where it is made.
+SANCTIONED_REACHES = {
+    # SimulatedRedis's direct path into fakeredis's command layer: fakeredis has no public seam below its
+    # RESP byte parser, and skipping redis-py's packing and that parser is the point (see the module docstring).
+    "simlab/sim/clocked_redis.py": {"_command_packer", "_server", "_killed", "_process_command", "_decode"},
+}
+
 
 def private_reaches(root: pathlib.Path = ROOT) -> list[str]:
     """Every ``x._name`` in ``sagas`` or ``simlab`` on an object other than ``self``/``cls`` whose attribute
@@ -89,6 +96,7 @@ def private_reaches(root: pathlib.Path = ROOT) -> list[str]:
     found = []
     for path in sorted([*(root / "sagas").rglob("*.py"), *(root / "simlab").rglob("*.py")]):
         tree = ast.parse(path.read_text(), filename=str(path))
+        sanctioned = SANCTIONED_REACHES.get(path.relative_to(root).as_posix(), set())
         own = {
             node.attr
             for node in ast.walk(tree)
@@ -105,6 +113,7 @@ def private_reaches(root: pathlib.Path = ROOT) -> list[str]:
                 and node.attr not in PUBLIC_BY_CONVENTION
                 and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
                 and node.attr not in own
+                and node.attr not in sanctioned
             ):
                 found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
     return found

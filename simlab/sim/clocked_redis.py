@@ -27,6 +27,29 @@ Limits, by design:
 - Pub/sub and MONITOR connections are not clocked (they read no time).
 - A blocking command (BLPOP with a timeout) waits in real time: nothing else
   can run during it under simpy anyway, so the lab must not use one.
+
+The direct path, for speed: a command through redis-py's client costs far
+more than the command itself. redis-py packs it into RESP bytes, fakeredis's
+socket parses those bytes back into the same fields, and the connection, retry
+and timing machinery wraps both: about half of what a command costs here. So
+``SimulatedRedis.execute_command`` builds the fields the parser would have
+produced (the command name split on whitespace as redis-py's packer splits
+it, every argument through the connection's encoder, as ``bytes``) and hands
+them to the fakeredis socket's ``_process_command``, the very call its parser
+makes; it then takes the reply from the socket's queue, raises or decodes it
+as fakeredis's connection does and applies redis-py's ``parse_response``
+options and response callback. fakeredis still runs every command, so replies,
+errors and state are those of the full path (``tests/test_clocked_redis_fast_path.py``
+holds that). Connection state (MULTI queueing, subscriptions, replies waiting
+in the queue) lives in the socket, so it needs no special case: the reply read
+is the oldest one, as redis-py's would be. The full path still sends a command
+when the client's one connection is not open on a connected server (it
+reconnects or raises), after CLIENT KILL, with health checks, for a command
+name that is neither str nor bytes and for HIMPORT (which redis-py prepares
+per connection). Differences, by design: the direct path records no redis-py
+OpenTelemetry metrics (the lab enables none), and a command that sends no reply
+(after CLIENT REPLY OFF) raises ``queue.Empty`` where the full path waits
+forever. Pipelines always take the full path.
 """
 
 from __future__ import annotations
@@ -40,7 +63,10 @@ from contextvars import ContextVar
 from typing import Any
 
 import fakeredis
-from redis.client import Pipeline
+from fakeredis._typing import RaiseErrorTypes
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE, Pipeline
+from redis.connection import PythonRespSerializer
+from redis.exceptions import ResponseError
 
 __all__ = ["EPOCH", "SimulatedPipeline", "SimulatedRedis"]
 
@@ -108,6 +134,28 @@ def _clocked(clock: Clock) -> Iterator[None]:
         _current_clock.reset(token)
 
 
+def _command_fields(args: tuple[Any, ...], encode: Callable[[Any], Any]) -> list[bytes] | None:
+    """The fields fakeredis's parser yields for the RESP that redis-py's ``PythonRespSerializer.pack(*args)`` sends.
+
+    None for a command name the direct path leaves to the full one (not str or bytes; HIMPORT, which redis-py
+    prepares per connection). Raises what ``pack`` raises for an argument it cannot encode.
+    """
+    name = args[0]
+    if isinstance(name, str):
+        words = name.encode().split()  # 'CONFIG GET' goes out as two fields
+    elif isinstance(name, bytes):
+        words = name.split() if b" " in name else [name]
+    else:
+        return None
+    fields = []
+    for arg in (*words, *args[1:]):
+        value = encode(arg)
+        fields.append(value if type(value) is bytes else bytes(value))  # the parser yields plain bytes
+    if fields and fields[0].upper() == b"HIMPORT":
+        return None
+    return fields
+
+
 class SimulatedPipeline(Pipeline):
     """A pipeline (or MULTI/EXEC transaction) whose commands run on the simulated clock."""
 
@@ -161,9 +209,54 @@ class SimulatedRedis(fakeredis.FakeRedis):
         # NOTE: `_clocked` inlined for performance (every command of every run passes here).
         token = _current_clock.set(self._clock)
         try:
-            return super().execute_command(*args, **options)
+            conn = self._direct_connection()
+            fields = None if conn is None else _command_fields(args, conn._command_packer.encode)
+            if fields is None:
+                return super().execute_command(*args, **options)
+            return self._execute_directly(conn, fields, args[0], options)
         finally:
             _current_clock.reset(token)
+
+    def _direct_connection(self) -> Any:
+        """The connection whose fakeredis socket can take a command directly, or None: redis-py's full path sends it."""
+        conn = self.connection
+        if (
+            type(conn) is not fakeredis.FakeRedisConnection
+            or type(conn._command_packer) is not PythonRespSerializer  # the fields built are what this one packs
+            or conn.health_check_interval  # the full path would PING first
+            or conn.should_reconnect()
+            or not conn.is_connected  # the full path (re)connects
+        ):
+            return None
+        sock = conn.get_socket()
+        # What fakeredis's FakeSocket.sendall checks before it takes a command: else the full path's ConnectionError.
+        return conn if sock._server.connected and not sock._killed else None
+
+    def _execute_directly(self, conn: Any, fields: list[bytes], command_name: Any, options: dict[str, Any]) -> Any:
+        """Run ``fields`` on the socket of ``conn`` and answer as ``Redis.execute_command`` would (module docstring)."""
+        sock = conn.get_socket()
+        with self.single_connection_lock:
+            try:
+                sock._process_command(fields)
+            except BaseException:
+                conn.disconnect()  # as redis-py's send_packed_command does when the socket raises
+                raise
+            # A command that sends no reply (CLIENT REPLY OFF) raises queue.Empty here; the full path waits forever.
+            response = sock.responses.get_nowait()
+            # From here on: fakeredis's FakeBaseConnection.read_response, then redis-py's Redis.parse_response.
+            if isinstance(response, RaiseErrorTypes):
+                if EMPTY_RESPONSE in options and isinstance(response, ResponseError):
+                    return options[EMPTY_RESPONSE]
+                raise response
+            if NEVER_DECODE in options:
+                del options[NEVER_DECODE]
+            else:
+                response = conn._decode(response)
+            options.pop(EMPTY_RESPONSE, None)
+            options.pop("keys", None)
+            if command_name in self.response_callbacks:
+                return self.response_callbacks[command_name](response, **options)
+            return response
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> SimulatedPipeline:
         """A pipeline on this client's connections and clock (``transaction=True``: MULTI/EXEC)."""
