@@ -63,7 +63,9 @@ async def _call(
         raise _InnerDeadline(error) from error
 
 
-@dataclass(frozen=True, slots=True)
+# NOTE: not frozen: a frozen dataclass sets each field through object.__setattr__, and a plan is built for
+# every step a saga runs. Nothing assigns to a plan after it is built.
+@dataclass(slots=True)
 class AttemptPlan:
     """How the attempts of one step, or of its compensation, run: everything that differs between the two."""
 
