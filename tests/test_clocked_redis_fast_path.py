@@ -21,7 +21,7 @@ from simlab.sim.clocked_redis import EPOCH, SimulatedRedis
 class _FullPathRedis(SimulatedRedis):
     """A ``SimulatedRedis`` that always sends its commands through redis-py's full path."""
 
-    def _direct_connection(self) -> Any:
+    def _direct_socket(self) -> Any:
         return None
 
 

@@ -147,12 +147,12 @@ def _command_fields(args: tuple[Any, ...], encode: Callable[[Any], Any]) -> list
         words = name.split() if b" " in name else [name]
     else:
         return None
+    if words and words[0].upper() == b"HIMPORT":
+        return None
     fields = []
     for arg in (*words, *args[1:]):
         value = encode(arg)
         fields.append(value if type(value) is bytes else bytes(value))  # the parser yields plain bytes
-    if fields and fields[0].upper() == b"HIMPORT":
-        return None
     return fields
 
 
@@ -209,16 +209,16 @@ class SimulatedRedis(fakeredis.FakeRedis):
         # NOTE: `_clocked` inlined for performance (every command of every run passes here).
         token = _current_clock.set(self._clock)
         try:
-            conn = self._direct_connection()
-            fields = None if conn is None else _command_fields(args, conn._command_packer.encode)
-            if fields is None:
+            direct = self._direct_socket()
+            fields = None if direct is None else _command_fields(args, direct[0]._command_packer.encode)
+            if direct is None or fields is None:
                 return super().execute_command(*args, **options)
-            return self._execute_directly(conn, fields, args[0], options)
+            return self._execute_directly(*direct, fields, args[0], options)
         finally:
             _current_clock.reset(token)
 
-    def _direct_connection(self) -> Any:
-        """The connection whose fakeredis socket can take a command directly, or None: redis-py's full path sends it."""
+    def _direct_socket(self) -> tuple[Any, Any] | None:
+        """The connection and its fakeredis socket that can take a command directly, or None: the full path sends it."""
         conn = self.connection
         if (
             type(conn) is not fakeredis.FakeRedisConnection
@@ -230,11 +230,12 @@ class SimulatedRedis(fakeredis.FakeRedis):
             return None
         sock = conn.get_socket()
         # What fakeredis's FakeSocket.sendall checks before it takes a command: else the full path's ConnectionError.
-        return conn if sock._server.connected and not sock._killed else None
+        return (conn, sock) if sock._server.connected and not sock._killed else None
 
-    def _execute_directly(self, conn: Any, fields: list[bytes], command_name: Any, options: dict[str, Any]) -> Any:
-        """Run ``fields`` on the socket of ``conn`` and answer as ``Redis.execute_command`` would (module docstring)."""
-        sock = conn.get_socket()
+    def _execute_directly(
+        self, conn: Any, sock: Any, fields: list[bytes], command_name: Any, options: dict[str, Any]
+    ) -> Any:
+        """Run ``fields`` on ``conn``'s socket ``sock``; answer as ``Redis.execute_command`` would (see module doc)."""
         with self.single_connection_lock:
             try:
                 sock._process_command(fields)
