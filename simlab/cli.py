@@ -92,8 +92,19 @@ def _add_batch_commands(commands: Any) -> None:
     )  # fmt: skip
     check.add_argument("--workers", type=_workers, default=2, help="workers of the parallel pass (default 2)")
     replay = commands.add_parser("replay", help="replay one run exactly: its timeline, violations and trace hash")
-    replay.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
-    replay.add_argument("--seed", type=_seed, required=True, help="the run's seed (as `simlab run` prints it)")
+    replay.add_argument(
+        "scenario", metavar="SCENARIO|DIR",
+        help="a name from scenarios/ or a path; or a results folder of `simlab run` (or `simlab sweep`, with --point)",
+    )  # fmt: skip
+    replay.add_argument("--seed", type=_seed, default=None, help="the run's seed (as `simlab run` prints it)")
+    replay.add_argument(
+        "--run", type=_int_at_least(0, "a run number (0 or more)"), default=None,
+        help="the run's number in the batch of DIR (as the report shows it)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--point", type=_int_at_least(0, "a point number (0 or more)"), default=None,
+        help="with a sweep folder: which point's batch",
+    )  # fmt: skip
     replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
 
 
@@ -164,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        return _replay(args)
     from simlab.scenario import ScenarioError, load_scenario
 
     try:
@@ -171,28 +184,44 @@ def _run_or_replay(args: argparse.Namespace) -> int:
     except ScenarioError as error:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
-    if args.command == "replay":
-        return _replay(args, scenario)
     if args.command == "check-determinism":
         return _check_determinism(scenario, args.runs, args.workers)
     return _run(args, scenario)
 
 
-def _replay(args: argparse.Namespace, scenario: Scenario) -> int:
+def _replay(args: argparse.Namespace) -> int:
+    from simlab.batch.replays import ReplayError, resolve_replay
     from simlab.batch.runner import run_once
     from simlab.present.summary import format_timeline
     from simlab.present.timeline import plot_path_problem, save_replay_figure
 
-    problem = plot_path_problem(args.plot) if args.plot else None
-    if problem:
-        print(f"simlab replay: {problem}", file=sys.stderr)
+    try:
+        problem = plot_path_problem(args.plot) if args.plot else None
+        if problem:
+            raise ReplayError(problem)
+        target = resolve_replay(args.scenario, seed=args.seed, run=args.run, point=args.point)
+    except ReplayError as error:
+        print(f"simlab replay: {error}", file=sys.stderr)
         return 2
-    result = run_once(scenario, args.seed, keep_trace=True)
+    if target.folder is not None:
+        print(f"Replaying {target.label}, from the scenario the batch kept ({target.folder / 'scenario.yaml'})")
+    result = run_once(target.scenario, target.seed, keep_trace=True)
     print(format_timeline(result))
     if args.plot:
-        save_replay_figure(result, args.plot, title=f"{scenario.name} seed {args.seed}")
+        save_replay_figure(result, args.plot, title=target.label)
         print(f"timeline figure: {args.plot}")
-    return 0
+    if target.recorded_hash is None:
+        return 0
+    if result.trace_hash == target.recorded_hash:
+        print(f"Reproduced: the trace hash is the one the batch recorded for run {target.run}.")
+        return 0
+    changed = " The lab's code changed since the batch ran (its code hash differs)." if target.code_changed else ""
+    print(
+        f"simlab replay: NOT reproduced: the batch recorded trace hash {target.recorded_hash} for run "
+        f"{target.run}, this replay gives {result.trace_hash}.{changed}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _run(args: argparse.Namespace, scenario: Scenario) -> int:

@@ -11,7 +11,7 @@
     safe = lab.scenario("reconnect_race", {"sagas.variants.purge": "safe"})
     sweep = lab.sweep("broker_disconnection", {"sagas.consistency_retry.max_attempts": [2, 5, 12]},
                       runs_per_point=100, out="results/nb/budget")
-    run = lab.replay("reconnect_race", seed=...)
+    run = lab.replay("reconnect_race", seed=...)     # or lab.replay("results/nb/race", run=11)
     plots.replay_timeline(run)
 
 Everything here is the same code the ``simlab`` command runs: results are written
@@ -29,6 +29,7 @@ from typing import Any
 
 from simlab.batch.batches import Notice, Progress, Results, load_results, run_batch_to
 from simlab.batch.progress import progress_bar
+from simlab.batch.replays import ReplayError, resolve_replay
 from simlab.batch.runner import RunResult, run_once
 from simlab.batch.sweep import Grid, load_grid, resolve_grid_path, run_sweep, with_settings
 from simlab.scenario import load_scenario
@@ -101,6 +102,27 @@ def sweep(
     return load_results(out)
 
 
-def replay(name_or_scenario: str | Scenario, seed: int, settings: Mapping[str, Any] | None = None) -> RunResult:
-    """One run, exactly as the batch ran it: its trace, violations, lags, fault windows and lock holds."""
-    return run_once(scenario(name_or_scenario, settings), seed, keep_trace=True)
+def replay(
+    name_or_scenario: str | Scenario,
+    seed: int | None = None,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    run: int | None = None,
+    point: int | None = None,
+) -> RunResult:
+    """One run, exactly as the batch ran it: its trace, violations, lags, fault windows and lock holds.
+
+    ``replay("reconnect_race", seed)``, or by a batch's folder and run number,
+    ``replay("results/nb/race", run=11)`` (a sweep's folder also takes ``point=``), which
+    replays from the scenario the folder kept; raises ``ReplayError`` for a run the batch did not have.
+    """
+    if isinstance(name_or_scenario, Scenario):
+        if seed is None:
+            raise ReplayError("give the run's seed")
+        return run_once(scenario(name_or_scenario, settings), seed, keep_trace=True)
+    target = resolve_replay(name_or_scenario, seed=seed, run=run, point=point)
+    if target.folder is not None and settings:
+        raise ReplayError(f"{target.label} replays from the scenario its batch kept, as it ran: give no settings")
+    return run_once(
+        with_settings(target.scenario, settings) if settings else target.scenario, target.seed, keep_trace=True
+    )

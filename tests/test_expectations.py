@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from simlab import lab
-from simlab.batch.runner import run_batch
+from simlab.batch.runner import run_batch, run_seed
+from simlab.present.commands import simlab_command
 from simlab.present.summary import expectation_verdict, format_tables, goal_notes
 from simlab.scenario.model import Scenario
 from tests.test_scenarios import SHIPPED
@@ -113,7 +114,9 @@ def test_simlab_run_says_whether_the_batch_met_its_expectation_and_replays_from_
     text = batch_summary(tmp_path / "seed")
     assert "\nExpectation (seed variants, violations of no_data_loss, no_orphans): not met: no_data_loss " in text
     assert "violated in none of 12 run(s)\n" in text
-    assert "Replay one: simlab replay reconnect_race --seed " in text  # the shipped file is what ran
+    assert f"Replay one: {simlab_command()} replay {tmp_path / 'seed'} --run 11\n" in text
+    # By seed, the shipped file is what ran.
+    assert f"  (run 11 is seed {run_seed(11, 1)}: {simlab_command()} replay reconnect_race --seed " in text
 
     # Run with changed settings, a batch replays only from the exact scenario kept in its folder.
     lab.run("reconnect_race", runs=2, out=tmp_path / "changed", settings={"bus_latency.sigma": 0.6}, progress=False)

@@ -3,6 +3,7 @@ and finds nothing with the safe variants."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -76,15 +77,13 @@ def test_simlab_run_and_replay_print_the_summary_and_the_timeline(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("reconnect_race: 30 runs from root seed 1")
     assert "BrokerDisconnectionSaga" in run.stdout
+    # The printed command, as printed (its program spelled for this shell), replays the run and says it reproduced.
     replay_line = next(line for line in run.stdout.splitlines() if line.startswith("Replay one: "))
-    seed = replay_line.rsplit(" ", 1)[1]
-    replay = subprocess.run(
-        [sys.executable, "-m", "simlab", "replay", "reconnect_race", "--seed", seed],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = shlex.split(replay_line.removeprefix("Replay one: "))
+    assert command[1:3] == ["replay", str(tmp_path / "out")] and command[3] == "--run"
+    replay = subprocess.run([sys.executable, "-m", "simlab", *command[1:]], capture_output=True, text=True, timeout=300)
     assert replay.returncode == 0, replay.stderr
+    assert f"Reproduced: the trace hash is the one the batch recorded for run {command[4]}." in replay.stdout
     assert "VIOLATION " in replay.stdout and "trace sha256: " in replay.stdout
 
 

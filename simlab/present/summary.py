@@ -16,6 +16,7 @@ from simlab.batch.results import read_table
 from simlab.batch.runner import RunResult
 from simlab.batch.shards import SCENARIO_FILE, read_manifest, scan_folder
 from simlab.evidence.reach import REACH_PATHS, reach_column
+from simlab.present.commands import simlab_command
 from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario, Variant
 
@@ -103,6 +104,7 @@ def batch_summary(folder: Path | str) -> str:
         expected_runs=int(manifest["runs"]) if "runs" in manifest else None,
         problems=[damaged.describe(folder) for damaged in scan.damaged],
         replay_as=shlex.quote(replay_reference(folder, manifest)),
+        folder=folder,
     )
     if scenario is not None:
         verdict = expectation_verdict(scenario, violations["invariant"].astype(str).tolist(), len(runs))
@@ -143,10 +145,13 @@ def format_tables(
     expected_runs: int | None = None,
     problems: Sequence[str] = (),
     replay_as: str | None = None,
+    folder: Path | None = None,
 ) -> str:
-    """The text `simlab run` prints: outcomes per saga type, then violations with the seeds that show them.
+    """The text `simlab run` prints: outcomes per saga type, then violations with the runs that show them.
 
-    ``replay_as`` is how the replay command names the scenario (default: its name).
+    ``replay_as`` is how the replay command names the scenario (default: its name). With the batch's
+    ``folder``, violations name their run numbers and the replay command is the folder's and the run's
+    (a run number alone means nothing outside its batch); without it, their seeds.
     """
     if expected_runs is not None and runs < expected_runs:
         head = f"{scenario_name}: {runs} of {expected_runs} runs from root seed {root_seed} (the rest are missing)"
@@ -161,13 +166,20 @@ def format_tables(
         lines.append("Invariant violations: none")
     else:
         lines.append("Invariant violations:")
+        by = "run" if folder is not None else "seed"
         for invariant, group in violations.groupby("invariant", observed=True):
-            seeds = list(dict.fromkeys(group["seed"]))
-            shown = ", ".join(str(s) for s in seeds[:5]) + (" ..." if len(seeds) > 5 else "")
-            lines.append(f"  {invariant}: {len(group)} in {len(seeds)} run(s); seeds: {shown}")
+            named = list(dict.fromkeys(group[by]))
+            shown = ", ".join(str(s) for s in named[:5]) + (" ..." if len(named) > 5 else "")
+            lines.append(f"  {invariant}: {len(group)} in {len(named)} run(s); {by}s: {shown}")
             lines.append(f"    e.g. {group.iloc[0]['explanation']}")
         lines.append("")
-        lines.append(f"Replay one: simlab replay {replay_as or scenario_name} --seed {violations.iloc[0]['seed']}")
+        first = violations.iloc[0]
+        by_seed = f"{simlab_command()} replay {replay_as or scenario_name} --seed {first['seed']}"
+        if folder is None:
+            lines.append(f"Replay one: {by_seed}")
+        else:
+            lines.append(f"Replay one: {simlab_command()} replay {shlex.quote(str(folder))} --run {first['run']}")
+            lines.append(f"  (run {first['run']} is seed {first['seed']}: {by_seed})")
     if unchecked:
         lines.append(f"Not checked yet: {', '.join(unchecked)}")
     return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""Which run ``simlab replay`` replays: a scenario and a seed, or a batch folder and a run number.
+
+A run number belongs to a batch: run 11 of a batch rooted at seed 1 has the seed
+``run_seed(11, 1)``, not 11. So a run number is only accepted with the batch's folder, and a
+seed given with a folder must be one of that batch's seeds; either way the run is replayed from
+the exact scenario the folder keeps (``scenario.yaml``), never from a shipped file that may have
+changed since. When the run's shard is finished, its recorded trace hash comes along, so the
+replay can say whether it reproduced the batch's run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from simlab.batch.batches import code_hash, config_hash
+from simlab.batch.results import read_table
+from simlab.batch.runner import run_seed
+from simlab.batch.shards import BATCH_MANIFEST, SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
+from simlab.scenario.limits import shown
+from simlab.scenario.loader import ScenarioError, load_scenario
+from simlab.scenario.model import Scenario
+
+
+class ReplayError(ValueError):
+    """A replay that cannot be made as asked; ``str()`` is the one-line message for the user."""
+
+
+@dataclass(frozen=True)
+class ReplayTarget:
+    """One run to replay: its scenario and seed and, when it came from a batch folder, where it ran."""
+
+    scenario: Scenario
+    seed: int
+    folder: Path | None = None  # the batch folder it was named by
+    run: int | None = None  # its run number in that batch
+    recorded_hash: str | None = None  # the batch's trace hash of that run (None: its shard is not finished)
+    code_changed: bool = False  # the lab's code differs from the code that ran the batch
+
+    @property
+    def label(self) -> str:
+        """How the run is named in titles: ``reconnect_race seed S`` or ``run 11 of results/X (seed S)``."""
+        if self.folder is None:
+            return f"{self.scenario.name} seed {self.seed}"
+        return f"run {self.run} of {self.folder} (seed {self.seed})"
+
+
+def resolve_replay(target: str, *, seed: int | None, run: int | None, point: int | None) -> ReplayTarget:
+    """The run ``simlab replay TARGET [--seed S | --run N] [--point K]`` names; ``ReplayError`` if none.
+
+    ``target`` is a scenario (name or file), a batch folder, or a sweep folder with ``point``.
+    """
+    folder = Path(target)
+    if not folder.is_dir():
+        if run is not None:
+            raise ReplayError(
+                f"--run {run}: run numbers belong to a batch, so name its results folder "
+                f"(simlab replay results/FOLDER --run {run}); with a scenario, give --seed"
+            )
+        if point is not None:
+            raise ReplayError(f"--point {point}: points belong to a sweep; {shown(target)} is not a sweep folder")
+        if seed is None:
+            raise ReplayError(f"{shown(target)}: give the run's --seed (or a results folder and --run N)")
+        try:
+            return ReplayTarget(load_scenario(target), seed)
+        except ScenarioError as error:
+            raise ReplayError(str(error)) from None
+    if (folder / SWEEP_MANIFEST).is_file():
+        folder = _sweep_point(folder, point)
+    elif point is not None:
+        raise ReplayError(f"--point {point}: {folder} is not a sweep folder (it has no {SWEEP_MANIFEST})")
+    if not (folder / BATCH_MANIFEST).is_file():
+        raise ReplayError(
+            f"{folder} is not a results folder (it has no {BATCH_MANIFEST}): give a folder of `simlab run` "
+            "or `simlab sweep`, or a scenario"
+        )
+    return _from_batch(folder, seed, run)
+
+
+def _sweep_point(folder: Path, point: int | None) -> Path:
+    try:
+        folders = [str(p["folder"]) for p in json.loads((folder / SWEEP_MANIFEST).read_text())["points"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ReplayError(f"{folder / SWEEP_MANIFEST}: unreadable ({error}); it was not written by simlab") from None
+    if not folders:
+        raise ReplayError(f"{folder / SWEEP_MANIFEST} lists no points")
+    if point is None:
+        raise ReplayError(
+            f"{folder} is a sweep of {len(folders)} points: name one with --point K (0 to {len(folders) - 1}), "
+            f"or give its folder ({folder / folders[0]})"
+        )
+    if not 0 <= point < len(folders):
+        raise ReplayError(f"--point {point}: {folder} has points 0 to {len(folders) - 1}")
+    return folder / folders[point]
+
+
+def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget:
+    manifest = read_manifest(folder)
+    try:
+        runs, root = int(manifest["runs"]), int(manifest["root_seed"])
+        scenario = load_scenario(str(folder / SCENARIO_FILE))
+    except (KeyError, ValueError) as error:
+        raise ReplayError(f"{folder / BATCH_MANIFEST}: unreadable ({error}); it was not written by simlab") from None
+    except ScenarioError as error:
+        raise ReplayError(f"{error} (the scenario kept by the batch)") from None
+    if config_hash(scenario) != manifest.get("config_hash"):
+        raise ReplayError(
+            f"{folder / SCENARIO_FILE} is not the scenario the batch ran (config hash {config_hash(scenario)}, "
+            f"the batch's {manifest.get('config_hash')}): it was edited; replay with a scenario and --seed instead"
+        )
+    span = f"runs 0 to {runs - 1:,}" if runs > 1 else "run 0"
+    if run is None and seed is None:
+        raise ReplayError(f"{folder}: give --run N ({span}) or one of its runs' --seed")
+    if run is not None:
+        if not 0 <= run < runs:
+            raise ReplayError(f"--run {run}: {folder} holds {span}")
+        if seed is not None and seed != run_seed(run, root):
+            raise ReplayError(f"--seed {seed} is not the seed of run {run} of {folder} ({run_seed(run, root)})")
+    else:
+        run = next((index for index in range(runs) if run_seed(index, root) == seed), None)
+        if run is None:
+            raise ReplayError(
+                f"--seed {seed}: no run of {folder} has that seed (its {runs:,} runs are seeded from root seed "
+                f"{root}); to replay its run number {seed}, use --run {seed}"
+            )
+    return ReplayTarget(
+        scenario,
+        run_seed(run, root),
+        folder,
+        run,
+        _recorded_hash(folder, run),
+        code_changed=manifest.get("code_hash") != code_hash(),
+    )
+
+
+def _recorded_hash(folder: Path, run: int) -> str | None:
+    finished = scan_folder(folder).finished
+    shards = {index: shard for index, shard in finished.items() if shard.start <= run < shard.stop}
+    if not shards:
+        return None
+    runs = read_table(folder, "runs", ["trace_hash"], finished=shards)
+    hashes = runs.loc[runs["run"] == run, "trace_hash"].tolist()
+    return str(hashes[0]) if hashes else None
