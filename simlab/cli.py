@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             scenario = load_scenario(args.scenario)
         except ScenarioError as error:
-            print(f"simlab validate: {error}", file=sys.stderr)
+            for problem in error.problems:  # every problem, one line each: fix them all in one go
+                print(f"simlab validate: {problem}", file=sys.stderr)
             return 2
         print(f"{args.scenario}: valid scenario {scenario.name!r} ({scenario.runs} runs from seed {scenario.seed})")
         return 0

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simlab.cli import main
+from simlab.scenario.loader import SCENARIOS_DIR
 from tests.bad_inputs.corpus import Case, load_cases, make_results, prepare, problems
 
 CASES = load_cases()
@@ -85,3 +87,27 @@ def test_the_checks_of_a_refusal_can_fail(tmp_path: Path, finished_batch: Callab
     assert any(p.startswith("a quoted value of 83 characters") for p in problems(prepared, 2, "", long))
     (tmp_path / "batch.txt").write_text("left behind")
     assert any(p.startswith("files written or changed") for p in problems(prepared, 2, "", line))
+
+
+def test_validate_lists_every_problem_of_a_scenario_and_run_counts_them(tmp_path: Path) -> None:
+    """With three problems, `simlab validate` prints the three, one line each; `simlab run` names the first."""
+    scenario = yaml.safe_load((SCENARIOS_DIR / "reconnect_race.yaml").read_text())
+    scenario["runs"] = -5
+    scenario["sagas"]["lock_ttl_s"] = -1
+    scenario["bogus"] = 1
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    status, stdout, stderr = _in_process(["validate", str(path)])
+    assert (status, stdout) == (2, "")
+    assert stderr.splitlines() == [
+        f"simlab validate: {path}: runs: Input should be greater than or equal to 1 (got -5)",
+        f"simlab validate: {path}: sagas.lock_ttl_s: Input should be greater than 0 (got -1)",
+        f"simlab validate: {path}: bogus: unknown key (not part of the scenario schema)",
+    ]
+    status, stdout, stderr = _in_process(["run", str(path), "--out", str(tmp_path / "out")])
+    assert (status, stdout) == (2, "")
+    assert stderr == (
+        f"simlab run: {path}: runs: Input should be greater than or equal to 1 (got -5) "
+        "[and 2 more problem(s): simlab validate lists each]\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,15 @@ QUESTION_PREFIX = "# Question:"
 
 
 class ScenarioError(ValueError):
-    """A scenario that cannot be used; ``str()`` is the one-line message for the user."""
+    """A scenario that cannot be used; ``str()`` is the one-line message for the user.
+
+    ``problems`` lists every problem found, one line each (``simlab validate`` prints them all);
+    ``str()`` names the first and counts the others.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [message]
 
 
 def resolve_named_file(name_or_path: str, folder: Path, kind: str, error: type[ValueError]) -> Path:
@@ -244,36 +252,53 @@ def _location(loc: tuple[Any, ...], limit: int | None = SHOWN_CHARS) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _first_error(error: ValidationError) -> ErrorDetails:
+def _distinct_errors(error: ValidationError) -> list[ErrorDetails]:
+    """One error per problem, in pydantic's order.
+
+    A value of a union (a list of values, or a range) fails every branch, so pydantic reports one
+    "should be a valid list/dict" per branch; when another error is about what is inside that value
+    (a range's infinite bound), that one says more, and the branch mismatches are dropped; otherwise
+    the first mismatch of the value stands for all of them.
+    """
     errors = error.errors(include_url=False)
-    first = errors[0]
-    if first["type"] in _BRANCH_MISMATCH:
-        # A value of a union (a list of values, or a range) fails every branch; the one that is about
-        # what is inside the value (a range's infinite bound) says more than "should be a valid list".
-        field = _location(tuple(first["loc"]))
-        first = next(
-            (e for e in errors if e["type"] not in _BRANCH_MISMATCH and _location(tuple(e["loc"])).startswith(field)),
-            first,
-        )
-    return first
+    located = [(_location(tuple(e["loc"])), e) for e in errors]
+    distinct: list[ErrorDetails] = []
+    mismatched: set[str] = set()
+    for field, details in located:
+        if details["type"] in _BRANCH_MISMATCH:
+            inner = any(e["type"] not in _BRANCH_MISMATCH and where.startswith(field) for where, e in located)
+            if inner or field in mismatched:
+                continue
+            mismatched.add(field)
+        distinct.append(details)
+    return distinct or errors[:1]
 
 
 def validation_field(error: ValidationError) -> str:
     """The dotted path of the field ``describe_validation_error`` names, uncut (to compare with paths)."""
-    return _location(tuple(_first_error(error)["loc"]), limit=None)
+    return _location(tuple(_distinct_errors(error)[0]["loc"]), limit=None)
+
+
+def _describe(details: ErrorDetails) -> str:
+    message = cut_quoted(details["msg"].removeprefix("Value error, "))  # pydantic may quote the input whole
+    where = _location(tuple(details["loc"]))
+    if details["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in details:
+        message += f" (got {shown(details['input'])})"
+    if details["type"] == "extra_forbidden":
+        message = "unknown key (not part of the scenario schema)"
+    return f"{where}: {message}"
+
+
+def describe_validation_errors(error: ValidationError) -> list[str]:
+    """Every problem of a pydantic error, each as ``field.path: problem``."""
+    return list(dict.fromkeys(_describe(details) for details in _distinct_errors(error)))
 
 
 def describe_validation_error(error: ValidationError) -> str:
     """The first problem of a pydantic error as ``field.path: problem`` (with a count of the others)."""
-    first = _first_error(error)
-    message = cut_quoted(first["msg"].removeprefix("Value error, "))  # pydantic may quote the input whole
-    where = _location(tuple(first["loc"]))
-    if first["type"] not in ("missing", "extra_forbidden", "value_error") and "input" in first:
-        message += f" (got {shown(first['input'])})"
-    if first["type"] == "extra_forbidden":
-        message = "unknown key (not part of the scenario schema)"
-    more = error.error_count() - 1
-    return f"{where}: {message}" + (f" [and {more} more problem(s)]" if more else "")
+    problems = describe_validation_errors(error)
+    more = len(problems) - 1
+    return problems[0] + (f" [and {more} more problem(s)]" if more else "")
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -283,7 +308,9 @@ def load_scenario(name_or_path: str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
-        raise ScenarioError(f"{path}: {describe_validation_error(error)}") from None
+        problems = [f"{path}: {problem}" for problem in describe_validation_errors(error)]
+        more = f" [and {len(problems) - 1} more problem(s): simlab validate lists each]" if len(problems) > 1 else ""
+        raise ScenarioError(problems[0] + more, problems) from None
 
 
 def scenario_question(path: Path) -> str:

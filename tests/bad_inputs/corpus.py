@@ -260,24 +260,26 @@ def problems(prepared: Prepared, status: int | None, stdout: str, stderr: str) -
     if "Traceback" in stderr:
         found.append("a traceback on stderr")
     lines = stderr.splitlines()
-    if len(lines) != 1:
+    # `simlab validate` lists every problem of a scenario, one line each; every other refusal is one line.
+    if len(lines) != 1 and not (prepared.case.command == "validate" and lines):
         found.append(f"{len(lines)} lines on stderr, not 1: {stderr[:300]!r}")
     line = lines[0] if lines else ""
-    if len(line) > 1000:
-        found.append(f"a line of {len(line):,} characters")
     prefix = f"simlab {prepared.case.command}: " if prepared.case.command else "simlab: "
-    if not line.startswith(prefix):
-        found.append(f"the line does not start with {prefix!r}: {line[:200]!r}")
     if prepared.where not in line:
         found.append(f"the line does not name {prepared.where!r}: {line[:300]!r}")
     if prepared.problem not in line:
         found.append(f"the line does not say {prepared.problem!r}: {line[:300]!r}")
-    for quoted in _QUOTED.findall(line):
-        if len(quoted) > SHOWN:
-            found.append(f"a quoted value of {len(quoted)} characters: {quoted[:100]!r}")
-    for got in _GOT.findall(line):
-        if len(got) > SHOWN:
-            found.append(f"a value shown in {len(got)} characters: {got[:100]!r}")
+    for each in lines or [""]:
+        if len(each) > 1000:
+            found.append(f"a line of {len(each):,} characters")
+        if not each.startswith(prefix):
+            found.append(f"the line does not start with {prefix!r}: {each[:200]!r}")
+        for quoted in _QUOTED.findall(each):
+            if len(quoted) > SHOWN:
+                found.append(f"a quoted value of {len(quoted)} characters: {quoted[:100]!r}")
+        for got in _GOT.findall(each):
+            if len(got) > SHOWN:
+                found.append(f"a value shown in {len(got)} characters: {got[:100]!r}")
     if stdout:
         found.append(f"output on stdout: {stdout[:200]!r}")
     after = snapshot(prepared.folder)
