@@ -82,8 +82,9 @@ def _add_batch_commands(commands: Any) -> None:
     run.add_argument("--workers", type=_workers, default=None, help="worker processes (default: all cores)")
     run.add_argument("--out", default=None, help="output folder (default: results/SCENARIO-SEED)")
     run.add_argument(
-        "--shard-size", type=_runs, default=250, help="runs per shard, the unit of resumption (default 250)"
-    )
+        "--shard-size", type=_runs, default=None,
+        help="runs per shard, the unit of resumption (default: a 16th of the runs, at most 250)",
+    )  # fmt: skip
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument(
@@ -229,21 +230,23 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     runs = args.runs if args.runs is not None else scenario.runs
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
-    shards = math.ceil(runs / args.shard_size)
+    from simlab.batch.batches import resumed_shard_size, run_batch_to, shard_size_for
+
+    shard_size = args.shard_size or resumed_shard_size(out) or shard_size_for(runs)
+    shards = math.ceil(runs / shard_size)
     problem = _output_problem(out)
     if shards > MAX_SHARDS:
         problem = (
-            f"--shard-size {args.shard_size}: {runs:,} runs make {shards:,} shards of that size; the limit is "
+            f"--shard-size {shard_size}: {runs:,} runs make {shards:,} shards of that size; the limit is "
             f"{MAX_SHARDS:,} (each shard is seven files): raise --shard-size"
         )
     if problem:
         print(f"simlab run: {problem}", file=sys.stderr)
         return 2
-    from simlab.batch.batches import run_batch_to
 
     def work(progress: Progress, notice: Notice) -> object:
         return run_batch_to(
-            scenario, runs, root, out, workers=args.workers, shard_size=args.shard_size, progress=progress,
+            scenario, runs, root, out, workers=args.workers, shard_size=shard_size, progress=progress,
             notice=notice,
         )  # fmt: skip
 

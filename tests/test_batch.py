@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from simlab.batch.batches import config_hash, load_results, run_batch_to
+from simlab.batch import batches
+from simlab.batch.batches import config_hash, load_results, run_batch_to, shard_size_for
 from simlab.batch.runner import run_once
-from simlab.batch.shards import scan_folder
+from simlab.batch.shards import plan_shards, scan_folder
 from simlab.scenario import load_scenario
 
 RUNS = 12
@@ -101,3 +102,42 @@ def test_seeds_come_back_exact_whichever_shards_hold_them(tmp_path):
     run_batch_to(load_scenario("reconnect_race"), 6, 5, tmp_path / "b", workers=1, shard_size=1)
     loaded = load_results(tmp_path / "b").runs["seed"].tolist()
     assert loaded == seeds and all(isinstance(s, int) for s in loaded)
+
+
+@pytest.mark.parametrize(
+    ("runs", "size", "shards"), [(1, 1, 1), (5, 1, 5), (200, 13, 16), (250, 16, 16), (4000, 250, 16), (10_000, 250, 40)]
+)
+def test_a_small_batch_is_cut_into_enough_shards_for_every_worker(runs, size, shards):
+    assert shard_size_for(runs) == size
+    assert len(plan_shards(runs, size)) == shards
+
+
+def test_the_progress_bar_counts_every_run_not_only_finished_shards(scenario, tmp_path: Path, monkeypatch):
+    # One worker: a call per run. Two: the workers' shared count of runs, read while shards run (here
+    # every millisecond, so that one shard of 12 runs cannot finish unseen); both end at the total.
+    monkeypatch.setattr(batches, "LIVE_PROGRESS_SECONDS", 0.001)
+    for workers, shard_size in ((1, 6), (2, RUNS)):
+        calls: list[tuple[int, int, int]] = []
+        out = tmp_path / f"w{workers}"
+        ran, found = run_batch_to(
+            scenario, RUNS, 1, out, workers=workers, shard_size=shard_size, progress=_recorder(calls)
+        )
+        done = [call[0] for call in calls]
+        assert done == sorted(set(done)) and done[0] == 0 and calls[-1] == (RUNS, RUNS, found)
+        assert (ran, len(load_results(out).violations)) == (RUNS, found)
+        if workers == 1:
+            assert done == list(range(RUNS + 1))
+        else:  # the bar moved before the batch's only shard was written
+            assert any(0 < count < RUNS for count in done), done
+
+
+def _recorder(calls: list[tuple[int, int, int]]):
+    return lambda done, total, violations: calls.append((done, total, violations))
+
+
+def test_a_resumed_batch_keeps_the_shard_size_it_was_started_with(scenario, tmp_path: Path):
+    out = tmp_path / "batch"
+    run_batch_to(scenario, RUNS, 1, out, workers=1, shard_size=5)  # not the default size of 12 runs (1)
+    (out / "shard-00002.done").unlink()
+    ran, _ = run_batch_to(scenario, RUNS, 1, out, workers=1)  # the same command without --shard-size
+    assert ran == 2 and set(scan_folder(out).finished) == {0, 1, 2}

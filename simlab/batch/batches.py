@@ -15,6 +15,8 @@ as N grows. Ctrl-C or SIGTERM stops every worker at once
 from __future__ import annotations
 
 import hashlib
+import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -75,6 +78,18 @@ __all__ = [
 ]
 
 DEFAULT_SHARD_SIZE = 250
+"""The largest shard a batch is cut into by default (a shard is the unit of resumption)."""
+SHARDS_PER_BATCH = 16
+"""How many shards a batch is cut into by default, at least: enough that every worker of a machine
+with up to this many cores has work, even in a batch of a few hundred runs."""
+
+
+def shard_size_for(runs: int) -> int:
+    """The default shard size of a batch of ``runs`` runs: at most 250, and at least 16 shards when it can.
+
+    It depends on ``runs`` only (not on the cores), so the same command resumes the same shards anywhere.
+    """
+    return max(1, min(DEFAULT_SHARD_SIZE, math.ceil(runs / SHARDS_PER_BATCH)))
 
 
 # The packages whose code decides what a run produces: the engine, and the lab below its presentation
@@ -140,11 +155,16 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
     }
 
 
-def run_shard(scenario: Scenario, root_seed: int, shard: Shard, out: Path) -> tuple[int, int]:
+def run_shard(
+    scenario: Scenario, root_seed: int, shard: Shard, out: Path, on_run: Callable[[int], None] | None = None
+) -> tuple[int, int]:
     """Run one shard and write its tables; return (runs, violations). Runs in a worker process.
 
-    A stop asked for while the shard runs leaves it unwritten: it is run again on resume.
+    ``on_run(violations)`` is called after each run (what the progress bar counts); in a worker of
+    the pool it defaults to the pool's shared count. A stop asked for while the shard runs leaves it
+    unwritten: it is run again on resume.
     """
+    count = on_run or _count_run
     digest = config_hash(scenario)
     rows: dict[str, list[dict[str, object]]] = {name: [] for name in TABLES}
     violations = 0
@@ -154,10 +174,29 @@ def run_shard(scenario: Scenario, root_seed: int, shard: Shard, out: Path) -> tu
         violations += len(result.violations)
         for name, table in _tables(scenario, digest, index, result).items():
             rows[name].extend(table)
+        count(len(result.violations))
     if stop_requested():
         raise BatchInterrupted()
     write_shard(out, shard, rows)
     return shard.runs, violations
+
+
+# In a worker of the pool: the runs done and violations found by all workers so far, shared with the
+# parent, which reads them for its progress bar between shards (a shard takes seconds).
+_live_counts: Any = None
+
+
+def _init_pool_worker(parent_pid: int, live_counts: Any) -> None:
+    global _live_counts
+    init_worker(parent_pid)
+    _live_counts = live_counts
+
+
+def _count_run(violations: int) -> None:
+    if _live_counts is not None:
+        with _live_counts.get_lock():
+            _live_counts[0] += 1
+            _live_counts[1] += violations
 
 
 Progress = Callable[[int, int, int], None]  # (runs done, total, violations so far)
@@ -166,7 +205,7 @@ Notice = Callable[[str], None]  # one line for the user (a damaged shard found, 
 
 @dataclass(frozen=True)
 class Batch:
-    """``runs`` runs of one scenario from one root seed, written into ``out``."""
+    """``runs`` runs of one scenario from one root seed, written into ``out``, in shards of ``shard_size``."""
 
     scenario: Scenario
     runs: int
@@ -182,13 +221,25 @@ def run_batch_to(
     out: Path,
     *,
     workers: int | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int | None = None,
     progress: Progress | None = None,
     notice: Notice | None = None,
 ) -> tuple[int, int]:
-    """Run the missing shards of a batch into ``out``; return (runs run now, violations found now)."""
+    """Run the missing shards of a batch into ``out``; return (runs run now, violations found now).
+
+    Without ``shard_size``: the size ``out``'s manifest records when it holds a batch already (so a
+    resume cuts the same shards), else ``shard_size_for(runs)``.
+    """
+    if shard_size is None:
+        shard_size = resumed_shard_size(out) or shard_size_for(runs)
     batch = Batch(scenario, runs, root_seed, out, shard_size)
     return run_batches([batch], workers=workers, progress=progress, notice=notice)
+
+
+def resumed_shard_size(out: Path) -> int | None:
+    """The shard size of the batch already in ``out`` (None: none is there, or its manifest does not say)."""
+    recorded = read_manifest(out).get("shard_size") if out.is_dir() else None
+    return int(recorded) if recorded is not None and str(recorded).isdigit() and int(recorded) > 0 else None
 
 
 def _missing_shards(batch: Batch, notice: Notice | None) -> list[Shard]:
@@ -229,19 +280,30 @@ def run_batches(
         progress(finished, total, 0)
     tally = [0, 0]  # runs run now, violations found now
 
-    def done(count: int, violations: int) -> None:
+    def done(count: int, violations: int) -> None:  # a shard written: its runs are kept
         tally[0] += count
         tally[1] += violations
-        if progress:
-            progress(finished + tally[0], total, tally[1])
 
+    live = [0, 0]  # runs done and violations found now, their shards written or not: what the bar shows
+
+    def each_run(violations: int) -> None:  # one worker, in this process: the bar moves with every run
+        live[0] += 1
+        live[1] += violations
+        if progress:
+            progress(finished + live[0], total, live[1])
+
+    def pool_runs(runs: int, violations: int) -> None:  # several: the workers' shared count, read by the pool
+        if progress:
+            progress(finished + runs, total, violations)
+
+    count = workers or os.cpu_count() or 1
     try:
         with stop_on_signals():
-            if (workers or os.cpu_count() or 1) == 1:
+            if count == 1:
                 for batch, shard in todo:
-                    done(*run_shard(batch.scenario, batch.root_seed, shard, batch.out))
+                    done(*run_shard(batch.scenario, batch.root_seed, shard, batch.out, each_run))
             else:
-                _run_in_pool(todo, workers or os.cpu_count() or 1, done)
+                _run_in_pool(todo, count, done, pool_runs)
     except KeyboardInterrupt as interrupt:
         name = interrupt.signal_name if isinstance(interrupt, BatchInterrupted) else "SIGINT"
         where = str(batches[0].out) if len(batches) == 1 else f"{batches[0].out.parent} ({len(batches)} folders)"
@@ -249,18 +311,36 @@ def run_batches(
     return tally[0], tally[1]
 
 
-def _run_in_pool(todo: list[tuple[Batch, Shard]], workers: int, done: Callable[[int, int], None]) -> None:
-    """Run shards on a pool of worker processes; on any way out but success, no worker outlives it."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=(os.getpid(),))
+LIVE_PROGRESS_SECONDS = 0.25  # how often the parent reads the workers' count of runs for the progress bar
+
+
+def _run_in_pool(
+    todo: list[tuple[Batch, Shard]],
+    workers: int,
+    done: Callable[[int, int], None],
+    live_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run shards on a pool of worker processes; on any way out but success, no worker outlives it.
+
+    ``live_progress(runs, violations)`` gets the workers' shared counts of runs done so far (finished
+    shards and shards still running) a few times a second, so a progress bar moves between shards.
+    """
+    live_counts = multiprocessing.Array("q", 2)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker, initargs=(os.getpid(), live_counts))
     futures: dict[Future[tuple[int, int]], Shard] = {
         pool.submit(run_shard, b.scenario, b.root_seed, shard, b.out): shard for b, shard in todo
     }
+    shown = (0, 0)  # run_batches has shown the start
     try:
         pending = set(futures)
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=LIVE_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
                 done(*future.result())
+            counts = (live_counts[0], live_counts[1])
+            if live_progress is not None and counts != shown:
+                live_progress(*counts)
+                shown = counts
     except BrokenProcessPool:
         terminate_workers()
         time.sleep(0.2)  # a signal that killed the workers may be on its way to us too: let it land first
