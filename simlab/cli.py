@@ -65,13 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_batch_commands(commands: Any) -> None:
-    """demo, scenarios, validate, run, check-determinism and replay: one scenario, one batch or one run."""
-    demo = commands.add_parser("demo", help="run the sample saga many times and print its outcome table")
-    demo.add_argument(
+    """sample, scenarios, validate, run, check-determinism and replay: one scenario, one batch or one run."""
+    sample = commands.add_parser(
+        "sample", help="run the sample saga (the engine alone, no trading domain) many times: its outcome table"
+    )
+    sample.add_argument(
         "--runs", type=_int_at_least(1, "a positive integer", MAX_DEMO_RUNS), default=1000,
         help="number of seeded runs (default 1000)",
     )  # fmt: skip
-    demo.add_argument("--seed", type=_seed, default=0, help="first seed (default 0)")
+    sample.add_argument("--seed", type=_seed, default=0, help="first seed (default 0)")
     commands.add_parser("scenarios", help="list the shipped scenarios and the question each answers")
     validate = commands.add_parser("validate", help="check a scenario file (or a shipped scenario's name)")
     validate.add_argument("scenario", metavar="FILE", help="a scenario file, or a name from scenarios/")
@@ -144,10 +146,10 @@ def _rate(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from simlab import demo
+    if args.command == "sample":
+        from simlab import sample_batch
 
-        return demo.main(runs=args.runs, seed=args.seed)
+        return sample_batch.main(runs=args.runs, seed=args.seed)
     if args.command == "scenarios":
         from simlab.scenario import list_scenarios
 
@@ -232,9 +234,9 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
     from simlab.batch.batches import resumed_shard_size, run_batch_to, shard_size_for
 
-    shard_size = args.shard_size or resumed_shard_size(out) or shard_size_for(runs)
-    shards = math.ceil(runs / shard_size)
     problem = _output_problem(out)
+    shard_size = args.shard_size or (None if problem else resumed_shard_size(out)) or shard_size_for(runs)
+    shards = math.ceil(runs / shard_size)
     if shards > MAX_SHARDS:
         problem = (
             f"--shard-size {shard_size}: {runs:,} runs make {shards:,} shards of that size; the limit is "

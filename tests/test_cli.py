@@ -13,7 +13,7 @@ def simlab(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_prints_an_outcome_table_of_seeded_runs():
-    result = simlab("demo", "--runs", "200", "--seed", "3")
+    result = simlab("sample", "--runs", "200", "--seed", "3")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Sample saga") and "200 runs, seeds 3..202" in lines[0]
@@ -29,8 +29,8 @@ STATUSES = {"completed", "compensated", "compensation_failed", "timed_out", "abo
 
 
 def test_demo_output_is_the_same_for_the_same_seed():
-    first = simlab("demo", "--runs", "50", "--seed", "11").stdout.splitlines()
-    second = simlab("demo", "--runs", "50", "--seed", "11").stdout.splitlines()
+    first = simlab("sample", "--runs", "50", "--seed", "11").stdout.splitlines()
+    second = simlab("sample", "--runs", "50", "--seed", "11").stdout.splitlines()
     # the second line reports wall time; everything else must match exactly
     assert first[0] == second[0] and first[2:] == second[2:]
 
@@ -38,9 +38,9 @@ def test_demo_output_is_the_same_for_the_same_seed():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["demo", "--runs", "zero"], "argument --runs: expected a positive integer, got 'zero'"),
-        (["demo", "--runs", "0"], "argument --runs: expected a positive integer, got '0'"),
-        (["demo", "--seed", "-4"], "argument --seed: expected a non-negative integer seed, got '-4'"),
+        (["sample", "--runs", "zero"], "argument --runs: expected a positive integer, got 'zero'"),
+        (["sample", "--runs", "0"], "argument --runs: expected a positive integer, got '0'"),
+        (["sample", "--seed", "-4"], "argument --seed: expected a non-negative integer seed, got '-4'"),
         (["explode"], "invalid choice: 'explode'"),
     ],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sagas import SagaStatus
-from simlab.demo import run_sample
+from simlab.sample_batch import run_sample
 from simlab.sim.sample import OrderRequested, SampleOrderSaga
 from tests.harness import run_asyncio, run_sim
 

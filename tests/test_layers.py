@@ -1,7 +1,7 @@
 """The lab's layers: every import in ``simlab`` points down (or within its own layer), never up.
 
 Bottom to top: ``sim``, ``evidence``, ``scenario``, ``chaos``, ``batch``, ``present``, and the
-entry points (``cli``, ``lab``, ``demo``). Imports inside functions count too: a deferred import
+entry points (``cli``, ``lab``, ``sample_batch``). Imports inside functions count too: a deferred import
 is still a dependency.
 """
 
@@ -12,7 +12,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = ("sim", "evidence", "scenario", "chaos", "batch", "present")
-ENTRY = len(LAYERS)  # cli, lab, demo, __main__ and the package face
+ENTRY = len(LAYERS)  # cli, lab, sample_batch, __main__ and the package face
 
 
 def layer_of(module: str) -> int:
@@ -57,7 +57,7 @@ def test_every_simlab_module_belongs_to_a_layer_package_or_is_an_entry_point():
     loose = sorted(
         path.name
         for path in (ROOT / "simlab").glob("*.py")
-        if path.stem not in {"__init__", "__main__", "cli", "lab", "demo"}
+        if path.stem not in {"__init__", "__main__", "cli", "lab", "sample_batch"}
     )
     assert loose == []
 

@@ -93,7 +93,7 @@ def shard_size_for(runs: int) -> int:
 
 
 # The packages whose code decides what a run produces: the engine, and the lab below its presentation
-# layer. A change in ``simlab/present`` or in the entry points (cli, lab, demo) changes no run, so a
+# layer. A change in ``simlab/present`` or in the entry points (cli, lab, sample_batch) changes no run, so a
 # batch written before it can still be resumed.
 PRODUCING_PACKAGES = ("sagas", "simlab/sim", "simlab/scenario", "simlab/chaos", "simlab/evidence", "simlab/batch")
 

@@ -20,7 +20,7 @@ expands to billions); the largest shipped scenario has a few hundred."""
 MAX_RUNS = 10_000_000
 """Runs of one batch, and of a whole sweep (points x runs per point)."""
 MAX_DEMO_RUNS = 100_000
-"""Runs of ``simlab demo``, which keeps every run's outcome in memory to print its table."""
+"""Runs of ``simlab sample``, which keeps every run's outcome in memory to print its table."""
 MAX_COMPARED_RUNS = 10_000
 """Runs per pass of ``simlab check-determinism``, which loads three passes' whole tables to compare them."""
 MAX_SHARDS = 100_000

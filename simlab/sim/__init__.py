@@ -4,7 +4,7 @@ Layer 1 of the lab (the bottom). It holds the simulated runtime (``runtime``), s
 on fakeredis (``clocked_redis``), the world a run builds (``world``), and the trading domain
 wired onto it: virtual brokers and their market (``brokers``, ``market``), latency draws
 (``latency``), lagging read-model projections (``projections``) and ``trading_world``, which
-puts them together. ``sample`` is a small non-trading saga for ``simlab demo``.
+puts them together. ``sample`` is a small non-trading saga for ``simlab sample``.
 
 May import: ``sagas`` and third-party libraries. Nothing else of ``simlab``.
 """

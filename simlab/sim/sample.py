@@ -1,6 +1,6 @@
 """A sample saga with random latencies, failures and hangs, for the demo and the tests.
 
-``simlab demo`` runs it: four steps, free of the trading domain, whose latency,
+``simlab sample`` runs it: four steps, free of the trading domain, whose latency,
 failure and hang odds come from ``SampleProfile`` and whose draws come from the
 run's seeded stream (``context['rng']``), so every run is a function of its seed.
 """

@@ -1,4 +1,8 @@
-"""The demo: the sample saga many times on the simulated clock, summarised as a table."""
+"""``simlab sample``: the sample saga many times on the simulated clock, summarised as a table.
+
+(``make demo`` is the lab's main job, a batch of ``reconnect_race``; this is the engine alone on a
+saga free of the trading domain.)
+"""
 
 from __future__ import annotations
 
