@@ -31,9 +31,16 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -n auto
 
-# JupyterLab on the notebooks (each runs top to bottom in under two minutes with its default sizes).
+# JupyterLab on the notebooks (each runs top to bottom in under two minutes with its default sizes),
+# on 127.0.0.1 only, behind a token: open the URL it prints (with ?token=...). `make lab LAB_PORT=9999`
+# for another port; JUPYTER_TOKEN=... in the environment sets the token. Jupyter refuses to start as
+# root without --allow-root; containers and CI run as root, and the loopback bind and the token are
+# what keep the server private there, so it is passed when the user is root.
+LAB_PORT ?= 8888
 lab: $(STAMP)
-	$(PY) -m jupyter lab --notebook-dir=notebooks
+	@echo "JupyterLab on http://127.0.0.1:$(LAB_PORT)/lab (open the URL with its token, printed below); Ctrl-C stops it"
+	$(PY) -m jupyter lab --notebook-dir=notebooks --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) \
+		--ServerApp.port_retries=0 $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Every figure of issue 12's table, judged (benchmarks/README.md). `make bench BENCH_ARGS=--quick`
 # for a smaller run that only shows it works. Exit status 0 whatever the verdicts, 1 if a
