@@ -35,11 +35,12 @@ def possible_workload(scenario: Scenario) -> Scenario:
 
 def _certain(node: Any) -> Any:
     if isinstance(node, dict):
-        return {
-            key: 1.0 if key.endswith("probability") and isinstance(value, int | float) and value > 0 else _certain(value)
-            for key, value in node.items()
-        }
+        return {key: 1.0 if _chance(key, value) else _certain(value) for key, value in node.items()}
     return node
+
+
+def _chance(key: str, value: Any) -> bool:
+    return key.endswith("probability") and isinstance(value, int | float) and value > 0
 
 
 def saga_types_started(scenario: Scenario) -> frozenset[str]:

@@ -247,8 +247,7 @@ def check_fit(scenario: Scenario, grid: Grid, points: Sequence[Point], grid_name
     fits = f"scenarios that run it: {', '.join(others)}" if others else "no shipped scenario runs it"
     runs = ", ".join(sorted(started)) or "no saga"
     raise GridError(
-        f"{grid_name}: {where}: {saga_type} never runs in scenario {scenario.name!r} (it runs {runs}){what}; "
-        f"{fits}"
+        f"{grid_name}: {where}: {saga_type} never runs in scenario {scenario.name!r} (it runs {runs}){what}; {fits}"
     )
 
 
