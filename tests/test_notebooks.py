@@ -41,6 +41,17 @@ def _images(nb: nbformat.NotebookNode) -> int:
     )
 
 
+def _progress_left(nb: nbformat.NotebookNode) -> list[str]:
+    """Saved outputs that still show a progress bar (tqdm's rate unit, ``run/s``): a widget's text is saved
+    as it was first shown (``0run [00:00, ?run/s]``), and would read as work that never started."""
+    outputs = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    texts = [
+        str(out.get("text", "")) + "".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+        for out in outputs
+    ]
+    return [text[:80] for text in texts if "run/s" in text]
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_the_notebook_runs_top_to_bottom_in_a_real_kernel(name, tmp_path):
     path = NOTEBOOKS_DIR / f"{name}.ipynb"
@@ -56,6 +67,7 @@ def test_the_notebook_runs_top_to_bottom_in_a_real_kernel(name, tmp_path):
     )
     client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
     assert _images(nb) >= figures
+    assert _progress_left(nb) == []
     # Nothing was written into the working tree: every result went into the temporary folder.
     assert any(tmp_path.iterdir())
     assert not (NOTEBOOKS_DIR.parent / "results" / "notebooks").exists() or name not in {
