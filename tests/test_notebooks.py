@@ -18,9 +18,9 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 # Small sizes per notebook (the defaults in each parameters cell are what a user runs in under two minutes),
 # and how many figures each must draw.
 SMALL: dict[str, tuple[str, int]] = {
-    "01_quickstart": ("RUNS = 40", 4),
-    "02_timeout_tuning": ("RUNS_PER_POINT = 6\nDEADLINES_S = [0.25, 2.0]", 4),
-    "03_retry_backoff_jitter": ('RUNS_PER_POINT = 4\nJITTERS = ["none", "full"]\nATTEMPTS = [6]\nFACTORS = [2.0]', 3),
+    "01_quickstart": ("RUNS = 40", 5),
+    "02_timeout_tuning": ("RUNS_PER_POINT = 6\nDEADLINES_S = [0.25, 2.0]", 5),
+    "03_retry_backoff_jitter": ('RUNS_PER_POINT = 4\nJITTERS = ["none", "full"]\nATTEMPTS = [6]\nFACTORS = [2.0]', 4),
     "04_reconnect_races": ("RUNS = 80", 2),
     "05_compensation_outcomes": ("RUNS = 12", 1),
     "06_reliability_report": ("RUNS = 30\nRUNS_PER_POINT = 4", 1),
