@@ -116,3 +116,12 @@ def test_pareto_labelled_labels_every_point_not_only_the_front():
     [ax] = fig.axes
     texts = [(t.get_text(), t.xy) for t in ax.texts]
     assert texts == [("timeout_s=0.25", (8.0, 0.4)), ("timeout_s=1.0", (9.0, 0.7)), ("timeout_s=5.0", (12.0, 0.5))]
+
+
+def test_with_several_settings_varying_points_carry_their_values_and_the_title_names_the_settings():
+    summary = _summary().reset_index()
+    summary["brokers.alpaca.profile"] = ["real", "virtual", "real"]
+    fig = tuning_plots.retry_cost(summary.set_index(["sagas.steps.S.s.timeout_s", "brokers.alpaca.profile"]))
+    [ax] = fig.axes
+    assert sorted(t.get_text() for t in ax.texts) == ["0.25, real", "1.0, virtual", "5.0, real"]
+    assert ax.get_title().endswith("points labelled (timeout_s, profile)")

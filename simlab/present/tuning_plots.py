@@ -99,7 +99,7 @@ def retry_cost(summary: pd.DataFrame, *, rate: str = "completed_rate", calls: st
     ax.set_title("Retry cost: broker calls per saga against what they buy")
     ax.legend(loc="lower right", fontsize="small")
     ax.margins(x=0.2)  # room for the labels of the outermost points
-    _label_apart(ax, x, y, setting_labels(summary.index), bars=(low, high))
+    _label_apart(ax, x, y, _point_labels(summary.index, ax), bars=(low, high))
     return fig
 
 
@@ -114,7 +114,7 @@ def pareto_labelled(
         text.remove()
     cost = options.get("cost", "p99_s")
     x, y = summary[cost].to_numpy(dtype=float), summary[rate].to_numpy(dtype=float)
-    _label_apart(ax, x, y, setting_labels(summary.index))
+    _label_apart(ax, x, y, _point_labels(summary.index, ax))
     return fig
 
 
@@ -148,12 +148,25 @@ def _label_apart(
         (dx, dy), box = (free or boxes)[0]
         placed.append(box)
         leader = {"arrowstyle": "-", "color": "#90a4ae", "lw": 0.6} if abs(dy) > 13 else None  # a label moved away
-        ax.annotate(label, (xi, yi), xytext=(dx, dy), textcoords="offset points", ha="left" if dx > 0 else "right",
-                    va="bottom", fontsize="x-small", gid="setting", arrowprops=leader)  # fmt: skip
+        text = ax.annotate(label, (xi, yi), xytext=(dx, dy), textcoords="offset points", va="bottom",
+                           ha="left" if dx > 0 else "right", fontsize="x-small", gid="setting",
+                           arrowprops=leader)  # fmt: skip
+        text.set_in_layout(False)  # labels must not shrink the axes they are placed on
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _point_labels(index: pd.Index, ax: Any) -> list[str]:
+    """``setting_labels``; when several settings vary, only their values, and the axes' title names them
+    (three ``name=value`` pairs per point do not fit beside it)."""
+    labels = setting_labels(index)
+    if not labels or ", " not in labels[0]:
+        return labels
+    names = [part.partition("=")[0] for part in labels[0].split(", ")]
+    ax.set_title(f"{ax.get_title()}\npoints labelled ({', '.join(names)})", fontsize="medium")
+    return [", ".join(part.partition("=")[2] for part in label.split(", ")) for label in labels]
 
 
 def setting_labels(index: pd.Index) -> list[str]:
