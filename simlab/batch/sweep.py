@@ -229,7 +229,8 @@ def check_fit(scenario: Scenario, grid: Grid, points: Sequence[Point], grid_name
     """Raise ``GridError`` (one line) if no point of the sweep starts a saga type the grid is about.
 
     Each point is dry-run once (``simlab.batch.fit.saga_types_started``) until every target has been
-    seen: one run when the grid fits, one per point (a sweep's ``runs_per_point``-th) when it does not.
+    seen: one run when the grid fits; when it does not, one per point, a small share of the runs the
+    refusal spares (and, for its message, one per shipped scenario).
     """
     missing = grid_targets(grid)
     started: set[str] = set()
