@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -374,7 +375,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _print_sweep_summary(out: Path, grid: Grid) -> int:
     from simlab.batch.results import ShardUnreadable, load_results
-    from simlab.present.analysis import config_summary, describe_choice
+    from simlab.present.analysis import config_summary, describe_choice, short_names
 
     try:
         results = load_results(out)
@@ -384,10 +385,13 @@ def _print_sweep_summary(out: Path, grid: Grid) -> int:
     summary = config_summary(results, saga_type=grid.saga_type)
     columns = ["runs", "clean_rate", "completed_rate", "violation_rate", "success_rate", "p50_s", "p99_s"]
     with pd_display():
-        print(summary[columns].to_string())
+        print(short_names(summary[columns]).to_string())  # the settings' full paths are in the grid file
     print()
     print(describe_choice(summary, given=grid.conditions, objective=grid.objective))
-    print(f"\nTables: {out} (load with simlab.batch.results.load_results); report: simlab report {out} -o report.html")
+    from simlab.present.commands import simlab_command
+
+    print(f"\nTables: {out} (load with simlab.batch.results.load_results)")
+    print(f"Report: {simlab_command()} report {shlex.quote(str(out))} -o {shlex.quote(str(out / 'report.html'))}")
     return 0
 
 

@@ -10,6 +10,7 @@ import pytest
 from simlab.batch.batches import Results
 from simlab.batch.sweep import Grid, run_sweep
 from simlab.present import analysis
+from simlab.present.choice import display_names, grid_edge
 from simlab.scenario import load_scenario
 
 KEYS = {"scenario": "s", "config_hash": "h"}
@@ -203,3 +204,40 @@ def test_short_names_keep_settings_distinct():
     assert short.index.names == ["jitter"]
     single = analysis.short_names(pd.DataFrame({"sagas.consistency_retry.max_attempts": [2]}))
     assert list(single.columns) == ["max_attempts"]
+
+
+@pytest.mark.parametrize(
+    ("value", "tried", "edge"),
+    [
+        (0.25, [0.25, 0.5, 60.0], "smallest"),
+        (60.0, [0.25, 0.5, 60.0], "largest"),
+        (0.5, [0.25, 0.5, 60.0], None),
+        (8, [5, 8], "largest"),
+        (5, [5], None),  # one value tried: nothing was swept
+        ("real", ["virtual", "real"], None),  # not a number: no direction to extend in
+        (True, [True, False], None),
+    ],
+)
+def test_grid_edge_says_which_end_of_the_values_tried_a_value_is_at(value, tried, edge):
+    assert grid_edge(value, tried) == edge
+
+
+def test_a_choice_on_the_edge_of_the_grid_is_followed_by_one_line_saying_where_to_extend_it():
+    text = analysis.describe_choice(_summary(), target=0.99, given=["lag"], objective="completed_rate")
+    lines = text.splitlines()
+    # lag 0.5 chooses budget 5 of 2, 5, 8 (inside the grid); lag 2.0 chooses 8 of 5, 8 (its largest).
+    assert lines[1].startswith("When lag=0.5: choose budget=5") and lines[2].startswith("When lag=2.0: choose budget=8")
+    assert lines[3] == (
+        "  On the edge of the grid: budget=8 is the largest value tried, so the best may lie beyond it: "
+        "extend the grid to budget above 8."
+    )
+    assert len(lines) == 4
+
+
+def test_display_names_keep_as_many_trailing_parts_as_keep_settings_apart():
+    paths = ["sagas.steps.A.s.retry.max_attempts", "sagas.steps.B.s.retry.max_attempts", "brokers.alpaca.profile"]
+    assert display_names(paths) == {
+        "sagas.steps.A.s.retry.max_attempts": "A.s.retry.max_attempts",
+        "sagas.steps.B.s.retry.max_attempts": "B.s.retry.max_attempts",
+        "brokers.alpaca.profile": "profile",
+    }

@@ -19,7 +19,6 @@ from simlab.batch import replays
 from simlab.batch.replays import ReplayError, resolve_replay
 from simlab.batch.results import hashes
 from simlab.batch.runner import run_seed
-from simlab.batch.shards import marker_path
 from simlab.cli import main
 from simlab.present.commands import simlab_command
 
@@ -119,7 +118,8 @@ def test_a_run_of_an_unfinished_shard_replays_without_a_verdict_and_an_edited_sc
 ):
     copy = tmp_path / "race"
     shutil.copytree(batch, copy)
-    marker_path(copy, 0).unlink()  # the batch was cut before its only shard was sealed
+    for marker in copy.glob("shard-*.done"):  # the batch was cut before any shard was sealed
+        marker.unlink()
     target = resolve_replay(str(copy), seed=None, run=5, point=None)
     assert (target.seed, target.recorded_hash) == (run_seed(5, ROOT), None)
     status, out, _ = _replay(capsys, str(copy), "--run", "5")

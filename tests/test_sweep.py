@@ -11,7 +11,19 @@ import pandas as pd
 import pytest
 
 from simlab.batch.batches import load_results
-from simlab.batch.sweep import Grid, GridError, grid_values, load_grid, make_points, run_sweep
+from simlab.batch.fit import possible_workload, saga_types_started
+from simlab.batch.runner import run_once, run_seed
+from simlab.batch.sweep import (
+    Grid,
+    GridError,
+    grid_targets,
+    grid_values,
+    load_grid,
+    make_points,
+    resolve_grid_path,
+    run_sweep,
+)
+from simlab.cli import main
 from simlab.present import analysis
 from simlab.scenario import load_scenario
 
@@ -73,7 +85,7 @@ def test_grids_refuse_what_would_mislead(spec, message):
 
 
 def test_sweeping_one_field_of_a_step_s_retry_keeps_the_rest_of_the_step_s_own_policy():
-    scenario = load_scenario("reconnect_race")  # its scenario file leaves the recovery step's retry alone
+    scenario = load_scenario("connection_recovery")  # its scenario file leaves the recovery step's retry alone
     path = "sagas.steps.ConnectionRecoverySaga.restore_connection.retry.max_attempts"
     [point] = make_points(scenario, Grid.model_validate({"parameters": {path: [6]}}))
     policy = point.scenario.sagas.to_config().step_overrides["ConnectionRecoverySaga.restore_connection"][1]
@@ -205,3 +217,81 @@ def test_the_consistency_budget_sweep_shows_violations_falling_as_the_budget_out
     assert best.to_dict() == {0.5: 5, 2.0: 12}
     text = analysis.describe_choice(summary, given=[LAG])
     assert "When median_lag_s=2.0: choose max_attempts=12" in text
+
+
+RECOVERY_RETRY = "sagas.steps.ConnectionRecoverySaga.restore_connection.retry"
+
+
+def test_a_grid_is_about_its_saga_type_and_the_saga_types_whose_settings_it_varies():
+    grid = Grid.model_validate(
+        {
+            "parameters": {
+                f"{RECOVERY_RETRY}.max_attempts": [4],
+                "sagas.timeouts_s.UserDeletionSaga": [60.0],
+                "sagas.steps.ConnectionRecoverySaga.verify_recoverable.timeout_s": [5.0],
+                BUDGET: [2],
+            },
+            "saga_type": "BrokerConnectionSaga",
+        }
+    )
+    assert grid_targets(grid) == {
+        "BrokerConnectionSaga": "saga_type",
+        "ConnectionRecoverySaga": f"parameters.{RECOVERY_RETRY}.max_attempts",
+        "UserDeletionSaga": "parameters.sagas.timeouts_s.UserDeletionSaga",
+    }
+    assert grid_targets(Grid.model_validate({"parameters": {BUDGET: [2]}})) == {}
+
+
+def test_the_dry_run_makes_every_workload_chance_certain_so_a_rare_saga_type_is_not_missed():
+    scenario = load_scenario("chaos_swarm")  # each of its 3 users deletes their account with probability 0.3
+    plain = {row.saga_type for row in run_once(scenario, run_seed(1, scenario.seed)).sagas}
+    assert "UserDeletionSaga" not in plain  # the scenario's own run 1 deletes nobody
+    assert possible_workload(scenario).workload.user_deletions.probability == 1.0
+    assert saga_types_started(scenario) == {
+        "BrokerConnectionSaga",
+        "BrokerDisconnectionSaga",
+        "OrderExecutionSaga",
+        "PositionManagementSaga",
+        "UserDeletionSaga",
+    }
+
+
+def test_a_grid_about_a_saga_type_its_scenario_never_starts_is_refused_before_any_run(tmp_path):
+    scenario = load_scenario("broker_connection")
+    grid = load_grid(resolve_grid_path("retry_jitter"))
+    with pytest.raises(GridError) as refused:
+        make_points(scenario, grid, "retry_jitter.yaml")
+    assert str(refused.value) == (
+        "retry_jitter.yaml: saga_type: ConnectionRecoverySaga never runs in scenario 'broker_connection' "
+        "(it runs BrokerConnectionSaga); scenarios that run it: connection_recovery, thundering_herd"
+    )
+    with pytest.raises(GridError, match="never runs"):
+        run_sweep(scenario, grid, 2, 1, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists()  # nothing written
+    # A setting of a saga type that never runs changes nothing: refused too, naming the setting.
+    setting = Grid.model_validate({"parameters": {f"{RECOVERY_RETRY}.max_attempts": [4, 6]}})
+    with pytest.raises(GridError, match=re.escape(f"parameters.{RECOVERY_RETRY}.max_attempts: ConnectionRecovery")):
+        make_points(scenario, setting)
+    # The same grid fits the scenario its comment names.
+    assert len(make_points(load_scenario("thundering_herd"), grid)) == 12
+
+
+def test_the_sweep_summary_labels_settings_by_short_names_and_warns_of_a_choice_on_the_grid_s_edge(tmp_path, capsys):
+    grid = _grid(f"parameters:\n  {BUDGET}: [2, 12]\nsaga_type: BrokerDisconnectionSaga\n", tmp_path)
+    status = main(
+        ["sweep", "broker_disconnection", "--grid", str(grid), "--runs-per-point", "2", "--workers", "1",
+         "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0
+    assert BUDGET not in out  # only in the grid file: the table and the sentences use the short name
+    header, names = out.splitlines()[1:3]
+    columns = ["runs", "clean_rate", "completed_rate", "violation_rate", "success_rate", "p50_s", "p99_s"]
+    assert header.split() == columns
+    assert names.split() == ["max_attempts"]
+    lines = out.splitlines()
+    chosen = next(i for i, line in enumerate(lines) if line.startswith("choose max_attempts=12"))
+    assert lines[chosen + 1] == (
+        "  On the edge of the grid: max_attempts=12 is the largest value tried, so the best may lie beyond it: "
+        "extend the grid to max_attempts above 12."
+    )

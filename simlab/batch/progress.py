@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from simlab.batch.batches import Notice, Progress
 
@@ -12,12 +13,22 @@ from simlab.batch.batches import Notice, Progress
 @contextmanager
 def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[tuple[Progress, Notice]]:
     """A tqdm bar on stderr (a widget in Jupyter when ``notebook``), fed by the runner's progress calls,
-    and a way to print a line above it (what the runner has to tell, such as a damaged shard)."""
+    and a way to print a line above it (what the runner has to tell, such as a damaged shard).
+
+    In Jupyter the widget is removed when the work ends: a saved notebook keeps a widget's text as
+    it was first shown (``0run [00:00, ?run/s]``), which would read as work that never started.
+    """
     from tqdm import tqdm
     from tqdm.auto import tqdm as auto_tqdm
+    from tqdm.notebook import tqdm as notebook_tqdm
 
     kind = auto_tqdm if notebook else tqdm
-    bar = kind(total=total, unit="run", file=sys.stderr, disable=False if notebook else None, dynamic_ncols=True)
+    widget = issubclass(kind, notebook_tqdm)  # tqdm.auto is the widget only inside a Jupyter kernel
+    options = {"display": False} if widget else {}
+    bar = kind(
+        total=total, unit="run", file=sys.stderr, disable=False if notebook else None, dynamic_ncols=True, **options
+    )
+    shown = _show(bar) if widget else None
 
     def progress(done: int, total: int, violations: int) -> None:
         bar.total = total
@@ -32,3 +43,14 @@ def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[tuple[Pr
         yield progress, notice
     finally:
         bar.close()
+        if shown is not None:
+            shown.update({"text/plain": ""}, raw=True)  # the output that held the widget, emptied
+
+
+def _show(bar: Any) -> Any:
+    """Display a notebook bar's widget under a display id (so that it can be replaced); its handle."""
+    from IPython.display import display
+
+    handle = display(bar.container, display_id=True)
+    bar.displayed = True  # tqdm's own flag: it would display the widget a second time on its first refresh
+    return handle

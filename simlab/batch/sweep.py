@@ -19,7 +19,9 @@ Step settings are addressed through their ``SagaType.step`` key, for example
 
 Every point is validated as a whole scenario before any run starts, so a
 parameter the scenario lacks, or a value of the wrong type, is one clear line
-and nothing is written. Each point is an ordinary batch (its own folder, manifest,
+and nothing is written. So is a grid that does not fit its scenario: one whose
+``saga_type``, or a saga type whose settings it varies, no run of the scenario
+starts (``simlab.batch.fit``). Each point is an ordinary batch (its own folder, manifest,
 shards, resumption); all points use the same run seeds (common random numbers),
 so two points differ only by their settings and comparisons between them are
 paired. ``simlab.batch.batches.load_results`` on a sweep folder returns the points'
@@ -41,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from sagas.trading.wiring import saga_steps
 from simlab.batch.batches import SWEEP_MANIFEST, Batch, Notice, Progress, config_hash, run_batches
+from simlab.batch.fit import saga_types_started, shipped_scenarios_starting
 from simlab.batch.results import table_cell
 from simlab.scenario.limits import MAX_POINTS, cut, shown
 from simlab.scenario.loader import (
@@ -200,11 +203,53 @@ def grid_values(grid: Grid) -> list[dict[str, Any]]:
 
 
 def make_points(scenario: Scenario, grid: Grid, grid_name: str = "grid") -> list[Point]:
-    """Every point as a validated scenario; raise ``GridError`` naming the first bad parameter or value."""
-    return [
+    """Every point as a validated scenario; raise ``GridError`` naming the first bad parameter or value,
+    or the saga type the grid is about that the scenario never starts (``check_fit``)."""
+    points = [
         Point(index, values, with_settings(scenario, values, grid_name))
         for index, values in enumerate(grid_values(grid))
     ]
+    check_fit(scenario, grid, points, grid_name)
+    return points
+
+
+def grid_targets(grid: Grid) -> dict[str, str]:
+    """The saga types a grid is about, each with where the grid names it: its ``saga_type`` (whose outcomes
+    it judges) and every saga type a swept setting belongs to (``sagas.steps.Saga.step...``,
+    ``sagas.timeouts_s.Saga``)."""
+    targets = {grid.saga_type: "saga_type"} if grid.saga_type is not None else {}
+    for path in grid.parameters:
+        for part in path.split("."):
+            if part in SAGA_TYPES:
+                targets.setdefault(part, f"parameters.{cut(path)}")
+    return targets
+
+
+def check_fit(scenario: Scenario, grid: Grid, points: Sequence[Point], grid_name: str = "grid") -> None:
+    """Raise ``GridError`` (one line) if no point of the sweep starts a saga type the grid is about.
+
+    Each point is dry-run once (``simlab.batch.fit.saga_types_started``) until every target has been
+    seen: one run when the grid fits; when it does not, one per point, a small share of the runs the
+    refusal spares (and, for its message, one per shipped scenario).
+    """
+    missing = grid_targets(grid)
+    started: set[str] = set()
+    for point in points:
+        if not missing.keys() - started:
+            return
+        started |= saga_types_started(point.scenario)
+    absent = [saga_type for saga_type in missing if saga_type not in started]
+    if not absent:
+        return
+    saga_type = absent[0]
+    where = missing[saga_type]
+    what = "" if where == "saga_type" else ", so this setting changes nothing"
+    others = shipped_scenarios_starting().get(saga_type, ())
+    fits = f"scenarios that run it: {', '.join(others)}" if others else "no shipped scenario runs it"
+    runs = ", ".join(sorted(started)) or "no saga"
+    raise GridError(
+        f"{grid_name}: {where}: {saga_type} never runs in scenario {scenario.name!r} (it runs {runs}){what}; {fits}"
+    )
 
 
 def with_settings(scenario: Scenario, values: Mapping[str, Any], source: str = "settings") -> Scenario:

@@ -32,6 +32,7 @@ from sagas.engine.trace import Outcome, Phase
 from simlab.batch.batches import Results
 from simlab.present.choice import OBJECTIVES as OBJECTIVES
 from simlab.present.choice import describe_choice as describe_choice
+from simlab.present.choice import display_names
 from simlab.present.choice import pareto_front as pareto_front
 from simlab.present.choice import recommend as recommend
 
@@ -120,15 +121,7 @@ def short_names(frame: pd.DataFrame) -> pd.DataFrame:
     ``sagas.consistency_retry.max_attempts`` becomes ``max_attempts``.
     """
     axes = [*frame.index.names, *frame.columns.names, *frame.columns]
-    names = list(dict.fromkeys(str(n) for n in axes if n is not None and "." in str(n)))
-    short: dict[str, str] = {}
-    for name in names:
-        parts = name.split(".")
-        for keep in range(1, len(parts) + 1):
-            candidate = ".".join(parts[-keep:])
-            if sum(other.split(".")[-keep:] == parts[-keep:] for other in names) == 1:
-                short[name] = candidate
-                break
+    short = display_names(str(n) for n in axes if n is not None and "." in str(n))
     renamed = frame.rename(columns=short)
     renamed.index = renamed.index.set_names([short.get(str(n), n) for n in renamed.index.names])
     renamed.columns = renamed.columns.set_names([short.get(str(n), n) for n in renamed.columns.names])

@@ -3,18 +3,61 @@
 Each function reads the table ``simlab.present.analysis.config_summary`` makes (one row per
 configuration, rates with their intervals, p99 durations) and nothing else. A
 configuration meets a target as measured, or confidently when its interval clears it too.
+A chosen value that is the smallest or largest tried (``grid_edge``) is said so: the best
+may lie beyond the grid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from numbers import Real
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 OBJECTIVES = {"clean_rate": "ending clean", "completed_rate": "completing (no compensation)"}
 """The rates a target may apply to, and how a sentence names them."""
+
+
+Edge = Literal["smallest", "largest"]
+"""Which end of the values tried a chosen value is at."""
+
+
+def display_names(paths: Iterable[str]) -> dict[str, str]:
+    """A short display name for each dotted path (swept settings): as many trailing parts as it takes to
+    stay distinct from the others, so ``sagas.consistency_retry.max_attempts`` is ``max_attempts``."""
+    names = list(dict.fromkeys(paths))
+    short: dict[str, str] = {}
+    for name in names:
+        parts = name.split(".")
+        for keep in range(1, len(parts) + 1):
+            if sum(other.split(".")[-keep:] == parts[-keep:] for other in names) == 1:
+                short[name] = ".".join(parts[-keep:])
+                break
+        else:  # the same path twice cannot happen (dict.fromkeys); kept whole all the same
+            short[name] = name
+    return short
+
+
+def grid_edge(value: Any, tried: Iterable[Any]) -> Edge | None:
+    """``"smallest"`` or ``"largest"`` when ``value`` is at that end of the numbers ``tried``, else None.
+
+    None too when the setting is not a number (a profile, a jitter kind) or only one value was
+    tried (nothing was swept): only then can the grid be extended in a direction.
+    """
+    numbers = {v for v in tried if _number(v)}
+    if not _number(value) or len(numbers) < 2:
+        return None
+    if value <= min(numbers):
+        return "smallest"
+    if value >= max(numbers):
+        return "largest"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and value == value  # NaN is no setting
 
 
 def pareto_front(
@@ -101,43 +144,60 @@ def describe_choice(
     goal = f"at least {target:.1%} of sagas {what} and at most {max_violation_rate:.1%} of runs with violations"
     prefix = objective.removesuffix("_rate")
     lines = [f"Target: {goal}."]
+    names = [str(n) for n in summary.index.names if n is not None]
+    short = display_names(names)
     flat = summary.reset_index()
     conditions = [()] if not given else list(flat[list(given)].drop_duplicates().itertuples(index=False, name=None))
     for condition in conditions:
         part = flat
         for column, value in zip(given, condition, strict=True):
             part = part[part[column] == value]
-        names = [n for n in summary.index.names if n is not None]
         sub = part.set_index(names) if names else part
         chosen = recommend(sub, target=target, max_violation_rate=max_violation_rate, objective=objective)
-        where = (
-            "When " + ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(given, condition, strict=True)) + ": "
-            if given
-            else ""
-        )
+        where = ", ".join(f"{short[c]}={v}" for c, v in zip(given, condition, strict=True))
+        where = f"When {where}: " if given else ""
         if chosen.empty:
             best = sub.sort_values(["violation_rate", objective], ascending=[True, False]).iloc[0]
             lines.append(
-                f"{where}no configuration meets the target; closest is {_name(sub, best.name, given)} with "
+                f"{where}no configuration meets the target; closest is {_name(sub, best.name, given, short)} with "
                 f"{best[objective]:.2%} {what} and {best['violation_rate']:.2%} of runs violating."
             )
+            lines.extend(_edges(part, names, best.name, given, short))
             continue
         top = chosen.iloc[0]
         sure = "confidently" if top["confident"] else "as measured (its interval still reaches past the target)"
         lines.append(
-            f"{where}choose {_name(sub, top.name, given)}, which meets the target {sure}: "
+            f"{where}choose {_name(sub, top.name, given, short)}, which meets the target {sure}: "
             f"{top[objective]:.2%} {what} [{top[prefix + '_low']:.2%}, {top[prefix + '_high']:.2%}], "
             f"{top['violation_rate']:.2%} of runs violating [{top['violation_low']:.2%}, "
             f"{top['violation_high']:.2%}], p99 {top['p99_s']:.2f} s [{top['p99_low']:.2f}, {top['p99_high']:.2f}] "
             f"({len(chosen)} of {len(sub)} configurations meet it)."
         )
+        lines.extend(_edges(part, names, top.name, given, short))
     return "\n".join(lines)
 
 
-def _name(summary: pd.DataFrame, key: Any, skip: Sequence[str] = ()) -> str:
+def _edges(
+    part: pd.DataFrame, names: Sequence[str], key: Any, given: Sequence[str], short: dict[str, str]
+) -> list[str]:
+    """The line saying which chosen values are the smallest or largest tried under this condition ([] if none)."""
+    values = key if isinstance(key, tuple) else (key,)
+    found = [
+        (short[n], v, edge)
+        for n, v in zip(names, values, strict=True)
+        if n not in given and (edge := grid_edge(v, part[n])) is not None
+    ]
+    if not found:
+        return []
+    said = "; ".join(f"{n}={v} is the {edge} value tried" for n, v, edge in found)
+    ways = ", ".join(f"{n} {'below' if edge == 'smallest' else 'above'} {v}" for n, v, edge in found)
+    return [f"  On the edge of the grid: {said}, so the best may lie beyond it: extend the grid to {ways}."]
+
+
+def _name(summary: pd.DataFrame, key: Any, skip: Sequence[str], short: dict[str, str]) -> str:
     names = [str(n) for n in summary.index.names if n is not None]
     if not names:
         return "the configuration"
     values = key if isinstance(key, tuple) else (key,)
     shown = [(n, v) for n, v in zip(names, values, strict=True) if n not in skip]
-    return ", ".join(f"{n.rsplit('.', 1)[-1]}={v}" for n, v in shown) or "the configuration"
+    return ", ".join(f"{short[n]}={v}" for n, v in shown) or "the configuration"
