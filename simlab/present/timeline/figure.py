@@ -12,6 +12,7 @@ from matplotlib.font_manager import FontProperties
 
 from sagas.engine.trace import TraceRecord
 from simlab.evidence.trace_tables import Lane, Span, saga_lanes, trace_spans
+from simlab.present.timeline.axis import TimeAxis
 from simlab.present.timeline.lanes import draw_lanes
 from simlab.present.timeline.panels import draw_faults, draw_lags, draw_locks, legend_handles, mark_violations
 from simlab.present.timeline.style import (
@@ -66,15 +67,19 @@ def timeline_figure(
     layout.figure.suptitle(title or f"Replay timeline: {len(lanes)} saga(s)", fontsize=12)
     if layout.families:
         draw_faults(axes, layout.families, windows, span_min, t_max)
-    mark_violations(axes, violations, t_max)
     below = iter(axes[axes.index(main) + 1 :])
     if lock_holders:
         draw_locks(next(below), layout.lock_keys, lock_holders, span_min)
     if lags:
         draw_lags(next(below), lags)
     axes[-1].set_xlabel("simulated time (s)")
-    axes[-1].set_xlim(xlim if xlim is not None else _room_for_statuses(lanes, spans, t_max, label_width))
+    if xlim is not None:
+        axis = TimeAxis(*xlim)
+    else:  # the violating moments stay on the chart, after a break if they come long after the sagas
+        axis = TimeAxis.of(_room_for_statuses(lanes, spans, t_max, label_width), [v.t for v in violations])
+    axis.apply(axes)
     _add_legend(layout.figure, spans, lanes, violations)
+    mark_violations(axes, violations, axis.stop)  # last: its labels are placed in the settled layout
     return layout.figure
 
 
