@@ -141,3 +141,26 @@ def _outside(box: Bbox, frame: Bbox) -> float:
         + max(0.0, frame.y0 - box.y0)
         + max(0.0, box.y1 - frame.y1)
     )
+
+
+def spread(labels: Sequence[Annotation], shifts: Sequence[tuple[float, float]]) -> int:
+    """Move each label (in order) to the first offset of ``shifts`` (points) where it overlaps none kept before it;
+    hide it if there is none. Call it once the axes' limits are set. Returns how many were hidden."""
+    if not labels:
+        return 0
+    fig = labels[0].get_figure()
+    assert isinstance(fig, Figure)
+    renderer = renderer_of(fig)
+    kept: list[Bbox] = []
+    hidden = 0
+    for label in labels:
+        for shift in shifts:
+            label.xyann = shift
+            box = text_box(label, renderer)
+            if not any(_area(box, other) > 0 for other in kept):
+                kept.append(box)
+                break
+        else:
+            label.set_visible(False)
+            hidden += 1
+    return hidden

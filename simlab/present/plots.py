@@ -87,7 +87,7 @@ def outcome_breakdown(results: Results, *, by: Sequence[str] | None = None, saga
     clean = clean_counts / totals
     ax.errorbar(x, clean, yerr=[clean - intervals[:, 0], intervals[:, 1] - clean], fmt="_", color="black",
                 capsize=4, label="clean, 95% CI")  # fmt: skip
-    tilt = len(labels) > 4 or bars == ["saga_type"]
+    tilt = len(labels) > 4 or bars == ["saga_type"] or max(len(label) for label in labels) > 16
     ax.set_xticks(x, labels, rotation=30 if tilt else 0, ha="right" if tilt else "center")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("share of sagas")
@@ -461,7 +461,9 @@ def violations_by_invariant(results: Results, *, by: Sequence[str] | None = None
     fig, axes = _row_panels(len(panels), rows=len(invariants) if not keys else len(rates) // len(invariants))
     for ax, panel in zip(axes, panels, strict=True):
         part = rates if panel is None else rates[rates["invariant"] == panel]
-        labels = list(part["invariant"]) if panel is None else [_label(keys, tuple(r)) for r in part[keys].to_numpy()]
+        # Column by column: a row of mixed settings as one array would turn 2 into 2.0.
+        columns = [part[k].to_list() for k in keys]
+        labels = list(part["invariant"]) if panel is None else [_label(keys, k) for k in zip(*columns, strict=True)]
         rate, low, high = (part[c].to_numpy(dtype=float) for c in ("rate", "low", "high"))
         ypos = np.arange(len(part))
         ax.barh(ypos, rate, xerr=[rate - low, high - rate], color=VIOLATION_COLOUR, capsize=3, height=0.6,

@@ -12,6 +12,7 @@ from matplotlib.font_manager import FontProperties
 
 from sagas.engine.trace import TraceRecord
 from simlab.evidence.trace_tables import Lane, Span, saga_lanes, trace_spans
+from simlab.present.labels import spread
 from simlab.present.timeline.axis import TimeAxis
 from simlab.present.timeline.lanes import draw_lanes
 from simlab.present.timeline.panels import draw_faults, draw_lags, draw_locks, legend_handles, mark_violations
@@ -68,8 +69,7 @@ def timeline_figure(
     if layout.families:
         draw_faults(axes, layout.families, windows, span_min, t_max)
     below = iter(axes[axes.index(main) + 1 :])
-    if lock_holders:
-        draw_locks(next(below), layout.lock_keys, lock_holders, span_min)
+    holders = draw_locks(next(below), layout.lock_keys, lock_holders, span_min) if lock_holders else []
     if lags:
         draw_lags(next(below), lags)
     axes[-1].set_xlabel("simulated time (s)")
@@ -79,6 +79,7 @@ def timeline_figure(
         axis = TimeAxis.of(_room_for_statuses(lanes, spans, t_max, label_width), [v.t for v in violations])
     axis.apply(axes)
     _add_legend(layout.figure, spans, lanes, violations)
+    spread(holders, [(2, 0), (2, 6), (2, -6)])  # holds close in time: their holders' names must not overlap
     mark_violations(axes, violations, axis.stop)  # last: its labels are placed in the settled layout
     return layout.figure
 

@@ -120,7 +120,12 @@ def draw_faults(
     strip.grid(axis="x", color="#dddddd", linewidth=0.6)
 
 
-def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, float, float]], span_min: float) -> None:
+def draw_locks(
+    ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, float, float]], span_min: float
+) -> list[Annotation]:
+    """One row per lock key, a bar per hold named by its holder's short id, overlapping holds outlined in red;
+    returns the holders' labels (``labels.spread`` them once the time axis is set)."""
+    names: list[Annotation] = []
     row_of = {key: i for i, key in enumerate(keys)}
     by_key: dict[str, list[tuple[str, float, float]]] = {}
     for key, owner, start, end in holders:
@@ -138,7 +143,7 @@ def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, floa
                 linewidth=0.5,
                 zorder=2,
             )
-            ax.annotate(
+            name = ax.annotate(
                 short(owner),
                 xy=(start, y + offset),
                 xytext=(2, 0),
@@ -147,6 +152,7 @@ def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, floa
                 va="center",
                 zorder=3,
             )
+            names.append(name)
         held_until = float("-inf")
         for _, start, end in holds:  # in order of start: overlapping an earlier hold means two holders at once
             if start < held_until:
@@ -164,6 +170,7 @@ def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, floa
     ax.set_yticklabels([lock_label(key) for key in keys], fontsize=7, family="monospace")
     ax.set_ylabel("locks", fontsize=8)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    return sorted(names, key=lambda name: name.xy[0])
 
 
 def draw_lags(ax: Axes, lags: Sequence[tuple[str, float, float]]) -> None:
