@@ -20,6 +20,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 GAP = 0.03  # width of the break, as a share of the activity's width
 LATE = 0.08  # width of the segment after the break, likewise
 EXTEND = 0.25  # violations this close after the activity (share of its width) just extend the axis
+BREAK_SHARE = 1 / (1 + GAP + LATE)  # the share of the axis the activity keeps when there is a break
 
 
 @dataclass(frozen=True)
