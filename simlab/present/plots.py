@@ -473,9 +473,11 @@ def violations_by_invariant(results: Results, *, by: Sequence[str] | None = None
                         fontsize="x-small")  # fmt: skip
         ax.set_yticks(ypos, labels, fontsize="small")
         ax.set_ylim(len(part) - 0.5, -0.5)
-        ax.set_xlim(0, max(float(np.nanmax(high)), 0.01) * 1.3)  # room for the counts right of the bars
+        top = max(float(np.nanmax(high)), 0.01) * 1.3  # room for the counts right of the bars
+        ax.set_xlim(0, top)
+        ticks = MaxNLocator(4).tick_values(0, top) if top < 1 else np.linspace(0, 1, 5)  # none beyond 100 %
+        ax.set_xticks([t for t in ticks if 0 <= t <= top])
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_xlabel("share of runs (95% CI)")
         if panel is not None:
             ax.set_title(panel, fontsize="medium")
