@@ -89,10 +89,13 @@ def test_for_a_sweep_the_violation_figure_has_a_panel_per_invariant_and_a_bar_pe
     settings = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert settings == ["max_attempts=2, median_lag_s=0.5", "max_attempts=2, median_lag_s=2.0",
                         "max_attempts=12, median_lag_s=0.5", "max_attempts=12, median_lag_s=2.0"]  # fmt: skip
-    rates = analysis.violation_rates(sweep)
+    points = [(2, 0.5), (2, 2.0), (12, 0.5), (12, 2.0)]
     for ax, invariant in zip(fig.axes, invariants, strict=True):
         (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
-        expected = rates.loc[rates["invariant"] == invariant, "rate"].to_list()
+        of = sweep.violations[sweep.violations["invariant"] == invariant]
+        expected = [
+            len(of[(of[BUDGET] == budget) & (of[LAG] == lag)]["run"].unique()) / 4 for budget, lag in points
+        ]  # 4 runs per point
         assert [bar.get_width() for bar in bars] == pytest.approx(expected)
 
 
