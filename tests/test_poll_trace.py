@@ -140,8 +140,10 @@ def test_simlab_replay_shows_the_consistency_polls_in_its_timeline_text():
     scenario = load_scenario("broker_disconnection")
     text = format_timeline(run_once(scenario, run_seed(0, scenario.seed), keep_trace=True))
     polls = [line for line in text.splitlines() if " poll " in line]
-    assert [line.split(None, 3)[1:] for line in polls[:3]] == [
-        ["BrokerDisconnectionSaga", "2692d2a9", "validate_accounts_deleted #1 poll started"],
-        ["BrokerDisconnectionSaga", "2692d2a9", "validate_accounts_deleted #1 poll failed [AccountsStillInReadModel]"],
-        ["BrokerDisconnectionSaga", "2692d2a9", "validate_accounts_deleted #1 poll scheduled retry in 0.302s"],
+    # The saga by its id, and the connection it locked (what violations name) by its id.
+    saga = ["BrokerDisconnectionSaga", "2692d2a9", "conn", "46a4ca44"]
+    assert [line.split(None, 5)[1:] for line in polls[:3]] == [
+        [*saga, "validate_accounts_deleted #1 poll started"],
+        [*saga, "validate_accounts_deleted #1 poll failed [AccountsStillInReadModel]"],
+        [*saga, "validate_accounts_deleted #1 poll scheduled retry in 0.302s"],
     ]

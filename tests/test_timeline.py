@@ -17,6 +17,7 @@ from simlab.batch.runner import RunResult, run_once, run_seed
 from simlab.cli import main
 from simlab.present.timeline import SPAN_COLUMNS, timeline_figure, timeline_lanes, timeline_spans
 from simlab.scenario import load_scenario
+from tests.text_layout import text_problems
 
 
 def none(value: Any) -> Any:
@@ -245,3 +246,30 @@ def test_a_bad_plot_path_gets_one_line_and_exit_2_before_running(
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("simlab replay: --plot ") and message in lines[0]
     assert not Path(tmp_path, "missing").exists()
+
+
+def test_a_violation_found_long_after_the_sagas_is_drawn_after_a_break_in_the_time_axis() -> None:
+    from simlab.evidence.checks.violation import Violation
+    from simlab.present.timeline.axis import GAP, LATE, TimeAxis
+
+    late = [Violation("no_orphans", 600.0, (A,), "found at the horizon"), Violation("no_orphans", 600.0, (C,), "x")]
+    fig = timeline_figure(TRACE, violations=late)
+    main = fig.axes[0]
+    low, high = main.get_xlim()
+    assert low < 0 < 6.0 < 600.0 < high  # the activity (to 6 s) and the violation (600 s) are both on the chart
+    assert 600.0 in main.get_xticks()
+    assert [t.get_text() for t in main.texts if "no_orphans" in t.get_text()] == ["no_orphans (x2)"]
+    assert text_problems(fig) == []
+    # The activity keeps its scale; the break and the late segment take fixed shares of its width.
+    axis = TimeAxis.of((low, 7.0), [600.0])
+    u = axis.forward(np.array([low, 7.0, 600.0, axis.stop]))
+    width = 7.0 - low
+    assert u[:2].tolist() == [low, 7.0]
+    assert u[3] - u[1] == pytest.approx((GAP + LATE) * width)
+    assert axis.inverse(u).tolist() == pytest.approx([low, 7.0, 600.0, axis.stop])
+    # Zoomed in, the violation is named in the corner, with its time.
+    zoomed = timeline_figure(TRACE, violations=late, xlim=(0.0, 7.0))
+    assert zoomed.axes[0].get_xlim() == (0.0, 7.0)
+    assert [t.get_text() for t in zoomed.axes[0].texts if "later" in t.get_text()] == [
+        "later: no_orphans (x2) at t=600 s →"
+    ]

@@ -400,3 +400,33 @@ def findings(results: Results, *, by: Sequence[str] | None = None) -> pd.DataFra
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def violation_rates(
+    results: Results, *, by: Sequence[str] | None = None, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
+    """Per (configuration, invariant): the share of runs that violated it, with its Wilson interval.
+
+    One row for every configuration and every invariant violated anywhere in ``results`` (so a
+    setting where an invariant held shows a rate of 0 with its interval). Columns: the
+    configuration, ``invariant``, ``runs`` (runs with at least one violation of it), ``total``
+    (the configuration's runs), ``rate``, ``low``, ``high``, ``violations`` (how many in all).
+    """
+    keys = _by(results, by)
+    columns = [*keys, "invariant", "runs", "total", "rate", "low", "high", "violations"]
+    violations = results.violations
+    if violations.empty:
+        return pd.DataFrame(columns=columns)
+    invariants = sorted(violations["invariant"].astype(str).unique())
+    rows = []
+    for key in _configs(results, keys):
+        total = len(_select(results.runs, keys, key))
+        these = _select(violations, keys, key)
+        for invariant in invariants:
+            of = these[these["invariant"] == invariant]
+            runs = len(of[_run_id(of)].drop_duplicates())
+            low, high = wilson_interval(runs, total, confidence)
+            rows.append({**dict(zip(keys, key, strict=True)), "invariant": invariant, "runs": runs, "total": total,
+                         "rate": runs / total if total else float("nan"), "low": low, "high": high,
+                         "violations": len(of)})  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)

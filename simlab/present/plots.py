@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from simlab.batch.batches import Results
 from simlab.batch.runner import RunResult
 from simlab.present import analysis
+from simlab.present.labels import PointLabel, ink_for, place_labels
 from simlab.present.timeline import replay_figure
 
 STATUS_COLOURS = {
@@ -29,7 +31,6 @@ STATUS_COLOURS = {
     "compensation_failed": "#c62828",
     "running": "#6d4c41",
 }
-_FAULT_COLOUR = "#b0bec5"
 
 
 def _short(name: str) -> str:
@@ -49,6 +50,11 @@ def _by(results: Results, by: Sequence[str] | None) -> list[str]:
 
 def _of(saga_type: str | None) -> str:
     return saga_type or "all sagas"
+
+
+def _sagas_of(results: Results, saga_type: str | None) -> pd.DataFrame:
+    sagas = results.sagas
+    return sagas if saga_type is None or sagas.empty else sagas[sagas["saga_type"] == saga_type]
 
 
 # -- outcomes ----------------------------------------------------------------------------------
@@ -81,7 +87,7 @@ def outcome_breakdown(results: Results, *, by: Sequence[str] | None = None, saga
     clean = clean_counts / totals
     ax.errorbar(x, clean, yerr=[clean - intervals[:, 0], intervals[:, 1] - clean], fmt="_", color="black",
                 capsize=4, label="clean, 95% CI")  # fmt: skip
-    tilt = len(labels) > 4 or bars == ["saga_type"]
+    tilt = len(labels) > 4 or bars == ["saga_type"] or max(len(label) for label in labels) > 16
     ax.set_xticks(x, labels, rotation=30 if tilt else 0, ha="right" if tilt else "center")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("share of sagas")
@@ -91,26 +97,83 @@ def outcome_breakdown(results: Results, *, by: Sequence[str] | None = None, saga
 
 
 def duration_cdf(results: Results, *, by: Sequence[str] | None = None, saga_type: str | None = None) -> Figure:
-    """The empirical distribution of saga durations (finished sagas), one curve per configuration."""
+    """The empirical distribution of saga durations (finished sagas), split by saga type.
+
+    For a plain batch, one curve per saga type; for a sweep, one curve per configuration and one
+    panel per saga type (a single panel when ``saga_type`` picks one).
+    """
     keys = _by(results, by)
-    sagas = results.sagas if saga_type is None else results.sagas[results.sagas["saga_type"] == saga_type]
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    groups = [((), sagas)] if not keys else list(sagas.groupby(keys, sort=True))
-    for key, group in groups:
-        values = np.sort(group["duration_s"].dropna().to_numpy(dtype=float))
-        if not values.size:
-            continue
-        label = _label(keys, key)
-        ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=label)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("duration (simulated seconds)")
-    ax.set_ylabel("share of sagas finished within")
-    ax.axhline(0.99, color="grey", linestyle=":", linewidth=1)
-    ax.set_title(f"Duration of {_of(saga_type)}")
-    if keys or len(groups) > 1:
-        ax.legend(fontsize="small", loc="lower right")
+    sagas = _sagas_of(results, saga_type)
+    panels, fig, axes = _type_panels(results, keys, saga_type, sagas)
+    for ax, panel in zip(axes, panels, strict=True):
+        for label, colour, group in _curves(results, keys, sagas, panel):
+            values = np.sort(group["duration_s"].dropna().to_numpy(dtype=float))
+            if values.size:
+                share = np.arange(1, values.size + 1) / values.size
+                ax.step(values, share, where="post", label=label, color=colour)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("duration (simulated seconds)")
+        ax.set_ylabel("share of sagas finished within")
+        ax.axhline(0.99, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"Duration of {_of(panel or saga_type)}", fontsize="medium")
+    _legend(fig, axes)
     return fig
+
+
+def _types(sagas: pd.DataFrame) -> list[str]:
+    return sorted(sagas["saga_type"].astype(str).unique()) if not sagas.empty else []
+
+
+def _type_panels(
+    results: Results, keys: list[str], saga_type: str | None, sagas: pd.DataFrame
+) -> tuple[list[str | None], Figure, list[Axes]]:
+    """One panel per saga type for a sweep over several types; one panel otherwise (a batch splits by colour)."""
+    types = _types(sagas)
+    panels: list[str | None] = list(types) if keys and saga_type is None and len(types) > 1 else [None]
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(4.6 * columns + 2.6, 3.6 * rows + 0.6), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False)
+    axes = list(grid.flat)
+    for spare in axes[len(panels) :]:
+        spare.set_visible(False)
+    return panels, fig, axes[: len(panels)]
+
+
+def _curves(
+    results: Results, keys: list[str], sagas: pd.DataFrame, panel: str | None
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """(label, colour, sagas) per curve: saga types for a batch, configurations (of ``panel``'s type) for a sweep."""
+    if panel is not None:
+        sagas = sagas[sagas["saga_type"] == panel]
+    if not keys:
+        colours = _type_colours(results)
+        return [(str(t), colours[str(t)], group) for t, group in sagas.groupby("saga_type", sort=True)]
+    configs = [_label(keys, key) for key, _ in results.runs.groupby(keys, sort=True)]
+    colours = {label: _CYCLE[i % len(_CYCLE)] for i, label in enumerate(configs)}
+    return [(_label(keys, key), colours[_label(keys, key)], g) for key, g in sagas.groupby(keys, sort=True)]
+
+
+_CYCLE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+]  # fmt: skip
+
+
+def _type_colours(results: Results) -> dict[str, str]:
+    """One colour per saga type of the batch, the same in every figure."""
+    return {t: _CYCLE[i % len(_CYCLE)] for i, t in enumerate(_types(results.sagas))}
+
+
+def _legend(fig: Figure, axes: Sequence[Axes], title: str | None = None) -> None:
+    """One legend for all panels, right of them (inside a panel it would hide the curves it names)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if len(entries) > 1 or title:
+        fig.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize="small", title=title,
+                   title_fontsize="small")  # fmt: skip
 
 
 def _label(keys: Sequence[str], key: Any) -> str:
@@ -132,65 +195,113 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, value: str = "violation_rate"
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     for (i, j), cell in np.ndenumerate(grid.to_numpy(dtype=float)):
-        if not np.isnan(cell):
-            ax.text(j, i, fmt.format(cell), ha="center", va="center", fontsize="small")
+        if not np.isnan(cell):  # black on light cells, white on dark ones
+            colour = ink_for(image.cmap(image.norm(cell)))
+            ax.text(j, i, fmt.format(cell), ha="center", va="center", fontsize="small", color=colour)
     fig.colorbar(image, ax=ax, label=value)
     ax.set_title(f"{value} by {_short(x)} and {_short(y)}")
     return fig
 
 
 def retry_histogram(results: Results, *, by: Sequence[str] | None = None, saga_type: str | None = None) -> Figure:
-    """How many sagas needed how many retries, per configuration (grouped bars, share of sagas)."""
+    """How many sagas needed how many retries, split by saga type, on a log count axis (a few sagas still show).
+
+    For a plain batch, grouped bars per saga type; for a sweep, per configuration, one panel per
+    saga type (a single panel when ``saga_type`` picks one).
+    """
     keys = _by(results, by)
-    counts = analysis.retry_counts(results, by=keys, saga_type=saga_type)
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    groups = [((), counts)] if not keys else list(counts.groupby(keys, sort=True))
-    width = 0.8 / max(len(groups), 1)
-    for i, (key, group) in enumerate(groups):
-        share = group["sagas"] / group["sagas"].sum()
-        ax.bar(group["retries"].to_numpy() + i * width - 0.4 + width / 2, share, width=width, label=_label(keys, key))
-    ax.set_xlabel("retries per saga")
-    ax.set_ylabel("share of sagas")
-    ax.set_title(f"Retries of {_of(saga_type)}")
-    if keys:
-        ax.legend(fontsize="small")
+    sagas = _sagas_of(results, saga_type)
+    panels, fig, axes = _type_panels(results, keys, saga_type, sagas)
+    counts = analysis.retry_counts(results, by=[*keys, "saga_type"], saga_type=saga_type)
+    most = int(counts["retries"].max()) if len(counts) else 0
+    for ax, panel in zip(axes, panels, strict=True):
+        curves = _curves(results, keys, counts, panel)
+        width = 0.8 / max(len(curves), 1)
+        for i, (label, colour, group) in enumerate(curves):
+            per = group.groupby("retries")["sagas"].sum()
+            ax.bar(per.index.to_numpy() + i * width - 0.4 + width / 2, per.to_numpy(), width=width, label=label,
+                   color=colour)  # fmt: skip
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.6)  # a bar of one saga stands clear of the axis
+        ax.set_xticks(range(most + 1))
+        ax.set_xlabel("retries per saga")
+        ax.set_ylabel("sagas (log scale)")
+        ax.set_title(f"Retries of {_of(panel or saga_type)} ({len(results.runs)} runs)", fontsize="medium")
+    _legend(fig, axes)
     return fig
 
 
 def broker_load(
     results: Results, *, by: Sequence[str] | None = None, bin_s: float = 1.0, xlim: tuple[float, float] | None = None
 ) -> Figure:
-    """Broker calls per second over simulated time (mean over runs, and the busiest run), fault windows shaded."""
+    """Broker calls per second over simulated time (mean over runs, and the busiest run), with the fault windows.
+
+    The time axis spans the active bins (first to last with a call, a small margin around), unless
+    ``xlim`` is given. Each injected fault family gets a lane and a colour of its own above the load,
+    showing its typical window (median start to median end over the runs that had it).
+    """
     keys = _by(results, by)
     load = analysis.broker_load(results, by=keys, bin_s=bin_s)
-    fig = Figure(figsize=(9, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    _shade_faults(ax, results.faults)
+    families = _fault_windows(results.faults)
+    fig = Figure(figsize=(10, 4.4 + (0.22 * len(families) + 0.5 if families else 0)), layout="constrained")
+    if families:
+        strip, ax = fig.subplots(2, 1, sharex=True, height_ratios=[0.22 * len(families) + 0.5, 4.0])
+    else:
+        strip, ax = None, fig.add_subplot()
     groups = [((), load)] if not keys else list(load.groupby(keys, sort=True))
     for key, group in groups:
         (line,) = ax.plot(group["t"], group["mean_calls_per_s"], drawstyle="steps-post", label=_label(keys, key))
         ax.plot(
             group["t"], group["max_calls_per_s"], drawstyle="steps-post", color=line.get_color(), alpha=0.35, lw=0.8
         )
+    span = xlim or _active_span(load, bin_s)
+    if span is not None:
+        ax.set_xlim(*span)
+    if strip is not None:
+        _fault_lanes(strip, families, span)
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel(f"broker calls per second ({bin_s:g} s bins)")
-    ax.set_title(f"Broker load: mean over {len(results.runs)} runs (bold), most in any one run (faint)")
-    if xlim:
-        ax.set_xlim(*xlim)
-    ax.legend(fontsize="small", loc="upper right")
+    fig.suptitle(f"Broker load: mean over {len(results.runs)} runs (bold), most in any one run (faint)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
-def _shade_faults(ax: Axes, faults: pd.DataFrame) -> None:
-    """Shade each fault family's typical window (median start to median end over the runs that had it)."""
+def _active_span(load: pd.DataFrame, bin_s: float) -> tuple[float, float] | None:
+    """From the first to the end of the last bin with a call, with a margin of 2 % of that span on each side."""
+    active = load[(load["mean_calls_per_s"] > 0) | (load["max_calls_per_s"] > 0)]
+    if active.empty:
+        return None
+    first, last = float(active["t"].min()), float(active["t"].max()) + bin_s
+    margin = 0.02 * (last - first)
+    return (first - margin, last + margin)
+
+
+def _fault_windows(faults: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """Each fault family's typical window: median start to median end over the runs that had it."""
     if faults.empty:
-        return
-    for family, group in faults.groupby("family", sort=True):
-        start, end = float(group["start"].median()), float(group["end"].median())
-        if end > start:
-            ax.axvspan(start, end, color=_FAULT_COLOUR, alpha=0.35, lw=0)
-            ax.text(start, 1.0, f" {family}", transform=ax.get_xaxis_transform(), va="top", fontsize="x-small")
+        return []
+    grouped = faults.groupby("family", sort=True)
+    return [(str(family), float(g["start"].median()), float(g["end"].median())) for family, g in grouped]
+
+
+def _fault_lanes(ax: Axes, families: list[tuple[str, float, float]], span: tuple[float, float] | None) -> None:
+    """One lane and one colour per fault family, named in a legend; a window past the axis says when it ends."""
+    low, high = span if span is not None else (0.0, max(end for _, _, end in families))
+    sliver = 0.004 * (high - low)  # an instant (a crash) still shows
+    for i, (family, start, end) in enumerate(families):
+        until = f" (until {end:g} s)" if end > high else ""
+        colour = FAULT_COLOURS[i % len(FAULT_COLOURS)]
+        ax.broken_barh([(start, max(end - start, sliver))], (i - 0.35, 0.7), color=colour, label=family + until)
+    ax.set_ylim(len(families) - 0.5, -0.5)
+    ax.set_yticks([])
+    ax.set_ylabel("faults", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small", title="fault family (median window)",
+              title_fontsize="x-small", frameon=False)  # fmt: skip
+
+
+FAULT_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#808000",
+                 "#000075")  # fmt: skip
+"""One colour per fault family, in the order the families are named (distinct hues, not shades of one)."""
 
 
 def pareto(
@@ -200,42 +311,124 @@ def pareto(
     cost: str = "p99_s",
     recommended: Any = None,
     max_violation_rate: float | None = None,
+    when: str | None = None,
 ) -> Figure:
     """A rate against p99 duration per configuration, the Pareto front joined, the recommendation starred.
 
     ``recommended`` is an index label of ``summary`` (e.g. the first row of ``analysis.recommend``).
-    With ``max_violation_rate``, only settings within it can be on the front (the others are drawn hollow).
+    With ``max_violation_rate``, only settings within it can be on the front (the others are drawn hollow);
+    if none is, the front of all settings is drawn dashed instead, and says so.
     Give it the configurations of one circumstance at a time: a front across circumstances compares
-    settings that were never alternatives.
+    settings that were never alternatives. The title names that circumstance: ``when``, or else the
+    settings that are the same in every row. Every point is labelled with the settings that vary
+    (points at the same place share one label); labels are placed where they collide with nothing.
     """
     front = analysis.pareto_front(summary, rate=rate, cost=cost, max_violation_rate=max_violation_rate)
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    loose = front.to_numpy().any() or max_violation_rate is None
+    if not loose:
+        front = analysis.pareto_front(summary, rate=rate, cost=cost)
+    fixed, varying = _fixed_and_varying(summary)
+    fig = Figure(figsize=(9.5, 5.2), layout="constrained")
     ax = fig.add_subplot()
     prefix = rate.removesuffix("_rate")
     x, y = summary[cost].to_numpy(dtype=float), summary[rate].to_numpy(dtype=float)
     xerr = _err(summary, cost, "p99_low", "p99_high") if cost == "p99_s" else None
     yerr = _err(summary, rate, f"{prefix}_low", f"{prefix}_high")
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc")
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc", zorder=1)
     within = np.ones(len(summary), dtype=bool)
     if max_violation_rate is not None:
         within = (summary["violation_rate"] <= max_violation_rate).to_numpy()
-    ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)")
+    if within.any():
+        ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)", zorder=2)
     if not within.all():
-        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations")
+        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations",
+                zorder=2)  # fmt: skip
     on = summary[front.to_numpy()].sort_values(cost)
-    ax.plot(on[cost], on[rate], "-o", color="#1565c0", label="Pareto front")
-    names = [str(n) for n in summary.index.names if n is not None]
-    for label in on.index:  # only the front is labelled: the others would pile up on one another
-        ax.annotate(_label(names, label), (on.loc[label, cost], on.loc[label, rate]), fontsize="x-small",
-                    xytext=(4, -10), textcoords="offset points")  # fmt: skip
-    if recommended is not None and recommended in summary.index:
-        row = summary.loc[recommended]
-        ax.plot([row[cost]], [row[rate]], marker="*", markersize=18, color="#d81b60", ls="", label="recommended")
+    style = "-" if loose else "--"
+    name = "Pareto front" if loose else "Pareto front ignoring violations (no setting is within the limit)"
+    ax.plot(on[cost], on[rate], style, color="#1565c0", lw=2.2, marker="o", ms=5, label=name, zorder=3)
+    star = recommended if recommended is not None and recommended in summary.index else None
+    if star is not None:
+        row = summary.loc[star]
+        ax.plot([row[cost]], [row[rate]], marker="*", markersize=18, color="#d81b60", ls="", label="recommended",
+                zorder=4)  # fmt: skip
+    _fit_limits(ax, x, y)
+    what = f"{prefix.replace('_', ' ').capitalize()} rate against {cost.removesuffix('_s')} duration"
+    ax.set_title(what + (f" when {when or _settings(fixed)}" if when or fixed else ""))
     ax.set_xlabel(f"{cost} (simulated seconds)")
     ax.set_ylabel(rate.replace("_", " "))
-    ax.set_title("Success against p99 duration")
-    ax.legend(fontsize="small", loc="lower right")
+    fig.legend(fontsize="small", loc="outside lower center", ncols=2)  # not over the points and their labels
+    place_labels(ax, _pareto_labels(summary, varying, front, star, cost, rate), markers=list(zip(x, y, strict=True)))
     return fig
+
+
+def _fixed_and_varying(summary: pd.DataFrame) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The index levels with one value in every row (the circumstance), and those that vary."""
+    names = [str(n) for n in summary.index.names if n is not None]
+    fixed: list[tuple[str, Any]] = []
+    varying: list[str] = []
+    for level, name in enumerate(names):
+        values = summary.index.get_level_values(level).unique()
+        if len(values) == 1 and len(summary) > 1:
+            fixed.append((name, values[0]))
+        else:
+            varying.append(name)
+    return fixed, varying
+
+
+def _settings(pairs: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(f"{_short(name)}={value}" for name, value in pairs)
+
+
+def _pareto_labels(
+    summary: pd.DataFrame, varying: list[str], front: pd.Series, star: Any, cost: str, rate: str
+) -> list[PointLabel]:
+    """One label per place: the settings drawn there; the star's first and bold, then the front's, then the rest."""
+    names = [str(n) for n in summary.index.names if n is not None]
+    places: dict[tuple[float, float], list[Any]] = {}
+    for index in summary.index:
+        row = summary.loc[index]
+        places.setdefault((float(row[cost]), float(row[rate])), []).append(index)
+    on = set(summary.index[front.to_numpy()])
+    labels = []
+    for xy, indices in places.items():
+        text = _joined([_values(names, index, varying) for index in indices], varying)
+        if star is not None and star in indices:
+            labels.append((0, PointLabel(xy, f"★ {text}", style={"fontweight": "bold", "color": "#ad1457"})))
+        else:
+            labels.append((1 if on & set(indices) else 2, PointLabel(xy, text, required=bool(on & set(indices)))))
+    return [label for _, label in sorted(labels, key=lambda pair: pair[0])]
+
+
+def _values(names: list[str], index: Any, varying: list[str]) -> dict[str, Any]:
+    values = index if isinstance(index, tuple) else (index,)
+    return {name: value for name, value in zip(names, values, strict=True) if name in varying}
+
+
+def _joined(settings: list[dict[str, Any]], varying: list[str]) -> str:
+    """Settings drawn at one place: ``max_attempts=8`` or, for several, ``max_attempts=8, 12, 16``."""
+    if len(varying) == 1:
+        name = varying[0]
+        return f"{_short(name)}={', '.join(str(s[name]) for s in settings)}"
+    return "\n".join(_settings(list(s.items())) for s in settings)
+
+
+def _fit_limits(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
+    """Axis limits around the points (not a fixed 0 to 1), with room for their labels.
+
+    Durations stay at or just above 0, rates within a sliver of 0 and 1 (a rate of 1.0 sits
+    below the frame, not on it, leaving room for a label above).
+    """
+    for values, setter, room, is_rate in ((x, ax.set_xlim, 0.12, False), (y, ax.set_ylim, 0.14, True)):
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            continue
+        low, high = float(finite.min()), float(finite.max())
+        pad = room * (high - low) if high > low else max(abs(high) * 0.02, 0.01)
+        low, high = low - pad, high + pad
+        floor = -0.02 if is_rate else -0.02 * high
+        ceiling = 1.0 + 0.15 * (min(high, 1.0) - low) if is_rate else high
+        setter(max(low, floor), min(high, ceiling))
 
 
 def _err(summary: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray | None:
@@ -245,6 +438,117 @@ def _err(summary: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray |
     lower = np.clip(v - summary[low].to_numpy(dtype=float), 0, None)
     upper = np.clip(summary[high].to_numpy(dtype=float) - v, 0, None)
     return np.nan_to_num(np.vstack([lower, upper]))
+
+
+# -- violations --------------------------------------------------------------------------------
+
+VIOLATION_COLOUR = "#c62828"
+
+
+def violations_by_invariant(results: Results, *, by: Sequence[str] | None = None) -> Figure:
+    """The share of runs that violated each invariant, with its 95 % Wilson interval as error bars.
+
+    One bar per violated invariant for a plain batch; for a sweep, one panel per invariant and
+    one bar per configuration. With no violation at all, the figure says so.
+    """
+    keys = _by(results, by)
+    rates = analysis.violation_rates(results, by=keys)
+    title = f"Runs violating each invariant ({len(results.runs)} runs)"
+    if rates.empty:
+        return _nothing(title, f"No invariant was violated in any of the {len(results.runs)} runs.")
+    invariants = list(dict.fromkeys(rates["invariant"]))
+    panels = [None] if not keys else invariants
+    fig, axes = _row_panels(len(panels), rows=len(invariants) if not keys else len(rates) // len(invariants))
+    for ax, panel in zip(axes, panels, strict=True):
+        part = rates if panel is None else rates[rates["invariant"] == panel]
+        # Column by column: a row of mixed settings as one array would turn 2 into 2.0.
+        columns = [part[k].to_list() for k in keys]
+        labels = list(part["invariant"]) if panel is None else [_label(keys, k) for k in zip(*columns, strict=True)]
+        rate, low, high = (part[c].to_numpy(dtype=float) for c in ("rate", "low", "high"))
+        ypos = np.arange(len(part))
+        ax.barh(ypos, rate, xerr=[rate - low, high - rate], color=VIOLATION_COLOUR, capsize=3, height=0.6,
+                error_kw={"ecolor": "#37474f", "lw": 1.0})  # fmt: skip
+        for y, r, n, h in zip(ypos, part["runs"], part["total"], high, strict=True):
+            ax.annotate(f"{r} of {n}", (h, y), xytext=(4, 0), textcoords="offset points", va="center",
+                        fontsize="x-small")  # fmt: skip
+        ax.set_yticks(ypos, labels, fontsize="small")
+        ax.set_ylim(len(part) - 0.5, -0.5)
+        top = max(float(np.nanmax(high)), 0.01) * 1.3  # room for the counts right of the bars
+        ax.set_xlim(0, top)
+        ticks = MaxNLocator(4).tick_values(0, top) if top < 1 else np.linspace(0, 1, 5)  # none beyond 100 %
+        ax.set_xticks([t for t in ticks if 0 <= t <= top])
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.set_xlabel("share of runs (95% CI)")
+        if panel is not None:
+            ax.set_title(panel, fontsize="medium")
+    fig.suptitle(title)
+    return fig
+
+
+def violation_times(results: Results, *, by: Sequence[str] | None = None) -> Figure:
+    """When in the run each violation was found (simulated time): one dot per violation, a row per invariant.
+
+    For a sweep, one panel per invariant and one row per configuration. An invariant checked
+    at the end of a run is found at the horizon. With no violation at all, the figure says so.
+    """
+    keys = _by(results, by)
+    violations = results.violations
+    title = f"When the violations were found ({len(violations)} in {len(results.runs)} runs)"
+    if violations.empty:
+        return _nothing(title, f"No invariant was violated in any of the {len(results.runs)} runs.")
+    invariants = sorted(violations["invariant"].astype(str).unique())
+    configs = [key for key, _ in results.runs.groupby(keys, sort=True)] if keys else [()]
+    panels = [None] if not keys else invariants
+    fig, axes = _row_panels(len(panels), rows=len(invariants) if not keys else len(configs))
+    jitter = np.random.default_rng(0)  # spreads dots at one time apart; seeded, so the figure is reproducible
+    t_max = float(violations["t"].max())
+    for ax, panel in zip(axes, panels, strict=True):
+        rows = [(inv, violations[violations["invariant"] == inv]) for inv in invariants] if panel is None else [
+            (_label(keys, key), _rows_of(violations[violations["invariant"] == panel], keys, key))
+            for key in configs
+        ]  # fmt: skip
+        for i, (_, group) in enumerate(rows):
+            times = group["t"].to_numpy(dtype=float)
+            ax.scatter(times, i + jitter.uniform(-0.25, 0.25, times.size), s=12, color=VIOLATION_COLOUR, alpha=0.5,
+                       linewidths=0)  # fmt: skip
+        # Panels share their rows' labels (the settings), so a sweep's counts go in each panel's title.
+        names = [f"{name} ({len(group)})" if panel is None else name for name, group in rows]
+        ax.set_yticks(range(len(rows)), names, fontsize="small")
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_xlim(-0.02 * t_max, 1.04 * t_max if t_max > 0 else 1.0)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_xlabel("simulated time (s)")
+        ax.grid(axis="x", color="#e0e0e0", lw=0.6)
+        if panel is not None:
+            ax.set_title(f"{panel} ({sum(len(group) for _, group in rows)})", fontsize="medium")
+    fig.suptitle(title)
+    return fig
+
+
+def _rows_of(frame: pd.DataFrame, keys: list[str], key: Any) -> pd.DataFrame:
+    """The rows of ``frame`` of configuration ``key``."""
+    values = key if isinstance(key, tuple) else (key,)
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in zip(keys, values, strict=True):
+        mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
+
+
+def _row_panels(panels: int, *, rows: int) -> tuple[Figure, list[Axes]]:
+    """Side by side panels sharing their rows (settings), tall enough for ``rows`` labelled rows."""
+    fig = Figure(figsize=(min(4.2 * panels + 3.2, 16), 0.32 * rows + 1.6), layout="constrained")
+    axes = list(fig.subplots(1, panels, sharey=True, squeeze=False).flat)
+    return fig, axes
+
+
+def _nothing(title: str, message: str) -> Figure:
+    """A small figure that says there is nothing to draw, and why."""
+    fig = Figure(figsize=(7, 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title)
+    return fig
 
 
 def replay_timeline(result: RunResult, *, title: str | None = None) -> Figure:

@@ -396,6 +396,18 @@ def _outcome_figures(results: Results, saga_type: str | None, figures: _Figures)
         plots.outcome_breakdown(results, saga_type=saga_type),
     )
     figures.add(
+        "Which invariants were violated",
+        "Share of runs that violated each invariant (per setting for a sweep), with its 95% Wilson interval.",
+        plots.violations_by_invariant(results),
+    )
+    if not results.violations.empty:
+        figures.add(
+            "When the violations were found",
+            "Simulated time at which each violation was found, one dot per violation; an invariant checked at "
+            "the end of a run is found at the horizon.",
+            plots.violation_times(results),
+        )
+    figures.add(
         "How long the sagas took",
         "Cumulative share of finished sagas by duration (simulated seconds); the dotted line is the 99th percentile.",
         plots.duration_cdf(results, saga_type=saga_type),
@@ -407,7 +419,7 @@ def _outcome_figures(results: Results, saga_type: str | None, figures: _Figures)
         figures.add(
             "Broker load",
             "Calls reaching the brokers per simulated second (refused ones included): the mean over runs, and the "
-            "most any one run made. Grey bands: the typical window of each injected fault family.",
+            "most any one run made. Above it, one lane per injected fault family: its typical window.",
             plots.broker_load(results),
         )
 

@@ -17,6 +17,7 @@ from simlab.batch.runner import RunResult
 from simlab.batch.shards import SCENARIO_FILE, read_manifest, scan_folder
 from simlab.evidence.reach import REACH_PATHS, reach_column
 from simlab.present.commands import simlab_command
+from simlab.present.timeline.tables import saga_connections
 from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario, Variant
 
@@ -186,7 +187,12 @@ def format_tables(
 
 
 def format_timeline(result: RunResult) -> str:
-    """The text `simlab replay` prints: every trace record, then the violations and the trace hash."""
+    """The text `simlab replay` prints: every trace record, then the violations and the trace hash.
+
+    Each record names its saga by the first 8 characters of its id and, where the run tells
+    (``timeline.saga_connections``), of its broker connection, which is what violations name.
+    """
+    connections = saga_connections(result.lock_holds, result.violations)
     lines = []
     for r in result.trace:
         what = " ".join(
@@ -202,7 +208,9 @@ def format_timeline(result: RunResult) -> str:
             )
             if part
         )
-        lines.append(f"{r.t:12.6f}  {r.saga_type:<24} {r.saga_id[:8]}  {what}")
+        connection = connections.get(r.saga_id)
+        saga = f"{r.saga_id[:8]} " + (f"conn {connection[:8]}" if connection else " " * 13)
+        lines.append(f"{r.t:12.6f}  {r.saga_type:<24} {saga}  {what}")
     lines.append("")
     for v in result.violations:
         lines.append(f"VIOLATION {v.invariant} at t={v.t:.6f}: {v.explanation}")

@@ -12,6 +12,8 @@ from matplotlib.font_manager import FontProperties
 
 from sagas.engine.trace import TraceRecord
 from simlab.evidence.trace_tables import Lane, Span, saga_lanes, trace_spans
+from simlab.present.labels import spread
+from simlab.present.timeline.axis import BREAK_SHARE, TimeAxis
 from simlab.present.timeline.lanes import draw_lanes
 from simlab.present.timeline.panels import draw_faults, draw_lags, draw_locks, legend_handles, mark_violations
 from simlab.present.timeline.style import (
@@ -66,15 +68,20 @@ def timeline_figure(
     layout.figure.suptitle(title or f"Replay timeline: {len(lanes)} saga(s)", fontsize=12)
     if layout.families:
         draw_faults(axes, layout.families, windows, span_min, t_max)
-    mark_violations(axes, violations, t_max)
     below = iter(axes[axes.index(main) + 1 :])
-    if lock_holders:
-        draw_locks(next(below), layout.lock_keys, lock_holders, span_min)
+    holders = draw_locks(next(below), layout.lock_keys, lock_holders, span_min) if lock_holders else []
     if lags:
         draw_lags(next(below), lags)
     axes[-1].set_xlabel("simulated time (s)")
-    axes[-1].set_xlim(xlim if xlim is not None else _room_for_statuses(lanes, spans, t_max, label_width))
+    if xlim is not None:
+        axis = TimeAxis(*xlim)
+    else:  # the violating moments stay on the chart, after a break if they come long after the sagas
+        share = BREAK_SHARE if any(v.t > 2.5 * t_max for v in violations) else 1.0  # after any room: a break
+        axis = TimeAxis.of(_room_for_statuses(lanes, spans, t_max, label_width, share), [v.t for v in violations])
+    axis.apply(axes)
     _add_legend(layout.figure, spans, lanes, violations)
+    spread(holders, [(2, 0), (2, 6), (2, -6)])  # holds close in time: their holders' names must not overlap
+    mark_violations(axes, violations, axis.stop)  # last: its labels are placed in the settled layout
     return layout.figure
 
 
@@ -132,9 +139,12 @@ def _time_range(
     return max(activity_end, faults_end) if faults_end <= 2 * activity_end else activity_end
 
 
-def _room_for_statuses(lanes: list[Lane], spans: list[Span], t_max: float, label_width: float) -> tuple[float, float]:
-    """The x range that leaves room on the right for every lane's terminal status."""
-    axes_width = WIDTH_IN * 72 - (1.1 * label_width + 8) - 30
+def _room_for_statuses(
+    lanes: list[Lane], spans: list[Span], t_max: float, label_width: float, share: float = 1.0
+) -> tuple[float, float]:
+    """The x range that leaves room on the right for every lane's terminal status (in the ``share`` of the
+    axes' width that the activity gets: less when late violations follow a break)."""
+    axes_width = (WIDTH_IN * 72 - (1.1 * label_width + 8) - 30) * share
     font = FontProperties(size=7)
     compensations = compensations_by_lane(spans)
     reach = [

@@ -8,11 +8,15 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.text import Annotation
 
 from sagas.engine.trace import Outcome, Phase
+from simlab.evidence.lock_ledger import LOCK_PREFIX
 from simlab.evidence.trace_tables import Lane, Span
+from simlab.present.labels import renderer_of, text_box
 from simlab.present.timeline.style import (
     COMPENSATION_COLOURS,
     FAULT_COLOURS,
@@ -25,44 +29,61 @@ from simlab.present.timeline.style import (
 )
 
 
-def mark_violations(axes: Sequence[Axes], violations: Sequence[ViolationLike], t_max: float) -> None:
-    """A dashed line per violation across every panel, one label per cluster of close ones above the lanes;
-    violations found after the drawn range (checked at the horizon) are listed in the top right corner."""
-    clusters: list[tuple[float, str, int]] = []
+def mark_violations(axes: Sequence[Axes], violations: Sequence[ViolationLike], stop: float) -> None:
+    """A dashed line per violation across every panel, one label per cluster of close ones above the lanes.
+
+    The time axis (``axis.TimeAxis``) must be set: it reaches every violation, unless the caller zoomed
+    in (``xlim``); violations after ``stop``, the axis's end, are then listed in the top right corner.
+    Labels that would collide move up a row; one that would leave the figure is aligned inwards.
+    """
+    top = axes[0]
+    clusters: list[tuple[float, float, list[str]]] = []  # (first t, its axes fraction, names)
     later: dict[tuple[str, float], int] = {}
     for violation in sorted(violations, key=lambda v: v.t):
-        if violation.t > t_max:
+        if violation.t > stop:
             later[(violation.invariant, violation.t)] = later.get((violation.invariant, violation.t), 0) + 1
             continue
         for ax in axes:
             ax.axvline(violation.t, color=VIOLATION_COLOUR, linestyle="--", linewidth=1.0, zorder=4)
-        if clusters and clusters[-1][1] == violation.invariant and violation.t - clusters[-1][0] < 0.04 * t_max:
-            first, name, count = clusters[-1]
-            clusters[-1] = (first, name, count + 1)
+        where = float(top.transLimits.transform(top.transScale.transform((violation.t, 0.0)))[0])
+        if clusters and where - clusters[-1][1] < 0.03:
+            clusters[-1][2].append(violation.invariant)
         else:
-            clusters.append((violation.t, violation.invariant, 1))
+            clusters.append((violation.t, where, [violation.invariant]))
     style: dict[str, Any] = {"fontsize": 8, "fontweight": "bold", "color": VIOLATION_COLOUR, "va": "bottom"}
-    for t, name, count in clusters:
-        axes[0].annotate(
-            name if count == 1 else f"{name} (x{count})",
-            xy=(t, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="center",
-            **style,
-        )
+    labels = []
+    for t, _, names in clusters:
+        counts = {name: names.count(name) for name in dict.fromkeys(names)}
+        text = ", ".join(name if n == 1 else f"{name} (x{n})" for name, n in counts.items())
+        labels.append(top.annotate(text, xy=(t, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                                   textcoords="offset points", ha="center", **style))  # fmt: skip
     if later:
         text = "; ".join(f"{name}{f' (x{n})' if n > 1 else ''} at t={t:g} s" for (name, t), n in later.items())
-        axes[0].annotate(
-            f"later: {text} →",
-            xy=(1.0, 1.0),
-            xycoords="axes fraction",
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="right",
-            **style,
-        )
+        labels.append(top.annotate(f"later: {text} →", xy=(1.0, 1.0), xycoords="axes fraction", xytext=(0, 3),
+                                   textcoords="offset points", ha="right", **style))  # fmt: skip
+    if len(labels) > 1 or clusters:
+        _unclash(labels)
+
+
+def _unclash(labels: list[Annotation]) -> None:
+    """Align a label that leaves the figure inwards; move one that overlaps another up a row (at most 6)."""
+    fig = labels[0].get_figure()
+    assert isinstance(fig, Figure)
+    renderer = renderer_of(fig)
+    width = fig.bbox.width
+    placed: list[Any] = []
+    for label in labels:
+        box = text_box(label, renderer)
+        if box.x1 > width - 2:
+            label.set_horizontalalignment("right")
+        elif box.x0 < 2:
+            label.set_horizontalalignment("left")
+        for row in range(6):
+            label.xyann = (0, 3 + 11 * row)
+            box = text_box(label, renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(box)
 
 
 def draw_faults(
@@ -99,7 +120,12 @@ def draw_faults(
     strip.grid(axis="x", color="#dddddd", linewidth=0.6)
 
 
-def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, float, float]], span_min: float) -> None:
+def draw_locks(
+    ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, float, float]], span_min: float
+) -> list[Annotation]:
+    """One row per lock key, a bar per hold named by its holder's short id, overlapping holds outlined in red;
+    returns the holders' labels (``labels.spread`` them once the time axis is set)."""
+    names: list[Annotation] = []
     row_of = {key: i for i, key in enumerate(keys)}
     by_key: dict[str, list[tuple[str, float, float]]] = {}
     for key, owner, start, end in holders:
@@ -117,7 +143,7 @@ def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, floa
                 linewidth=0.5,
                 zorder=2,
             )
-            ax.annotate(
+            name = ax.annotate(
                 short(owner),
                 xy=(start, y + offset),
                 xytext=(2, 0),
@@ -126,6 +152,7 @@ def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, floa
                 va="center",
                 zorder=3,
             )
+            names.append(name)
         held_until = float("-inf")
         for _, start, end in holds:  # in order of start: overlapping an earlier hold means two holders at once
             if start < held_until:
@@ -140,9 +167,10 @@ def draw_locks(ax: Axes, keys: list[str], holders: Sequence[tuple[str, str, floa
             held_until = max(held_until, end)
     ax.set_ylim(len(keys) - 0.5, -0.5)
     ax.set_yticks(range(len(keys)))
-    ax.set_yticklabels([key if len(key) <= 40 else "…" + key[-39:] for key in keys], fontsize=7, family="monospace")
+    ax.set_yticklabels([lock_label(key) for key in keys], fontsize=7, family="monospace")
     ax.set_ylabel("locks", fontsize=8)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    return sorted(names, key=lambda name: name.xy[0])
 
 
 def draw_lags(ax: Axes, lags: Sequence[tuple[str, float, float]]) -> None:
@@ -161,6 +189,14 @@ def draw_lags(ax: Axes, lags: Sequence[tuple[str, float, float]]) -> None:
     ax.set_ylim(bottom=0)
     ax.grid(color="#dddddd", linewidth=0.6)
     ax.legend(title="projection", fontsize=7, title_fontsize=7, loc="upper right", frameon=False)
+
+
+def lock_label(key: str) -> str:
+    """A lock's row label: ``connection 45dbecb7`` for a connection's lock (the id a violation names, as short
+    as the sagas' ids), otherwise the key, its start cut if long."""
+    if key.startswith(LOCK_PREFIX):
+        return f"connection {short(key.removeprefix(LOCK_PREFIX))}"
+    return key if len(key) <= 32 else "…" + key[-31:]
 
 
 def legend_handles(spans: list[Span], lanes: list[Lane], violations: Sequence[ViolationLike]) -> list[Any]:
@@ -186,4 +222,8 @@ def legend_handles(spans: list[Span], lanes: list[Lane], violations: Sequence[Vi
         handles.append(Line2D([], [], marker=marker, color=colour, linestyle="none", label=f"saga {status}"))
     if violations:
         handles.append(Line2D([], [], color=VIOLATION_COLOUR, linestyle="--", label="invariant violated"))
+    involved = {saga_id for v in violations for saga_id in v.saga_ids}
+    if any(lane.saga_id in involved for lane in lanes):  # what the red lane labels mean
+        handles.append(Line2D([], [], marker=r"$\mathbf{Ab}$", markersize=11, color=VIOLATION_COLOUR, linestyle="none",
+                              label="red label: saga named in a violation"))  # fmt: skip
     return handles

@@ -6,13 +6,16 @@ figure draws the same lanes and spans.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import asdict
 
 import pandas as pd
 
 from sagas.engine.trace import TraceRecord
+from simlab.evidence.lock_ledger import LOCK_PREFIX
 from simlab.evidence.trace_tables import saga_lanes, trace_spans
+from simlab.present.timeline.style import ViolationLike
 
 SPAN_COLUMNS: tuple[str, ...] = (
     "saga_id",
@@ -79,3 +82,29 @@ def timeline_spans(trace: Iterable[TraceRecord]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(SPAN_COLUMNS))
     table["attempt"] = table["attempt"].astype("Int64")
     return table
+
+
+_CONNECTION = re.compile(r"\bconnection ([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\b")
+
+
+def saga_connections(
+    lock_holds: Iterable[tuple[str, str, float, float]], violations: Iterable[ViolationLike] = ()
+) -> dict[str, str]:
+    """The broker connection each saga worked on, as far as a run's result tells: saga id -> connection id.
+
+    A saga that held a connection's lock worked on that connection (``lock_holds`` are ``(key, owner,
+    start, end)``; the owner is the saga's id). A violation that names one connection (``connection
+    <id>`` in its explanation) links the sagas it names to it too, which is what lets a reader find,
+    in a replay, the sagas of the connection a violation is about. Sagas neither tells of are absent.
+    """
+    found: dict[str, str] = {}
+    for key, owner, _, _ in lock_holds:
+        if key.startswith(LOCK_PREFIX):
+            found.setdefault(owner, key.removeprefix(LOCK_PREFIX))
+    for violation in violations:
+        named = set(_CONNECTION.findall(getattr(violation, "explanation", "")))
+        if len(named) == 1:
+            connection = named.pop()
+            for saga_id in violation.saga_ids:
+                found.setdefault(saga_id, connection)
+    return found
