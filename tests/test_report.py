@@ -186,3 +186,19 @@ def test_the_report_says_whether_the_batch_met_its_scenarios_expectation(race):
     assert sorted(set(load_results(fragile).violations["invariant"])) == ["no_data_loss", "no_orphans"]
     expected = "Expectation (seed variants, violations of no_data_loss, no_orphans): met in 80 run(s)"
     assert expected in build_report(fragile)
+
+
+def test_simlab_run_explains_aborted_under_its_outcome_table(race):
+    from simlab.present.summary import batch_summary
+
+    fragile, _ = race
+    lines = batch_summary(fragile).splitlines()
+    note = next(i for i, line in enumerate(lines) if line.startswith("Note: aborted = "))
+    assert lines[note + 1] == "" and lines[note + 2] == "Invariant violations:"  # right under the table
+    assert lines[note].startswith(
+        'Note: aborted = a step ended the saga early by design (it raised SagaAborted or returned {"aborted": True})'
+    )
+    assert (
+        "BrokerDisconnectionSaga: the normal ending of a disconnection that finds the connection reconnected"
+        in (lines[note])
+    )
