@@ -348,3 +348,20 @@ def test_each_violation_shows_its_run_and_seed_and_replays_by_run_number_in_the_
     assert all(r[2] == str(fragile) and r[3] == r[0] and r[4] == "reconnect_race" and r[5] == r[1] for r in rows)
     first = violations.iloc[0]
     assert f"Replay of run {first['run']}: {first['invariant']}" in html
+
+
+def test_simlab_report_tells_on_stderr_what_it_is_doing(race, report_html):
+    fragile, _ = race
+    path, html, stderr = report_html
+    lines = stderr.splitlines()
+    shards = len(list(fragile.glob("shard-*.done")))
+    figures = len(re.findall(r'<img src="data:image/png', html))
+    first = load_results(fragile).violations.iloc[0]
+    assert lines[:2] == [
+        f"simlab report: loading the batch to report: {shards} shard(s) in {fragile}",
+        "simlab report: computing rates and intervals over 80 runs",
+    ]
+    drawn = [line for line in lines if line.startswith("simlab report: figure ")]
+    assert [int(line.split()[3]) for line in drawn] == list(range(1, figures + 1))
+    assert f"simlab report: replaying run {first['run']} (seed {first['seed']}) to draw its timeline" in lines
+    assert lines[-1] == f"simlab report: writing {path}"
