@@ -212,6 +212,9 @@ REACH_HEADERS = {"path": "engine path", "runs_reached": "runs that took it", "sh
                  "times": "times taken, all runs"}  # fmt: skip
 """The reach table's columns (``summary.reach_table``) as the report heads them."""
 
+COMPENSATION_HEADERS = {"saga_type": "saga type", "failing_step": "failing step", "status": "final status"}
+"""The columns of ``analysis.compensations_by_step`` as the report heads them."""
+
 
 class _Figures(list[tuple[str, str, str]]):
     """The report's figures in order: (title, caption, data URI); each one drawn is told to ``say``."""
@@ -431,7 +434,9 @@ def _render(folder: Path, results: Results, base: Results | None, baseline: Path
         folder=str(folder),
         baseline=str(baseline) if baseline is not None else None,
         baseline_about=_describe_batch(Path(baseline), base) if base is not None and baseline is not None else None,
-        compensations=_table(compensations, index=False) if len(compensations) else "",
+        compensations=_table(compensations.rename(columns=COMPENSATION_HEADERS), index=False)
+        if len(compensations)
+        else "",
         reach=_table(
             shown_reach[["path", "runs_reached", "share", "times"]].rename(columns=REACH_HEADERS),
             percent=[REACH_HEADERS["share"]],
