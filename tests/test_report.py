@@ -388,3 +388,19 @@ def test_simlab_report_tells_on_stderr_what_it_is_doing(race, report_html):
     assert [int(line.split()[3]) for line in drawn] == list(range(1, figures + 1))
     assert f"simlab report: replaying run {first['run']} (seed {first['seed']}) to draw its timeline" in lines
     assert lines[-1] == f"simlab report: writing {path}"
+
+
+def test_an_incomplete_batch_says_so_first_and_that_the_next_step_is_to_complete_it(tmp_path):
+    from simlab.batch.shards import table_path
+    from simlab.present.report import build_report
+
+    out = tmp_path / "cut"
+    run_batch_to(load_scenario("reconnect_race"), 4, 1, out, workers=1, shard_size=2)
+    sagas = table_path(out, 1, "sagas")
+    sagas.write_bytes(sagas.read_bytes()[:-40])  # runs 2..3 no longer match their marker: left out
+    verdict = _verdict(build_report(out)).splitlines()
+    assert verdict[0] == "[bad]"
+    assert verdict[1].startswith("Only 2 of the 4 runs are here: 1 shard(s) are damaged and left out (")
+    assert verdict[-1] == (
+        "Next step: run the same simlab run command again to complete the batch, then write this report again."
+    )
