@@ -143,6 +143,19 @@ def test_a_sweep_report_leads_with_the_recommendation_and_replays_each_point_fro
         "with more runs per point (--runs-per-point 16: four times the runs halve an interval) before putting it "
         "in the scenario.",
     ]
+    # Against a baseline (itself, here), the sweep's verdict says what is still present.
+    from simlab.present.verdict import compare_findings, sweep_verdict
+
+    found = compare_findings(results, results)
+    again = sweep_verdict("\n".join(recommendation), summary, recommend(summary, given=[lag]), [lag], results,
+                          findings=found, baseline=out)  # fmt: skip
+    runs = results.violations.groupby("invariant")[["point", "run"]].apply(lambda v: len(v.drop_duplicates()))
+    assert list(runs.index) == ["disconnect_completed"]
+    n = int(runs.iloc[0])
+    assert again.lines[-1] == (
+        f"Against the baseline `{out}`: resolved: none; new: none; still present: disconnect_completed ({n} of 16 "
+        f"runs here, {n} of 16 there)."
+    )
     assert "Violations over the grid" in html
     assert "Clean rate against p99 duration when median_lag_s=0.5" in html
     assert "Clean rate against p99 duration when median_lag_s=2.0" in html

@@ -309,8 +309,9 @@ def _verdict(
 ) -> Verdict:
     """The report's opening: a sweep's recommendation, or what a batch showed against its scenario's expectation."""
     if results.params:
-        return sweep_verdict(recommendation, summary, analysis.recommend(summary, **choice.options()), choice.given,
-                             results)  # fmt: skip
+        chosen = analysis.recommend(summary, **choice.options())
+        return sweep_verdict(recommendation, summary, chosen, choice.given, results, findings=findings,
+                             baseline=Path(baseline) if baseline else None)  # fmt: skip
     try:
         scenario: Scenario | None = _kept_scenarios(folder, results)[0]
     except ScenarioError:

@@ -297,11 +297,19 @@ def _safe_side(folder: Path, results: Results, scenario: Scenario, violated: Seq
 
 
 def sweep_verdict(
-    recommendation: str, summary: pd.DataFrame, chosen: pd.DataFrame, given: Sequence[str], results: Results
+    recommendation: str,
+    summary: pd.DataFrame,
+    chosen: pd.DataFrame,
+    given: Sequence[str],
+    results: Results,
+    *,
+    findings: Sequence[Finding] = (),
+    baseline: Path | None = None,
 ) -> Verdict:
     """The opening of a sweep's report: its recommendation (``analysis.describe_choice``'s sentences for
-    ``summary``; ``chosen`` is ``analysis.recommend``'s table), and how many runs anywhere on the grid had a
-    violation. It reads well (``good``) when a setting meets the target in every circumstance of ``given``."""
+    ``summary``; ``chosen`` is ``analysis.recommend``'s table), how many runs anywhere on the grid had a
+    violation and, given a ``baseline``, which ``findings`` it resolved or brought. It reads well (``good``)
+    when a setting meets the target in every circumstance of ``given``."""
     lines = [line for line in recommendation.splitlines() if line]
     total = len(results.runs)
     violating = int((results.runs["violations"] > 0).sum())
@@ -309,6 +317,8 @@ def sweep_verdict(
         points = results.violations["point"].nunique()
         lines.append(f"Over the whole grid, {rate_text(violating, total)} had a violation, at {points} of "
                      f"{len(results.manifest['points'])} settings.")  # fmt: skip
+    if baseline is not None:
+        lines.append(_baseline_line(baseline, findings))
     given = list(given)
     circumstances = len(summary.reset_index()[given].drop_duplicates()) if given else 1
     answered = len(chosen.reset_index()[given].drop_duplicates()) if given else min(len(chosen), 1)
