@@ -397,10 +397,12 @@ def test_simlab_report_tells_on_stderr_what_it_is_doing(race, report_html):
         f"simlab report: loading the batch to report: {shards} shard(s) in {fragile}",
         "simlab report: computing rates and intervals over 80 runs",
     ]
-    drawn = [line for line in lines if line.startswith("simlab report: figure ")]
-    assert [int(line.split()[3]) for line in drawn] == list(range(1, figures + 1))
     assert f"simlab report: replaying run {first['run']} (seed {first['seed']}) to draw its timeline" in lines
+    drawn = [line for line in lines if line.startswith("simlab report: drawing figure ")]
+    numbered = [f" drawing figure {k} of {figures}" for k in range(1, figures + 1)]
+    assert [line.split(":")[1] for line in drawn] == numbered
     assert lines[-1] == f"simlab report: writing {path}"
+    assert len(lines) == 3 + figures + 1  # loading, rates, the replay; each figure; writing
 
 
 def test_an_incomplete_batch_says_so_first_and_that_the_next_step_is_to_complete_it(tmp_path):

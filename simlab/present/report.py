@@ -217,15 +217,26 @@ COMPENSATION_HEADERS = {"saga_type": "saga type", "failing_step": "failing step"
 
 
 class _Figures(list[tuple[str, str, str]]):
-    """The report's figures in order: (title, caption, data URI); each one drawn is told to ``say``."""
+    """The report's figures in order: (title, caption, data URI).
+
+    ``add`` only keeps a figure; ``draw`` renders them all to PNG (matplotlib rasterizes only then, the slow
+    part), telling ``say`` which one of how many it is drawing.
+    """
 
     def __init__(self, say: Say = _quiet) -> None:
         super().__init__()
         self.say = say
+        self.pending: list[tuple[str, str, Figure]] = []
 
     def add(self, title: str, caption: str, figure: Figure) -> None:
-        self.append((title, caption, _figure_uri(figure)))
-        self.say(f"figure {len(self)} drawn: {title}")
+        self.pending.append((title, caption, figure))
+
+    def draw(self) -> _Figures:
+        for k, (title, caption, figure) in enumerate(self.pending, start=1):
+            self.say(f"drawing figure {k} of {len(self.pending)}: {title}")
+            self.append((title, caption, _figure_uri(figure)))
+        self.pending.clear()
+        return self
 
 
 @dataclass(frozen=True)
@@ -291,7 +302,7 @@ def build_report(
         aborted=_aborted_note(results, saga_type),
         recommendation=recommendation,
         recommended_table=recommended_table,
-        figures=figures,
+        figures=figures.draw(),
         findings=findings,
         replays=replays,
         verdict=_verdict(folder, results, summary, choice, recommendation, findings, baseline),
