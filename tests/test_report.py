@@ -22,6 +22,7 @@ from simlab.present.analysis import config_summary, describe_choice, recommend
 from simlab.scenario import load_scenario
 
 SAFE = ("disconnect_lock", "child_wait", "purge")
+ALL_THREE = ("no_data_loss", "no_orphans", "no_duplicate_accounts")
 
 
 def _simlab(*args: str) -> subprocess.CompletedProcess[str]:
@@ -280,8 +281,8 @@ def test_a_clean_batch_against_its_baseline_says_what_was_resolved(race, tmp_pat
     assert verdict == [
         "[good]",
         "Expectation met: the scenario expects the safe variants to violate nothing, and none did (80 runs).",
-        f"No invariant was violated in any of the 80 runs (so at most {high:.1%} of runs would violate one, with "
-        "95% confidence).",
+        f"No invariant was violated in any of the 80 runs (with 95% confidence, fewer than {high:.1%} of runs would "
+        "violate one).",
         f"{timed_out} of {sagas:,} sagas did not end clean ({timed_out} timed_out).",
         f"Against the baseline {fragile}: resolved: {resolved}; new: none; still present: none.",
         f"Next step: nothing to fix. To bound the violation rate tighter than {high:.1%}, rerun with more runs (the "
@@ -315,6 +316,21 @@ def test_a_finding_the_scenario_does_not_expect_sends_the_reader_to_its_replay(r
         "scenario expects."
     )
     assert run_once(load_scenario("reconnect_race"), seed).violations  # the seed form replays it
+
+    # Expected yet not seen: said with the fix, since what did show still has one.
+    expects_more = expects_orphans.model_copy(
+        update={"expect": expects_orphans.expect.model_copy(update={"seed": ALL_THREE})}
+    )
+    verdict = batch_verdict(fragile, results, expects_more, compare_findings(results, None))
+    assert verdict.lines[0] == (
+        "Expectation NOT met: the scenario expects the seed variants to violate no_data_loss, no_orphans and "
+        "no_duplicate_accounts, but no_duplicate_accounts violated in none of the 80 runs."
+    )
+    assert verdict.next_step.startswith("these are the seed's known fragile choices;")
+    assert verdict.next_step.endswith(
+        " Also: no_duplicate_accounts did not show in 80 runs, though the scenario expects it: rare, not gone, until "
+        "more runs say otherwise; rerun with more runs before concluding."
+    )
 
 
 def test_the_summary_table_has_readable_headers_intervals_and_says_what_each_rate_counts(race, report_html):

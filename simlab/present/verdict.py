@@ -99,7 +99,7 @@ def compare_findings(current: Results, baseline: Results | None, checked: Sequen
 @dataclass(frozen=True)
 class Verdict:
     """The report's opening: ``tone`` colours it (``good``, ``bad``, ``neutral``), ``lines`` say what was
-    found, ``next_step`` what to do about it (empty for a sweep, whose recommendation is the verdict)."""
+    found (for a sweep, the recommendation first), ``next_step`` what to do about it."""
 
     tone: Literal["good", "bad", "neutral"]
     lines: list[str] = field(default_factory=list)
@@ -181,8 +181,8 @@ def batch_verdict(
         lines.append(f"{f.invariant} was violated in {rate_text(f.runs, total)}; {first_seen}.")
     if not violated:
         _, high = analysis.wilson_interval(0, total)
-        lines.append(f"No invariant was violated in any of the {total:,} runs (so at most {percent(high)} of runs "
-                     "would violate one, with 95% confidence).")  # fmt: skip
+        lines.append(f"No invariant was violated in any of the {total:,} runs (with 95% confidence, fewer than "
+                     f"{percent(high)} of runs would violate one).")  # fmt: skip
     lines.append(_sagas_line(results))
     if baseline is not None:
         lines.append(_baseline_line(baseline, findings))
@@ -261,16 +261,21 @@ def _next_step(
         why = "not one the scenario expects" if expected else "the scenario states no expectation for it"
         return (f"replay the first run that violated {surprising[0].invariant}: `{run.by_run}` "
                 f"(or `{run.by_seed}`), and read its timeline; this finding is {why}.")  # fmt: skip
+    rare = ""
     if expectation is not None and expectation.missing:
-        return (f"{listed(expectation.missing)} did not show in {total:,} runs, though the scenario expects it: it "
-                "may be rare rather than gone; rerun with more runs before concluding.")  # fmt: skip
+        them = "it" if len(expectation.missing) == 1 else "them"
+        rare = (f"{listed(expectation.missing)} did not show in {total:,} runs, though the scenario expects {them}: "
+                "rare, not gone, until more runs say otherwise; rerun with more runs before concluding.")  # fmt: skip
+    step = ""
     if violated and scenario is not None and expectation is not None and expectation.variant == "seed":
-        fix = _safe_side(folder, results, scenario, violated)
-        if fix:
-            return fix
-    if violated:
+        step = _safe_side(folder, results, scenario, violated)
+    if violated and not step:
         run = first[violated[0].invariant]
-        return f"replay the first run that violated {violated[0].invariant}: `{run.by_run}` (or `{run.by_seed}`)."
+        step = f"replay the first run that violated {violated[0].invariant}: `{run.by_run}` (or `{run.by_seed}`)."
+    if step:
+        return f"{step} Also: {rare}" if rare else step
+    if rare:
+        return rare
     _, high = analysis.wilson_interval(0, total)
     return (f"nothing to fix. To bound the violation rate tighter than {percent(high)}, rerun with more runs "
             "(the interval narrows as runs grow).")  # fmt: skip
