@@ -285,8 +285,9 @@ def test_a_clean_batch_against_its_baseline_says_what_was_resolved(race, tmp_pat
         "violate one).",
         f"{timed_out} of {sagas:,} sagas did not end clean ({timed_out} timed_out).",
         f"Against the baseline {fragile}: resolved: {resolved}; new: none; still present: none.",
-        f"Next step: nothing to fix. To bound the violation rate tighter than {high:.1%}, rerun with more runs (the "
-        "interval narrows as runs grow).",
+        f'Next step: no invariant to fix; the {timed_out} saga(s) that did not end clean are under "Outcomes per '
+        f'saga type". To bound the violation rate tighter than {high:.1%}, rerun with more runs (the interval '
+        "narrows as runs grow).",
     ]
     # Without a baseline there is no comparison line; the other way round, the seed's findings are new.
     assert not any(line.startswith("Against") for line in _verdict(build_report(safe)).splitlines())

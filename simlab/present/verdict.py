@@ -277,7 +277,13 @@ def _next_step(
     if rare:
         return rare
     _, high = analysis.wilson_interval(0, total)
-    return (f"nothing to fix. To bound the violation rate tighter than {percent(high)}, rerun with more runs "
+    unclean = int((~results.sagas["status"].isin(analysis.CLEAN_STATUSES)).sum()) if len(results.sagas) else 0
+    what = (
+        f'no invariant to fix; the {unclean:,} saga(s) that did not end clean are under "Outcomes per saga type"'
+        if unclean
+        else "nothing to fix"
+    )
+    return (f"{what}. To bound the violation rate tighter than {percent(high)}, rerun with more runs "
             "(the interval narrows as runs grow).")  # fmt: skip
 
 
