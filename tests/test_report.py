@@ -105,6 +105,10 @@ def test_against_a_baseline_findings_are_new_resolved_or_still_present(race, tmp
     out = tmp_path / "safe.html"
     done = _simlab("report", str(safe), "--baseline", str(fragile), "-o", str(out))
     assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[:2] == [
+        f"simlab report: read 1 shard(s), 80 runs, from {safe}",
+        f"simlab report: read the baseline: 1 shard(s), 80 runs, from {fragile}",
+    ]
     html = out.read_text()
     baseline = load_results(fragile).violations
     for invariant in sorted(set(baseline["invariant"])):
@@ -114,6 +118,10 @@ def test_against_a_baseline_findings_are_new_resolved_or_still_present(race, tmp
     # The other way round, the seed's findings are new.
     back = _simlab("report", str(fragile), "--baseline", str(safe), "-o", str(tmp_path / "back.html"))
     assert back.returncode == 0 and "status-new" in (tmp_path / "back.html").read_text()
+    # A baseline that is not there is refused in one line: no progress was told before it.
+    missing = _simlab("report", str(safe), "--baseline", str(tmp_path / "gone"), "-o", str(tmp_path / "x.html"))
+    assert missing.returncode == 2
+    assert missing.stderr == f"simlab report: {tmp_path / 'gone'}: no such folder (the baseline)\n"
 
 
 def test_a_sweep_report_leads_with_the_recommendation_and_replays_each_point_from_its_own_scenario(tmp_path):
@@ -411,7 +419,7 @@ def test_simlab_report_tells_on_stderr_what_it_is_doing(race, report_html):
     figures = len(re.findall(r'<img src="data:image/png', html))
     first = load_results(fragile).violations.iloc[0]
     assert lines[:2] == [
-        f"simlab report: loading the batch to report: {shards} shard(s) in {fragile}",
+        f"simlab report: read {shards} shard(s), 80 runs, from {fragile}",
         "simlab report: computing rates and intervals over 80 runs",
     ]
     assert f"simlab report: replaying run {first['run']} (seed {first['seed']}) to draw its timeline" in lines

@@ -57,19 +57,22 @@ class ReportError(ValueError):
     """A folder that cannot be reported on; ``str()`` is the one-line message for the user."""
 
 
-def _load(folder: Path, role: str, say: Say = _quiet) -> Results:
+def _load(folder: Path, role: str) -> Results:
     if not folder.is_dir():
         raise ReportError(f"{folder}: no such folder ({role})")
     if not is_results_folder(folder):
         raise ReportError(f"{folder}: not a results folder of `simlab run` or `simlab sweep` ({role}: no manifest)")
-    shards = len(list(folder.glob("shard-*.done"))) + len(list(folder.glob("point-*/shard-*.done")))
-    say(f"loading {role}: {shards} shard(s) in {folder}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # damaged shards are named in the report itself (Results.problems)
         results = load_results(folder)
     if results.runs.empty:
         raise ReportError(f"{folder}: holds no finished runs yet ({role}); run its command again to complete it")
     return results
+
+
+def _shards(folder: Path) -> int:
+    """How many finished shards a batch (or every point of a sweep) holds: their markers."""
+    return len(list(folder.glob("shard-*.done"))) + len(list(folder.glob("point-*/shard-*.done")))
 
 
 def _figure_uri(figure: Figure) -> str:
@@ -272,8 +275,12 @@ def build_report(
     """
     folder = Path(folder)
     say = progress or _quiet
-    results = _load(folder, "the batch to report", say)
-    base = _load_baseline(results, baseline, say)
+    results = _load(folder, "the batch to report")
+    base = _load_baseline(results, baseline)
+    # Told once both are read: a folder that cannot be read is then the one line on stderr, as for any bad input.
+    say(f"read {_shards(folder)} shard(s), {len(results.runs):,} runs, from {folder}")
+    if base is not None:
+        say(f"read the baseline: {_shards(Path(str(baseline)))} shard(s), {len(base.runs):,} runs, from {baseline}")
     grid = results.manifest.get("grid", {}) if results.params else {}
     saga_type = saga_type or grid.get("saga_type")
     choice = _Choice(str(grid.get("objective", "clean_rate")), list(grid.get("conditions", [])), target,
@@ -336,11 +343,11 @@ def _aborted_note(results: Results, saga_type: str | None) -> str:
     return summary_text.aborted_note(sagas)
 
 
-def _load_baseline(results: Results, baseline: Path | str | None, say: Say = _quiet) -> Results | None:
+def _load_baseline(results: Results, baseline: Path | str | None) -> Results | None:
     """The baseline's results, if one is given; ``ReportError`` if it ran another scenario."""
     if baseline is None:
         return None
-    base = _load(Path(baseline), "the baseline", say)
+    base = _load(Path(baseline), "the baseline")
     if about_name(base) != about_name(results):
         raise ReportError(
             f"{baseline}: the baseline ran scenario {about_name(base)!r}, not {about_name(results)!r}; "
