@@ -10,7 +10,7 @@ still present. It opens with the verdict (``simlab.present.verdict``): a few pla
 sentences saying what was found and what to do next. The file is written to a
 temporary name and moved into place, so an interrupted report leaves nothing
 half-written. ``progress`` (a callable taking one line) hears what the report is
-doing: loading, drawing each figure, writing.
+doing: what it read, the replay, each figure it draws, the writing.
 """
 
 from __future__ import annotations
@@ -45,16 +45,17 @@ from simlab.scenario.model import Scenario
 
 MAX_PARETO_FIGURES = 6  # one per circumstance, up to this many
 
+
+class ReportError(ValueError):
+    """A folder that cannot be reported on; ``str()`` is the one-line message for the user."""
+
+
 Say = Callable[[str], None]
 """Where the report tells what it is doing, one line at a time (``simlab report`` prints to stderr)."""
 
 
 def _quiet(line: str) -> None:
     """The default ``Say``: a report built from code (a notebook, a test) tells nothing."""
-
-
-class ReportError(ValueError):
-    """A folder that cannot be reported on; ``str()`` is the one-line message for the user."""
 
 
 def _load(folder: Path, role: str) -> Results:
@@ -271,7 +272,7 @@ def build_report(
 ) -> str:
     """The report's HTML for the batch or sweep in ``folder`` (raises ``ReportError`` on bad folders).
 
-    ``progress`` hears one line per thing done (loading, each figure drawn); by default nothing is told.
+    ``progress`` hears one line per step (what was read, the replay, each figure drawn); by default nothing is told.
     """
     folder = Path(folder)
     say = progress or _quiet
