@@ -428,6 +428,7 @@ def _report(args: argparse.Namespace) -> int:
             target=args.target,
             max_violation_rate=args.max_violation_rate,
             saga_type=args.saga_type,
+            progress=_say_report_progress,
         )
     except (ReportError, ShardUnreadable) as error:
         print(f"simlab report: {error}", file=sys.stderr)
@@ -437,6 +438,11 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     print(f"report: {path}")
     return 0
+
+
+def _say_report_progress(line: str) -> None:
+    """What ``simlab report`` is doing, on stderr (stdout holds only the report's path)."""
+    print(f"simlab report: {line}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

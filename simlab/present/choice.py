@@ -40,6 +40,10 @@ def display_names(paths: Iterable[str]) -> dict[str, str]:
     return short
 
 
+EDGE_LINE = "  On the edge of the grid: "
+"""How ``describe_choice`` starts the line that says a chosen value is the smallest or largest tried."""
+
+
 def grid_edge(value: Any, tried: Iterable[Any]) -> Edge | None:
     """``"smallest"`` or ``"largest"`` when ``value`` is at that end of the numbers ``tried``, else None.
 
@@ -191,7 +195,7 @@ def _edges(
         return []
     said = "; ".join(f"{n}={v} is the {edge} value tried" for n, v, edge in found)
     ways = ", ".join(f"{n} {'below' if edge == 'smallest' else 'above'} {v}" for n, v, edge in found)
-    return [f"  On the edge of the grid: {said}, so the best may lie beyond it: extend the grid to {ways}."]
+    return [f"{EDGE_LINE}{said}, so the best may lie beyond it: extend the grid to {ways}."]
 
 
 def _name(summary: pd.DataFrame, key: Any, skip: Sequence[str], short: dict[str, str]) -> str:

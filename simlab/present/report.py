@@ -4,10 +4,13 @@
 folder (its tables and manifest, nothing else) and writes one file: what was run
 (scenario, question, configuration and code hashes, seed range), the outcome
 tables with their intervals, the plots (embedded PNGs), a recommendation for a
-sweep, every invariant violation with the exact ``simlab replay`` command that
-reproduces it, and, given a baseline folder, which findings are new, resolved or
-still present. The file is written to a temporary name and moved into place, so
-an interrupted report leaves nothing half-written.
+sweep, every invariant violation with the exact ``simlab replay`` commands that
+reproduce it, and, given a baseline folder, which findings are new, resolved or
+still present. It opens with the verdict (``simlab.present.verdict``): a few plain
+sentences saying what was found and what to do next. The file is written to a
+temporary name and moved into place, so an interrupted report leaves nothing
+half-written. ``progress`` (a callable taking one line) hears what the report is
+doing: what it read, the replay, each figure it draws, the writing.
 """
 
 from __future__ import annotations
@@ -16,22 +19,27 @@ import base64
 import datetime as _dt
 import io
 import os
+import re
 import shlex
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
 from simlab.batch.results import Results, is_results_folder, load_results
 from simlab.batch.runner import run_once
 from simlab.batch.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
-from simlab.present import analysis, plots
+from simlab.present import analysis, plots, tables
 from simlab.present import summary as summary_text
+from simlab.present.verdict import Finding as Finding
+from simlab.present.verdict import Verdict, batch_verdict, sweep_verdict
+from simlab.present.verdict import compare_findings as compare_findings
 from simlab.scenario.loader import ScenarioError, load_scenario, resolve_scenario_path, scenario_question
 from simlab.scenario.model import Scenario
 
@@ -42,39 +50,12 @@ class ReportError(ValueError):
     """A folder that cannot be reported on; ``str()`` is the one-line message for the user."""
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One invariant's violations in a batch, compared with a baseline.
-
-    ``runs`` and ``baseline_runs`` count the runs that show the finding, out of ``total`` and
-    ``baseline_total`` runs; ``share`` and ``baseline_share`` are those as rates with their 95 %
-    Wilson intervals, so that "resolved" after 10 runs reads differently from after 10,000.
-    """
-
-    invariant: str
-    status: str  # "new", "still present", "resolved", "not checked here", or "" without a baseline
-    violations: int
-    runs: int
-    total: int
-    baseline_violations: int
-    baseline_runs: int
-    baseline_total: int
-    example: str
-
-    @property
-    def share(self) -> str:
-        return _share(self.runs, self.total)
-
-    @property
-    def baseline_share(self) -> str:
-        return _share(self.baseline_runs, self.baseline_total)
+Say = Callable[[str], None]
+"""Where the report tells what it is doing, one line at a time (``simlab report`` prints to stderr)."""
 
 
-def _share(runs: int, total: int) -> str:
-    if not total:
-        return ""
-    low, high = analysis.wilson_interval(runs, total)
-    return f"{runs / total:.2%} [{low:.2%}, {high:.2%}]"
+def _quiet(line: str) -> None:
+    """The default ``Say``: a report built from code (a notebook, a test) tells nothing."""
 
 
 def _load(folder: Path, role: str) -> Results:
@@ -90,6 +71,11 @@ def _load(folder: Path, role: str) -> Results:
     return results
 
 
+def _shards(folder: Path) -> int:
+    """How many finished shards a batch (or every point of a sweep) holds: their markers."""
+    return len(list(folder.glob("shard-*.done"))) + len(list(folder.glob("point-*/shard-*.done")))
+
+
 def _figure_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -98,11 +84,8 @@ def _figure_uri(figure: Figure) -> str:
 
 def _table(frame: pd.DataFrame, *, percent: Sequence[str] = (), index: bool = True) -> str:
     shown = analysis.short_names(frame)  # the full paths of swept settings are listed under "What was run"
-    for column in shown.columns:
-        if column in percent or (
-            str(column).endswith(("_rate", "_low", "_high")) and column not in ("p99_low", "p99_high")
-        ):
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2%}")
+    for column in percent:
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2%}")
     return shown.to_html(
         index=index, float_format=lambda v: f"{v:.3f}", classes="data", border=0, na_rep="", sparsify=False
     )
@@ -118,6 +101,8 @@ def replay_reference(folder: Path, results: Results, point: int | None) -> str:
 
 
 def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
+    """One row per violation: where and when, what broke, and the two commands that replay its run (by the run's
+    number in ``folder``, as the user named it, and by the scenario and the run's seed)."""
     violations = results.violations
     if violations.empty:
         return []
@@ -127,9 +112,10 @@ def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
         point = int(record["point"]) if "point" in record else None
         if point not in refs:
             refs[point] = replay_reference(folder, results, point)
-        setting = ""
+        setting, where = "", folder
         if point is not None:
             setting = results.manifest["points"][point]["label"]
+            where = folder / results.manifest["points"][point]["folder"]  # a sweep's points reuse run numbers
         rows.append(
             {
                 "invariant": record["invariant"],
@@ -139,40 +125,10 @@ def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
                 "t": float(record["t"]),
                 "explanation": str(record["explanation"]),
                 "command": f"simlab replay {shlex.quote(refs[point])} --seed {int(record['seed'])}",
+                "run_command": f"simlab replay {shlex.quote(str(where))} --run {int(record['run'])}",
             }
         )
     return rows
-
-
-def compare_findings(current: Results, baseline: Results | None, checked: Sequence[str] | None = None) -> list[Finding]:
-    """Per invariant: violations and runs here and in the baseline, and whether the finding is new,
-    resolved, still present, or not checked here at all (``checked``: the invariants the current
-    batch's scenario checks; an invariant it does not check cannot have been resolved by it)."""
-
-    def tally(results: Results) -> dict[str, tuple[int, int, str]]:
-        table = analysis.findings(results, by=[])
-        rows = table.to_dict("records")
-        return {str(r["invariant"]): (int(r["violations"]), int(r["runs"]), str(r["example"])) for r in rows}
-
-    now = tally(current)
-    before = tally(baseline) if baseline is not None else {}
-    total, baseline_total = len(current.runs), len(baseline.runs) if baseline is not None else 0
-    found = []
-    for invariant in sorted(set(now) | set(before)):
-        v, r, example = now.get(invariant, (0, 0, ""))
-        bv, br, bexample = before.get(invariant, (0, 0, ""))
-        if baseline is None:
-            status = ""
-        elif checked is not None and invariant not in checked:
-            status = "not checked here"
-        elif v and bv:
-            status = "still present"
-        elif v:
-            status = "new"
-        else:
-            status = "resolved"
-        found.append(Finding(invariant, status, v, r, total, bv, br, baseline_total, example or bexample))
-    return found
 
 
 def _kept_scenarios(folder: Path, results: Results) -> list[Scenario]:
@@ -256,17 +212,35 @@ def _describe_batch(folder: Path, results: Results) -> dict[str, Any]:
     }
 
 
-SUMMARY_COLUMNS = ["runs", "sagas", "clean_rate", "clean_low", "clean_high", "completed_rate", "success_rate",
-                   "violation_rate", "violation_low", "violation_high", "p50_s", "p99_s", "p99_low", "p99_high",
-                   "mean_retries", "calls_per_saga", "peak_calls_per_s"]  # fmt: skip
-"""The columns of ``analysis.config_summary`` the report's summary table shows."""
+REACH_HEADERS = {"path": "engine path", "runs_reached": "runs that took it", "share": "share of runs",
+                 "times": "times taken, all runs"}  # fmt: skip
+"""The reach table's columns (``summary.reach_table``) as the report heads them."""
+
+COMPENSATION_HEADERS = {"saga_type": "saga type", "failing_step": "failing step", "status": "final status"}
+"""The columns of ``analysis.compensations_by_step`` as the report heads them."""
 
 
 class _Figures(list[tuple[str, str, str]]):
-    """The report's figures in order: (title, caption, data URI)."""
+    """The report's figures in order: (title, caption, data URI).
+
+    ``add`` only keeps a figure; ``draw`` renders them all to PNG (matplotlib rasterizes only then, the slow
+    part), telling ``say`` which one of how many it is drawing.
+    """
+
+    def __init__(self, say: Say = _quiet) -> None:
+        super().__init__()
+        self.say = say
+        self.pending: list[tuple[str, str, Figure]] = []
 
     def add(self, title: str, caption: str, figure: Figure) -> None:
-        self.append((title, caption, _figure_uri(figure)))
+        self.pending.append((title, caption, figure))
+
+    def draw(self) -> _Figures:
+        for k, (title, caption, figure) in enumerate(self.pending, start=1):
+            self.say(f"drawing figure {k} of {len(self.pending)}: {title}")
+            self.append((title, caption, _figure_uri(figure)))
+        self.pending.clear()
+        return self
 
 
 @dataclass(frozen=True)
@@ -294,21 +268,34 @@ def build_report(
     target: float = 0.999,
     max_violation_rate: float = 0.0,
     saga_type: str | None = None,
+    progress: Say | None = None,
 ) -> str:
-    """The report's HTML for the batch or sweep in ``folder`` (raises ``ReportError`` on bad folders)."""
+    """The report's HTML for the batch or sweep in ``folder`` (raises ``ReportError`` on bad folders).
+
+    ``progress`` hears one line per step (what was read, the replay, each figure drawn); by default nothing is told.
+    """
     folder = Path(folder)
+    say = progress or _quiet
     results = _load(folder, "the batch to report")
     base = _load_baseline(results, baseline)
+    # Told once both are read: a folder that cannot be read is then the one line on stderr, as for any bad input.
+    say(f"read {_shards(folder)} shard(s), {len(results.runs):,} runs, from {folder}")
+    if base is not None:
+        say(f"read the baseline: {_shards(Path(str(baseline)))} shard(s), {len(base.runs):,} runs, from {baseline}")
     grid = results.manifest.get("grid", {}) if results.params else {}
     saga_type = saga_type or grid.get("saga_type")
     choice = _Choice(str(grid.get("objective", "clean_rate")), list(grid.get("conditions", [])), target,
                      max_violation_rate)  # fmt: skip
-    figures = _Figures()
+    figures = _Figures(say)
+    say(f"computing rates and intervals over {len(results.runs):,} runs")
     summary = analysis.config_summary(results, saga_type=saga_type)
     recommendation, recommended_table = _sweep_choice(results, summary, choice, figures)
     _outcome_figures(results, saga_type, figures)
     replays = _replay_rows(folder, results)
+    if replays:
+        say(f"replaying run {replays[0]['run']} (seed {replays[0]['seed']}) to draw its timeline")
     _replay_figure(results, replays, figures)
+    findings = compare_findings(results, base, checked=_checked_invariants(folder, results))
     return _render(
         folder,
         results,
@@ -317,15 +304,44 @@ def build_report(
         saga_type=saga_type or "all saga types",
         target=target,
         max_violation_rate=max_violation_rate,
-        summary=_table(summary[SUMMARY_COLUMNS], index=bool(results.params)),
-        outcomes=_table(analysis.outcome_rates(results, saga_type=saga_type), index=False),
+        summary=_table(tables.readable_summary(summary), index=bool(results.params)),
+        summary_notes=tables.summary_notes(saga_type),
+        outcomes=_table(tables.readable_outcomes(analysis.outcome_rates(results, saga_type=saga_type)), index=False),
+        aborted=_aborted_note(results, saga_type),
         recommendation=recommendation,
         recommended_table=recommended_table,
-        figures=figures,
-        findings=compare_findings(results, base, checked=_checked_invariants(folder, results)),
+        figures=figures.draw(),
+        findings=findings,
         replays=replays,
-        expectation=_expectation(folder, results),
+        verdict=_verdict(folder, results, summary, choice, recommendation, findings, baseline),
     )
+
+
+def _verdict(
+    folder: Path,
+    results: Results,
+    summary: pd.DataFrame,
+    choice: _Choice,
+    recommendation: str,
+    findings: list[Finding],
+    baseline: Path | str | None,
+) -> Verdict:
+    """The report's opening: a sweep's recommendation, or what a batch showed against its scenario's expectation."""
+    if results.params:
+        chosen = analysis.recommend(summary, **choice.options())
+        return sweep_verdict(recommendation, summary, chosen, choice.given, results, findings=findings,
+                             baseline=Path(baseline) if baseline else None)  # fmt: skip
+    try:
+        scenario: Scenario | None = _kept_scenarios(folder, results)[0]
+    except ScenarioError:
+        scenario = None
+    return batch_verdict(folder, results, scenario, findings, baseline=Path(baseline) if baseline else None)
+
+
+def _aborted_note(results: Results, saga_type: str | None) -> str:
+    """What ``aborted`` means, for the saga types that aborted here ("" if none did)."""
+    sagas = results.sagas if saga_type is None else results.sagas[results.sagas["saga_type"] == saga_type]
+    return summary_text.aborted_note(sagas)
 
 
 def _load_baseline(results: Results, baseline: Path | str | None) -> Results | None:
@@ -348,11 +364,7 @@ def _sweep_choice(results: Results, summary: pd.DataFrame, choice: _Choice, figu
     recommendation = analysis.describe_choice(summary, **choice.options())
     chosen = analysis.recommend(summary, **choice.options())
     objective = choice.objective
-    low = objective.removesuffix("_rate") + "_low"
-    columns = [
-        "rank", objective, low, "violation_rate", "violation_high", "p99_s", "p99_low", "p99_high", "confident"
-    ]  # fmt: skip
-    recommended_table = _table(chosen[columns]) if len(chosen) else ""
+    recommended_table = _table(tables.readable_choice(chosen, objective)) if len(chosen) else ""
     if len(results.params) >= 2:
         x, y = results.params[0], results.params[1]
         figures.add(
@@ -433,23 +445,11 @@ def _replay_figure(results: Results, replays: list[dict[str, Any]], figures: _Fi
     run = run_once(load_scenario(ref), first["seed"], keep_trace=True)
     figures.add(
         f"Replay of run {first['run']}: {first['invariant']}",
-        f"The first violating run, replayed from its seed ({first['command']}): one lane per saga, step "
+        f"The first violating run, replayed ({first['run_command']}, or {first['command']}): one lane per saga, step "
         "attempts as bars, compensations marked, the violation as a red dashed line, lock holders and "
         f"projection lag below. {first['explanation']}.",
-        plots.replay_timeline(run, title=f"{about_name(results)} seed {first['seed']} ({ref})"),
+        plots.replay_timeline(run, title=f"{about_name(results)} run {first['run']}, seed {first['seed']} ({ref})"),
     )
-
-
-def _expectation(folder: Path, results: Results) -> str:
-    """For a batch whose scenario is kept: whether its expectation was met ("" for a sweep, or if unknown)."""
-    if results.params:
-        return ""
-    try:
-        kept = _kept_scenarios(folder, results)[0]
-    except ScenarioError:
-        return ""
-    violated = results.violations["invariant"].astype(str).tolist()
-    return summary_text.expectation_verdict(kept, violated, len(results.runs)).describe()
 
 
 def _render(folder: Path, results: Results, base: Results | None, baseline: Path | str | None, **sections: Any) -> str:
@@ -460,13 +460,20 @@ def _render(folder: Path, results: Results, base: Results | None, baseline: Path
         path=[("* " if n else "") + p for p, n in zip(reach["path"], reach["needed"], strict=True)]
     )
     env = Environment(loader=PackageLoader("simlab.present", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["code"] = _code_spans
     return env.get_template("report.html.j2").render(
         about=_describe_batch(folder, results),
         folder=str(folder),
         baseline=str(baseline) if baseline is not None else None,
         baseline_about=_describe_batch(Path(baseline), base) if base is not None and baseline is not None else None,
-        compensations=_table(compensations, index=False) if len(compensations) else "",
-        reach=_table(shown_reach[["path", "runs_reached", "share", "times"]], percent=["share"], index=False),
+        compensations=_table(compensations.rename(columns=COMPENSATION_HEADERS), index=False)
+        if len(compensations)
+        else "",
+        reach=_table(
+            shown_reach[["path", "runs_reached", "share", "times"]].rename(columns=REACH_HEADERS),
+            percent=[REACH_HEADERS["share"]],
+            index=False,
+        ),
         unreached=reach.loc[reach["unreached"], "path"].tolist(),
         params=results.params,
         generated=_dt.date.today().isoformat(),  # the report's date only; nothing simulated reads it
@@ -474,10 +481,19 @@ def _render(folder: Path, results: Results, base: Results | None, baseline: Path
     )
 
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def _code_spans(text: str) -> Markup:
+    """A verdict's sentence as HTML: escaped, each `backticked` command or setting set as code."""
+    return Markup(_CODE_SPAN.sub(lambda m: f"<code>{m.group(1)}</code>", str(escape(text))))
+
+
 def write_report(folder: Path | str, output: Path | str, **options: Any) -> Path:
-    """Build the report and write it to ``output`` atomically; return the path."""
+    """Build the report and write it to ``output`` atomically; return the path (``progress``: see ``build_report``)."""
     output = Path(output)
     html = build_report(folder, **options)
+    (options.get("progress") or _quiet)(f"writing {output}")
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         tmp.write_text(html, encoding="utf-8")

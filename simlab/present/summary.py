@@ -24,6 +24,21 @@ from simlab.scenario.model import Scenario, Variant
 REACH_COLUMNS: tuple[str, ...] = ("path", "runs_reached", "runs", "share", "times", "needed", "unreached")
 """Columns of :func:`reach_table`."""
 
+ABORTED = (
+    'aborted = a step ended the saga early by design (it raised SagaAborted or returned {"aborted": True}): '
+    "not a failure, and nothing is compensated"
+)
+"""What the status ``aborted`` means for any saga (``sagas.engine.execution``)."""
+
+ABORTED_BY_TYPE: dict[str, str] = {
+    "BrokerDisconnectionSaga": "the normal ending of a disconnection that finds the connection reconnected (or "
+    "already purged); also a purge refused, by the write model (safe purge) or because the read model still "
+    "listed accounts (seed purge)",
+    "BrokerConnectionSaga": "the connection was no longer connected when the saga verified it",
+    "ConnectionRecoverySaga": "the failure needs the user (invalid credentials): the user is told, nothing is retried",
+}
+"""Why each trading saga aborts, from its steps (``sagas.trading.sagas``): said next to ``ABORTED``."""
+
 
 def saga_table(results: Iterable[RunResult]) -> pd.DataFrame:
     """One row per saga of every run (seed, type, status, duration, attempts, retries)."""
@@ -162,6 +177,8 @@ def format_tables(
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         lines.append(outcome_summary(sagas).to_string() if len(sagas) else "(no sagas ran)")
     lines.extend(f"Note: {note}" for note in goal_notes(sagas))
+    if note := aborted_note(sagas):
+        lines.append(f"Note: {note}")
     lines.append("")
     if violations.empty:
         lines.append("Invariant violations: none")
@@ -278,6 +295,17 @@ def format_reach(table: pd.DataFrame) -> str:
     elif table["needed"].any():
         lines.append("Every path the scenario needs was reached.")
     return "\n".join(lines)
+
+
+def aborted_note(sagas: pd.DataFrame) -> str:
+    """One line: what ``aborted`` means, and why each saga type that aborted in ``sagas`` does ("" if none did)."""
+    if sagas.empty:
+        return ""
+    aborting = sorted(set(sagas.loc[sagas["status"] == "aborted", "saga_type"].astype(str)))
+    if not aborting:
+        return ""
+    why = [f"{saga_type}: {ABORTED_BY_TYPE[saga_type]}" for saga_type in aborting if saga_type in ABORTED_BY_TYPE]
+    return ABORTED + (f" ({'; '.join(why)})" if why else "") + "."
 
 
 def goal_notes(sagas: pd.DataFrame) -> list[str]:
