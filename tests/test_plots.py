@@ -152,6 +152,24 @@ def test_broker_load_ends_near_its_last_active_bin_even_when_a_fault_lasts_far_l
     assert "redis (until 5000 s)" in legend
 
 
+def test_broker_load_cuts_a_sparse_late_tail_and_says_what_it_cut(folders):
+    # One stray call at 5,000 s after a batch whose calls end near 650 s: the axis keeps 99% of the
+    # calls, not the empty seconds in between, and its label says what is past the edge.
+    chaos = load_results(folders["chaos"])
+    late = chaos.broker_calls.iloc[[0]].assign(start=5000.2, end=5000.3)
+    results = dataclasses.replace(chaos, broker_calls=pd.concat([chaos.broker_calls, late], ignore_index=True))
+    fig = plots.broker_load(results)
+    load = analysis.broker_load(results)
+    calls = load.groupby("t")["mean_calls_per_s"].sum()
+    bulk_end = float(calls.index[(calls.cumsum() >= 0.99 * calls.sum()).to_numpy().argmax()]) + 1.0
+    first = float(load.loc[load["max_calls_per_s"] > 0, "t"].min())
+    low, high = fig.axes[-1].get_xlim()
+    assert high == pytest.approx(bulk_end + 0.02 * (bulk_end - first)) and bulk_end < 1000
+    share = calls[calls.index >= bulk_end].sum() / calls.sum()
+    label = fig.axes[-1].get_xlabel()
+    assert label == f"simulated time (s); {share:.1%} of the calls, the last at 5000 s, are past the right edge"
+
+
 def test_each_fault_family_has_its_own_lane_colour_and_legend_entry(folders):
     chaos = load_results(folders["chaos"])
     families = sorted(set(chaos.faults["family"]))

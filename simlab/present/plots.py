@@ -254,26 +254,44 @@ def broker_load(
         ax.plot(
             group["t"], group["max_calls_per_s"], drawstyle="steps-post", color=line.get_color(), alpha=0.35, lw=0.8
         )
-    span = xlim or _active_span(load, bin_s)
+    span, tail = (xlim, None) if xlim else _active_span(load, bin_s)
     if span is not None:
         ax.set_xlim(*span)
     if strip is not None:
         _fault_lanes(strip, families, span)
-    ax.set_xlabel("simulated time (s)")
+    ax.set_xlabel("simulated time (s)" + (f"; {tail}" if tail else ""))
     ax.set_ylabel(f"broker calls per second ({bin_s:g} s bins)")
     fig.suptitle(f"Broker load: mean over {len(results.runs)} runs (bold), most in any one run (faint)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
-def _active_span(load: pd.DataFrame, bin_s: float) -> tuple[float, float] | None:
-    """From the first to the end of the last bin with a call, with a margin of 2 % of that span on each side."""
+BULK_OF_CALLS = 0.99
+"""The share of all broker calls the load plot's time axis must show; a sparse tail past it is cut and said."""
+
+
+def _active_span(load: pd.DataFrame, bin_s: float) -> tuple[tuple[float, float] | None, str | None]:
+    """The time axis of the load plot, and what it leaves out (None: nothing).
+
+    From the first bin with a call to the end of the bin by which ``BULK_OF_CALLS`` of all calls were
+    made (a margin of 2 % around): a few stray late calls (a retry at 277 s after a burst in the first
+    50 s) would otherwise spend most of the width on an empty tail. What is cut is said in the axis
+    label: its share of the calls and the time of the last one.
+    """
     active = load[(load["mean_calls_per_s"] > 0) | (load["max_calls_per_s"] > 0)]
     if active.empty:
-        return None
+        return None, None
     first, last = float(active["t"].min()), float(active["t"].max()) + bin_s
+    calls = load.groupby("t", sort=True)["mean_calls_per_s"].sum()
+    reached = calls.cumsum() >= BULK_OF_CALLS * calls.sum()
+    bulk_end = float(reached.idxmax()) + bin_s if reached.any() else last
+    tail = None
+    if bulk_end < 0.8 * last:  # the tail is worth cutting only when it is a good part of the axis
+        share = float(calls[calls.index >= bulk_end].sum() / calls.sum())
+        tail = f"{share:.1%} of the calls, the last at {last - bin_s:g} s, are past the right edge"
+        last = bulk_end
     margin = 0.02 * (last - first)
-    return (first - margin, last + margin)
+    return (first - margin, last + margin), tail
 
 
 def _fault_windows(faults: pd.DataFrame) -> list[tuple[str, float, float]]:
