@@ -456,57 +456,28 @@ def pd_display() -> Iterator[None]:
 
 def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
     """Run the batch three times (1 worker twice, then ``workers``); every table must be identical."""
-    import tempfile
-
-    from simlab.batch.batches import run_batch_to
+    from simlab.batch.determinism import check_determinism
     from simlab.batch.interrupts import BatchInterrupted, silence_abandoned_work
-    from simlab.batch.results import load_results
 
-    with tempfile.TemporaryDirectory(prefix="simlab-determinism-") as tmp:
-        passes = {
-            "first pass, 1 worker": (Path(tmp) / "a", 1),
-            "second pass, 1 worker": (Path(tmp) / "b", 1),
-            f"third pass, {workers} workers": (Path(tmp) / "c", workers),
-        }
-        seen = {}
-        try:
-            for label, (out, count) in passes.items():
-                run_batch_to(scenario, runs, scenario.seed, out, workers=count, shard_size=max(1, runs // 4))
-                seen[label] = load_results(out)
-        except BatchInterrupted as interrupted:
-            silence_abandoned_work()
-            print(f"simlab check-determinism: interrupted by {interrupted.signal_name}", file=sys.stderr)
-            return interrupted.exit_status
-    reference_label, reference = next(iter(seen.items()))
-    for label, found in seen.items():
-        problem = _difference(reference, found)
-        if problem:
-            print(f"{scenario.name}: the {label} differs from the {reference_label}: {problem}")
-            return 1
+    try:
+        check = check_determinism(scenario, runs, workers)
+    except BatchInterrupted as interrupted:
+        silence_abandoned_work()
+        print(f"simlab check-determinism: interrupted by {interrupted.signal_name}", file=sys.stderr)
+        return interrupted.exit_status
+    if check.difference:
+        print(
+            f"{scenario.name}: the {check.differing_pass} differs from the {check.reference_pass}: {check.difference}"
+        )
+        return 1
     print(f"{scenario.name}: {runs} runs, identical tables twice on 1 worker and on {workers} workers")
-    violations = reference.violations
-    if violations.empty:
+    if check.violations.empty:
         print("Invariant violations: none (in every pass)")
     else:
-        counts = violations.groupby("invariant", observed=True)["run"].nunique()
+        counts = check.violations.groupby("invariant", observed=True)["run"].nunique()
         listed = ", ".join(f"{name} in {count} run(s)" for name, count in counts.items())
         print(f"Invariant violations, identical in every pass: {listed}")
     return 0
-
-
-def _difference(reference: Any, found: Any) -> str:
-    """What differs between two loads of the same batch ('' when every table is identical)."""
-    from simlab.batch.batches import TABLES
-
-    if len(found.runs) != len(reference.runs):
-        return f"{len(found.runs)} runs instead of {len(reference.runs)}"
-    hashes = reference.runs["trace_hash"].to_numpy() != found.runs["trace_hash"].to_numpy()
-    if hashes.any():
-        return f"trace hashes differ at runs {reference.runs['run'][hashes].tolist()[:10]}"
-    for name in TABLES:
-        if not getattr(reference, name).equals(getattr(found, name)):
-            return f"the {name} tables differ"
-    return ""
 
 
 if __name__ == "__main__":

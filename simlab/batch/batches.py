@@ -276,39 +276,46 @@ def run_batches(
     todo = [(batch, shard) for batch in batches for shard in _missing_shards(batch, notice)]
     total = sum(batch.runs for batch in batches)
     finished = total - sum(shard.runs for _, shard in todo)
-    if progress:
-        progress(finished, total, 0)
-    tally = [0, 0]  # runs run now, violations found now
-
-    def done(count: int, violations: int) -> None:  # a shard written: its runs are kept
-        tally[0] += count
-        tally[1] += violations
-
-    live = [0, 0]  # runs done and violations found now, their shards written or not: what the bar shows
-
-    def each_run(violations: int) -> None:  # one worker, in this process: the bar moves with every run
-        live[0] += 1
-        live[1] += violations
-        if progress:
-            progress(finished + live[0], total, live[1])
-
-    def pool_runs(runs: int, violations: int) -> None:  # several: the workers' shared count, read by the pool
-        if progress:
-            progress(finished + runs, total, violations)
-
+    tally = _Tally(finished, total, progress)
     count = workers or os.cpu_count() or 1
     try:
         with stop_on_signals():
             if count == 1:
                 for batch, shard in todo:
-                    done(*run_shard(batch.scenario, batch.root_seed, shard, batch.out, each_run))
+                    tally.shard_written(*run_shard(batch.scenario, batch.root_seed, shard, batch.out, tally.run_done))
             else:
-                _run_in_pool(todo, count, done, pool_runs)
+                _run_in_pool(todo, count, tally.shard_written, tally.counted)
     except KeyboardInterrupt as interrupt:
         name = interrupt.signal_name if isinstance(interrupt, BatchInterrupted) else "SIGINT"
         where = str(batches[0].out) if len(batches) == 1 else f"{batches[0].out.parent} ({len(batches)} folders)"
         raise BatchInterrupted(name, kept_runs(batches), total, where) from None
-    return tally[0], tally[1]
+    return tally.kept_runs, tally.kept_violations
+
+
+class _Tally:
+    """The runs and violations of one ``run_batches`` call: kept (their shard written), and done so far
+    (shards written or not), which the progress bar shows after the ``finished`` runs found on disk."""
+
+    def __init__(self, finished: int, total: int, progress: Progress | None) -> None:
+        self.finished, self.total, self.progress = finished, total, progress
+        self.kept_runs = self.kept_violations = 0
+        self.done_runs = self.done_violations = 0
+        self.counted(0, 0)
+
+    def shard_written(self, runs: int, violations: int) -> None:
+        """A shard's tables and marker are written: its runs are kept."""
+        self.kept_runs += runs
+        self.kept_violations += violations
+
+    def run_done(self, violations: int) -> None:
+        """One run done in this process (one worker): the bar moves with every run."""
+        self.counted(self.done_runs + 1, self.done_violations + violations)
+
+    def counted(self, runs: int, violations: int) -> None:
+        """The runs done and violations found so far (by several workers: their shared count)."""
+        self.done_runs, self.done_violations = runs, violations
+        if self.progress:
+            self.progress(self.finished + runs, self.total, violations)
 
 
 LIVE_PROGRESS_SECONDS = 0.25  # how often the parent reads the workers' count of runs for the progress bar

@@ -284,7 +284,7 @@ def _active_span(load: pd.DataFrame, bin_s: float) -> tuple[tuple[float, float] 
     first, last = float(active["t"].min()), float(active["t"].max()) + bin_s
     calls = load.groupby("t", sort=True)["mean_calls_per_s"].sum()
     reached = calls.cumsum() >= BULK_OF_CALLS * calls.sum()
-    bulk_end = float(reached.idxmax()) + bin_s if reached.any() else last
+    bulk_end = float(calls.index.to_numpy()[reached.to_numpy().argmax()]) + bin_s if reached.any() else last
     tail = None
     if bulk_end < 0.8 * last:  # the tail is worth cutting only when it is a good part of the axis
         share = float(calls[calls.index >= bulk_end].sum() / calls.sum())

@@ -37,6 +37,7 @@ from simlab.batch.runner import run_once
 from simlab.batch.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
 from simlab.present import analysis, plots, tables
 from simlab.present import summary as summary_text
+from simlab.present.replay_rows import replay_rows
 from simlab.present.verdict import Finding as Finding
 from simlab.present.verdict import Verdict, batch_verdict, sweep_verdict
 from simlab.present.verdict import compare_findings as compare_findings
@@ -89,46 +90,6 @@ def _table(frame: pd.DataFrame, *, percent: Sequence[str] = (), index: bool = Tr
     return shown.to_html(
         index=index, float_format=lambda v: f"{v:.3f}", classes="data", border=0, na_rep="", sparsify=False
     )
-
-
-def replay_reference(folder: Path, results: Results, point: int | None) -> str:
-    """How ``simlab replay`` should name the scenario of a run in ``folder`` (see ``summary.replay_reference``);
-    a sweep point's run always replays from the exact copy kept in its point's folder."""
-    if point is not None:
-        folder_point = results.manifest["points"][point]["folder"]
-        return str(folder / folder_point / SCENARIO_FILE)
-    return summary_text.replay_reference(folder, results.manifest)
-
-
-def _replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
-    """One row per violation: where and when, what broke, and the two commands that replay its run (by the run's
-    number in ``folder``, as the user named it, and by the scenario and the run's seed)."""
-    violations = results.violations
-    if violations.empty:
-        return []
-    rows = []
-    refs: dict[int | None, str] = {}
-    for record in violations.to_dict("records"):
-        point = int(record["point"]) if "point" in record else None
-        if point not in refs:
-            refs[point] = replay_reference(folder, results, point)
-        setting, where = "", folder
-        if point is not None:
-            setting = results.manifest["points"][point]["label"]
-            where = folder / results.manifest["points"][point]["folder"]  # a sweep's points reuse run numbers
-        rows.append(
-            {
-                "invariant": record["invariant"],
-                "setting": setting,
-                "run": int(record["run"]),
-                "seed": int(record["seed"]),
-                "t": float(record["t"]),
-                "explanation": str(record["explanation"]),
-                "command": f"simlab replay {shlex.quote(refs[point])} --seed {int(record['seed'])}",
-                "run_command": f"simlab replay {shlex.quote(str(where))} --run {int(record['run'])}",
-            }
-        )
-    return rows
 
 
 def _kept_scenarios(folder: Path, results: Results) -> list[Scenario]:
@@ -276,12 +237,7 @@ def build_report(
     """
     folder = Path(folder)
     say = progress or _quiet
-    results = _load(folder, "the batch to report")
-    base = _load_baseline(results, baseline)
-    # Told once both are read: a folder that cannot be read is then the one line on stderr, as for any bad input.
-    say(f"read {_shards(folder)} shard(s), {len(results.runs):,} runs, from {folder}")
-    if base is not None:
-        say(f"read the baseline: {_shards(Path(str(baseline)))} shard(s), {len(base.runs):,} runs, from {baseline}")
+    results, base = _read(folder, baseline, say)
     grid = results.manifest.get("grid", {}) if results.params else {}
     saga_type = saga_type or grid.get("saga_type")
     choice = _Choice(str(grid.get("objective", "clean_rate")), list(grid.get("conditions", [])), target,
@@ -291,7 +247,7 @@ def build_report(
     summary = analysis.config_summary(results, saga_type=saga_type)
     recommendation, recommended_table = _sweep_choice(results, summary, choice, figures)
     _outcome_figures(results, saga_type, figures)
-    replays = _replay_rows(folder, results)
+    replays = replay_rows(folder, results)
     if replays:
         say(f"replaying run {replays[0]['run']} (seed {replays[0]['seed']}) to draw its timeline")
     _replay_figure(results, replays, figures)
@@ -315,6 +271,17 @@ def build_report(
         replays=replays,
         verdict=_verdict(folder, results, summary, choice, recommendation, findings, baseline),
     )
+
+
+def _read(folder: Path, baseline: Path | str | None, say: Say) -> tuple[Results, Results | None]:
+    """The batch (or sweep) and its baseline, read through the one loader; then says what was read."""
+    results = _load(folder, "the batch to report")
+    base = _load_baseline(results, baseline)
+    # Told once both are read: a folder that cannot be read is then the one line on stderr, as for any bad input.
+    say(f"read {_shards(folder)} shard(s), {len(results.runs):,} runs, from {folder}")
+    if base is not None:
+        say(f"read the baseline: {_shards(Path(str(baseline)))} shard(s), {len(base.runs):,} runs, from {baseline}")
+    return results, base
 
 
 def _verdict(

@@ -180,27 +180,31 @@ def format_tables(
     if note := aborted_note(sagas):
         lines.append(f"Note: {note}")
     lines.append("")
-    if violations.empty:
-        lines.append("Invariant violations: none")
-    else:
-        lines.append("Invariant violations:")
-        by = "run" if folder is not None else "seed"
-        for invariant, group in violations.groupby("invariant", observed=True):
-            named = list(dict.fromkeys(group[by]))
-            shown = ", ".join(str(s) for s in named[:5]) + (" ..." if len(named) > 5 else "")
-            lines.append(f"  {invariant}: {len(group)} in {len(named)} run(s); {by}s: {shown}")
-            lines.append(f"    e.g. {group.iloc[0]['explanation']}")
-        lines.append("")
-        first = violations.iloc[0]
-        by_seed = f"{simlab_command()} replay {replay_as or scenario_name} --seed {first['seed']}"
-        if folder is None:
-            lines.append(f"Replay one: {by_seed}")
-        else:
-            lines.append(f"Replay one: {simlab_command()} replay {shlex.quote(str(folder))} --run {first['run']}")
-            lines.append(f"  (run {first['run']} is seed {first['seed']}: {by_seed})")
+    lines.extend(_violation_lines(violations, replay_as or scenario_name, folder))
     if unchecked:
         lines.append(f"Not checked yet: {', '.join(unchecked)}")
     return "\n".join(lines)
+
+
+def _violation_lines(violations: pd.DataFrame, replay_as: str, folder: Path | None) -> list[str]:
+    """Each invariant's violations with the runs (or, without the batch's ``folder``, the seeds) that show
+    them, then the command that replays the first."""
+    if violations.empty:
+        return ["Invariant violations: none"]
+    lines = ["Invariant violations:"]
+    by = "run" if folder is not None else "seed"
+    for invariant, group in violations.groupby("invariant", observed=True):
+        named = list(dict.fromkeys(group[by]))
+        shown = ", ".join(str(s) for s in named[:5]) + (" ..." if len(named) > 5 else "")
+        lines.append(f"  {invariant}: {len(group)} in {len(named)} run(s); {by}s: {shown}")
+        lines.append(f"    e.g. {group.iloc[0]['explanation']}")
+    lines.append("")
+    first = violations.iloc[0]
+    by_seed = f"{simlab_command()} replay {replay_as} --seed {first['seed']}"
+    if folder is None:
+        return [*lines, f"Replay one: {by_seed}"]
+    by_run = f"{simlab_command()} replay {shlex.quote(str(folder))} --run {first['run']}"
+    return [*lines, f"Replay one: {by_run}", f"  (run {first['run']} is seed {first['seed']}: {by_seed})"]
 
 
 def format_timeline(result: RunResult) -> str:
