@@ -164,7 +164,7 @@ def test_broker_load_cuts_a_sparse_late_tail_and_says_what_it_cut(folders):
     bulk_end = float(calls.index[(calls.cumsum() >= 0.99 * calls.sum()).to_numpy().argmax()]) + 1.0
     first = float(load.loc[load["max_calls_per_s"] > 0, "t"].min())
     low, high = fig.axes[-1].get_xlim()
-    assert high == pytest.approx(bulk_end + 0.02 * (bulk_end - first)) and bulk_end < 1000
+    assert high == pytest.approx(bulk_end + 0.02 * (bulk_end - first)) and bulk_end < 1000 and low < first
     share = calls[calls.index >= bulk_end].sum() / calls.sum()
     label = fig.axes[-1].get_xlabel()
     assert label == f"simulated time (s); {share:.1%} of the calls, the last at 5000 s, are past the right edge"
@@ -288,3 +288,51 @@ def test_the_overlap_check_finds_overlapping_and_clipped_texts():
     assert any(p.startswith("overlap: 'first label'") and "'second label'" in p for p in problems)
     assert any(p.startswith("outside the 400x300 figure: 'runs off the edge'") for p in problems)
     assert len(problems) == 2
+
+
+# -- the reports as a browser draws them ------------------------------------------------------
+
+VERDICT_BACKGROUND = {"bad": (0xFF, 0xEB, 0xEE), "good": (0xE8, 0xF5, 0xE9), "neutral": (0xEC, 0xEF, 0xF1)}
+
+
+@pytest.mark.parametrize("kind", ["race", "chaos", "sweep"])
+def test_a_report_in_chromium_opens_with_its_verdict_and_draws_its_violations(folders, kind, tmp_path):
+    """A batch, a chaos_swarm batch and a sweep, rendered by headless Chromium: the verdict box is the first
+    thing under the title, and the violation figure's bars are on the page."""
+    import os
+    import shutil
+    import subprocess
+
+    from matplotlib import colors, image
+
+    browser = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("no chromium on this machine (CI installs it)")
+    page = report.write_report(folders[kind], tmp_path / f"{kind}.html")
+    tone = re.search(r'<div class="verdict (\w+)" id="verdict">', page.read_text())
+    assert tone is not None
+    shot = tmp_path / f"{kind}.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1300,16000",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    pixels = (image.imread(str(shot))[..., :3] * 255).round().astype(int)
+
+    def rows_of(colour: tuple[int, ...], run: int) -> np.ndarray:
+        """Rows of the page holding at least ``run`` pixels of ``colour`` side by side."""
+        match = (np.abs(pixels - np.array(colour)) <= 2).all(axis=2)
+        widest = np.array([np.diff(np.flatnonzero(np.diff(np.r_[0, row, 0]))).max(initial=0) for row in match])
+        return np.flatnonzero(widest >= run)
+
+    verdict = rows_of(VERDICT_BACKGROUND[tone.group(1)], 600)  # the box spans the text column
+    assert verdict.size and verdict.min() < 300, "the verdict box is not at the top of the page"
+    results = load_results(folders[kind])
+    bars = rows_of(tuple(round(255 * c) for c in colors.to_rgb(plots.VIOLATION_COLOUR)), 20)
+    bars = bars[bars > verdict.max()]  # below the verdict (whose border has this colour too)
+    if not results.violations.empty:
+        assert bars.size, f"{kind}: no violation bars on the page"
+    elif "compensation_failed" not in set(results.sagas["status"]):  # whose bars share the colour
+        assert not bars.size, f"{kind}: violation-coloured bars without a violation"
