@@ -103,7 +103,7 @@ def _add_batch_commands(commands: Any) -> None:
     replay.add_argument("--seed", type=_seed, default=None, help="the run's seed (as `simlab run` prints it)")
     replay.add_argument(
         "--run", type=_int_at_least(0, "a run number (0 or more)"), default=None,
-        help="the run's number in the batch of DIR (as the report shows it)",
+        help="the run's number in the batch of DIR (as the report shows it; default: its first violating run)",
     )  # fmt: skip
     replay.add_argument(
         "--point", type=_int_at_least(0, "a point number (0 or more)"), default=None,

@@ -17,7 +17,7 @@ import pytest
 from simlab import lab
 from simlab.batch import replays
 from simlab.batch.replays import ReplayError, resolve_replay
-from simlab.batch.results import hashes
+from simlab.batch.results import hashes, load_results
 from simlab.batch.runner import run_seed
 from simlab.cli import main
 from simlab.present.commands import simlab_command
@@ -55,6 +55,20 @@ def test_a_run_number_of_a_batch_folder_replays_that_run_and_says_it_reproduced(
     assert out.endswith("Reproduced: the trace hash is the one the batch recorded for run 11.\n")
 
 
+def test_a_folder_alone_replays_its_first_violating_run(batch, capsys, tmp_path):
+    status, out, _ = _replay(capsys, str(batch))
+    first = int(load_results(batch).violations["run"].min())
+    assert status == 0 and out.startswith(f"Replaying run {first} of {batch} (seed {run_seed(first, ROOT)})")
+    assert first == 11  # reconnect_race's first orphaning run, as its summary says
+    clean = tmp_path / "clean"
+    lab.run("reconnect_race", runs=3, out=clean, progress=False)  # runs 0 to 2 violate nothing
+    assert _replay(capsys, str(clean)) == (
+        2,
+        "",
+        f"simlab replay: no finished run of {clean} violated an invariant: give --run N (runs 0 to 2) or a --seed\n",
+    )
+
+
 def test_a_seed_with_a_folder_must_be_one_of_its_runs(batch, capsys):
     status, out, _ = _replay(capsys, str(batch), "--seed", str(run_seed(4, ROOT)))
     assert status == 0 and out.startswith(f"Replaying run 4 of {batch} (seed {run_seed(4, ROOT)})")
@@ -71,7 +85,6 @@ def test_a_seed_with_a_folder_must_be_one_of_its_runs(batch, capsys):
     ("argv", "message"),
     [
         (["{batch}", "--run", "12"], "--run 12: {batch} holds runs 0 to 11"),
-        (["{batch}"], "{batch}: give --run N (runs 0 to 11) or one of its runs' --seed"),
         (["{batch}", "--run", "3", "--seed", "5"], "--seed 5 is not the seed of run 3 of {batch} ({seed3})"),
         (["{batch}", "--point", "0", "--run", "1"], "--point 0: {batch} is not a sweep folder (it has no sweep.json)"),
         (

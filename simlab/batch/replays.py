@@ -49,7 +49,8 @@ class ReplayTarget:
 def resolve_replay(target: str, *, seed: int | None, run: int | None, point: int | None) -> ReplayTarget:
     """The run ``simlab replay TARGET [--seed S | --run N] [--point K]`` names; ``ReplayError`` if none.
 
-    ``target`` is a scenario (name or file), a batch folder, or a sweep folder with ``point``.
+    ``target`` is a scenario (name or file), a batch folder, or a sweep folder with ``point``. A folder
+    without ``seed`` or ``run`` names its first run with a violation (what a user replays first).
     """
     folder = Path(target)
     if not folder.is_dir():
@@ -111,7 +112,9 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
         )
     span = f"runs 0 to {runs - 1:,}" if runs > 1 else "run 0"
     if run is None and seed is None:
-        raise ReplayError(f"{folder}: give --run N ({span}) or one of its runs' --seed")
+        run = _first_violating_run(folder)
+        if run is None:
+            raise ReplayError(f"no finished run of {folder} violated an invariant: give --run N ({span}) or a --seed")
     if run is not None:
         if not 0 <= run < runs:
             raise ReplayError(f"--run {run}: {folder} holds {span}")
@@ -132,6 +135,12 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
         _recorded_hash(folder, run),
         code_changed=manifest.get("code_hash") != code_hash(),
     )
+
+
+def _first_violating_run(folder: Path) -> int | None:
+    """The lowest-numbered finished run of the batch in ``folder`` with a violation (None: there is none)."""
+    violations = read_table(folder, "violations", ["run"])
+    return int(violations["run"].min()) if len(violations) else None
 
 
 def _recorded_hash(folder: Path, run: int) -> str | None:
