@@ -343,17 +343,7 @@ def pareto(
     ax = fig.add_subplot()
     prefix = rate.removesuffix("_rate")
     x, y = summary[cost].to_numpy(dtype=float), summary[rate].to_numpy(dtype=float)
-    xerr = _err(summary, cost, "p99_low", "p99_high") if cost == "p99_s" else None
-    yerr = _err(summary, rate, f"{prefix}_low", f"{prefix}_high")
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc", zorder=1)
-    within = np.ones(len(summary), dtype=bool)
-    if max_violation_rate is not None:
-        within = (summary["violation_rate"] <= max_violation_rate).to_numpy()
-    if within.any():
-        ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)", zorder=2)
-    if not within.all():
-        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations",
-                zorder=2)  # fmt: skip
+    _draw_settings(ax, summary, x, y, rate=rate, cost=cost, limit=max_violation_rate)
     on = summary[front.to_numpy()].sort_values(cost)
     style = "-" if loose else "--"
     name = "Pareto front" if loose else "Pareto front ignoring violations (no setting is within the limit)"
@@ -371,6 +361,24 @@ def pareto(
     fig.legend(fontsize="small", loc="outside lower center", ncols=2)  # not over the points and their labels
     place_labels(ax, _pareto_labels(summary, varying, front, star, cost, rate), markers=list(zip(x, y, strict=True)))
     return fig
+
+
+def _draw_settings(
+    ax: Axes, summary: pd.DataFrame, x: np.ndarray, y: np.ndarray, *, rate: str, cost: str, limit: float | None
+) -> None:
+    """Every setting as a point with its 95 % intervals; hollow and red when its violation rate is over ``limit``."""
+    prefix = rate.removesuffix("_rate")
+    xerr = _err(summary, cost, "p99_low", "p99_high") if cost == "p99_s" else None
+    yerr = _err(summary, rate, f"{prefix}_low", f"{prefix}_high")
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc", zorder=1)
+    within = np.ones(len(summary), dtype=bool)
+    if limit is not None:
+        within = (summary["violation_rate"] <= limit).to_numpy()
+    if within.any():
+        ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)", zorder=2)
+    if not within.all():
+        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations",
+                zorder=2)  # fmt: skip
 
 
 def _fixed_and_varying(summary: pd.DataFrame) -> tuple[list[tuple[str, Any]], list[str]]:
