@@ -163,7 +163,7 @@ def test_broker_load_cuts_a_sparse_late_tail_and_says_what_it_cut(folders):
     calls = load.groupby("t")["mean_calls_per_s"].sum()
     bulk_end = float(calls.index[(calls.cumsum() >= 0.99 * calls.sum()).to_numpy().argmax()]) + 1.0
     first = float(load.loc[load["max_calls_per_s"] > 0, "t"].min())
-    low, high = fig.axes[-1].get_xlim()
+    _, high = fig.axes[-1].get_xlim()
     assert high == pytest.approx(bulk_end + 0.02 * (bulk_end - first)) and bulk_end < 1000
     share = calls[calls.index >= bulk_end].sum() / calls.sum()
     label = fig.axes[-1].get_xlabel()

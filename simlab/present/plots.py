@@ -276,8 +276,8 @@ def _active_span(load: pd.DataFrame, bin_s: float) -> tuple[tuple[float, float] 
         return None, None
     first, last = float(active["t"].min()), float(active["t"].max()) + bin_s
     calls = load.groupby("t", sort=True)["mean_calls_per_s"].sum()
-    reached = calls.cumsum() >= BULK_OF_CALLS * calls.sum()
-    bulk_end = float(reached.idxmax()) + bin_s if reached.any() else last
+    reached = (calls.cumsum() >= BULK_OF_CALLS * calls.sum()).to_numpy()
+    bulk_end = float(calls.index[int(reached.argmax())]) + bin_s if reached.any() else last  # argmax: the first
     tail = None
     if bulk_end < 0.8 * last:  # the tail is worth cutting only when it is a good part of the axis
         share = float(calls[calls.index >= bulk_end].sum() / calls.sum())
