@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from simlab.batch.batches import Results, load_results, run_batch_to
 from simlab.batch.runner import RunResult, run_once
 from simlab.batch.sweep import Grid, run_sweep
-from simlab.present import analysis, plots, report
+from simlab.present import analysis, plots, report, violation_plots
 from simlab.present.summary import format_timeline
 from simlab.scenario import load_scenario
 from tests.text_layout import text_problems
@@ -66,7 +66,7 @@ def _runs_violating(results: Results, invariant: str) -> int:
 
 
 def test_the_violation_figure_has_one_bar_per_violated_invariant_with_its_wilson_interval(race: Results):
-    fig = plots.violations_by_invariant(race)
+    fig = violation_plots.violations_by_invariant(race)
     (ax,) = fig.axes
     (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
     invariants = [t.get_text() for t in ax.get_yticklabels()]
@@ -83,7 +83,7 @@ def test_the_violation_figure_has_one_bar_per_violated_invariant_with_its_wilson
 
 def test_for_a_sweep_the_violation_figure_has_a_panel_per_invariant_and_a_bar_per_setting(folders):
     sweep = load_results(folders["sweep"])
-    fig = plots.violations_by_invariant(sweep)
+    fig = violation_plots.violations_by_invariant(sweep)
     invariants = sorted(set(sweep.violations["invariant"]))
     assert [ax.get_title() for ax in fig.axes] == invariants
     settings = [t.get_text() for t in fig.axes[0].get_yticklabels()]
@@ -101,13 +101,13 @@ def test_for_a_sweep_the_violation_figure_has_a_panel_per_invariant_and_a_bar_pe
 
 def test_without_violations_the_figure_says_so(race: Results):
     clean = dataclasses.replace(race, violations=race.violations.iloc[:0])
-    fig = plots.violations_by_invariant(clean)
+    fig = violation_plots.violations_by_invariant(clean)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts == [f"No invariant was violated in any of the {len(race.runs)} runs."]
 
 
 def test_the_timing_figure_puts_one_dot_per_violation_at_its_simulated_time(race: Results):
-    fig = plots.violation_times(race)
+    fig = violation_plots.violation_times(race)
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]
     counts = race.violations.groupby("invariant").size()
@@ -332,7 +332,7 @@ def test_a_report_in_chromium_opens_with_its_verdict_and_draws_its_violations(fo
     verdict = rows_of(VERDICT_BACKGROUND[tone.group(1)], 600)  # the box spans the text column
     assert verdict.size and verdict.min() < 300, "the verdict box is not at the top of the page"
     results = load_results(folders[kind])
-    bars = rows_of(tuple(round(255 * c) for c in colors.to_rgb(plots.VIOLATION_COLOUR)), 20)
+    bars = rows_of(tuple(round(255 * c) for c in colors.to_rgb(violation_plots.VIOLATION_COLOUR)), 20)
     bars = bars[bars > verdict.max()]  # below the verdict (whose border has this colour too)
     if not results.violations.empty:
         assert bars.size, f"{kind}: no violation bars on the page"

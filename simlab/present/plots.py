@@ -4,6 +4,9 @@ They draw what ``simlab.present.analysis`` computes, so a figure and the table b
 always agree. Figures are built without pyplot (no global state; safe in worker
 processes and in reports); in Jupyter a returned ``Figure`` displays itself.
 Every figure's title says what was measured and over how many runs.
+
+The violation figures (``violations_by_invariant``, ``violation_times``) live in
+``simlab.present.violation_plots`` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from simlab.batch.batches import Results
 from simlab.batch.runner import RunResult
 from simlab.present import analysis
 from simlab.present.labels import PointLabel, ink_for, place_labels
+from simlab.present.plot_groups import group_label, short, split_by
 from simlab.present.timeline import replay_figure
+
+# The report draws the violation figures as ``plots.<name>``, and ``from simlab.present import plots`` is the
+# notebooks' documented entry to every batch figure: they stay reachable from here.
+from simlab.present.violation_plots import violation_times as violation_times
+from simlab.present.violation_plots import violations_by_invariant as violations_by_invariant
 
 STATUS_COLOURS = {
     "completed": "#2e7d32",
@@ -33,19 +41,11 @@ STATUS_COLOURS = {
 }
 
 
-def _short(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
-
-
 def _config_labels(index: pd.Index, by: Sequence[str]) -> list[str]:
     # From the index itself: iterrows() would turn integer settings into floats ("max_attempts=2.0").
     if list(by) == ["saga_type"]:
         return [str(key) for key in index]
-    return [_label(by, key) for key in index]
-
-
-def _by(results: Results, by: Sequence[str] | None) -> list[str]:
-    return list(results.params if by is None else by)
+    return [group_label(by, key) for key in index]
 
 
 def _of(saga_type: str | None) -> str:
@@ -63,7 +63,7 @@ def _sagas_of(results: Results, saga_type: str | None) -> pd.DataFrame:
 def outcome_breakdown(results: Results, *, by: Sequence[str] | None = None, saga_type: str | None = None) -> Figure:
     """Stacked bars: how sagas ended, per configuration (per saga type for a plain batch), with the clean
     share's 95 % Wilson interval."""
-    keys = _by(results, by)
+    keys = split_by(results, by)
     rates = analysis.outcome_rates(results, by=keys, saga_type=saga_type)
     bars = keys or (["saga_type"] if saga_type is None else [])
     if bars:
@@ -102,7 +102,7 @@ def duration_cdf(results: Results, *, by: Sequence[str] | None = None, saga_type
     For a plain batch, one curve per saga type; for a sweep, one curve per configuration and one
     panel per saga type (a single panel when ``saga_type`` picks one).
     """
-    keys = _by(results, by)
+    keys = split_by(results, by)
     sagas = _sagas_of(results, saga_type)
     panels, fig, axes = _type_panels(results, keys, saga_type, sagas)
     for ax, panel in zip(axes, panels, strict=True):
@@ -149,9 +149,9 @@ def _curves(
     if not keys:
         colours = _type_colours(results)
         return [(str(t), colours[str(t)], group) for t, group in sagas.groupby("saga_type", sort=True)]
-    configs = [_label(keys, key) for key, _ in results.runs.groupby(keys, sort=True)]
+    configs = [group_label(keys, key) for key, _ in results.runs.groupby(keys, sort=True)]
     colours = {label: _CYCLE[i % len(_CYCLE)] for i, label in enumerate(configs)}
-    return [(_label(keys, key), colours[_label(keys, key)], g) for key, g in sagas.groupby(keys, sort=True)]
+    return [(group_label(keys, key), colours[group_label(keys, key)], g) for key, g in sagas.groupby(keys, sort=True)]
 
 
 _CYCLE = [
@@ -176,13 +176,6 @@ def _legend(fig: Figure, axes: Sequence[Axes], title: str | None = None) -> None
                    title_fontsize="small")  # fmt: skip
 
 
-def _label(keys: Sequence[str], key: Any) -> str:
-    if not keys:
-        return "all runs"
-    values = key if isinstance(key, tuple) else (key,)
-    return ", ".join(f"{_short(k)}={v}" for k, v in zip(keys, values, strict=True))
-
-
 def heatmap(summary: pd.DataFrame, x: str, y: str, value: str = "violation_rate", *, fmt: str = "{:.0%}") -> Figure:
     """A metric of ``config_summary`` over two swept parameters, each cell annotated."""
     flat = summary.reset_index()
@@ -199,7 +192,7 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, value: str = "violation_rate"
             colour = ink_for(image.cmap(image.norm(cell)))
             ax.text(j, i, fmt.format(cell), ha="center", va="center", fontsize="small", color=colour)
     fig.colorbar(image, ax=ax, label=value)
-    ax.set_title(f"{value} by {_short(x)} and {_short(y)}")
+    ax.set_title(f"{value} by {short(x)} and {short(y)}")
     return fig
 
 
@@ -209,7 +202,7 @@ def retry_histogram(results: Results, *, by: Sequence[str] | None = None, saga_t
     For a plain batch, grouped bars per saga type; for a sweep, per configuration, one panel per
     saga type (a single panel when ``saga_type`` picks one).
     """
-    keys = _by(results, by)
+    keys = split_by(results, by)
     sagas = _sagas_of(results, saga_type)
     panels, fig, axes = _type_panels(results, keys, saga_type, sagas)
     counts = analysis.retry_counts(results, by=[*keys, "saga_type"], saga_type=saga_type)
@@ -240,7 +233,7 @@ def broker_load(
     ``xlim`` is given. Each injected fault family gets a lane and a colour of its own above the load,
     showing its typical window (median start to median end over the runs that had it).
     """
-    keys = _by(results, by)
+    keys = split_by(results, by)
     load = analysis.broker_load(results, by=keys, bin_s=bin_s)
     families = _fault_windows(results.faults)
     fig = Figure(figsize=(10, 4.4 + (0.22 * len(families) + 0.5 if families else 0)), layout="constrained")
@@ -250,7 +243,7 @@ def broker_load(
         strip, ax = None, fig.add_subplot()
     groups = [((), load)] if not keys else list(load.groupby(keys, sort=True))
     for key, group in groups:
-        (line,) = ax.plot(group["t"], group["mean_calls_per_s"], drawstyle="steps-post", label=_label(keys, key))
+        (line,) = ax.plot(group["t"], group["mean_calls_per_s"], drawstyle="steps-post", label=group_label(keys, key))
         ax.plot(
             group["t"], group["max_calls_per_s"], drawstyle="steps-post", color=line.get_color(), alpha=0.35, lw=0.8
         )
@@ -283,8 +276,8 @@ def _active_span(load: pd.DataFrame, bin_s: float) -> tuple[tuple[float, float] 
         return None, None
     first, last = float(active["t"].min()), float(active["t"].max()) + bin_s
     calls = load.groupby("t", sort=True)["mean_calls_per_s"].sum()
-    reached = calls.cumsum() >= BULK_OF_CALLS * calls.sum()
-    bulk_end = float(calls.index.to_numpy()[reached.to_numpy().argmax()]) + bin_s if reached.any() else last
+    reached = (calls.cumsum() >= BULK_OF_CALLS * calls.sum()).to_numpy()
+    bulk_end = float(calls.index[int(reached.argmax())]) + bin_s if reached.any() else last  # argmax: the first
     tail = None
     if bulk_end < 0.8 * last:  # the tail is worth cutting only when it is a good part of the axis
         share = float(calls[calls.index >= bulk_end].sum() / calls.sum())
@@ -350,17 +343,7 @@ def pareto(
     ax = fig.add_subplot()
     prefix = rate.removesuffix("_rate")
     x, y = summary[cost].to_numpy(dtype=float), summary[rate].to_numpy(dtype=float)
-    xerr = _err(summary, cost, "p99_low", "p99_high") if cost == "p99_s" else None
-    yerr = _err(summary, rate, f"{prefix}_low", f"{prefix}_high")
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc", zorder=1)
-    within = np.ones(len(summary), dtype=bool)
-    if max_violation_rate is not None:
-        within = (summary["violation_rate"] <= max_violation_rate).to_numpy()
-    if within.any():
-        ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)", zorder=2)
-    if not within.all():
-        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations",
-                zorder=2)  # fmt: skip
+    _draw_settings(ax, summary, x, y, rate=rate, cost=cost, limit=max_violation_rate)
     on = summary[front.to_numpy()].sort_values(cost)
     style = "-" if loose else "--"
     name = "Pareto front" if loose else "Pareto front ignoring violations (no setting is within the limit)"
@@ -380,6 +363,24 @@ def pareto(
     return fig
 
 
+def _draw_settings(
+    ax: Axes, summary: pd.DataFrame, x: np.ndarray, y: np.ndarray, *, rate: str, cost: str, limit: float | None
+) -> None:
+    """Every setting as a point with its 95 % intervals; hollow and red when its violation rate is over ``limit``."""
+    prefix = rate.removesuffix("_rate")
+    xerr = _err(summary, cost, "p99_low", "p99_high") if cost == "p99_s" else None
+    yerr = _err(summary, rate, f"{prefix}_low", f"{prefix}_high")
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="#cfd8dc", zorder=1)
+    within = np.ones(len(summary), dtype=bool)
+    if limit is not None:
+        within = (summary["violation_rate"] <= limit).to_numpy()
+    if within.any():
+        ax.plot(x[within], y[within], "o", color="#90a4ae", label="setting (95% CI)", zorder=2)
+    if not within.all():
+        ax.plot(x[~within], y[~within], "o", mfc="none", color="#c62828", label="setting with too many violations",
+                zorder=2)  # fmt: skip
+
+
 def _fixed_and_varying(summary: pd.DataFrame) -> tuple[list[tuple[str, Any]], list[str]]:
     """The index levels with one value in every row (the circumstance), and those that vary."""
     names = [str(n) for n in summary.index.names if n is not None]
@@ -395,7 +396,7 @@ def _fixed_and_varying(summary: pd.DataFrame) -> tuple[list[tuple[str, Any]], li
 
 
 def _settings(pairs: Sequence[tuple[str, Any]]) -> str:
-    return ", ".join(f"{_short(name)}={value}" for name, value in pairs)
+    return ", ".join(f"{short(name)}={value}" for name, value in pairs)
 
 
 def _pareto_labels(
@@ -427,7 +428,7 @@ def _joined(settings: list[dict[str, Any]], varying: list[str]) -> str:
     """Settings drawn at one place: ``max_attempts=8`` or, for several, ``max_attempts=8, 12, 16``."""
     if len(varying) == 1:
         name = varying[0]
-        return f"{_short(name)}={', '.join(str(s[name]) for s in settings)}"
+        return f"{short(name)}={', '.join(str(s[name]) for s in settings)}"
     return "\n".join(_settings(list(s.items())) for s in settings)
 
 
@@ -456,117 +457,6 @@ def _err(summary: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray |
     lower = np.clip(v - summary[low].to_numpy(dtype=float), 0, None)
     upper = np.clip(summary[high].to_numpy(dtype=float) - v, 0, None)
     return np.nan_to_num(np.vstack([lower, upper]))
-
-
-# -- violations --------------------------------------------------------------------------------
-
-VIOLATION_COLOUR = "#c62828"
-
-
-def violations_by_invariant(results: Results, *, by: Sequence[str] | None = None) -> Figure:
-    """The share of runs that violated each invariant, with its 95 % Wilson interval as error bars.
-
-    One bar per violated invariant for a plain batch; for a sweep, one panel per invariant and
-    one bar per configuration. With no violation at all, the figure says so.
-    """
-    keys = _by(results, by)
-    rates = analysis.violation_rates(results, by=keys)
-    title = f"Runs violating each invariant ({len(results.runs)} runs)"
-    if rates.empty:
-        return _nothing(title, f"No invariant was violated in any of the {len(results.runs)} runs.")
-    invariants = list(dict.fromkeys(rates["invariant"]))
-    panels = [None] if not keys else invariants
-    fig, axes = _row_panels(len(panels), rows=len(invariants) if not keys else len(rates) // len(invariants))
-    for ax, panel in zip(axes, panels, strict=True):
-        part = rates if panel is None else rates[rates["invariant"] == panel]
-        # Column by column: a row of mixed settings as one array would turn 2 into 2.0.
-        columns = [part[k].to_list() for k in keys]
-        labels = list(part["invariant"]) if panel is None else [_label(keys, k) for k in zip(*columns, strict=True)]
-        rate, low, high = (part[c].to_numpy(dtype=float) for c in ("rate", "low", "high"))
-        ypos = np.arange(len(part))
-        ax.barh(ypos, rate, xerr=[rate - low, high - rate], color=VIOLATION_COLOUR, capsize=3, height=0.6,
-                error_kw={"ecolor": "#37474f", "lw": 1.0})  # fmt: skip
-        for y, r, n, h in zip(ypos, part["runs"], part["total"], high, strict=True):
-            ax.annotate(f"{r} of {n}", (h, y), xytext=(4, 0), textcoords="offset points", va="center",
-                        fontsize="x-small")  # fmt: skip
-        ax.set_yticks(ypos, labels, fontsize="small")
-        ax.set_ylim(len(part) - 0.5, -0.5)
-        top = max(float(np.nanmax(high)), 0.01) * 1.3  # room for the counts right of the bars
-        ax.set_xlim(0, top)
-        ticks = MaxNLocator(4).tick_values(0, top) if top < 1 else np.linspace(0, 1, 5)  # none beyond 100 %
-        ax.set_xticks([t for t in ticks if 0 <= t <= top])
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_xlabel("share of runs (95% CI)")
-        if panel is not None:
-            ax.set_title(panel, fontsize="medium")
-    fig.suptitle(title)
-    return fig
-
-
-def violation_times(results: Results, *, by: Sequence[str] | None = None) -> Figure:
-    """When in the run each violation was found (simulated time): one dot per violation, a row per invariant.
-
-    For a sweep, one panel per invariant and one row per configuration. An invariant checked
-    at the end of a run is found at the horizon. With no violation at all, the figure says so.
-    """
-    keys = _by(results, by)
-    violations = results.violations
-    title = f"When the violations were found ({len(violations)} in {len(results.runs)} runs)"
-    if violations.empty:
-        return _nothing(title, f"No invariant was violated in any of the {len(results.runs)} runs.")
-    invariants = sorted(violations["invariant"].astype(str).unique())
-    configs = [key for key, _ in results.runs.groupby(keys, sort=True)] if keys else [()]
-    panels = [None] if not keys else invariants
-    fig, axes = _row_panels(len(panels), rows=len(invariants) if not keys else len(configs))
-    jitter = np.random.default_rng(0)  # spreads dots at one time apart; seeded, so the figure is reproducible
-    t_max = float(violations["t"].max())
-    for ax, panel in zip(axes, panels, strict=True):
-        rows = [(inv, violations[violations["invariant"] == inv]) for inv in invariants] if panel is None else [
-            (_label(keys, key), _rows_of(violations[violations["invariant"] == panel], keys, key))
-            for key in configs
-        ]  # fmt: skip
-        for i, (_, group) in enumerate(rows):
-            times = group["t"].to_numpy(dtype=float)
-            ax.scatter(times, i + jitter.uniform(-0.25, 0.25, times.size), s=12, color=VIOLATION_COLOUR, alpha=0.5,
-                       linewidths=0)  # fmt: skip
-        # Panels share their rows' labels (the settings), so a sweep's counts go in each panel's title.
-        names = [f"{name} ({len(group)})" if panel is None else name for name, group in rows]
-        ax.set_yticks(range(len(rows)), names, fontsize="small")
-        ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_xlim(-0.02 * t_max, 1.04 * t_max if t_max > 0 else 1.0)
-        ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.set_xlabel("simulated time (s)")
-        ax.grid(axis="x", color="#e0e0e0", lw=0.6)
-        if panel is not None:
-            ax.set_title(f"{panel} ({sum(len(group) for _, group in rows)})", fontsize="medium")
-    fig.suptitle(title)
-    return fig
-
-
-def _rows_of(frame: pd.DataFrame, keys: list[str], key: Any) -> pd.DataFrame:
-    """The rows of ``frame`` of configuration ``key``."""
-    values = key if isinstance(key, tuple) else (key,)
-    mask = np.ones(len(frame), dtype=bool)
-    for column, value in zip(keys, values, strict=True):
-        mask &= (frame[column] == value).to_numpy()
-    return frame[mask]
-
-
-def _row_panels(panels: int, *, rows: int) -> tuple[Figure, list[Axes]]:
-    """Side by side panels sharing their rows (settings), tall enough for ``rows`` labelled rows."""
-    fig = Figure(figsize=(min(4.2 * panels + 3.2, 16), 0.32 * rows + 1.6), layout="constrained")
-    axes = list(fig.subplots(1, panels, sharey=True, squeeze=False).flat)
-    return fig, axes
-
-
-def _nothing(title: str, message: str) -> Figure:
-    """A small figure that says there is nothing to draw, and why."""
-    fig = Figure(figsize=(7, 1.6), layout="constrained")
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle(title)
-    return fig
 
 
 def replay_timeline(result: RunResult, *, title: str | None = None) -> Figure:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from simlab.batch.batches import Results
@@ -40,28 +41,13 @@ def step_durations(results: Results, scenario: Scenario, *, saga_types: list[str
     for ax, saga_type in zip(axes, order, strict=False):
         steps = cuts[cuts["saga_type"] == saga_type].reset_index(drop=True)
         x = np.arange(len(steps))
-        samples = [
-            np.maximum(
-                attempts.loc[(attempts["saga_type"] == saga_type) & (attempts["step"] == step), "duration_s"].to_numpy(
-                    dtype=float
-                ),
-                SHORTEST_SHOWN_S,
-            )
-            for step in steps["step"]
-        ]
+        samples = _durations(attempts, saga_type, list(steps["step"]))
         for i, values in enumerate(samples):
             ax.scatter(i + rng.uniform(-0.25, 0.25, values.size), values, s=5, alpha=0.25, color="#546e7a",
                        linewidths=0, rasterized=True)  # fmt: skip
         if samples:
             ax.boxplot(samples, positions=x, widths=0.5, whis=(0, 100), showfliers=False, manage_ticks=False)
-        ax.hlines(steps["deadline_s"], x - 0.4, x + 0.4, colors=DEADLINE_COLOUR, linestyles="--", linewidth=2,
-                  label="the step's deadline", gid="deadlines")  # fmt: skip
-        rows = zip(steps["cut_off"], steps["attempts"], steps["deadline_s"], strict=True)
-        for position, (cut, tried, deadline) in enumerate(rows):  # on a white ground: cut-offs end at the mark
-            ax.annotate(f"{cut} of {tried} cut off", (float(position), float(deadline)),
-                        xytext=(0, 5), textcoords="offset points", ha="center", fontsize="x-small",
-                        color=DEADLINE_COLOUR, gid="cut_off",
-                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})  # fmt: skip
+        _mark_deadlines(ax, steps, x)
         ax.set_yscale("log")
         if len(steps):
             ax.set_ylim(SHORTEST_SHOWN_S / 2, float(steps["deadline_s"].max()) * 8)  # room for the counts
@@ -79,6 +65,27 @@ def step_durations(results: Results, scenario: Scenario, *, saga_types: list[str
         fontsize="medium",
     )
     return fig
+
+
+def _durations(attempts: pd.DataFrame, saga_type: str, steps: list[str]) -> list[np.ndarray]:
+    """Each step's attempt durations, in the order of ``steps``, none drawn below ``SHORTEST_SHOWN_S``."""
+    of_type = attempts[attempts["saga_type"] == saga_type]
+    return [
+        np.maximum(of_type.loc[of_type["step"] == step, "duration_s"].to_numpy(dtype=float), SHORTEST_SHOWN_S)
+        for step in steps
+    ]
+
+
+def _mark_deadlines(ax: Axes, steps: pd.DataFrame, x: np.ndarray) -> None:
+    """Each step's deadline as a red dash over its column, and above it how many attempts it cut off."""
+    ax.hlines(steps["deadline_s"], x - 0.4, x + 0.4, colors=DEADLINE_COLOUR, linestyles="--", linewidth=2,
+              label="the step's deadline", gid="deadlines")  # fmt: skip
+    rows = zip(steps["cut_off"], steps["attempts"], steps["deadline_s"], strict=True)
+    for position, (cut, tried, deadline) in enumerate(rows):  # on a white ground: cut-offs end at the mark
+        ax.annotate(f"{cut} of {tried} cut off", (float(position), float(deadline)),
+                    xytext=(0, 5), textcoords="offset points", ha="center", fontsize="x-small",
+                    color=DEADLINE_COLOUR, gid="cut_off",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})  # fmt: skip
 
 
 def retry_cost(summary: pd.DataFrame, *, rate: str = "completed_rate", calls: str = "calls_per_saga") -> Figure:

@@ -73,16 +73,28 @@ def timeline_figure(
     if lags:
         draw_lags(next(below), lags)
     axes[-1].set_xlabel("simulated time (s)")
-    if xlim is not None:
-        axis = TimeAxis(*xlim)
-    else:  # the violating moments stay on the chart, after a break if they come long after the sagas
-        share = BREAK_SHARE if any(v.t > 2.5 * t_max for v in violations) else 1.0  # after any room: a break
-        axis = TimeAxis.of(_room_for_statuses(lanes, spans, t_max, label_width, share), [v.t for v in violations])
+    axis = _time_axis(xlim, lanes, spans, t_max, label_width, violations)
     axis.apply(axes)
     _add_legend(layout.figure, spans, lanes, violations)
     spread(holders, [(2, 0), (2, 6), (2, -6)])  # holds close in time: their holders' names must not overlap
     mark_violations(axes, violations, axis.stop)  # last: its labels are placed in the settled layout
     return layout.figure
+
+
+def _time_axis(
+    xlim: tuple[float, float] | None,
+    lanes: list[Lane],
+    spans: list[Span],
+    t_max: float,
+    label_width: float,
+    violations: Sequence[ViolationLike],
+) -> TimeAxis:
+    """``xlim`` if the caller zoomed; otherwise the sagas' activity with room for their statuses, and the
+    violating moments too (they stay on the chart, after a break if they come long after the sagas)."""
+    if xlim is not None:
+        return TimeAxis(*xlim)
+    share = BREAK_SHARE if any(v.t > 2.5 * t_max for v in violations) else 1.0  # after any room: a break
+    return TimeAxis.of(_room_for_statuses(lanes, spans, t_max, label_width, share), [v.t for v in violations])
 
 
 def _add_legend(fig: Figure, spans: list[Span], lanes: list[Lane], violations: Sequence[ViolationLike]) -> None:

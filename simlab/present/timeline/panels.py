@@ -153,24 +153,29 @@ def draw_locks(
                 zorder=3,
             )
             names.append(name)
-        held_until = float("-inf")
-        for _, start, end in holds:  # in order of start: overlapping an earlier hold means two holders at once
-            if start < held_until:
-                ax.broken_barh(
-                    [(start, min(held_until, end) - start)],
-                    (y - 0.45, 0.9),
-                    facecolors="none",
-                    edgecolor=VIOLATION_COLOUR,
-                    linewidth=1.2,
-                    zorder=4,
-                )
-            held_until = max(held_until, end)
+        _outline_overlaps(ax, y, holds)
     ax.set_ylim(len(keys) - 0.5, -0.5)
     ax.set_yticks(range(len(keys)))
     ax.set_yticklabels([lock_label(key) for key in keys], fontsize=7, family="monospace")
     ax.set_ylabel("locks", fontsize=8)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     return sorted(names, key=lambda name: name.xy[0])
+
+
+def _outline_overlaps(ax: Axes, y: int, holds: list[tuple[str, float, float]]) -> None:
+    """Outline in red, on row ``y``, every stretch where a hold overlaps an earlier one (``holds`` by start)."""
+    held_until = float("-inf")
+    for _, start, end in holds:  # in order of start: overlapping an earlier hold means two holders at once
+        if start < held_until:
+            ax.broken_barh(
+                [(start, min(held_until, end) - start)],
+                (y - 0.45, 0.9),
+                facecolors="none",
+                edgecolor=VIOLATION_COLOUR,
+                linewidth=1.2,
+                zorder=4,
+            )
+        held_until = max(held_until, end)
 
 
 def draw_lags(ax: Axes, lags: Sequence[tuple[str, float, float]]) -> None:
