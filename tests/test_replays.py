@@ -162,3 +162,18 @@ def test_hints_spell_simlab_as_this_shell_finds_it(monkeypatch, tmp_path):
     assert simlab_command() == str(script.relative_to(script.parents[2]))  # .venv/bin/simlab from the project
     monkeypatch.chdir(tmp_path)
     assert simlab_command() == str(script)
+
+
+def test_the_replay_text_names_every_connection_sagas_connection_so_violations_link_to_sagas(batch):
+    from simlab.present.summary import format_timeline
+
+    run = lab.replay(str(batch), run=11)
+    about_connections = {r.saga_id for r in run.sagas if r.saga_type.startswith("Broker")}
+    assert about_connections and set(run.connections) == about_connections  # from each saga's trigger
+    text = format_timeline(run)
+    for record in run.trace:
+        if record.saga_id in about_connections:
+            assert f" {record.saga_id[:8]} conn {run.connections[record.saga_id][:8]}  " in text
+    (orphaned,) = {v.explanation.split("outlived its connection ")[1][:36] for v in run.violations}
+    assert orphaned in run.connections.values()  # the sagas of the connection the violation names
+    assert lab.replay(str(batch), run=11).connections == run.connections  # replays exactly

@@ -13,10 +13,11 @@ as Parquet shards that a later command resumes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sagas.engine.randomness import derive_seed
+from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord, trace_hash
 from simlab.chaos.faults import FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
@@ -51,6 +52,9 @@ class RunResult:
     """How often a saga took a lock while another still believed it held it (a TTL ran out during a
     pause): the "lock expiry" path, reached; a violation only if the stale holder then wrote."""
     reach: dict[str, int] = field(default_factory=dict)  # engine path -> times taken (simlab.evidence.reach)
+    connections: dict[str, str] = field(default_factory=dict, repr=False)
+    """Saga id -> the ``broker_connection_id`` of its trigger event, for sagas about one connection (kept
+    with the trace): what links a replay's sagas to the connections its violations name."""
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -106,7 +110,20 @@ def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
         broker_calls=broker_calls(world),
         lock_overlaps=len(ledger.overlaps),
         reach=run_reach(records, len(ledger.expired_while_held())),
+        connections=_connections(evidence.states or ()) if keep_trace else {},
     )
+
+
+def _connections(states: Iterable[SagaState]) -> dict[str, str]:
+    """Each saga's broker connection, from its trigger event's data (sagas about no one connection are absent)."""
+    return {
+        state.saga_id: str(state.trigger_data[CONNECTION_FIELD])
+        for state in states
+        if isinstance(state.trigger_data.get(CONNECTION_FIELD), str)
+    }
+
+
+CONNECTION_FIELD = "broker_connection_id"  # the seed's name for it in every connection event
 
 
 def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:

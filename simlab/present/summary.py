@@ -210,10 +210,11 @@ def _violation_lines(violations: pd.DataFrame, replay_as: str, folder: Path | No
 def format_timeline(result: RunResult) -> str:
     """The text `simlab replay` prints: every trace record, then the violations and the trace hash.
 
-    Each record names its saga by the first 8 characters of its id and, where the run tells
-    (``timeline.saga_connections``), of its broker connection, which is what violations name.
+    Each record names its saga by the first 8 characters of its id and, for a saga about one broker
+    connection, of that connection, which is what violations name: as the run recorded it from the
+    saga's trigger event, else as its locks and violations tell (``timeline.saga_connections``).
     """
-    connections = saga_connections(result.lock_holds, result.violations)
+    connections = {**saga_connections(result.lock_holds, result.violations), **result.connections}
     lines = []
     for r in result.trace:
         what = " ".join(
