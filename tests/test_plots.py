@@ -338,3 +338,17 @@ def test_a_report_in_chromium_opens_with_its_verdict_and_draws_its_violations(fo
         assert bars.size, f"{kind}: no violation bars on the page"
     elif "compensation_failed" not in set(results.sagas["status"]):  # whose bars share the colour
         assert not bars.size, f"{kind}: violation-coloured bars without a violation"
+
+
+def test_the_pareto_star_names_the_recommended_setting_and_only_says_which_others_share_its_point(folders):
+    sweep = load_results(folders["sweep"])
+    summary = analysis.config_summary(sweep, saga_type="BrokerDisconnectionSaga")
+    part = summary[summary.index.get_level_values(LAG) == 2.0].copy()
+    chosen = analysis.recommend(part, objective="clean_rate", given=[LAG]).index[0]
+    other = next(index for index in part.index if index != chosen)
+    part.loc[other, ["p99_s", "clean_rate"]] = part.loc[chosen, ["p99_s", "clean_rate"]].to_numpy()  # one point
+    fig = plots.pareto(part, rate="clean_rate", recommended=chosen, max_violation_rate=0.0)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    budget = dict(zip(part.index.names, chosen, strict=True))[BUDGET]
+    shared = dict(zip(part.index.names, other, strict=True))[BUDGET]
+    assert f"★ max_attempts={budget} (same point: max_attempts={shared})" in labels

@@ -413,6 +413,11 @@ def _pareto_labels(
     for xy, indices in places.items():
         text = _joined([_values(names, index, varying) for index in indices], varying)
         if star is not None and star in indices:
+            # The star names the recommended setting alone; others drawn at the same place are said as such.
+            others = [index for index in indices if index != star]
+            text = _joined([_values(names, star, varying)], varying) + (
+                f" (same point: {_joined([_values(names, i, varying) for i in others], varying)})" if others else ""
+            )
             labels.append((0, PointLabel(xy, f"★ {text}", style={"fontweight": "bold", "color": "#ad1457"})))
         else:
             labels.append((1 if on & set(indices) else 2, PointLabel(xy, text, required=bool(on & set(indices)))))
