@@ -177,3 +177,13 @@ def test_the_replay_text_names_every_connection_sagas_connection_so_violations_l
     (orphaned,) = {v.explanation.split("outlived its connection ")[1][:36] for v in run.violations}
     assert orphaned in run.connections.values()  # the sagas of the connection the violation names
     assert lab.replay(str(batch), run=11).connections == run.connections  # replays exactly
+
+
+def test_the_timeline_figure_labels_each_lane_with_its_connection_as_the_text_does(batch):
+    from simlab.present.timeline import replay_figure
+
+    run = lab.replay(str(batch), run=11)
+    labels = {t.get_text() for t in replay_figure(run).axes[0].get_yticklabels()}
+    for row in run.sagas:
+        short_type = row.saga_type.removesuffix("Saga")
+        assert f"{short_type} {row.saga_id[:8]} conn {run.connections[row.saga_id][:8]}" in labels

@@ -17,7 +17,7 @@ from simlab.batch.runner import RunResult
 from simlab.batch.shards import SCENARIO_FILE, read_manifest, scan_folder
 from simlab.evidence.reach import REACH_PATHS, reach_column
 from simlab.present.commands import simlab_command
-from simlab.present.timeline.tables import saga_connections
+from simlab.present.timeline.tables import run_connections
 from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario, Variant
 
@@ -214,7 +214,7 @@ def format_timeline(result: RunResult) -> str:
     connection, of that connection, which is what violations name: as the run recorded it from the
     saga's trigger event, else as its locks and violations tell (``timeline.saga_connections``).
     """
-    connections = {**saga_connections(result.lock_holds, result.violations), **result.connections}
+    connections = run_connections(result)
     lines = []
     for r in result.trace:
         what = " ".join(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,21 +39,19 @@ def timeline_figure(
     violations: Sequence[ViolationLike] | None = None,
     title: str | None = None,
     xlim: tuple[float, float] | None = None,
+    connections: Mapping[str, str] | None = None,
 ) -> Figure:
     """A run's timeline: one lane per saga, and panels for faults, lock holders and projection lag when given.
 
-    ``trace`` is the run's trace records. ``lags`` are ``(projection,
-    published_at, applied_at)`` per applied event (``RunResult.lags``), drawn
-    as lag against publication time; ``fault_windows`` are ``(family, start,
-    end, ...)`` (``simlab.chaos.faults.FaultWindow`` fits), drawn in a panel on top
-    and shaded across the panels below; ``lock_holders`` are ``(key, owner,
-    start, end)``, drawn one row per key with overlapping holds outlined in
-    red; ``violations`` (e.g. ``RunResult.violations``) are drawn as dashed
-    lines and their sagas' labels turn red. Times are simulated seconds; the
-    axis spans the sagas' activity (and fault windows unless they last far
-    longer), or ``xlim`` to zoom.
-    Every bar collection carries the gid ``timeline:<kind>`` (``execute``,
-    ``compensate``, ``retry_wait``, ``fault``), so tests and callers can find them.
+    ``trace`` is the run's trace records. ``lags`` are ``(projection, published_at, applied_at)`` per applied
+    event (``RunResult.lags``), drawn as lag against publication time; ``fault_windows`` are ``(family, start,
+    end, ...)`` (``simlab.chaos.faults.FaultWindow`` fits), drawn in a panel on top and shaded across the panels
+    below; ``lock_holders`` are ``(key, owner, start, end)``, drawn one row per key with overlapping holds
+    outlined in red; ``violations`` (e.g. ``RunResult.violations``) are drawn as dashed lines and their sagas'
+    labels turn red; ``connections`` (saga id -> broker connection id) adds each saga's connection to its
+    label, as the text replay shows it. Times are simulated seconds; the axis spans the sagas' activity (and
+    fault windows unless they last far longer), or ``xlim`` to zoom. Every bar collection carries the gid
+    ``timeline:<kind>`` (``execute``, ``compensate``, ``retry_wait``, ``fault``), so tests and callers find them.
     """
     records = list(trace)
     lanes = saga_lanes(records)
@@ -64,7 +62,7 @@ def timeline_figure(
     t_max = _time_range(lanes, windows, lags, lock_holders) if xlim is None else xlim[1]
     span_min = t_max * 0.0025  # zero-length attempts still show as a sliver
     axes, main = layout.axes, layout.main
-    label_width = draw_lanes(main, lanes, spans, span_min, violations)
+    label_width = draw_lanes(main, lanes, spans, span_min, violations, connections)
     layout.figure.suptitle(title or f"Replay timeline: {len(lanes)} saga(s)", fontsize=12)
     if layout.families:
         draw_faults(axes, layout.families, windows, span_min, t_max)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from matplotlib.axes import Axes
@@ -51,10 +51,16 @@ def bars(
 
 
 def draw_lanes(
-    ax: Axes, lanes: list[Lane], spans: list[Span], span_min: float, violations: Sequence[ViolationLike]
+    ax: Axes,
+    lanes: list[Lane],
+    spans: list[Span],
+    span_min: float,
+    violations: Sequence[ViolationLike],
+    connections: Mapping[str, str] | None = None,
 ) -> float:
-    """Draw the lanes; returns the width of the widest lane label in points."""
-    width = _lane_axis(ax, lanes, violations)
+    """Draw the lanes (labelled with each saga's connection where ``connections`` has it: saga id -> id);
+    returns the width of the widest lane label in points."""
+    width = _lane_axis(ax, lanes, violations, connections or {})
     _lane_lines(ax, lanes)
     execute = [s for s in spans if s.kind == Phase.EXECUTE]
     compensations = _attempt_bars(ax, spans, execute, span_min)
@@ -66,11 +72,13 @@ def draw_lanes(
     return width
 
 
-def _lane_axis(ax: Axes, lanes: list[Lane], violations: Sequence[ViolationLike]) -> float:
+def _lane_axis(
+    ax: Axes, lanes: list[Lane], violations: Sequence[ViolationLike], connections: Mapping[str, str]
+) -> float:
     """Lane labels (red for sagas in a violation), alternate shading and grid; the widest label's width."""
     n = len(lanes)
     ax.set_ylim(n - 0.5, -0.8)  # first lane on top, with room above it for its annotations
-    labels = [lane_label(lane) for lane in lanes]
+    labels = [lane_label(lane, connections.get(lane.saga_id)) for lane in lanes]
     ax.set_yticks(range(n), labels, fontsize=8, family="monospace")
     involved = {saga_id for v in violations for saga_id in v.saga_ids}
     for tick, lane in zip(ax.get_yticklabels(), lanes, strict=True):

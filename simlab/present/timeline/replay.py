@@ -10,6 +10,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
 
 from simlab.present.timeline.figure import timeline_figure
+from simlab.present.timeline.tables import run_connections
 
 if TYPE_CHECKING:
     from simlab.batch.runner import RunResult
@@ -40,6 +41,7 @@ def replay_figure(result: RunResult, *, title: str | None = None) -> Figure:
         violations=result.violations,
         lock_holders=result.lock_holds or None,
         title=title,
+        connections=run_connections(result),
     )
 
 

@@ -77,9 +77,12 @@ def short(saga_id: str) -> str:
     return saga_id[:8]
 
 
-def lane_label(lane: Lane) -> str:
+def lane_label(lane: Lane, connection: str | None = None) -> str:
+    """``BrokerConnection 7ed74acb``, and ``conn 9bc9ff06`` after it for a saga about one broker connection
+    (as the text replay names them), indented under its parent for a child saga."""
     indent = "    " * (lane.depth - 1) + "  └ " if lane.depth else ""
-    return f"{indent}{lane.saga_type.removesuffix('Saga')} {short(lane.saga_id)}"
+    about = f" conn {short(connection)}" if connection else ""
+    return f"{indent}{lane.saga_type.removesuffix('Saga')} {short(lane.saga_id)}{about}"
 
 
 def status_text(lane: Lane, compensations: list[str]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import asdict
+from typing import Any
 
 import pandas as pd
 
@@ -85,6 +86,13 @@ def timeline_spans(trace: Iterable[TraceRecord]) -> pd.DataFrame:
 
 
 _CONNECTION = re.compile(r"\bconnection ([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})\b")
+
+
+def run_connections(result: Any) -> dict[str, str]:
+    """Each saga's broker connection in a replayed run (``RunResult``): as the run recorded it from the saga's
+    trigger event (``RunResult.connections``), else as its locks and violations tell (``saga_connections``)."""
+    told = saga_connections(getattr(result, "lock_holds", ()), getattr(result, "violations", ()))
+    return {**told, **getattr(result, "connections", {})}
 
 
 def saga_connections(
