@@ -121,6 +121,10 @@ def _add_study_commands(commands: Any) -> None:
     sweep.add_argument("--seed", type=_seed, default=None, help="root seed (default: the scenario's)")
     sweep.add_argument("--workers", type=_workers, default=None, help="worker processes (default: all cores)")
     sweep.add_argument("--out", default=None, help="output folder (default: results/sweep-SCENARIO-GRID)")
+    sweep.add_argument(
+        "--no-fit-check", dest="fit_check", action="store_false",
+        help="sweep even if dry runs never saw the grid's saga type start (they can miss a rare one)",
+    )  # fmt: skip
     report = commands.add_parser("report", help="write a self-contained HTML reliability report of a batch or sweep")
     report.add_argument("folder", metavar="DIR", help="a results folder of `simlab run` or `simlab sweep`")
     report.add_argument("--baseline", metavar="DIR", help="a results folder to compare findings with")
@@ -347,7 +351,7 @@ def _sweep(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
         grid_path = resolve_grid_path(args.grid)
         grid = load_grid(grid_path)
-        points = make_points(scenario, grid, str(grid_path))
+        points = make_points(scenario, grid, str(grid_path), fit_check=args.fit_check)
     except (ScenarioError, GridError) as error:
         print(f"simlab sweep: {error}", file=sys.stderr)
         return 2
@@ -367,7 +371,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     def work(progress: Progress, notice: Notice) -> object:
         return run_sweep(scenario, grid, args.runs_per_point, root, out, grid_name=str(grid_path),
-                         workers=args.workers, progress=progress, notice=notice)  # fmt: skip
+                         workers=args.workers, progress=progress, notice=notice, fit_check=False)  # fmt: skip
 
     status = _resumable("sweep", work, len(points) * args.runs_per_point)
     return status if status is not None else _print_sweep_summary(out, grid)

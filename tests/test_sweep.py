@@ -26,6 +26,7 @@ from simlab.batch.sweep import (
 from simlab.cli import main
 from simlab.present import analysis
 from simlab.scenario import load_scenario
+from simlab.scenario.model import Scenario
 
 BUDGET = "sagas.consistency_retry.max_attempts"
 LAG = "projections.accounts.median_lag_s"
@@ -262,10 +263,11 @@ def test_a_grid_about_a_saga_type_its_scenario_never_starts_is_refused_before_an
     with pytest.raises(GridError) as refused:
         make_points(scenario, grid, "retry_jitter.yaml")
     assert str(refused.value) == (
-        "retry_jitter.yaml: saga_type: ConnectionRecoverySaga never runs in scenario 'broker_connection' "
-        "(it runs BrokerConnectionSaga); scenarios that run it: connection_recovery, thundering_herd"
+        "retry_jitter.yaml: saga_type: ConnectionRecoverySaga never ran in 32 dry runs of scenario "
+        "'broker_connection' (it runs BrokerConnectionSaga); scenarios that run it: connection_recovery, "
+        "thundering_herd (--no-fit-check sweeps anyway)"
     )
-    with pytest.raises(GridError, match="never runs"):
+    with pytest.raises(GridError, match="never ran"):
         run_sweep(scenario, grid, 2, 1, tmp_path / "out", workers=1)
     assert not (tmp_path / "out").exists()  # nothing written
     # A setting of a saga type that never runs changes nothing: refused too, naming the setting.
@@ -274,6 +276,27 @@ def test_a_grid_about_a_saga_type_its_scenario_never_starts_is_refused_before_an
         make_points(scenario, setting)
     # The same grid fits the scenario its comment names.
     assert len(make_points(load_scenario("thundering_herd"), grid)) == 12
+    # And --no-fit-check sweeps anyway: the dry runs can miss a type that only timing lets run.
+    assert len(make_points(scenario, grid, fit_check=False)) == 12
+
+
+def test_a_saga_type_that_only_timing_lets_start_is_not_refused_for_one_dry_run_that_missed_it():
+    # One user places one order soon after connecting: the order starts a saga only if the account is linked
+    # by then, which the dry run's certain chances cannot force. Its first dry run starts no order saga.
+    probe = Scenario.model_validate(
+        {
+            "name": "order_probe", "runs": 10, "seed": 0, "invariants": ["terminal_by_horizon"],
+            "workload": {"users": 1, "brokers": ["alpaca"], "cycles": {"count": 0},
+                         "orders": {"per_user": 1, "gap_s": {"dist": "exponential", "mean": 0.5}}},
+            "brokers": {"alpaca": {"profile": "real"}},
+        }
+    )  # fmt: skip
+    assert "OrderExecutionSaga" not in saga_types_started(probe, 0)
+    grid = Grid.model_validate(
+        {"parameters": {"sagas.steps.OrderExecutionSaga.submit_order.timeout_s": [1.0, 5.0]},
+         "saga_type": "OrderExecutionSaga"}
+    )  # fmt: skip
+    assert len(make_points(probe, grid)) == 2  # a later dry run saw it start
 
 
 def test_the_sweep_summary_labels_settings_by_short_names_and_warns_of_a_choice_on_the_grid_s_edge(tmp_path, capsys):
