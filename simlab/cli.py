@@ -240,7 +240,7 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     from simlab.batch.batches import resumed_shard_size, run_batch_to, shard_size_for
 
     problem = _output_problem(out)
-    shard_size = args.shard_size or (None if problem else resumed_shard_size(out)) or shard_size_for(runs)
+    shard_size = args.shard_size or (None if problem else resumed_shard_size(out, runs, root)) or shard_size_for(runs)
     shards = math.ceil(runs / shard_size)
     if shards > MAX_SHARDS:
         problem = (

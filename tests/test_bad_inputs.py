@@ -111,3 +111,17 @@ def test_validate_lists_every_problem_of_a_scenario_and_run_counts_them(tmp_path
         "[and 2 more problem(s): simlab validate lists each]\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_validate_keeps_a_problem_of_a_key_whose_name_begins_another_key(tmp_path: Path) -> None:
+    """``brokers.alpaca`` and ``brokers.alpaca2`` are two fields: a problem in the second hides none of the first."""
+    scenario = yaml.safe_load((SCENARIOS_DIR / "reconnect_race.yaml").read_text())
+    scenario["brokers"] = {"alpaca": 5, "alpaca2": {"profile": "nope"}}
+    path = tmp_path / "brokers.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    status, stdout, stderr = _in_process(["validate", str(path)])
+    assert (status, stdout) == (2, "")
+    lines = stderr.splitlines()
+    assert len(lines) == 2, stderr
+    assert lines[0].startswith(f"simlab validate: {path}: brokers.alpaca: ") and "(got 5)" in lines[0]
+    assert lines[1].startswith(f"simlab validate: {path}: brokers.alpaca2.profile: ")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simlab.batch import batches
-from simlab.batch.batches import config_hash, load_results, run_batch_to, shard_size_for
+from simlab.batch.batches import config_hash, load_results, resumed_shard_size, run_batch_to, shard_size_for
 from simlab.batch.runner import run_once
 from simlab.batch.shards import plan_shards, scan_folder
 from simlab.scenario import load_scenario
@@ -105,11 +105,12 @@ def test_seeds_come_back_exact_whichever_shards_hold_them(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("runs", "size", "shards"), [(1, 1, 1), (5, 1, 5), (200, 13, 16), (250, 16, 16), (4000, 250, 16), (10_000, 250, 40)]
+    ("runs", "size", "shards"),
+    [(1, 1, 1), (5, 1, 5), (17, 1, 17), (33, 2, 17), (200, 12, 17), (250, 15, 17), (4000, 250, 16), (10_000, 250, 40)],
 )
 def test_a_small_batch_is_cut_into_enough_shards_for_every_worker(runs, size, shards):
     assert shard_size_for(runs) == size
-    assert len(plan_shards(runs, size)) == shards
+    assert len(plan_shards(runs, size)) == shards >= min(runs, 16)
 
 
 def test_the_progress_bar_counts_every_run_not_only_finished_shards(scenario, tmp_path: Path, monkeypatch):
@@ -141,3 +142,8 @@ def test_a_resumed_batch_keeps_the_shard_size_it_was_started_with(scenario, tmp_
     (out / "shard-00002.done").unlink()
     ran, _ = run_batch_to(scenario, RUNS, 1, out, workers=1)  # the same command without --shard-size
     assert ran == 2 and set(scan_folder(out).finished) == {0, 1, 2}
+    # Another batch in the folder lends it no shard size: it is refused as another batch, not for its shards.
+    assert resumed_shard_size(out, RUNS, 1) == 5 and resumed_shard_size(out, RUNS + 1, 1) is None
+    assert resumed_shard_size(out, RUNS, 2) is None
+    with pytest.raises(ValueError, match="holds a different batch"):
+        run_batch_to(scenario, 200_000, 1, out, workers=1)

@@ -93,6 +93,7 @@ def test_a_seed_with_a_folder_must_be_one_of_its_runs(batch, capsys):
             "(simlab replay results/FOLDER --run 3); with a scenario, give --seed",
         ),
         (["reconnect_race"], "'reconnect_race': give the run's --seed (or a results folder and --run N)"),
+        (["{parent}/typo", "--run", "3"], "'{parent}/typo': no such results folder or scenario file"),
         (["{parent}", "--run", "1"], "{parent} is not a results folder (it has no batch.txt): give a folder of "
          "`simlab run` or `simlab sweep`, or a scenario"),
     ],
@@ -141,6 +142,13 @@ def test_a_run_of_an_unfinished_shard_replays_without_a_verdict_and_an_edited_sc
     kept = copy / "scenario.yaml"
     kept.write_text(kept.read_text().replace("  sigma: 0.5\n", "  sigma: 0.7\n", 1))
     with pytest.raises(ReplayError, match=r"scenario.yaml is not the scenario the batch ran \(config hash "):
+        resolve_replay(str(copy), seed=None, run=5, point=None)
+    kept.unlink()  # the scenario kept by the batch is named as such, not blamed on the manifest
+    with pytest.raises(ReplayError) as missing:
+        resolve_replay(str(copy), seed=None, run=5, point=None)
+    assert str(missing.value) == f"{kept}: no such scenario file (the scenario kept by the batch)"
+    (copy / "batch.txt").write_bytes(b"runs=\xff\n")
+    with pytest.raises(ReplayError, match=r"batch.txt: unreadable \(.*\); it was not written by simlab$"):
         resolve_replay(str(copy), seed=None, run=5, point=None)
 
 

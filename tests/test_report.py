@@ -416,3 +416,14 @@ def test_an_incomplete_batch_says_so_first_and_that_the_next_step_is_to_complete
     assert verdict[-1] == (
         "Next step: run the same simlab run command again to complete the batch, then write this report again."
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "digits", "shown"),
+    [(0.0, 1, "0%"), (1.0, 1, "100%"), (0.5, 1, "50.0%"), (0.9996, 1, "99.96%"), (0.0004, 1, "0.04%"),
+     (0.99999999, 2, ">99.99999%"), (1e-9, 2, "<0.00001%"), (float("nan"), 1, "")],
+)  # fmt: skip
+def test_a_rate_reads_as_0_or_100_percent_only_when_it_is(value, digits, shown):
+    from simlab.present.tables import percent
+
+    assert percent(value, digits) == shown

@@ -15,7 +15,6 @@ as N grows. Ctrl-C or SIGTERM stops every worker at once
 from __future__ import annotations
 
 import hashlib
-import math
 import multiprocessing
 import os
 import time
@@ -85,11 +84,12 @@ with up to this many cores has work, even in a batch of a few hundred runs."""
 
 
 def shard_size_for(runs: int) -> int:
-    """The default shard size of a batch of ``runs`` runs: at most 250, and at least 16 shards when it can.
+    """The default shard size of a batch of ``runs`` runs: at most 250, and at least 16 shards when there are
+    16 runs or more (a 16th of the runs, rounded down: rounded up, 17 runs would make 9 shards).
 
     It depends on ``runs`` only (not on the cores), so the same command resumes the same shards anywhere.
     """
-    return max(1, min(DEFAULT_SHARD_SIZE, math.ceil(runs / SHARDS_PER_BATCH)))
+    return max(1, min(DEFAULT_SHARD_SIZE, runs // SHARDS_PER_BATCH))
 
 
 # The packages whose code decides what a run produces: the engine, and the lab below its presentation
@@ -231,15 +231,20 @@ def run_batch_to(
     resume cuts the same shards), else ``shard_size_for(runs)``.
     """
     if shard_size is None:
-        shard_size = resumed_shard_size(out) or shard_size_for(runs)
+        shard_size = resumed_shard_size(out, runs, root_seed) or shard_size_for(runs)
     batch = Batch(scenario, runs, root_seed, out, shard_size)
     return run_batches([batch], workers=workers, progress=progress, notice=notice)
 
 
-def resumed_shard_size(out: Path) -> int | None:
-    """The shard size of the batch already in ``out`` (None: none is there, or its manifest does not say)."""
-    recorded = read_manifest(out).get("shard_size") if out.is_dir() else None
-    return int(recorded) if recorded is not None and str(recorded).isdigit() and int(recorded) > 0 else None
+def resumed_shard_size(out: Path, runs: int, root_seed: int) -> int | None:
+    """The shard size of the batch of ``runs`` runs from ``root_seed`` already in ``out`` (None: no such batch is
+    there, or its manifest does not say): a resume cuts the shards it started with. A folder holding another
+    batch gives None, and is refused as such when the batch starts."""
+    manifest = read_manifest(out) if out.is_dir() else {}
+    if manifest.get("runs") != str(runs) or manifest.get("root_seed") != str(root_seed):
+        return None
+    recorded = str(manifest.get("shard_size", ""))
+    return int(recorded) if recorded.isdigit() and int(recorded) > 0 else None
 
 
 def _missing_shards(batch: Batch, notice: Notice | None) -> list[Shard]:

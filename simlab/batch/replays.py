@@ -11,6 +11,7 @@ replay can say whether it reproduced the batch's run exactly.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def resolve_replay(target: str, *, seed: int | None, run: int | None, point: int
     """
     folder = Path(target)
     if not folder.is_dir():
+        if not folder.exists() and (os.sep in target or "/" in target):  # a path, not a scenario's name
+            raise ReplayError(f"{shown(target)}: no such results folder or scenario file")
         if run is not None:
             raise ReplayError(
                 f"--run {run}: run numbers belong to a batch, so name its results folder "
@@ -97,12 +100,13 @@ def _sweep_point(folder: Path, point: int | None) -> Path:
 
 
 def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget:
-    manifest = read_manifest(folder)
     try:
+        manifest = read_manifest(folder)
         runs, root = int(manifest["runs"]), int(manifest["root_seed"])
-        scenario = load_scenario(str(folder / SCENARIO_FILE))
-    except (KeyError, ValueError) as error:
+    except (OSError, UnicodeDecodeError, KeyError, ValueError) as error:
         raise ReplayError(f"{folder / BATCH_MANIFEST}: unreadable ({error}); it was not written by simlab") from None
+    try:
+        scenario = load_scenario(str(folder / SCENARIO_FILE))
     except ScenarioError as error:
         raise ReplayError(f"{error} (the scenario kept by the batch)") from None
     if config_hash(scenario) != manifest.get("config_hash"):

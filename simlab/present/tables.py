@@ -35,7 +35,12 @@ def percent(value: float, digits: int = 1) -> str:
         text = f"{value * 100:.{places}f}"
         if float(text) not in (0.0, 100.0):
             return text + "%"
-    return f"{value:.{digits + 3}%}"
+    # Closer to 0 or 1 than the most decimals shown can tell: said as a bound, never as 0% or 100%.
+    return (
+        f"<{10.0 ** -(digits + 3):.{digits + 3}f}%"
+        if value < 0.5
+        else f">{100 - 10.0 ** -(digits + 3):.{digits + 3}f}%"
+    )
 
 
 def interval(value: float, low: float, high: float, digits: int = 1) -> str:

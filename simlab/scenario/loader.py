@@ -266,12 +266,17 @@ def _distinct_errors(error: ValidationError) -> list[ErrorDetails]:
     mismatched: set[str] = set()
     for field, details in located:
         if details["type"] in _BRANCH_MISMATCH:
-            inner = any(e["type"] not in _BRANCH_MISMATCH and where.startswith(field) for where, e in located)
+            inner = any(e["type"] not in _BRANCH_MISMATCH and _within(where, field) for where, e in located)
             if inner or field in mismatched:
                 continue
             mismatched.add(field)
         distinct.append(details)
     return distinct or errors[:1]
+
+
+def _within(where: str, field: str) -> bool:
+    """Whether location ``where`` is ``field`` or inside it (``brokers.alpaca2`` is not in ``brokers.alpaca``)."""
+    return where == field or where.startswith((f"{field}.", f"{field}["))
 
 
 def validation_field(error: ValidationError) -> str:
