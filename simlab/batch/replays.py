@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from simlab.batch.batches import code_hash, config_hash
 from simlab.batch.results import read_table
 from simlab.batch.runner import run_seed
-from simlab.batch.shards import BATCH_MANIFEST, SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
+from simlab.batch.shards import (
+    BATCH_MANIFEST,
+    SCENARIO_FILE,
+    SWEEP_MANIFEST,
+    FinishedShard,
+    read_manifest,
+    scan_folder,
+)
 from simlab.scenario.limits import shown
 from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario
@@ -115,8 +123,9 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
             f"the batch's {manifest.get('config_hash')}): it was edited; replay with a scenario and --seed instead"
         )
     span = f"runs 0 to {runs - 1:,}" if runs > 1 else "run 0"
+    finished = scan_folder(folder).finished  # every shard's files checked once, for both readings below
     if run is None and seed is None:
-        run = _first_violating_run(folder)
+        run = _first_violating_run(folder, finished)
         if run is None:
             raise ReplayError(f"no finished run of {folder} violated an invariant: give --run N ({span}) or a --seed")
     if run is not None:
@@ -136,19 +145,18 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
         run_seed(run, root),
         folder,
         run,
-        _recorded_hash(folder, run),
+        _recorded_hash(folder, run, finished),
         code_changed=manifest.get("code_hash") != code_hash(),
     )
 
 
-def _first_violating_run(folder: Path) -> int | None:
+def _first_violating_run(folder: Path, finished: Mapping[int, FinishedShard]) -> int | None:
     """The lowest-numbered finished run of the batch in ``folder`` with a violation (None: there is none)."""
-    violations = read_table(folder, "violations", ["run"])
+    violations = read_table(folder, "violations", ["run"], finished=finished)
     return int(violations["run"].min()) if len(violations) else None
 
 
-def _recorded_hash(folder: Path, run: int) -> str | None:
-    finished = scan_folder(folder).finished
+def _recorded_hash(folder: Path, run: int, finished: Mapping[int, FinishedShard]) -> str | None:
     shards = {index: shard for index, shard in finished.items() if shard.start <= run < shard.stop}
     if not shards:
         return None
