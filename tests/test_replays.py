@@ -121,7 +121,7 @@ def test_a_sweep_folder_replays_a_point_from_that_points_own_scenario(sweep, cap
 
 
 def test_a_replay_that_differs_from_the_recorded_trace_says_so_and_fails(batch, capsys, monkeypatch):
-    monkeypatch.setattr(replays, "_recorded_hash", lambda folder, run: "0" * 64)
+    monkeypatch.setattr(replays, "_recorded_hash", lambda folder, run, finished: "0" * 64)
     status, out, err = _replay(capsys, str(batch), "--run", "2")
     assert status == 1 and "Reproduced" not in out
     assert err.startswith(f"simlab replay: NOT reproduced: the batch recorded trace hash {'0' * 64} for run 2, ")
