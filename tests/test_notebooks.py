@@ -73,3 +73,28 @@ def test_the_notebook_runs_top_to_bottom_in_a_real_kernel(name, tmp_path):
     assert not (NOTEBOOKS_DIR.parent / "results" / "notebooks").exists() or name not in {
         p.name.split("-")[0] for p in (NOTEBOOKS_DIR.parent / "results" / "notebooks").iterdir()
     }
+
+
+def test_a_notebook_s_progress_bar_leaves_nothing_when_done_and_how_far_it_got_when_cut_short():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        new_code_cell(
+            "from simlab.batch.progress import progress_bar\n"
+            "with progress_bar(10, notebook=True) as (progress, _):\n"
+            "    progress(10, 10, 2)"
+        ),
+        new_code_cell(
+            "with progress_bar(10, notebook=True) as (progress, _):\n"
+            "    progress(3, 10, 0)\n"
+            "    raise KeyboardInterrupt"
+        ),
+    ]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True)
+    client.execute()
+    done, cut = (
+        [out.get("data", {}).get("text/plain") for out in cell.outputs if out.output_type == "display_data"]
+        for cell in nb.cells
+    )
+    assert done == [""]
+    assert cut == ["stopped after 3 of 10 runs (KeyboardInterrupt)"]
+    assert _progress_left(nb) == []

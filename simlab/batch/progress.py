@@ -16,7 +16,8 @@ def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[tuple[Pr
     and a way to print a line above it (what the runner has to tell, such as a damaged shard).
 
     In Jupyter the widget is removed when the work ends: a saved notebook keeps a widget's text as
-    it was first shown (``0run [00:00, ?run/s]``), which would read as work that never started.
+    it was first shown (``0run [00:00, ?run/s]``), which would read as work that never started. Work
+    cut short (an error, an interrupt) leaves one line in its place: how far it got.
     """
     from tqdm import tqdm
     from tqdm.auto import tqdm as auto_tqdm
@@ -39,12 +40,19 @@ def progress_bar(total: int = 0, *, notebook: bool = False) -> Iterator[tuple[Pr
     def notice(line: str) -> None:
         bar.write(line, file=sys.stderr)
 
+    stopped: BaseException | None = None
     try:
         yield progress, notice
+    except BaseException as error:
+        stopped = error
+        raise
     finally:
         bar.close()
-        if shown is not None:
-            shown.update({"text/plain": ""}, raw=True)  # the output that held the widget, emptied
+        if shown is not None:  # the output that held the widget: emptied, or saying where the work stopped
+            said = (
+                "" if stopped is None else f"stopped after {bar.n:,} of {bar.total:,} runs ({type(stopped).__name__})"
+            )
+            shown.update({"text/plain": said}, raw=True)
 
 
 def _show(bar: Any) -> Any:
