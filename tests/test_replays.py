@@ -69,6 +69,16 @@ def test_a_folder_alone_replays_its_first_violating_run(batch, capsys, tmp_path)
     )
 
 
+def test_a_seed_is_found_among_finished_runs_and_the_gaps_between_them(batch, tmp_path):
+    copy = tmp_path / "race"
+    shutil.copytree(batch, copy)
+    (copy / "shard-00005.done").unlink()  # 12 runs, 12 shards: run 5's is unfinished, between finished ones
+    for run in (4, 5, 6, 11):
+        assert resolve_replay(str(copy), seed=run_seed(run, ROOT), run=None, point=None).run == run
+    with pytest.raises(ReplayError, match="--seed 11: no run of "):
+        resolve_replay(str(copy), seed=11, run=None, point=None)
+
+
 def test_a_seed_with_a_folder_must_be_one_of_its_runs(batch, capsys):
     status, out, _ = _replay(capsys, str(batch), "--seed", str(run_seed(4, ROOT)))
     assert status == 0 and out.startswith(f"Replaying run 4 of {batch} (seed {run_seed(4, ROOT)})")
@@ -136,6 +146,7 @@ def test_a_run_of_an_unfinished_shard_replays_without_a_verdict_and_an_edited_sc
         marker.unlink()
     target = resolve_replay(str(copy), seed=None, run=5, point=None)
     assert (target.seed, target.recorded_hash) == (run_seed(5, ROOT), None)
+    assert resolve_replay(str(copy), seed=run_seed(7, ROOT), run=None, point=None).run == 7  # seeds computed
     status, out, _ = _replay(capsys, str(copy), "--run", "5")
     assert status == 0 and "trace sha256: " in out and "Reproduced" not in out
 

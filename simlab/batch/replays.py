@@ -134,7 +134,7 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
         if seed is not None and seed != run_seed(run, root):
             raise ReplayError(f"--seed {seed} is not the seed of run {run} of {folder} ({run_seed(run, root)})")
     else:
-        run = next((index for index in range(runs) if run_seed(index, root) == seed), None)
+        run = _run_of_seed(folder, finished, seed, runs, root)
         if run is None:
             raise ReplayError(
                 f"--seed {seed}: no run of {folder} has that seed (its {runs:,} runs are seeded from root seed "
@@ -148,6 +148,24 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
         _recorded_hash(folder, run, finished),
         code_changed=manifest.get("code_hash") != code_hash(),
     )
+
+
+def _run_of_seed(
+    folder: Path, finished: Mapping[int, FinishedShard], seed: int | None, runs: int, root: int
+) -> int | None:
+    """The run of the batch whose seed is ``seed``: read from its finished runs, computed for the rest."""
+    table = read_table(folder, "runs", ["seed"], finished=finished)
+    found = table.loc[table["seed"] == seed, "run"].tolist()
+    if found:
+        return int(found[0])
+    # NOTE: only the runs of unfinished shards are seeded here: at 10 M runs, all of them take 10 s.
+    gaps, at = [], 0
+    for start, stop in sorted((shard.start, shard.stop) for shard in finished.values()):
+        if start > at:
+            gaps.append(range(at, start))
+        at = max(at, stop)
+    gaps.append(range(at, runs))
+    return next((i for gap in gaps for i in gap if run_seed(i, root) == seed), None)
 
 
 def _first_violating_run(folder: Path, finished: Mapping[int, FinishedShard]) -> int | None:
