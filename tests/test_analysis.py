@@ -11,6 +11,7 @@ from simlab.batch.batches import Results
 from simlab.batch.sweep import Grid, run_sweep
 from simlab.present import analysis
 from simlab.present.choice import display_names, grid_edge
+from simlab.present.tables import interval
 from simlab.scenario import load_scenario
 
 KEYS = {"scenario": "s", "config_hash": "h"}
@@ -149,6 +150,10 @@ def test_the_recommendation_is_the_fastest_setting_meeting_the_target_per_condit
     assert not chosen["confident"].any()  # the intervals reach below 99 %
     text = analysis.describe_choice(_summary(), target=0.99, given=["lag"], objective="completed_rate")
     assert "When lag=0.5: choose budget=5" in text and "When lag=2.0: choose budget=8" in text
+    # Rates and their intervals read as in the report's tables, "99.20% (97.10-99.80%)" with an en dash.
+    top = chosen.iloc[0]
+    rate = interval(top["completed_rate"], top["completed_low"], top["completed_high"], 2)
+    assert f": {rate} completing (no compensation), " in text and "[" not in text
     none = analysis.describe_choice(_summary().xs(2.0, level="lag", drop_level=False).iloc[:1], target=0.99)
     assert "no configuration meets the target" in none
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from simlab.present.tables import interval, percent, seconds_interval
+
 OBJECTIVES = {"clean_rate": "ending clean", "completed_rate": "completing (no compensation)"}
 """The rates a target may apply to, and how a sentence names them."""
 
@@ -164,7 +166,8 @@ def describe_choice(
             best = sub.sort_values(["violation_rate", objective], ascending=[True, False]).iloc[0]
             lines.append(
                 f"{where}no configuration meets the target; closest is {_name(sub, best.name, given, short)} with "
-                f"{best[objective]:.2%} {what} and {best['violation_rate']:.2%} of runs violating."
+                f"{percent(best[objective], 2) or 'n/a'} {what} and "
+                f"{percent(best['violation_rate'], 2) or 'n/a'} of runs violating."
             )
             lines.extend(_edges(part, names, best.name, given, short))
             continue
@@ -172,10 +175,10 @@ def describe_choice(
         sure = "confidently" if top["confident"] else "as measured (its interval still reaches past the target)"
         lines.append(
             f"{where}choose {_name(sub, top.name, given, short)}, which meets the target {sure}: "
-            f"{top[objective]:.2%} {what} [{top[prefix + '_low']:.2%}, {top[prefix + '_high']:.2%}], "
-            f"{top['violation_rate']:.2%} of runs violating [{top['violation_low']:.2%}, "
-            f"{top['violation_high']:.2%}], p99 {top['p99_s']:.2f} s [{top['p99_low']:.2f}, {top['p99_high']:.2f}] "
-            f"({len(chosen)} of {len(sub)} configurations meet it)."
+            f"{interval(top[objective], top[prefix + '_low'], top[prefix + '_high'], 2)} {what}, "
+            f"{interval(top['violation_rate'], top['violation_low'], top['violation_high'], 2)} of runs violating, "
+            f"p99 {seconds_interval(top['p99_s'], top['p99_low'], top['p99_high'])} s; "
+            f"{len(chosen)} of {len(sub)} configurations meet it."
         )
         lines.extend(_edges(part, names, top.name, given, short))
     return "\n".join(lines)
