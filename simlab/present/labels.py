@@ -61,8 +61,15 @@ def text_box(text: Text, renderer: RendererBase) -> Bbox:
     return Text.get_window_extent(text, renderer)
 
 
-def place_labels(ax: Axes, labels: Sequence[PointLabel], *, markers: Sequence[tuple[float, float]] = ()) -> int:
-    """Annotate ``ax`` with ``labels`` where no two collide, none covers a marker and none leaves the axes.
+def place_labels(
+    ax: Axes,
+    labels: Sequence[PointLabel],
+    *,
+    markers: Sequence[tuple[float, float]] = (),
+    bars: Sequence[tuple[float, float, float]] = (),
+) -> int:
+    """Annotate ``ax`` with ``labels`` where no two collide, none covers a marker or an interval and none leaves
+    the axes (``markers`` are points, ``bars`` vertical intervals ``(x, low, high)``, both in data coordinates).
 
     Labels are placed in order, so the first ones get the places nearest their points. A label
     that is not ``required`` is left out when every place collides; a required one takes the
@@ -75,7 +82,7 @@ def place_labels(ax: Axes, labels: Sequence[PointLabel], *, markers: Sequence[tu
     renderer = renderer_of(fig)
     frame = ax.get_window_extent(renderer)
     to_px = ax.transData.transform
-    taken = [_around(to_px(xy)) for xy in markers]
+    taken = [_around(to_px(xy)) for xy in markers] + [_bar(to_px((x, low)), to_px((x, high))) for x, low, high in bars]
     left_out = 0
     for label in labels:
         best: tuple[float, Annotation] | None = None
@@ -125,6 +132,11 @@ def _annotate(ax: Axes, label: PointLabel, dx: float, dy: float, *, far: bool) -
 def _around(xy: Any) -> Bbox:
     x, y = float(xy[0]), float(xy[1])
     return Bbox([[x - MARKER_PX, y - MARKER_PX], [x + MARKER_PX, y + MARKER_PX]])
+
+
+def _bar(low: Any, high: Any) -> Bbox:
+    x = float(low[0])
+    return Bbox([[x - MARKER_PX / 2, float(low[1])], [x + MARKER_PX / 2, float(high[1])]])
 
 
 def _area(a: Bbox, b: Bbox) -> float:

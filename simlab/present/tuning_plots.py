@@ -18,6 +18,7 @@ from simlab.batch.batches import Results
 from simlab.present import plots
 from simlab.present.choice import display_names
 from simlab.present.deadlines import deadline_cuts, step_attempts
+from simlab.present.labels import PointLabel, place_labels
 from simlab.scenario.model import Scenario
 
 DEADLINE_COLOUR = "#c62828"
@@ -106,7 +107,7 @@ def retry_cost(summary: pd.DataFrame, *, rate: str = "completed_rate", calls: st
     ax.set_title("Retry cost: broker calls per saga against what they buy")
     ax.legend(loc="lower right", fontsize="small")
     ax.margins(x=0.2)  # room for the labels of the outermost points
-    _label_apart(ax, x, y, _point_labels(summary.index, ax), bars=(low, high))
+    _label_points(ax, x, y, _point_labels(summary.index, ax), bars=np.vstack([low, high]))
     return fig
 
 
@@ -121,48 +122,19 @@ def pareto_labelled(
         text.remove()
     cost = options.get("cost", "p99_s")
     x, y = summary[cost].to_numpy(dtype=float), summary[rate].to_numpy(dtype=float)
-    _label_apart(ax, x, y, _point_labels(summary.index, ax))
+    _label_points(ax, x, y, _point_labels(summary.index, ax))
     return fig
 
 
-# Where a point's label may go, in points from the point, nearest first: right, then left, just above, below, ...
-_LABEL_OFFSETS = tuple((dx, dy) for dy in (3, -10, 13, -20, 23, -30, 33, -40) for dx in (5, -5))
-
-
-def _label_apart(
-    ax: Any, x: np.ndarray, y: np.ndarray, labels: list[str], bars: tuple[np.ndarray, np.ndarray] | None = None
-) -> None:
-    """Label every point, each where it covers no point, no vertical interval (``bars``: low and high ends)
-    and no label placed before it (or, failing that, in the first place): settings close to one another
-    (a 2 s and a 5 s deadline with the same p99) would otherwise print over each other."""
-    fig = ax.figure
-    fig.draw_without_rendering()  # the layout is settled: data to pixels is final
-    at = ax.transData.transform(np.column_stack([x, y]))
-    scale = fig.dpi / 72
-    dot = 4 * scale
-    placed = [(px - dot, py - dot, px + dot, py + dot) for px, py in at]
-    if bars is not None:
-        lows = ax.transData.transform(np.column_stack([x, bars[0]]))[:, 1]
-        highs = ax.transData.transform(np.column_stack([x, bars[1]]))[:, 1]
-        placed += [(px - dot / 2, lo, px + dot / 2, hi) for (px, _), lo, hi in zip(at, lows, highs, strict=True)]
-    for (px, py), xi, yi, label in zip(at, x, y, labels, strict=True):
-        width, height = 4.3 * len(label) * scale, 8 * scale  # an x-small label's extent, generously estimated
-        boxes = []
-        for dx, dy in _LABEL_OFFSETS:
-            left = px + dx * scale - (width if dx < 0 else 0)
-            boxes.append(((dx, dy), (left, py + dy * scale, left + width, py + dy * scale + height)))
-        free = [b for b in boxes if not any(_overlap(b[1], other) for other in placed)]
-        (dx, dy), box = (free or boxes)[0]
-        placed.append(box)
-        leader = {"arrowstyle": "-", "color": "#90a4ae", "lw": 0.6} if abs(dy) > 13 else None  # a label moved away
-        text = ax.annotate(label, (xi, yi), xytext=(dx, dy), textcoords="offset points", va="bottom",
-                           ha="left" if dx > 0 else "right", fontsize="x-small", gid="setting",
-                           arrowprops=leader)  # fmt: skip
-        text.set_in_layout(False)  # labels must not shrink the axes they are placed on
-
-
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _label_points(ax: Axes, x: np.ndarray, y: np.ndarray, labels: list[str], bars: np.ndarray | None = None) -> None:
+    """Label every point (``labels.place_labels``: clear of the points, of the intervals ``bars`` (low and high
+    ends) and of one another where there is room): settings close to one another (a 2 s and a 5 s deadline with
+    the same p99) would otherwise print over each other."""
+    points = list(zip(x.tolist(), y.tolist(), strict=True))
+    intervals = [] if bars is None else list(zip(x.tolist(), bars[0].tolist(), bars[1].tolist(), strict=True))
+    style = {"gid": "setting"}
+    place_labels(ax, [PointLabel(xy, text, style=style) for xy, text in zip(points, labels, strict=True)],
+                 markers=points, bars=intervals)  # fmt: skip
 
 
 def _point_labels(index: pd.Index, ax: Any) -> list[str]:
