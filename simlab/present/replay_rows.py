@@ -9,6 +9,7 @@ otherwise the exact copy the folder keeps.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,13 @@ def replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
     if violations.empty:
         return []
     rows = []
-    refs: dict[int | None, str] = {}
+    refs: dict[int | None, str] = {}  # a point's scenario reference, worked out once (it may load the scenario)
     for record in violations.to_dict("records"):
         point = int(record["point"]) if "point" in record else None
         if point not in refs:
             refs[point] = replay_reference(folder, results, point)
-        setting, where = "", folder
-        if point is not None:
-            setting = results.manifest["points"][point]["label"]
-            where = folder / results.manifest["points"][point]["folder"]  # a sweep's points reuse run numbers
+        run_command, command = replay_commands(folder, results, record, refs[point])
+        setting = results.manifest["points"][point]["label"] if point is not None else ""
         rows.append(
             {
                 "invariant": record["invariant"],
@@ -50,8 +49,23 @@ def replay_rows(folder: Path, results: Results) -> list[dict[str, Any]]:
                 "seed": int(record["seed"]),
                 "t": float(record["t"]),
                 "explanation": str(record["explanation"]),
-                "command": f"simlab replay {shlex.quote(refs[point])} --seed {int(record['seed'])}",
-                "run_command": f"simlab replay {shlex.quote(str(where))} --run {int(record['run'])}",
+                "command": command,
+                "run_command": run_command,
             }
         )
     return rows
+
+
+def replay_commands(
+    folder: Path, results: Results, record: Mapping[Hashable, Any], scenario: str | None = None
+) -> tuple[str, str]:
+    """The two commands that replay the run of a violations-table ``record``: by its number in its batch's
+    folder (a sweep point's own folder: the points reuse run numbers), and by its scenario (``scenario``, else
+    ``replay_reference``) and seed."""
+    point = int(record["point"]) if "point" in record else None
+    where = folder / results.manifest["points"][point]["folder"] if point is not None else folder
+    scenario = scenario if scenario is not None else replay_reference(folder, results, point)
+    return (
+        f"simlab replay {shlex.quote(str(where))} --run {int(record['run'])}",
+        f"simlab replay {shlex.quote(scenario)} --seed {int(record['seed'])}",
+    )

@@ -26,7 +26,8 @@ from simlab.batch.results import Results
 from simlab.batch.shards import SCENARIO_FILE
 from simlab.present import analysis
 from simlab.present.choice import EDGE_LINE
-from simlab.present.summary import ExpectationVerdict, expectation_verdict, replay_reference
+from simlab.present.replay_rows import replay_commands
+from simlab.present.summary import ExpectationVerdict, expectation_verdict
 from simlab.present.tables import DASH, PERCENT_DIGITS, interval, percent
 from simlab.scenario.model import Scenario
 
@@ -145,16 +146,8 @@ def first_runs(folder: Path, results: Results) -> dict[str, FirstRun]:
     if violations.empty:
         return found
     for record in violations.drop_duplicates("invariant").to_dict("records"):
-        point = int(record["point"]) if "point" in record else None
-        where = folder / results.manifest["points"][point]["folder"] if point is not None else folder
-        scenario = str(where / SCENARIO_FILE) if point is not None else replay_reference(folder, results.manifest)
-        run, seed = int(record["run"]), int(record["seed"])
-        found[str(record["invariant"])] = FirstRun(
-            run,
-            seed,
-            f"simlab replay {shlex.quote(str(where))} --run {run}",
-            f"simlab replay {shlex.quote(scenario)} --seed {seed}",
-        )
+        by_run, by_seed = replay_commands(folder, results, record)
+        found[str(record["invariant"])] = FirstRun(int(record["run"]), int(record["seed"]), by_run, by_seed)
     return found
 
 
