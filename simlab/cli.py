@@ -7,7 +7,6 @@ import contextlib
 import math
 import shlex
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,6 +19,7 @@ from simlab.scenario.limits import (
     MAX_WORKERS,
     cut_quoted,
     shown,
+    shown_path,
 )
 
 if TYPE_CHECKING:
@@ -282,37 +282,10 @@ def _print_batch_summary(out: Path) -> int:
 
 def _output_problem(out: Path) -> str | None:
     """Why ``--out`` cannot be a results folder, found before anything runs or is written (None: it can be)."""
-    shown_out = f"--out {_cut_path(out)}"
-    try:
-        existing = out
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent  # the nearest folder that exists: where the first write would go
-        if not existing.is_dir():
-            where = "is a file" if existing == out else f"{_cut_path(existing)} is a file"
-            return f"{shown_out}: {where}, not a folder"
-    except OSError as error:  # a name too long for the file system, say
-        return f"{shown_out}: {error.strerror}"
-    return _write_problem(shown_out, existing)
+    from simlab.batch.shards import output_problem
 
-
-def _write_problem(given: str, folder: Path) -> str | None:
-    """Why nothing can be written in ``folder`` (None: something can), found by trying.
-
-    ``os.access`` would say yes to root in a folder root cannot write in (sysfs, a read-only mount);
-    an anonymous temporary file leaves nothing behind, whatever happens next.
-    """
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        return f"{given}: cannot write in {_cut_path(folder)} ({error.strerror})"
-    return None
-
-
-def _cut_path(path: Path) -> str:
-    """A path as given, cut if absurdly long (a real one is at most 4,096 bytes; a message stays one line)."""
-    text = str(path)
-    return text if len(text) <= 255 and "\n" not in text else shown(text)
+    problem = output_problem(out)
+    return f"--out {shown_path(out)}: {problem}" if problem else None
 
 
 def _resumable(command: str, work: Callable[[Progress, Notice], object], total: int) -> int | None:
@@ -337,7 +310,7 @@ def _resumable(command: str, work: Callable[[Progress, Notice], object], total: 
         print(f"simlab {command}: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the output folder cannot be written (read-only, full, removed meanwhile)
-        where = f"{_cut_path(Path(error.filename))}: " if error.filename else ""
+        where = f"{shown_path(Path(error.filename))}: " if error.filename else ""
         print(f"simlab {command}: cannot write the results: {where}{error.strerror}", file=sys.stderr)
         return 2
     return None
@@ -403,7 +376,7 @@ def _report(args: argparse.Namespace) -> int:
     from simlab.scenario.model import SAGA_TYPES
 
     output = Path(args.output)
-    given = _cut_path(output)
+    given = shown_path(output)
     problem = None
     try:
         if output.suffix.lower() not in (".html", ".htm"):
@@ -411,11 +384,14 @@ def _report(args: argparse.Namespace) -> int:
         elif output.is_dir():
             problem = f"-o {given}: is a folder; expected a file name ending in .html"
         elif not output.parent.is_dir():
-            problem = f"-o {given}: the folder {_cut_path(output.parent)} does not exist"
+            problem = f"-o {given}: the folder {shown_path(output.parent)} does not exist"
         elif args.saga_type is not None and args.saga_type not in SAGA_TYPES:
             problem = f"--saga-type {shown(args.saga_type)}: unknown saga type; expected one of {', '.join(SAGA_TYPES)}"
         else:
-            problem = _write_problem(f"-o {given}", output.parent)
+            from simlab.batch.shards import write_problem
+
+            problem = write_problem(output.parent)
+            problem = problem and f"-o {given}: {problem}"
     except OSError as error:  # a name too long for the file system, say
         problem = f"-o {given}: {error.strerror}"
     if problem:
@@ -438,7 +414,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"simlab report: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the report's folder cannot be written
-        print(f"simlab report: -o {_cut_path(output)}: cannot write: {error.strerror}", file=sys.stderr)
+        print(f"simlab report: -o {shown_path(output)}: cannot write: {error.strerror}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0

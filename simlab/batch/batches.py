@@ -18,12 +18,12 @@ import hashlib
 import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -65,6 +65,7 @@ __all__ = [
     "BatchInterrupted",
     "Results",
     "Shard",
+    "ShardRunner",
     "code_hash",
     "config_hash",
     "load_results",
@@ -164,7 +165,17 @@ def run_shard(
     the pool it defaults to the pool's shared count. A stop asked for while the shard runs leaves it
     unwritten: it is run again on resume.
     """
-    count = on_run or _count_run
+    rows, violations = shard_rows(scenario, root_seed, shard, on_run or _count_run)
+    if stop_requested():
+        raise BatchInterrupted()
+    write_shard(out, shard, rows)
+    return shard.runs, violations
+
+
+def shard_rows(
+    scenario: Scenario, root_seed: int, shard: Shard, on_run: Callable[[int], None]
+) -> tuple[dict[str, list[dict[str, object]]], int]:
+    """The rows of every table of one shard's runs, and their violations; ``on_run(violations)`` after each run."""
     digest = config_hash(scenario)
     rows: dict[str, list[dict[str, object]]] = {name: [] for name in TABLES}
     violations = 0
@@ -174,11 +185,8 @@ def run_shard(
         violations += len(result.violations)
         for name, table in _tables(scenario, digest, index, result).items():
             rows[name].extend(table)
-        count(len(result.violations))
-    if stop_requested():
-        raise BatchInterrupted()
-    write_shard(out, shard, rows)
-    return shard.runs, violations
+        on_run(len(result.violations))
+    return rows, violations
 
 
 # In a worker of the pool: the runs done and violations found by all workers so far, shared with the
@@ -203,6 +211,21 @@ Progress = Callable[[int, int, int], None]  # (runs done, total, violations so f
 Notice = Callable[[str], None]  # one line for the user (a damaged shard found, for example)
 
 
+class ShardRunner(Protocol):
+    """Somewhere other than this machine's process pool to run shards: a Dask cluster (``simlab.batch.cluster``)."""
+
+    def check(self, folders: Sequence[Path]) -> None:
+        """Refuse, before anything is written, what would make the shards' work wrong or lost (``ValueError``)."""
+
+    def run(
+        self,
+        todo: Sequence[tuple[Batch, Shard]],
+        done: Callable[[int, int], None],
+        live_progress: Callable[[int, int], None],
+    ) -> None:
+        """Run the shards; ``done(runs, violations)`` per shard written, ``live_progress`` with the runs so far."""
+
+
 @dataclass(frozen=True)
 class Batch:
     """``runs`` runs of one scenario from one root seed, written into ``out``, in shards of ``shard_size``."""
@@ -224,16 +247,18 @@ def run_batch_to(
     shard_size: int | None = None,
     progress: Progress | None = None,
     notice: Notice | None = None,
+    runner: ShardRunner | None = None,
 ) -> tuple[int, int]:
     """Run the missing shards of a batch into ``out``; return (runs run now, violations found now).
 
     Without ``shard_size``: the size ``out``'s manifest records when it holds a batch already (so a
-    resume cuts the same shards), else ``shard_size_for(runs)``.
+    resume cuts the same shards), else ``shard_size_for(runs)``. With ``runner`` (a Dask cluster), the
+    shards run there instead of on ``workers`` local processes.
     """
     if shard_size is None:
         shard_size = resumed_shard_size(out, runs, root_seed) or shard_size_for(runs)
     batch = Batch(scenario, runs, root_seed, out, shard_size)
-    return run_batches([batch], workers=workers, progress=progress, notice=notice)
+    return run_batches([batch], workers=workers, progress=progress, notice=notice, runner=runner)
 
 
 def resumed_shard_size(out: Path, runs: int, root_seed: int) -> int | None:
@@ -268,13 +293,16 @@ def run_batches(
     workers: int | None = None,
     progress: Progress | None = None,
     notice: Notice | None = None,
+    runner: ShardRunner | None = None,
 ) -> tuple[int, int]:
-    """Run the missing shards of several batches (a sweep's points) on one pool of workers.
+    """Run the missing shards of several batches (a sweep's points) on one pool of workers (or ``runner``).
 
     Returns (runs run now, violations found now). Each batch's folder is checked against
     its manifest first, so nothing runs if any folder holds a different batch. SIGINT or
     SIGTERM stops every worker and raises ``BatchInterrupted`` saying how many runs are kept.
     """
+    if runner is not None:
+        runner.check([batch.out for batch in batches])
     for batch in batches:
         batch.out.mkdir(parents=True, exist_ok=True)
         _check_manifest(batch.out, batch.scenario, batch.runs, batch.root_seed, batch.shard_size)
@@ -285,7 +313,9 @@ def run_batches(
     count = workers or os.cpu_count() or 1
     try:
         with stop_on_signals():
-            if count == 1:
+            if runner is not None:
+                runner.run(todo, tally.shard_written, tally.counted)
+            elif count == 1:
                 for batch, shard in todo:
                     tally.shard_written(*run_shard(batch.scenario, batch.root_seed, shard, batch.out, tally.run_done))
             else:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simlab.evidence.reach import REACH_PATHS, reach_column
-from simlab.scenario.limits import shown
+from simlab.scenario.limits import shown, shown_path
 
 BATCH_MANIFEST = "batch.txt"
 SWEEP_MANIFEST = "sweep.json"
@@ -335,6 +336,33 @@ def remove_unfinished(folder: Path, finished: Iterable[int]) -> int:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def output_problem(out: Path) -> str | None:
+    """Why ``out`` cannot become a results folder, found before anything is written (None: it can be)."""
+    try:
+        existing = out
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent  # the nearest folder that exists: where the first write would go
+        if not existing.is_dir():
+            return "is a file, not a folder" if existing == out else f"{shown_path(existing)} is a file, not a folder"
+    except OSError as error:  # a name too long for the file system, say
+        return str(error.strerror)
+    return write_problem(existing)
+
+
+def write_problem(folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (None: something can), found by trying.
+
+    ``os.access`` would say yes to root in a folder root cannot write in (sysfs, a read-only mount);
+    an anonymous temporary file leaves nothing behind, whatever happens next.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"cannot write in {shown_path(folder)} ({error.strerror})"
+    return None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -42,7 +42,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sagas.trading.wiring import saga_steps
-from simlab.batch.batches import SWEEP_MANIFEST, Batch, Notice, Progress, config_hash, run_batches
+from simlab.batch.batches import (
+    SWEEP_MANIFEST,
+    Batch,
+    Notice,
+    Progress,
+    ShardRunner,
+    config_hash,
+    run_batches,
+)
 from simlab.batch.fit import saga_types_started, shipped_scenarios_starting
 from simlab.batch.results import table_cell
 from simlab.scenario.limits import MAX_POINTS, cut, shown
@@ -348,9 +356,15 @@ def run_sweep(
     progress: Progress | None = None,
     notice: Notice | None = None,
     fit_check: bool = True,
+    runner: ShardRunner | None = None,
 ) -> tuple[int, int]:
-    """Run every point's missing runs into ``out/point-NNN``; return (runs run now, violations found now)."""
+    """Run every point's missing runs into ``out/point-NNN``; return (runs run now, violations found now).
+
+    With ``runner`` (a Dask cluster) the points' shards run there, checked before the sweep writes anything.
+    """
     points = make_points(scenario, grid, grid_name, fit_check=fit_check)
+    if runner is not None:
+        runner.check([out])
     manifest = {
         "scenario": scenario.name,
         "base_config_hash": config_hash(scenario),
@@ -380,4 +394,4 @@ def run_sweep(
     batches = [
         Batch(p.scenario, runs_per_point, root_seed, out / f"point-{p.index:03d}", SWEEP_SHARD_SIZE) for p in points
     ]
-    return run_batches(batches, workers=workers, progress=progress, notice=notice)
+    return run_batches(batches, workers=workers, progress=progress, notice=notice, runner=runner)

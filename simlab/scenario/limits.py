@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import reprlib
+from pathlib import Path
 
 MAX_FILE_BYTES = 1_048_576
 """A scenario or grid file: 1 MiB (the shipped ones are 1-3 KB)."""
@@ -78,3 +79,9 @@ def cut_quoted(text: str) -> str:
     For messages written by libraries (PyYAML, pydantic) that quote the user's value whole.
     """
     return _QUOTED.sub(lambda match: "'" + cut(match.group(1), SHOWN_CHARS - 2) + "'", text)
+
+
+def shown_path(path: Path) -> str:
+    """A path as given, cut if absurdly long (a real one is at most 4,096 bytes; a message stays one line)."""
+    text = str(path)
+    return text if len(text) <= 255 and "\n" not in text else shown(text)
