@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[lab,notebooks,dev]'
+	$(PY) -m pip install --quiet -e '.[lab,notebooks,cluster,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 # One pytest worker per core: the suite is CPU-bound, and its tests share nothing but the Redis
 # server, where each uses keys of its own.
 unit: $(STAMP)
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist loadgroup
 
 # JupyterLab on the notebooks (each runs top to bottom in under two minutes with its default sizes),
 # on 127.0.0.1 only, behind a token: open the URL it prints (with ?token=...). `make lab LAB_PORT=9999`

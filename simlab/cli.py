@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -23,7 +24,7 @@ from simlab.scenario.limits import (
 )
 
 if TYPE_CHECKING:
-    from simlab.batch.batches import Notice, Progress
+    from simlab.batch.batches import Notice, Progress, ShardRunner
     from simlab.batch.sweep import Grid
     from simlab.scenario.model import Scenario
 
@@ -88,6 +89,7 @@ def _add_batch_commands(commands: Any) -> None:
         "--shard-size", type=_runs, default=None,
         help="runs per shard, the unit of resumption (default: a 16th of the runs, at most 250)",
     )  # fmt: skip
+    add_cluster_options(run)
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument(
@@ -95,6 +97,7 @@ def _add_batch_commands(commands: Any) -> None:
         help="runs per pass (default 50)",
     )  # fmt: skip
     check.add_argument("--workers", type=_workers, default=2, help="workers of the parallel pass (default 2)")
+    add_cluster_options(check, audit=False)
     replay = commands.add_parser("replay", help="replay one run exactly: its timeline, violations and trace hash")
     replay.add_argument(
         "scenario", metavar="SCENARIO|DIR",
@@ -125,6 +128,7 @@ def _add_study_commands(commands: Any) -> None:
         "--no-fit-check", dest="fit_check", action="store_false",
         help="sweep even if dry runs never saw the grid's saga type start (they can miss a rare one)",
     )  # fmt: skip
+    add_cluster_options(sweep)
     report = commands.add_parser("report", help="write a self-contained HTML reliability report of a batch or sweep")
     report.add_argument("folder", metavar="DIR", help="a results folder of `simlab run` or `simlab sweep`")
     report.add_argument("--baseline", metavar="DIR", help="a results folder to compare findings with")
@@ -150,7 +154,11 @@ def _rate(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = audit_without_cluster(args)
+    if problem:
+        parser.error(problem)
     if args.command == "sample":
         from simlab import sample_batch
 
@@ -194,7 +202,7 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
     if args.command == "check-determinism":
-        return _check_determinism(scenario, args.runs, args.workers)
+        return _check_determinism(scenario, args.runs, args.workers, args.dask)
     return _run(args, scenario)
 
 
@@ -251,13 +259,13 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
         print(f"simlab run: {problem}", file=sys.stderr)
         return 2
 
-    def work(progress: Progress, notice: Notice) -> object:
+    def work(progress: Progress, notice: Notice, runner: ShardRunner | None) -> object:
         return run_batch_to(
             scenario, runs, root, out, workers=args.workers, shard_size=shard_size, progress=progress,
-            notice=notice,
+            notice=notice, runner=runner,
         )  # fmt: skip
 
-    status = _resumable("run", work, runs)
+    status = _resumable("run", work, runs, args, out)
     return status if status is not None else _print_batch_summary(out)
 
 
@@ -288,22 +296,30 @@ def _output_problem(out: Path) -> str | None:
     return f"--out {shown_path(out)}: {problem}" if problem else None
 
 
-def _resumable(command: str, work: Callable[[Progress, Notice], object], total: int) -> int | None:
-    """Run ``work`` under a progress bar; on Ctrl-C or SIGTERM say what is kept, on a refused folder say why.
+def _resumable(
+    command: str, work: Callable[[Progress, Notice, ShardRunner | None], object], total: int,
+    args: argparse.Namespace, out: Path,
+) -> int | None:  # fmt: skip
+    """Run ``work`` under a progress bar (on the ``--dask`` cluster, if given, connected and checked first); on
+    Ctrl-C or SIGTERM say what is kept, on a refused folder or cluster say why.
 
     Returns the exit status when the work did not finish, ``None`` when it did.
     """
+    from simlab.batch.cluster import AuditMismatch
     from simlab.batch.interrupts import BatchInterrupted, WorkerDied, silence_abandoned_work
     from simlab.batch.progress import progress_bar
 
     try:
-        with progress_bar(total) as (progress, notice):
-            work(progress, notice)
+        with (
+            dask_runner(args.dask, args.workers, [out], args.audit) as runner,
+            progress_bar(total) as (progress, notice),
+        ):
+            work(progress, notice, runner)
     except BatchInterrupted as interrupted:
         silence_abandoned_work()
         print(f"\nsimlab {command}: {interrupted}", file=sys.stderr)
         return interrupted.exit_status
-    except WorkerDied as error:
+    except (WorkerDied, AuditMismatch) as error:
         print(f"simlab {command}: {error}", file=sys.stderr)
         return 1
     except ValueError as error:
@@ -342,11 +358,12 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     print(f"{scenario.name}: {len(points)} points x {args.runs_per_point} runs from root seed {root} -> {out}")
 
-    def work(progress: Progress, notice: Notice) -> object:
+    def work(progress: Progress, notice: Notice, runner: ShardRunner | None) -> object:
         return run_sweep(scenario, grid, args.runs_per_point, root, out, grid_name=str(grid_path),
-                         workers=args.workers, progress=progress, notice=notice, fit_check=False)  # fmt: skip
+                         workers=args.workers, progress=progress, notice=notice, fit_check=False,
+                         runner=runner)  # fmt: skip
 
-    status = _resumable("sweep", work, len(points) * args.runs_per_point)
+    status = _resumable("sweep", work, len(points) * args.runs_per_point, args, out)
     return status if status is not None else _print_sweep_summary(out, grid)
 
 
@@ -420,6 +437,10 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _say_report_progress(line: str) -> None:
     """What ``simlab report`` is doing, on stderr (stdout holds only the report's path)."""
     print(f"simlab report: {line}", file=sys.stderr, flush=True)
@@ -434,23 +455,35 @@ def pd_display() -> Iterator[None]:
         yield
 
 
-def _check_determinism(scenario: Any, runs: int, workers: int) -> int:
-    """Run the batch three times (1 worker twice, then ``workers``); every table must be identical."""
-    from simlab.batch.determinism import check_determinism
+def _check_determinism(scenario: Any, runs: int, workers: int, dask: str | None = None) -> int:
+    """Run the batch three times (1 worker twice, then ``workers`` or the ``dask`` cluster); compare every table."""
+    from simlab.batch.cluster import AuditMismatch
+    from simlab.batch.determinism import check_determinism, check_folder
     from simlab.batch.interrupts import BatchInterrupted, silence_abandoned_work
 
+    # On a cluster the workers write the third pass themselves: into a folder here, where they can reach it
+    # if this is the cluster's shared folder (checked before anything runs).
+    where = Path.cwd() if dask else None
     try:
-        check = check_determinism(scenario, runs, workers)
+        with check_folder(where) as folder, dask_runner(dask, workers, [folder]) as runner:
+            check = check_determinism(scenario, runs, workers, runner=runner, folder=folder, notice=_say)
     except BatchInterrupted as interrupted:
         silence_abandoned_work()
         print(f"simlab check-determinism: interrupted by {interrupted.signal_name}", file=sys.stderr)
         return interrupted.exit_status
+    except ValueError as error:  # the cluster cannot run it (unreachable, other code, cannot write here)
+        print(f"simlab check-determinism: {error}", file=sys.stderr)
+        return 2
+    except AuditMismatch as error:
+        print(f"simlab check-determinism: {error}", file=sys.stderr)
+        return 1
     if check.difference:
         print(
             f"{scenario.name}: the {check.differing_pass} differs from the {check.reference_pass}: {check.difference}"
         )
         return 1
-    print(f"{scenario.name}: {runs} runs, identical tables twice on 1 worker and on {workers} workers")
+    third = f"the Dask cluster at {dask} (every shard run twice there)" if dask else f"{workers} workers"
+    print(f"{scenario.name}: {runs} runs, identical tables twice on 1 worker and on {third}")
     if check.violations.empty:
         print("Invariant violations: none (in every pass)")
     else:

@@ -13,6 +13,7 @@
                       runs_per_point=100, out="results/nb/budget")
     run = lab.replay("reconnect_race", seed=...)     # or lab.replay("results/nb/race", run=11)
     plots.replay_timeline(run)
+    big = lab.run("reconnect_race", runs=100_000, out="/shared/race", client=dask_client)  # on a Dask cluster
 
 Everything here is the same code the ``simlab`` command runs: results are written
 as Parquet shards into ``out`` (resumable: calling again with the same arguments
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from simlab.batch.batches import Notice, Progress, Results, load_results, run_batch_to
+from simlab.batch.batches import Notice, Progress, Results, ShardRunner, load_results, run_batch_to
 from simlab.batch.progress import progress_bar
 from simlab.batch.replays import ReplayError, resolve_replay
 from simlab.batch.runner import RunResult, run_once
@@ -51,6 +52,16 @@ def _bar(show: bool) -> Iterator[tuple[Progress | None, Notice]]:
         yield bar
 
 
+def _runner(client: Any, audit: float) -> ShardRunner | None:
+    if client is None:
+        if audit:
+            raise ValueError("audit needs a Dask client: it re-runs shards on another worker of the cluster")
+        return None
+    from simlab.batch.cluster import DaskRunner
+
+    return DaskRunner(client, audit=audit)
+
+
 def _warn(line: str) -> None:
     warnings.warn(line, stacklevel=3)
 
@@ -64,13 +75,20 @@ def run(
     workers: int | None = None,
     settings: Mapping[str, Any] | None = None,
     progress: bool = True,
+    client: Any = None,
+    audit: float = 0.0,
 ) -> Results:
-    """Run a scenario ``runs`` times from root ``seed`` (default: the scenario's) into ``out``; return its tables."""
+    """Run a scenario ``runs`` times from root ``seed`` (default: the scenario's) into ``out``; return its tables.
+
+    With ``client`` (a ``dask.distributed.Client``) the shards run on its cluster, whose workers write into
+    ``out`` themselves; ``audit`` is the fraction of them run again on another worker and compared.
+    """
     chosen = scenario(name_or_scenario, settings)
     count = runs if runs is not None else chosen.runs
     with _bar(progress) as (bar, notice):
         root = chosen.seed if seed is None else seed
-        run_batch_to(chosen, count, root, Path(out), workers=workers, progress=bar, notice=notice)
+        run_batch_to(chosen, count, root, Path(out), workers=workers, progress=bar, notice=notice,
+                     runner=_runner(client, audit))  # fmt: skip
     return load_results(out)
 
 
@@ -83,8 +101,12 @@ def sweep(
     out: str | Path,
     workers: int | None = None,
     progress: bool = True,
+    client: Any = None,
+    audit: float = 0.0,
 ) -> Results:
     """Run a scenario at every point of ``grid``; return the points' tables with one column per parameter.
+
+    ``client`` and ``audit``: as for ``run``.
 
     ``grid`` is a grid file's path or name, a ``Grid``, a mapping with the grid file's keys
     (``{"parameters": {...}, "conditions": [...]}``), or just ``{path: [values]}``.
@@ -98,7 +120,7 @@ def sweep(
         spec = Grid.model_validate(grid if "parameters" in grid else {"parameters": dict(grid)})
     with _bar(progress) as (bar, notice):
         run_sweep(chosen, spec, runs_per_point, chosen.seed if seed is None else seed, Path(out), workers=workers,
-                  progress=bar, notice=notice)  # fmt: skip
+                  progress=bar, notice=notice, runner=_runner(client, audit))  # fmt: skip
     return load_results(out)
 
 

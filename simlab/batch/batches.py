@@ -222,6 +222,7 @@ class ShardRunner(Protocol):
         todo: Sequence[tuple[Batch, Shard]],
         done: Callable[[int, int], None],
         live_progress: Callable[[int, int], None],
+        notice: Notice | None,
     ) -> None:
         """Run the shards; ``done(runs, violations)`` per shard written, ``live_progress`` with the runs so far."""
 
@@ -314,7 +315,7 @@ def run_batches(
     try:
         with stop_on_signals():
             if runner is not None:
-                runner.run(todo, tally.shard_written, tally.counted)
+                runner.run(todo, tally.shard_written, tally.counted, notice)
             elif count == 1:
                 for batch, shard in todo:
                     tally.shard_written(*run_shard(batch.scenario, batch.root_seed, shard, batch.out, tally.run_done))

@@ -8,14 +8,20 @@ back through the one loader; the first difference found (run count, a trace hash
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from simlab.batch.batches import TABLES, run_batch_to
+from simlab.batch.batches import TABLES, Notice, run_batch_to
 from simlab.batch.results import Results, load_results
 from simlab.scenario.model import Scenario
+
+if TYPE_CHECKING:
+    from simlab.batch.cluster import DaskRunner
 
 
 @dataclass(frozen=True)
@@ -28,21 +34,43 @@ class DeterminismCheck:
     violations: pd.DataFrame  # the first pass's violations table
 
 
-def check_determinism(scenario: Scenario, runs: int, workers: int) -> DeterminismCheck:
+@contextmanager
+def check_folder(parent: Path | None = None) -> Iterator[Path]:
+    """A temporary folder for the passes (in ``parent``, else the system's), removed with everything in it."""
+    with tempfile.TemporaryDirectory(prefix=".simlab-determinism-" if parent else "simlab-determinism-",
+                                     dir=parent) as tmp:  # fmt: skip
+        yield Path(tmp)
+
+
+def check_determinism(
+    scenario: Scenario,
+    runs: int,
+    workers: int,
+    *,
+    runner: DaskRunner | None = None,
+    folder: Path | None = None,
+    notice: Notice | None = None,
+) -> DeterminismCheck:
     """Run ``runs`` runs of ``scenario`` three times (1 worker twice, then ``workers``) and compare every table.
 
-    ``BatchInterrupted`` on Ctrl-C or SIGTERM, as from any batch; nothing is kept.
+    With ``runner`` (a Dask cluster) the third pass runs there, every shard run a second time on another
+    worker and compared (``AuditMismatch`` if one differs). The passes are written into ``folder`` (default:
+    a temporary folder), and removed; ``notice`` gets what the passes have to say (the audit's outcome).
+    ``BatchInterrupted`` on Ctrl-C or SIGTERM, as from any batch.
     """
-    with tempfile.TemporaryDirectory(prefix="simlab-determinism-") as tmp:
-        passes = {
-            "first pass, 1 worker": (Path(tmp) / "a", 1),
-            "second pass, 1 worker": (Path(tmp) / "b", 1),
-            f"third pass, {workers} workers": (Path(tmp) / "c", workers),
-        }
-        seen: dict[str, Results] = {}
-        for label, (out, count) in passes.items():
-            run_batch_to(scenario, runs, scenario.seed, out, workers=count, shard_size=max(1, runs // 4))
-            seen[label] = load_results(out)
+    if folder is None:
+        with check_folder() as tmp:
+            return check_determinism(scenario, runs, workers, runner=runner, folder=tmp, notice=notice)
+    third = "third pass, on the Dask cluster" if runner else f"third pass, {workers} workers"
+    passes = {"first pass, 1 worker": folder / "a", "second pass, 1 worker": folder / "b", third: folder / "c"}
+    seen: dict[str, Results] = {}
+    for label, out in passes.items():
+        cluster = runner if label == third else None
+        if cluster is not None:
+            cluster.audit = 1.0  # every shard of the pass, run again on another worker
+        run_batch_to(scenario, runs, scenario.seed, out, workers=workers if label == third else 1,
+                     shard_size=max(1, runs // 4), runner=cluster, notice=notice)  # fmt: skip
+        seen[label] = load_results(out)
     reference_label, reference = next(iter(seen.items()))
     for label, found in seen.items():
         problem = difference(reference, found)

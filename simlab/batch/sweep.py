@@ -344,6 +344,30 @@ def _next_key(node: Mapping[str, Any], parts: Sequence[str], i: int) -> tuple[st
     return parts[i], i + 1
 
 
+def _manifest(
+    scenario: Scenario, grid: Grid, runs_per_point: int, root_seed: int, points: Sequence[Point]
+) -> dict[str, Any]:
+    """What ``sweep.json`` holds: the sweep, and each point's folder, values, label and config hash."""
+    return {
+        "scenario": scenario.name,
+        "base_config_hash": config_hash(scenario),
+        "grid": grid.model_dump(mode="json"),
+        "runs_per_point": runs_per_point,
+        "root_seed": root_seed,
+        "parameters": list(grid.parameters),
+        "points": [
+            {
+                "index": p.index,
+                "folder": f"point-{p.index:03d}",
+                "values": {k: table_cell(v) for k, v in p.values.items()},
+                "label": p.label,
+                "config_hash": config_hash(p.scenario),
+            }
+            for p in points
+        ],
+    }
+
+
 def run_sweep(
     scenario: Scenario,
     grid: Grid,
@@ -365,24 +389,7 @@ def run_sweep(
     points = make_points(scenario, grid, grid_name, fit_check=fit_check)
     if runner is not None:
         runner.check([out])
-    manifest = {
-        "scenario": scenario.name,
-        "base_config_hash": config_hash(scenario),
-        "grid": grid.model_dump(mode="json"),
-        "runs_per_point": runs_per_point,
-        "root_seed": root_seed,
-        "parameters": list(grid.parameters),
-        "points": [
-            {
-                "index": p.index,
-                "folder": f"point-{p.index:03d}",
-                "values": {k: table_cell(v) for k, v in p.values.items()},
-                "label": p.label,
-                "config_hash": config_hash(p.scenario),
-            }
-            for p in points
-        ],
-    }
+    manifest = _manifest(scenario, grid, runs_per_point, root_seed, points)
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     path = out / SWEEP_MANIFEST
     if path.exists() and path.read_text() != text:
