@@ -71,18 +71,15 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` for ``address``: a new ``LocalCluster`` of ``workers`` single-threaded worker
     processes for ``local``, else the scheduler there (``ClusterError`` if it does not answer in time)."""
     try:
+        import dask
         import distributed
     except ImportError:
         raise ClusterError("--dask needs Dask: pip install 'saga-lab[cluster]'") from None
     if address == "local":
-        cluster = distributed.LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,  # a run holds the GIL throughout: a second thread would only wait
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-        )
+        # The workers' statistical profiler walks every thread's stack every 10 ms: with the simulation's
+        # deep stacks that costs about a tenth of a worker's time, for a dashboard panel the lab does not need.
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = _local_cluster(distributed, workers)
         with cluster, distributed.Client(cluster) as client:
             yield client
         return
@@ -92,6 +89,17 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
         raise ClusterError(f"no Dask scheduler answered at {address} within {CONNECT_SECONDS} s ({error})") from None
     with client:
         yield client
+
+
+def _local_cluster(distributed: Any, workers: int | None) -> Any:
+    return distributed.LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=1,  # a run holds the GIL throughout: a second thread would only wait
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
 
 
 def lab_versions() -> dict[str, str]:
@@ -275,18 +283,25 @@ def audit_sample(items: Sequence[tuple[str, Any]], fraction: float) -> list[Any]
     return chosen or [items[0][1]]
 
 
+PROGRESS_SECONDS = 0.25
+"""How often a worker posts its shard's count of runs (wall time, for the bar only: never read by a run)."""
+
+
 def _shard_task(scenario: Any, root_seed: int, shard: Shard, out: str, topic: str) -> tuple[int, int, str]:
-    """On a worker: run and write one shard, posting each run on ``topic``; (runs, violations, worker address)."""
+    """On a worker: run and write one shard, posting its runs on ``topic``; (runs, violations, worker address)."""
     from distributed import get_worker
 
     worker = get_worker()
     key = worker.get_current_task()
     tally = [0, 0]
+    posted = [time.monotonic()]
 
     def on_run(violations: int) -> None:
         tally[0] += 1
         tally[1] += violations
-        worker.log_event(topic, (key, tally[0], tally[1]))
+        if time.monotonic() - posted[0] >= PROGRESS_SECONDS or tally[0] == shard.runs:
+            worker.log_event(topic, (key, tally[0], tally[1]))
+            posted[0] = time.monotonic()
 
     runs, violations = run_shard(scenario, root_seed, shard, Path(out), on_run)
     return runs, violations, worker.address
