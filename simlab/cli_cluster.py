@@ -70,7 +70,7 @@ def dask_runner(
     from simlab.batch.cluster import DaskRunner, connect
 
     with connect(address, workers) as client:
-        runner = DaskRunner(client, audit=audit)
+        runner = DaskRunner(client, audit=audit, owns_workers=address == "local")
         runner.check(folders)
         workers = len(client.scheduler_info()["workers"])
         print(f"Dask: {workers} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}",

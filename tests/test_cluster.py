@@ -101,10 +101,14 @@ def test_a_batch_on_the_cluster_writes_the_process_pools_tables_bit_for_bit(clea
     from distributed import get_task_stream
 
     _pool(tmp_path / "pool", 36, 6)
+    shown: list[tuple[int, int, int]] = []
     with get_task_stream(clean) as stream:
-        kept = run_batch_to(SCENARIO, 36, 1, tmp_path / "dask", shard_size=6, runner=DaskRunner(clean))
+        kept = run_batch_to(SCENARIO, 36, 1, tmp_path / "dask", shard_size=6, runner=DaskRunner(clean),
+                            progress=lambda *counts: shown.append(counts))  # fmt: skip
     _same_tables(tmp_path / "pool", tmp_path / "dask")
-    assert kept[0] == 36
+    violations = len(load_results(tmp_path / "pool").violations)
+    assert kept == (36, violations)
+    assert shown[0] == (0, 36, 0) and shown[-1] == (36, 36, violations)  # the bar, from none to all runs
     ran = [task for task in stream.data if str(task["key"]).startswith("simlab-shard-")]
     assert len(ran) == 6 and len({task["worker"] for task in ran}) == 2  # the shards ran there, on both workers
 
@@ -228,10 +232,17 @@ def test_check_determinism_on_the_cluster_audits_every_shard(
     ("address", "expected"),
     [("tcp//10.0.0.5:8786", "expected 'local' or a scheduler address"), ("tcp://host:99999", "expected 'local'")],
 )
-def test_a_malformed_address_is_refused_by_the_parser(address: str, expected: str) -> None:
+def test_a_malformed_address_is_refused_by_the_parser(
+    address: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ValueError, match=expected):
         parse_address(address)
     assert parse_address("10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "reconnect_race", "--dask", address, "--out", str(tmp_path / "never")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and not (tmp_path / "never").exists()
+    assert len(error) == 1 and error[0].startswith("simlab run: error: argument --dask: expected 'local'"), error
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2_within_10_seconds(

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from simlab.batch.batches import Batch, code_hash, config_hash, run_shard, shard_rows
-from simlab.batch.interrupts import WorkerDied
+from simlab.batch.interrupts import WorkerDied, terminate_workers
 from simlab.batch.runner import run_seed
 from simlab.batch.shards import TABLES, Shard, marker_path, output_problem, table_bytes
 from simlab.scenario.limits import shown
@@ -129,10 +129,12 @@ class DaskRunner:
     """Runs a batch's shards on the Dask cluster of ``client`` (a ``ShardRunner`` for ``run_batches``).
 
     ``audit``: the fraction of the shards run now that are run a second time on another worker and compared.
+    ``owns_workers``: the workers are this process's own (a LocalCluster it started), so a stop kills them.
     """
 
     client: Any
     audit: float = 0.0
+    owns_workers: bool = False
     _counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -168,6 +170,7 @@ class DaskRunner:
     ) -> None:
         """Run every shard of ``todo`` as one task; report each written shard, and the runs as they finish."""
         topic = f"simlab-progress-{os.getpid()}-{time.monotonic_ns()}"
+        self._counts.clear()
         self.client.subscribe_topic(topic, self._on_event)
         futures = {
             self.client.submit(
@@ -178,8 +181,10 @@ class DaskRunner:
         }  # fmt: skip
         try:
             ran_on, given_up = self._collect(futures, done, live_progress)
-        except BaseException:
+        except BaseException as error:
             self.client.cancel(list(futures))
+            if isinstance(error, KeyboardInterrupt):
+                self._stopped(notice)
             raise
         finally:
             self.client.unsubscribe_topic(topic)
@@ -187,6 +192,13 @@ class DaskRunner:
             raise WorkerDied("\n".join(given_up))
         if self.audit > 0:
             self._audit([(batch, shard, ran_on[shard_key(batch, shard)]) for batch, shard in todo], notice)
+
+    def _stopped(self, notice: Callable[[str], None] | None) -> None:
+        """After a stop: no shard may be sealed once the runs kept are counted, or the count would be wrong."""
+        if self.owns_workers:
+            terminate_workers()  # the LocalCluster's worker processes are ours: their running shards go too
+        elif notice:
+            notice("the shards already running on the cluster's workers finish there and are kept whole")
 
     def _on_event(self, event: tuple[float, tuple[str, int, int]]) -> None:
         key, runs, violations = event[1]
