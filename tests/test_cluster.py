@@ -8,9 +8,11 @@ every worker it meets is named, not retried forever; the audit catches a worker 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -37,9 +39,12 @@ SCENARIO = load_scenario("reconnect_race")
 KILL_RUN = 5  # the run whose seed kills every worker of the faulty cluster (root seed 1)
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: the test process that runs this group may run other modules' tests between these,
+# and a module-scoped cluster would then be stopped and started again.
+@pytest.fixture(scope="session")
 def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DaskProcesses]]:
-    """Four clusters started together: clean, faulty (planted kill and skew), drifted code, and unwritable."""
+    """Three clusters started together: clean; faulty (planted kill and skew, and its workers may not override
+    file permissions, as root elsewhere may and this test's process does); and one with drifted code."""
     base = tmp_path_factory.mktemp("dask")
     drifted = _drifted_copy(base / "drifted-code")
     kill = {"SIMLAB_PLANT_KILL_SEED": str(run_seed(KILL_RUN, 1))}
@@ -50,17 +55,13 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Das
             [{**kill, "SIMLAB_PLANT_SKEW": "1"}, kill],
             preload=PLANTED,
             scheduler_env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
+            prefix=["setpriv", "--bounding-set", "-dac_override,-dac_read_search"],
         ),
         "drifted": DaskProcesses.start(base / "drifted", [{"PYTHONPATH": str(drifted)}]),
-        # A worker process that may not override file permissions, as root elsewhere may (this test's
-        # process may): it cannot write in a folder of mode 0o555, where the driver can.
-        "unwritable": DaskProcesses.start(
-            base / "unwritable", [{}], prefix=["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
-        ),
     }
     try:
         for name, cluster in started.items():
-            cluster.wait(2 if name in ("clean", "faulty") else 1)
+            cluster.wait(1 if name == "drifted" else 2)
         yield started
     finally:
         for cluster in started.values():
@@ -100,15 +101,15 @@ def _same_tables(expected: Path, found: Path) -> None:
 def test_a_batch_on_the_cluster_writes_the_process_pools_tables_bit_for_bit(clean: object, tmp_path: Path) -> None:
     from distributed import get_task_stream
 
-    _pool(tmp_path / "pool", 36, 6)
+    _pool(tmp_path / "pool", 24, 4)
     shown: list[tuple[int, int, int]] = []
     with get_task_stream(clean) as stream:
-        kept = run_batch_to(SCENARIO, 36, 1, tmp_path / "dask", shard_size=6, runner=DaskRunner(clean),
+        kept = run_batch_to(SCENARIO, 24, 1, tmp_path / "dask", shard_size=4, runner=DaskRunner(clean),
                             progress=lambda *counts: shown.append(counts))  # fmt: skip
     _same_tables(tmp_path / "pool", tmp_path / "dask")
     violations = len(load_results(tmp_path / "pool").violations)
-    assert kept == (36, violations)
-    assert shown[0] == (0, 36, 0) and shown[-1] == (36, 36, violations)  # the bar, from none to all runs
+    assert kept == (24, violations)
+    assert shown[0] == (0, 24, 0) and shown[-1] == (24, 24, violations)  # the bar, from none to all runs
     ran = [task for task in stream.data if str(task["key"]).startswith("simlab-shard-")]
     assert len(ran) == 6 and len({task["worker"] for task in ran}) == 2  # the shards ran there, on both workers
 
@@ -129,7 +130,7 @@ def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: object, tmp_path:
     pids = clean.run(os.getpid)  # type: ignore[attr-defined]
     finished: list[tuple[int, int]] = []
     batch = threading.Thread(target=lambda: finished.append(
-        run_batch_to(SCENARIO, 60, 1, out, shard_size=5, runner=DaskRunner(clean))
+        run_batch_to(SCENARIO, 40, 1, out, shard_size=4, runner=DaskRunner(clean))
     ))  # fmt: skip
     batch.start()
     deadline = time.monotonic() + 60
@@ -139,8 +140,8 @@ def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: object, tmp_path:
     assert busy, "no worker was running a shard when the first one finished"
     os.kill(pids[busy[0]], signal.SIGKILL)
     batch.join(120)
-    assert finished and finished[0][0] == 60
-    _pool(tmp_path / "pool", 60, 5)
+    assert finished and finished[0][0] == 40
+    _pool(tmp_path / "pool", 40, 4)
     _same_tables(tmp_path / "pool", out)
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == []
@@ -183,7 +184,7 @@ def test_a_worker_that_cannot_write_the_folder_is_refused(
         )
     (tmp_path / "shared").mkdir(mode=0o555)
     out = tmp_path / "shared" / "results"
-    status = main(["run", "reconnect_race", "--runs", "4", "--dask", clusters["unwritable"].address,
+    status = main(["run", "reconnect_race", "--runs", "4", "--dask", clusters["faulty"].address,
                    "--out", str(out)])  # fmt: skip
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and not out.exists()
@@ -256,3 +257,25 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2_within_10_seconds(
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and not out.exists() and elapsed < 10
     assert len(error) == 1 and error[0].startswith("simlab run: no Dask scheduler answered at tcp://127.0.0.1:")
+
+
+def test_something_else_listening_at_the_address_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as server:  # a web server, say: it answers anything with a page
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        threading.Thread(target=_answer_http, args=(server,), daemon=True).start()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        status = main(["run", "reconnect_race", "--dask", address, "--out", str(tmp_path / "never")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and not (tmp_path / "never").exists()
+    assert len(error) == 1 and f"what answered at {address} is not a Dask scheduler" in error[0], error
+
+
+def _answer_http(server: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 4)

@@ -26,6 +26,7 @@ import logging
 import os
 import platform
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,12 +84,28 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
         with cluster, distributed.Client(cluster) as client:
             yield client
         return
+    _probe(address)
     try:
         client = distributed.Client(address, timeout=f"{CONNECT_SECONDS}s")
     except (OSError, TimeoutError) as error:
         raise ClusterError(f"no Dask scheduler answered at {address} within {CONNECT_SECONDS} s ({error})") from None
+    except Exception as error:  # noqa: BLE001 (whatever else listens there: a web server's reply read as a frame)
+        raise ClusterError(
+            f"what answered at {address} is not a Dask scheduler ({type(error).__name__}); give the scheduler's "
+            "address (tcp://HOST:8786 by default), not its dashboard's"
+        ) from None
     with client:
         yield client
+
+
+def _probe(address: str) -> None:
+    """Refuse at once an address where nothing listens (Dask would retry a refused connection until its timeout)."""
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise ClusterError(f"no Dask scheduler answered at {address} ({reason})") from None
 
 
 def _local_cluster(distributed: Any, workers: int | None) -> Any:
