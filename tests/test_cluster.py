@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from distributed import Client
 
 from simlab import lab
 from simlab.batch.batches import run_batch_to
@@ -59,12 +60,29 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Das
         ),
         "drifted": DaskProcesses.start(base / "drifted", [{"PYTHONPATH": str(drifted)}]),
     }
+    _running.extend(started.values())
     try:
         for name, cluster in started.items():
             cluster.wait(1 if name == "drifted" else 2)
         yield started
     finally:
         for cluster in started.values():
+            cluster.stop()
+
+
+# Idle, the clusters' processes take about a seventh of a core each three: the last test of this module
+# stops them, rather than the end of the session (all of this module's tests run in one test process).
+_running: list[DaskProcesses] = []
+_finished: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _the_last_test_stops_the_clusters(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    _finished.add(request.node.nodeid)
+    ours = {item.nodeid for item in request.session.items if item.path == request.node.path}
+    if _finished >= ours:
+        for cluster in _running:
             cluster.stop()
 
 
@@ -78,7 +96,7 @@ def _drifted_copy(folder: Path) -> Path:
 
 
 @pytest.fixture
-def clean(clusters: dict[str, DaskProcesses]) -> Iterator[object]:
+def clean(clusters: dict[str, DaskProcesses]) -> Iterator[Client]:
     with connect(clusters["clean"].address) as client:
         client.wait_for_workers(2, timeout=30)  # (a test may have killed one: its nanny starts it again)
         yield client
@@ -98,7 +116,7 @@ def _same_tables(expected: Path, found: Path) -> None:
         assert (found / marker.name).read_text() == marker.read_text()
 
 
-def test_a_batch_on_the_cluster_writes_the_process_pools_tables_bit_for_bit(clean: object, tmp_path: Path) -> None:
+def test_a_batch_on_the_cluster_writes_the_process_pools_tables_bit_for_bit(clean: Client, tmp_path: Path) -> None:
     from distributed import get_task_stream
 
     _pool(tmp_path / "pool", 24, 4)
@@ -114,7 +132,7 @@ def test_a_batch_on_the_cluster_writes_the_process_pools_tables_bit_for_bit(clea
     assert len(ran) == 6 and len({task["worker"] for task in ran}) == 2  # the shards ran there, on both workers
 
 
-def test_a_sweep_on_the_cluster_gives_the_process_pools_tables(clean: object, tmp_path: Path) -> None:
+def test_a_sweep_on_the_cluster_gives_the_process_pools_tables(clean: Client, tmp_path: Path) -> None:
     grid = {"sagas.consistency_retry.max_attempts": [2, 5]}
     pool = lab.sweep("broker_disconnection", grid, runs_per_point=10, out=tmp_path / "pool", workers=2,
                      progress=False)  # fmt: skip
@@ -125,9 +143,9 @@ def test_a_sweep_on_the_cluster_gives_the_process_pools_tables(clean: object, tm
     assert sorted(dask.runs["sagas.consistency_retry.max_attempts"].unique().tolist()) == [2, 5]
 
 
-def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: object, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: Client, tmp_path: Path) -> None:
     out = tmp_path / "dask"
-    pids = clean.run(os.getpid)  # type: ignore[attr-defined]
+    pids = clean.run(os.getpid)
     finished: list[tuple[int, int]] = []
     batch = threading.Thread(target=lambda: finished.append(
         run_batch_to(SCENARIO, 40, 1, out, shard_size=4, runner=DaskRunner(clean))
@@ -136,7 +154,7 @@ def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: object, tmp_path:
     deadline = time.monotonic() + 60
     while not list(out.glob("shard-*.done")) and time.monotonic() < deadline:
         time.sleep(0.02)
-    busy = [address for address, keys in clean.processing().items() if keys]  # type: ignore[attr-defined]
+    busy = [address for address, keys in clean.processing().items() if keys]
     assert busy, "no worker was running a shard when the first one finished"
     os.kill(pids[busy[0]], signal.SIGKILL)
     batch.join(120)
@@ -147,7 +165,7 @@ def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: object, tmp_path:
     assert leftovers == []
 
 
-def test_a_batch_resumes_across_backends_without_running_a_shard_twice(clean: object, tmp_path: Path) -> None:
+def test_a_batch_resumes_across_backends_without_running_a_shard_twice(clean: Client, tmp_path: Path) -> None:
     _pool(tmp_path / "pool", 24, 4)
 
     def run(backend: str, out: Path) -> int:  # (24 runs: shards of 1 run, the batch's size on either backend)
