@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -163,6 +165,30 @@ def test_a_worker_killed_mid_batch_costs_only_its_shard(clean: Client, tmp_path:
     _same_tables(tmp_path / "pool", out)
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == []
+
+
+def test_ctrl_c_on_a_cluster_keeps_whole_shards_and_the_same_command_completes_them(
+    clusters: dict[str, DaskProcesses], clean: Client, tmp_path: Path
+) -> None:
+    out = tmp_path / "dask"
+    command = [sys.executable, "-m", "simlab", "run", "reconnect_race", "--runs", "40", "--shard-size", "4",
+               "--seed", "1", "--dask", clusters["clean"].address, "--out", str(out)]  # fmt: skip
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("shard-*.done")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGINT)
+    _, said = driver.communicate(timeout=30)
+    assert driver.returncode == 130, said
+    assert "the shards already running on the cluster's workers finish there and are kept whole" in said
+    assert "interrupted by SIGINT" in said.strip().splitlines()[-1] and "Traceback" not in said
+    while any(clean.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the shards that were running finish on their workers
+    kept = sorted(p.name for p in out.glob("shard-*.done"))
+    assert 0 < len(kept) < 10
+    assert run_batch_to(SCENARIO, 40, 1, out, runner=DaskRunner(clean))[0] == 40 - 4 * len(kept)
+    _pool(tmp_path / "pool", 40, 4)
+    _same_tables(tmp_path / "pool", out)
 
 
 def test_a_batch_resumes_across_backends_without_running_a_shard_twice(clean: Client, tmp_path: Path) -> None:
