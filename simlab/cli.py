@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner
+from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner, passes_folder
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -459,11 +459,12 @@ def _check_determinism(scenario: Any, runs: int, workers: int, dask: str | None 
     """Run the batch three times (1 worker twice, then ``workers`` or the ``dask`` cluster); compare every table."""
     from simlab.batch.cluster import AuditMismatch
     from simlab.batch.determinism import check_determinism, check_folder
-    from simlab.batch.interrupts import BatchInterrupted, silence_abandoned_work
+    from simlab.batch.interrupts import BatchInterrupted, WorkerDied, silence_abandoned_work
 
-    # On a cluster the workers write the third pass themselves: into a folder here, where they can reach it
-    # if this is the cluster's shared folder (checked before anything runs).
-    where = Path.cwd() if dask else None
+    where, problem = passes_folder(dask)
+    if problem:
+        print(f"simlab check-determinism: {problem}", file=sys.stderr)
+        return 2
     try:
         with check_folder(where) as folder, dask_runner(dask, workers, [folder]) as runner:
             check = check_determinism(scenario, runs, workers, runner=runner, folder=folder, notice=_say)
@@ -474,7 +475,7 @@ def _check_determinism(scenario: Any, runs: int, workers: int, dask: str | None 
     except ValueError as error:  # the cluster cannot run it (unreachable, other code, cannot write here)
         print(f"simlab check-determinism: {error}", file=sys.stderr)
         return 2
-    except AuditMismatch as error:
+    except (AuditMismatch, WorkerDied) as error:
         print(f"simlab check-determinism: {error}", file=sys.stderr)
         return 1
     if check.difference:

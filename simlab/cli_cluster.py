@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,11 +68,29 @@ def dask_runner(
         yield None
         return
     from simlab.batch.cluster import DaskRunner, connect
+    from simlab.batch.interrupts import BatchInterrupted, deferred_signals
 
-    with connect(address, workers) as client:
-        runner = DaskRunner(client, audit=audit, owns_workers=address == "local")
-        runner.check(folders)
-        workers = len(client.scheduler_info()["workers"])
-        print(f"Dask: {workers} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}",
+    with ExitStack() as stack:
+        with deferred_signals() as stopped:  # a Ctrl-C inside Dask's start-up would leave it half-built
+            client = stack.enter_context(connect(address, workers))
+            runner = DaskRunner(client, audit=audit, owns_workers=address == "local")
+            runner.check(folders)
+        if stopped:
+            raise BatchInterrupted(stopped[0])  # (the stack closes the cluster on the way out)
+        count = len(client.scheduler_info()["workers"])
+        print(f"Dask: {count} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}",
               file=sys.stderr)  # fmt: skip
         yield runner
+
+
+def passes_folder(address: str | None) -> tuple[Path | None, str | None]:
+    """Where ``check-determinism`` writes its passes (None: a temporary folder of the system's), and why it
+    cannot (None: it can). On a cluster the workers write the third pass themselves: into the current folder,
+    which they reach if it is the cluster's shared folder (checked with the workers before anything runs)."""
+    if address is None:
+        return None, None
+    from simlab.batch.shards import output_problem
+
+    here = Path.cwd()
+    problem = output_problem(here)
+    return here, problem and f"--dask writes its passes in the current folder, {here}: {problem}"

@@ -246,7 +246,7 @@ def test_a_shard_that_keeps_killing_its_worker_is_named_not_retried_forever(
     message = str(died.value)
     assert "\n" not in message
     assert f"shard 1 (runs 4..7, seeds {run_seed(4, 1)}, {run_seed(5, 1)}" in message
-    assert "each of the 2 times Dask ran it" in message
+    assert "each of the 2 times Dask ran it, and again alone" in message
     assert sorted(p.name for p in out.glob("*.done")) == ["shard-00000.done", "shard-00002.done"]
 
 
@@ -269,7 +269,7 @@ def test_check_determinism_on_the_cluster_audits_every_shard(
     said = capsys.readouterr()
     assert status == 0, said.err
     assert "identical tables twice on 1 worker and on the Dask cluster" in said.out
-    assert "determinism audit: 4 shard(s) run again on another worker, identical" in said.err
+    assert "determinism audit: 4 shard(s) run again (4 on another worker), identical" in said.err
     assert list(tmp_path.iterdir()) == []  # the passes' folder is removed
 
 
@@ -323,3 +323,18 @@ def _answer_http(server: socket.socket) -> None:
             connection, _ = server.accept()
             with connection:
                 connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 4)
+
+
+def test_a_listener_that_never_answers_is_refused_within_10_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as server:  # accepts, then says nothing: Dask's own timeout would wait on it for a minute
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        started = time.monotonic()
+        status = main(["run", "reconnect_race", "--dask", address, "--out", str(tmp_path / "never")])
+        elapsed = time.monotonic() - started
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and elapsed < 10 and not (tmp_path / "never").exists()
+    assert error == [f"simlab run: no Dask scheduler answered at {address} within 5 s"]

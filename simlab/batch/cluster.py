@@ -18,6 +18,7 @@ on another worker and compares their tables' digests with the markers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -27,6 +28,7 @@ import os
 import platform
 import re
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +38,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from simlab.batch.batches import Batch, code_hash, config_hash, run_shard, shard_rows
+from simlab.batch.batches import Batch, Notice, code_hash, config_hash, run_shard, shard_rows
 from simlab.batch.interrupts import WorkerDied, terminate_workers
 from simlab.batch.runner import run_seed
 from simlab.batch.shards import TABLES, Shard, marker_path, output_problem, table_bytes
@@ -89,23 +91,35 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
         client = distributed.Client(address, timeout=f"{CONNECT_SECONDS}s")
     except (OSError, TimeoutError) as error:
         raise ClusterError(f"no Dask scheduler answered at {address} within {CONNECT_SECONDS} s ({error})") from None
-    except Exception as error:  # noqa: BLE001 (whatever else listens there: a web server's reply read as a frame)
-        raise ClusterError(
-            f"what answered at {address} is not a Dask scheduler ({type(error).__name__}); give the scheduler's "
-            "address (tcp://HOST:8786 by default), not its dashboard's"
-        ) from None
     with client:
         yield client
 
 
 def _probe(address: str) -> None:
-    """Refuse at once an address where nothing listens (Dask would retry a refused connection until its timeout)."""
+    """Refuse, within ``CONNECT_SECONDS``, an address where no Dask scheduler answers: nothing listens (Dask would
+    retry until its timeout), or something that never answers, or answers something else (a web server)."""
     host, port = address.split("://", 1)[1].rsplit(":", 1)
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
     except OSError as error:
         reason = "timed out" if isinstance(error, TimeoutError) else (error.strerror or str(error))
         raise ClusterError(f"no Dask scheduler answered at {address} ({reason})") from None
+    try:  # Dask's own handshake, under a deadline of ours (its timeout does not cover a peer that stays silent)
+        asyncio.run(asyncio.wait_for(_handshake(address), CONNECT_SECONDS))
+    except TimeoutError:
+        raise ClusterError(f"no Dask scheduler answered at {address} within {CONNECT_SECONDS} s") from None
+    except Exception as error:  # noqa: BLE001 (whatever else listens there: a web server's reply read as a frame)
+        raise ClusterError(
+            f"what answered at {address} is not a Dask scheduler ({type(error).__name__}); give the scheduler's "
+            "address (tcp://HOST:8786 by default), not its dashboard's"
+        ) from None
+
+
+async def _handshake(address: str) -> None:
+    from distributed.comm import connect as open_comm
+
+    comm = await open_comm(address, timeout=CONNECT_SECONDS)
+    await comm.close()
 
 
 def _local_cluster(distributed: Any, workers: int | None) -> Any:
@@ -135,10 +149,41 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def worker_facts(folders: Sequence[str]) -> dict[str, Any]:
-    """Run on each worker before any work: its versions, and why it cannot write in a folder (None: it can)."""
+def worker_facts(folders: Sequence[str], tokens: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Run on each worker before any work: its versions, why it cannot write in a folder, and which of the files
+    the driver just wrote (path, content) it does not see as the driver wrote them (None: all is well)."""
     problems = (f"{folder}: {problem}" for folder in folders if (problem := output_problem(Path(folder))))
-    return {"versions": lab_versions(), "cannot_write": next(problems, None)}
+    unseen = (path for path, content in tokens if _read(Path(path)) != content)
+    return {"versions": lab_versions(), "cannot_write": next(problems, None), "unseen": next(unseen, None)}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+@contextmanager
+def _tokens(folders: Sequence[Path]) -> Iterator[list[tuple[str, str]]]:
+    """A small file written by the driver in the nearest existing folder of each of ``folders`` (path, content),
+    removed afterwards: a worker that does not read it back does not share the folder with the driver."""
+    written: list[tuple[str, str]] = []
+    try:
+        for folder in folders:
+            existing = folder.resolve()
+            while not existing.exists() and existing.parent != existing:
+                existing = existing.parent
+            with contextlib.suppress(OSError):  # (a folder the driver cannot write is refused before this)
+                content = f"simlab {os.getpid()} {time.monotonic_ns()}"
+                handle, name = tempfile.mkstemp(prefix=".simlab-shared-", dir=existing)
+                with os.fdopen(handle, "w") as token:
+                    token.write(content)
+                written.append((name, content))
+        yield written
+    finally:
+        for name, _ in written:
+            Path(name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -156,14 +201,21 @@ class DaskRunner:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, folders: Sequence[Path]) -> None:
-        """Refuse a cluster without workers, a worker with other code or libraries, or one that cannot write."""
+        """Refuse a cluster without workers, a worker with other code or libraries, one that cannot write the
+        output folders, or one that does not share them with this machine (``ClusterError``, one line)."""
         try:
             self.client.wait_for_workers(1, timeout=CONNECT_SECONDS)
         except TimeoutError:
             raise ClusterError(f"the Dask cluster has no worker (waited {CONNECT_SECONDS} s)") from None
-        facts = self.client.run(worker_facts, [str(folder.resolve()) for folder in folders])
+        with _tokens(folders) as tokens:
+            facts = self.client.run(worker_facts, [str(f.resolve()) for f in folders], tokens, on_error="return")
         here = lab_versions()
         for address, fact in sorted(facts.items()):
+            if isinstance(fact, BaseException):  # it could not even load the check: not this lab's code
+                raise ClusterError(
+                    f"worker {address} cannot run this lab's code ({type(fact).__name__}: {shown(str(fact))}); "
+                    "install the same lab and libraries there"
+                )
             differs = [f"{name} {theirs} (here {here[name]})" for name, theirs in fact["versions"].items()
                        if here.get(name) != theirs]  # fmt: skip
             if differs:
@@ -172,10 +224,11 @@ class DaskRunner:
                     "this lab's runs: install the same lab and libraries there"
                 )
         for address, fact in sorted(facts.items()):
-            if fact["cannot_write"]:
+            if fact["cannot_write"] or fact["unseen"]:
+                problem = fact["cannot_write"] or f"{fact['unseen']}, just written here, is not there"
                 raise ClusterError(
-                    f"worker {address} cannot write the results: {fact['cannot_write']}; every worker writes its "
-                    "shards itself: give a folder all of them reach (a shared mount)"
+                    f"worker {address} cannot write the results: {problem}; every worker writes its shards "
+                    "itself: give a folder all of them share with this machine (a shared mount, at the same path)"
                 )
 
     def run(
@@ -198,17 +251,23 @@ class DaskRunner:
         }  # fmt: skip
         try:
             ran_on, given_up = self._collect(futures, done, live_progress)
+            named = [self._alone(batch, shard, ran_on, done) for batch, shard in given_up]
         except BaseException as error:
             self.client.cancel(list(futures))
             if isinstance(error, KeyboardInterrupt):
                 self._stopped(notice)
+            if _lost_scheduler(error):
+                raise WorkerDied(
+                    f"the connection to the Dask scheduler was lost ({type(error).__name__}); the finished shards "
+                    "are kept: run the same command again to complete the batch"
+                ) from None
             raise
         finally:
             self.client.unsubscribe_topic(topic)
-        if given_up:
-            raise WorkerDied("\n".join(given_up))
+        if any(named):
+            raise WorkerDied("\n".join(line for line in named if line))
         if self.audit > 0:
-            self._audit([(batch, shard, ran_on[shard_key(batch, shard)]) for batch, shard in todo], notice)
+            audit(self.client, [(b, s, ran_on[shard_key(b, s)]) for b, s in todo], self.audit, notice)
 
     def _stopped(self, notice: Callable[[str], None] | None) -> None:
         """After a stop: no shard may be sealed once the runs kept are counted, or the count would be wrong."""
@@ -231,11 +290,11 @@ class DaskRunner:
         futures: dict[Any, tuple[Batch, Shard]],
         done: Callable[[int, int], None],
         live_progress: Callable[[int, int], None],
-    ) -> tuple[dict[str, str], list[str]]:
+    ) -> tuple[dict[str, str], list[tuple[Batch, Shard]]]:
         from distributed import KilledWorker, wait
 
         ran_on: dict[str, str] = {}
-        given_up: list[str] = []
+        given_up: list[tuple[Batch, Shard]] = []
         pending, shown_counts = set(futures), (0, 0)
         while pending:
             with contextlib.suppress(TimeoutError):  # none finished meanwhile: the bar still moves with the runs
@@ -247,7 +306,7 @@ class DaskRunner:
                 try:
                     runs, violations, worker = future.result()
                 except KilledWorker:
-                    given_up.append(self._given_up(batch, shard))
+                    given_up.append((batch, shard))
                     continue
                 ran_on[shard_key(batch, shard)] = worker
                 done(runs, violations)
@@ -257,44 +316,78 @@ class DaskRunner:
                 shown_counts = counts
         return ran_on, given_up
 
-    def _given_up(self, batch: Batch, shard: Shard) -> str:
-        tries = 1 + int(self.client.run_on_scheduler(_allowed_failures))
-        seeds = [run_seed(index, batch.root_seed) for index in range(shard.start, min(shard.stop, shard.start + 3))]
-        more = ", ..." if shard.runs > len(seeds) else ""
-        return (
-            f"{batch.out}: shard {shard.index} (runs {shard.start}..{shard.stop - 1}, seeds "
-            f"{', '.join(map(str, seeds))}{more}) killed its worker each of the {tries} times Dask ran it; it is "
-            f"not run again (the other shards are kept): replay its runs one by one to find the one that kills, "
-            f"from simlab replay {batch.out} --run {shard.start}"
-        )
+    def _alone(
+        self, batch: Batch, shard: Shard, ran_on: dict[str, str], done: Callable[[int, int], None]
+    ) -> str | None:
+        """A shard Dask gave up on, run once more with nothing else running: Dask blames every task a dying
+        worker held, so a shard may only have shared a worker with the one that kills. The line naming it if
+        it kills its worker again (None: it ran)."""
+        from distributed import KilledWorker
 
-    def _audit(self, ran: Sequence[tuple[Batch, Shard, str]], notice: Callable[[str], None] | None) -> None:
-        chosen = audit_sample([(shard_key(b, s), (b, s, w)) for b, s, w in ran], self.audit)
-        workers = sorted(self.client.scheduler_info()["workers"])
-        if len(workers) < 2 and notice:
-            notice("the determinism audit has one worker only: it re-runs the shards on the worker that ran them")
-        futures = {
-            self.client.submit(
-                _audit_task, batch.scenario, batch.root_seed, shard, key=f"simlab-audit-{shard_key(batch, shard)}",
-                workers=[w for w in workers if w != worker] or None, allow_other_workers=False, pure=False,
-            ): (batch, shard, worker)
-            for batch, shard, worker in chosen
-        }  # fmt: skip
-        mismatches = []
-        for future, (batch, shard, worker) in futures.items():
+        key = shard_key(batch, shard)
+        future = self.client.submit(
+            _shard_task, batch.scenario, batch.root_seed, shard, str(batch.out.resolve()), "", key=f"{key}-alone",
+            pure=False,
+        )  # fmt: skip
+        try:
+            runs, violations, ran_on[key] = future.result()
+        except KilledWorker:
+            tries = 1 + int(self.client.run_on_scheduler(_allowed_failures))
+            seeds = [run_seed(i, batch.root_seed) for i in range(shard.start, min(shard.stop, shard.start + 3))]
+            more = ", ..." if shard.runs > len(seeds) else ""
+            return (
+                f"{batch.out}: shard {shard.index} (runs {shard.start}..{shard.stop - 1}, seeds "
+                f"{', '.join(map(str, seeds))}{more}) killed its worker each of the {tries} times Dask ran it, "
+                f"and again alone; it is not run again (the other shards are kept): replay its runs one by one "
+                f"to find the one that kills, from simlab replay {batch.out} --run {shard.start}"
+            )
+        done(runs, violations)
+        return None
+
+
+def _lost_scheduler(error: BaseException) -> bool:
+    """Whether ``error`` says the driver lost the scheduler (not that a task failed)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(error, CancelledError | CommClosedError)
+
+
+def audit(client: Any, ran: Sequence[tuple[Batch, Shard, str]], fraction: float, notice: Notice | None) -> None:
+    """Run a ``fraction`` of the shards just written (sampled by key) again, preferably on another worker than
+    the one that wrote each, and compare their tables' digests with its marker (``AuditMismatch`` if any differ)."""
+    chosen = audit_sample([(shard_key(b, s), (b, s, w)) for b, s, w in ran], fraction)
+    workers = sorted(client.scheduler_info()["workers"])
+    futures = {
+        client.submit(
+            _audit_task, batch.scenario, batch.root_seed, shard, key=f"simlab-audit-{shard_key(batch, shard)}",
+            workers=[w for w in workers if w != worker] or None, allow_other_workers=True, pure=False,
+        ): (batch, shard, worker)
+        for batch, shard, worker in chosen
+    }  # fmt: skip
+    mismatches, elsewhere, unrun = [], 0, []
+    for future, (batch, shard, worker) in futures.items():
+        try:
             again, where = future.result()
-            sealed = json.loads(marker_path(batch.out, shard).read_text())["tables"]
-            differ = [name for name in TABLES if sealed[name]["sha256"] != again[name]]
-            if differ:
-                mismatches.append(
-                    f"shard {shard.index} of {batch.out} (runs {shard.start}..{shard.stop - 1}, key "
-                    f"{shard_key(batch, shard)}): its {', '.join(differ)} table(s) on {where} differ from those "
-                    f"written by {worker}"
-                )
-        if mismatches:
-            raise AuditMismatch("determinism audit failed: " + "; ".join(mismatches))
-        if notice:
-            notice(f"determinism audit: {len(futures)} shard(s) run again on another worker, identical")
+        except Exception as error:  # noqa: BLE001 (a worker that died under it: the audit of this shard is void)
+            unrun.append(f"shard {shard.index} of {batch.out} ({type(error).__name__})")
+            continue
+        elsewhere += where != worker
+        sealed = json.loads(marker_path(batch.out, shard).read_text())["tables"]
+        differ = [name for name in TABLES if sealed[name]["sha256"] != again[name]]
+        if differ:
+            mismatches.append(
+                f"shard {shard.index} of {batch.out} (runs {shard.start}..{shard.stop - 1}, key "
+                f"{shard_key(batch, shard)}): its {', '.join(differ)} table(s) on {where} differ from those "
+                f"written by {worker}"
+            )
+    if mismatches:
+        raise AuditMismatch("determinism audit failed: " + "; ".join(mismatches))
+    if notice:
+        audited = len(futures) - len(unrun)
+        void = f"; not audited, its worker died: {', '.join(unrun)}" if unrun else ""
+        notice(f"determinism audit: {audited} shard(s) run again ({elsewhere} on another worker), identical{void}")
 
 
 def shard_key(batch: Batch, shard: Shard) -> str:
@@ -328,7 +421,7 @@ def _shard_task(scenario: Any, root_seed: int, shard: Shard, out: str, topic: st
     def on_run(violations: int) -> None:
         tally[0] += 1
         tally[1] += violations
-        if time.monotonic() - posted[0] >= PROGRESS_SECONDS or tally[0] == shard.runs:
+        if topic and (time.monotonic() - posted[0] >= PROGRESS_SECONDS or tally[0] == shard.runs):
             worker.log_event(topic, (key, tally[0], tally[1]))
             posted[0] = time.monotonic()
 

@@ -90,6 +90,27 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[list[str]]:
+    """While the block runs, SIGINT and SIGTERM are only noted (their names, in the list it yields), not raised:
+    for work that a ``KeyboardInterrupt`` in its middle would leave half-built (starting a cluster, say). The
+    caller raises ``BatchInterrupted`` after it, once the work can be undone cleanly. Main thread only."""
+    noted: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        noted.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield noted
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 _parent_pid: int | None = None
 
 
