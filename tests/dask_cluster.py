@@ -17,15 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simlab.batch.cluster import QUIET_HOUSEKEEPING
+
 DASK = str(Path(sys.executable).with_name("dask"))
 QUIET = {
-    "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
-    "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
-    "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
-    "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "2s",
+    f"DASK_{key.upper().replace('.', '__').replace('-', '_')}": str(value) for key, value in QUIET_HOUSEKEEPING.items()
 }
-"""Slower housekeeping: idle, a scheduler and two workers take 14% of a core with Dask's defaults, 2% with
-these, and the clusters idle beside the rest of the suite (which shares the machine's two cores)."""
+"""The lab's LocalCluster settings, as environment variables: these clusters idle beside the rest of the suite."""
 
 
 def free_port() -> int:
