@@ -41,7 +41,7 @@ from typing import Any
 from simlab.batch.batches import Batch, Notice, code_hash, config_hash, run_shard, shard_rows
 from simlab.batch.interrupts import WorkerDied, terminate_workers
 from simlab.batch.runner import run_seed
-from simlab.batch.shards import TABLES, Shard, marker_path, output_problem, table_bytes
+from simlab.batch.shards import TABLES, Shard, marker_path, nearest_existing, output_problem, table_bytes
 from simlab.scenario.limits import shown
 
 CONNECT_SECONDS = 5
@@ -179,9 +179,7 @@ def _tokens(folders: Sequence[Path]) -> Iterator[list[tuple[str, str]]]:
     written: list[tuple[str, str]] = []
     try:
         for folder in folders:
-            existing = folder.resolve()
-            while not existing.exists() and existing.parent != existing:
-                existing = existing.parent
+            existing = nearest_existing(folder.resolve())
             with contextlib.suppress(OSError):  # (a folder the driver cannot write is refused before this)
                 content = f"simlab {os.getpid()} {time.monotonic_ns()}"
                 handle, name = tempfile.mkstemp(prefix=".simlab-shared-", dir=existing)

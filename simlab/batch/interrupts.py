@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
@@ -76,18 +76,26 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While the block runs, SIGINT and SIGTERM raise ``BatchInterrupted`` (main thread only)."""
-    _stopping.clear()
+def _on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """While the block runs, ``handler`` takes SIGINT and SIGTERM (in the main thread: elsewhere they are
+    delivered to the main thread, and whoever runs us there handles them); the previous handlers come back."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals are delivered to the main thread; whoever runs us there handles them
+        yield
         return
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise ``BatchInterrupted`` (main thread only)."""
+    _stopping.clear()
+    with _on_stop_signals(_raise_interrupted):
+        yield
 
 
 @contextlib.contextmanager
@@ -96,19 +104,8 @@ def deferred_signals() -> Iterator[list[str]]:
     for work that a ``KeyboardInterrupt`` in its middle would leave half-built (starting a cluster, say). The
     caller raises ``BatchInterrupted`` after it, once the work can be undone cleanly. Main thread only."""
     noted: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
+    with _on_stop_signals(lambda signum, _frame: noted.append(signal.Signals(signum).name)):
         yield noted
-        return
-
-    def note(signum: int, _frame: FrameType | None) -> None:
-        noted.append(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield noted
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 _parent_pid: int | None = None

@@ -338,12 +338,17 @@ def remove_unfinished(folder: Path, finished: Iterable[int]) -> int:
     return removed
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest ancestor that exists: where the first write into ``path`` would go."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 def output_problem(out: Path) -> str | None:
     """Why ``out`` cannot become a results folder, found before anything is written (None: it can be)."""
     try:
-        existing = out
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent  # the nearest folder that exists: where the first write would go
+        existing = nearest_existing(out)
         if not existing.is_dir():
             return "is a file, not a folder" if existing == out else f"{shown_path(existing)} is a file, not a folder"
     except OSError as error:  # a name too long for the file system, say
