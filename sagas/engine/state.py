@@ -130,6 +130,11 @@ _FIELD_NAMES = frozenset(f.name for f in fields(SagaState))
 
 
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)  # exact types: one hash lookup instead of a tuple scan
+
+
+class _NotJSON(Exception):
+    """Internal: ``_copy`` met a value JSON cannot hold; ``_explain`` then finds and names it."""
 
 
 def json_copy(value: Any, path: str = "value") -> Any:
@@ -138,21 +143,45 @@ def json_copy(value: Any, path: str = "value") -> Any:
     Raises ``TypeError`` naming the path of the first value JSON cannot hold
     (objects, sets, bytes, non-string keys). Much cheaper than encoding to text.
     """
+    try:
+        return _copy(value)
+    except _NotJSON:
+        pass
+    _explain(value, path)
+    raise AssertionError("unreachable: _explain raises on what _copy refused")  # pragma: no cover
+
+
+def _copy(value: Any) -> Any:
+    # NOTE: the hot path (every saved state copies its trigger data and results): no path strings are
+    # built on the way down; only a refused value costs the second, explaining walk.
     kind = type(value)
-    if kind in _SCALARS:
-        return value
     if kind is dict:
         copied: dict[str, Any] = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise TypeError(f"{path} has a non-string key {key!r}")
-            copied[key] = item if type(item) in _SCALARS else json_copy(item, f"{path}.{key}")
+                raise _NotJSON
+            copied[key] = item if type(item) in _SCALAR_TYPES else _copy(item)
         return copied
     if kind is list or kind is tuple:
-        return [item if type(item) in _SCALARS else json_copy(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, _SCALARS):  # subclasses, such as str- or int-valued enums
+        return [item if type(item) in _SCALAR_TYPES else _copy(item) for item in value]
+    if kind in _SCALAR_TYPES or isinstance(value, _SCALARS):  # subclasses, such as str- or int-valued enums
         return value
-    raise TypeError(f"{path} is a {kind.__name__}, which JSON cannot hold: {value!r}")
+    raise _NotJSON
+
+
+def _explain(value: Any, path: str) -> None:
+    """Raise ``TypeError`` naming the first value under ``value`` (in ``_copy``'s order) JSON cannot hold."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise TypeError(f"{path} has a non-string key {key!r}")
+            _explain(item, f"{path}.{key}")
+    elif kind is list or kind is tuple:
+        for i, item in enumerate(value):
+            _explain(item, f"{path}[{i}]")
+    elif not isinstance(value, _SCALARS):
+        raise TypeError(f"{path} is a {kind.__name__}, which JSON cannot hold: {value!r}")
 
 
 def dumps_state(state: SagaState) -> str:
