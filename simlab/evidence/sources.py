@@ -19,6 +19,7 @@ from typing import Any
 from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord
 from simlab.evidence.checks.violation import CannotCheck
+from simlab.evidence.definitions import SagaDefinitions, saga_definitions
 from simlab.evidence.lock_ledger import LockLedger
 from simlab.evidence.trace_tables import records_by_saga
 from simlab.sim.trading_world import TradingWorld
@@ -105,6 +106,15 @@ class Evidence:
             kept = self._readings["by_saga"] = (records, len(records), records_by_saga(records))
         grouped: Mapping[str, list[TraceRecord]] = kept[2]
         return grouped
+
+    def definitions(self) -> SagaDefinitions:
+        """What the trading sagas declare under this run's configuration (``simlab.evidence.definitions``)."""
+        config = self.world.deps.config
+        kept = self._readings.get("definitions")
+        if kept is None or kept[0] is not config:
+            kept = self._readings["definitions"] = (config, saga_definitions(config))
+        definitions: SagaDefinitions = kept[1]
+        return definitions
 
     def has(self, source: Source) -> bool:
         """Whether this run's evidence includes ``source``."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaStatus
-from sagas.engine.step import SagaStep
 from sagas.engine.trace import Outcome, TraceRecord
-from sagas.trading.wiring import saga_steps
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
@@ -24,7 +22,6 @@ from simlab.evidence.trace_tables import (
     last_saga_end,
     may_have_applied,
 )
-from simlab.sim.trading_world import TradingWorld
 
 # Plain strings, read once (see the note in ``simlab.evidence.trace_tables``).
 _STARTED, _SKIPPED, _COMPENSATED = Outcome.STARTED.value, Outcome.SKIPPED.value, Outcome.COMPENSATED.value
@@ -43,7 +40,7 @@ def terminal_by_horizon(ev: Evidence) -> list[Violation]:
     store; the compensations to allow for are those of the steps it has touched.
     """
     states, horizon_s = ev.states_by_id(), ev.horizon_s
-    steps = _steps_by_type(ev.world)
+    steps = ev.definitions().steps
     found = []
     for saga_id, records in ev.by_saga().items():
         if last_saga_end(records) is not None or not any(is_saga_start(r) for r in records):
@@ -66,15 +63,6 @@ def terminal_by_horizon(ev: Evidence) -> list[Violation]:
             )
         )
     return found
-
-
-def _steps_by_type(world: TradingWorld) -> dict[str, tuple[SagaStep, ...]]:
-    """Each trading saga type's steps as this world's configuration defines them (overrides applied)."""
-    config = world.deps.config
-    return {
-        saga_type: tuple(config.apply_step_overrides(saga_type, steps))
-        for saga_type, steps in saga_steps(config).items()
-    }
 
 
 def compensation_exact(ev: Evidence) -> list[Violation]:

@@ -1,11 +1,11 @@
 """The retry policy is obeyed: every attempt and delay in the trace against the policy the saga declares.
 
 How this works: the policies come from the sagas' own definitions, never from the
-trace: ``declared_policies`` reads each saga's ``validated_steps()`` (the scenario's
-per-step overrides applied) for its steps' execute and compensation policies, and
-``poll_policies()`` for the ``retry_async`` polls its steps make. ``retry_policy_violations``
-then walks each saga's records in order. For the execute attempts of every step,
-its compensation attempts, and every poll inside a step attempt:
+trace: ``declared_policies`` (``simlab.evidence.definitions``) reads each saga's
+``validated_steps()`` (the scenario's per-step overrides applied) for its steps' execute
+and compensation policies, and ``poll_policies()`` for the ``retry_async`` polls its steps
+make. ``retry_policy_violations`` then walks each saga's records in order. For the execute
+attempts of every step, its compensation attempts, and every poll inside a step attempt:
 
 - at most ``max_attempts`` attempts, counted from the ``started`` records (not from
   the attempt numbers the engine writes);
@@ -34,10 +34,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sagas.engine.retry import RetryConfig
-from sagas.engine.saga import BaseSaga
 from sagas.engine.trace import COMPENSATION_RETRY, Outcome, TraceRecord
-from sagas.trading.wiring import trading_sagas
 from simlab.evidence.checks.violation import CannotCheck, Violation
+from simlab.evidence.definitions import StepPolicies, declared_policies
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
     COMPENSATE_PHASE,
@@ -47,6 +46,15 @@ from simlab.evidence.trace_tables import (
     SAGA_PHASE,
     records_by_saga,
 )
+
+__all__ = [
+    "NAME",
+    "StepPolicies",
+    "declared_policies",
+    "delay_bounds",
+    "retry_policy_obeyed",
+    "retry_policy_violations",
+]
 
 NAME = "retry_policy_obeyed"
 _REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)
@@ -58,27 +66,6 @@ _POLL_ENDS = (Outcome.COMPLETED.value, Outcome.GAVE_UP.value, Outcome.CANCELLED.
 _FAILURES = (_FAILED, _TIMED_OUT)
 _ATTEMPT_PHASES = (EXECUTE_PHASE, COMPENSATE_PHASE)
 _JUDGED_PHASES = frozenset({EXECUTE_PHASE, POLL_PHASE, COMPENSATE_PHASE, RETRY_PHASE})
-
-
-@dataclass(frozen=True, slots=True)
-class StepPolicies:
-    """What one step declares: the policies of its attempts, its compensation and its poll (if it polls)."""
-
-    execute: RetryConfig
-    compensate: RetryConfig
-    poll: RetryConfig | None = None
-
-
-def declared_policies(sagas: Iterable[BaseSaga]) -> dict[str, dict[str, StepPolicies]]:
-    """``{saga_type: {step: StepPolicies}}`` from the sagas' definitions (overrides applied)."""
-    declared: dict[str, dict[str, StepPolicies]] = {}
-    for saga in sagas:
-        polls = saga.poll_policies()
-        declared[saga.get_saga_type()] = {
-            step.name: StepPolicies(step.policy, step.compensation_policy, polls.get(step.name))
-            for step in saga.validated_steps()
-        }
-    return declared
 
 
 def delay_bounds(policy: RetryConfig, retry_number: int, previous_delay_s: float | None) -> tuple[float, float]:
@@ -317,4 +304,4 @@ def retry_policy_obeyed(ev: Evidence) -> list[Violation]:
     The policies are the trading sagas' definitions under the run's configuration (the
     scenario's step overrides applied), not the trace's own.
     """
-    return _violations(ev.by_saga(), declared_policies(trading_sagas(ev.world.deps)))
+    return _violations(ev.by_saga(), ev.definitions().policies)
