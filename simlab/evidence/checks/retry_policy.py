@@ -247,8 +247,8 @@ class _SagaCheck:
             return
         if n >= policy.max_attempts:
             self.flag(r.t, f"{run.what}: retry scheduled after attempt {n} of max_attempts={policy.max_attempts}")
-        never = {kind.__name__ for kind in policy.non_retryable}
-        if run.last_error in never:
+        error = run.last_error
+        if error is not None and any(kind.__name__ == error for kind in policy.non_retryable):
             self.flag(r.t, f"{run.what}: retried after {run.last_error}, which its policy never retries")
         low, high = delay_bounds(policy, n, run.previous_delay)
         if delay < low - _close_enough(delay, low) or delay > high + _close_enough(delay, high):
