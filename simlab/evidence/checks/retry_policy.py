@@ -144,22 +144,28 @@ class _SagaCheck:
 
     def record(self, r: TraceRecord) -> None:
         phase = r.phase
-        if phase == SAGA_PHASE:
-            if r.outcome == _RESUMED:
+        if phase not in _JUDGED_PHASES:
+            if phase == SAGA_PHASE and r.outcome == _RESUMED:
                 self.resumed()
             return
-        if r.step is None or phase not in _JUDGED_PHASES:
+        if r.step is None:
             return
         declared = self.steps.get(r.step)
+        outcome = r.outcome
         if declared is None:
             self.flag(r.t, f"{phase} record for step {r.step!r}, which the saga does not declare")
         elif phase in _ATTEMPT_PHASES:
-            self.attempt(r, declared)
+            # NOTE: only starts and failures matter here; the other outcomes (most) cost no call.
+            if outcome == _STARTED:
+                self.attempt_started(r, declared)
+            elif outcome in _FAILURES:
+                run = (self.executes if phase == EXECUTE_PHASE else self.compensations).get(r.step)
+                if run is not None:
+                    run.last_error = r.error_type
         elif phase == POLL_PHASE:
             self.poll(r, declared)
-        elif r.outcome == _SCHEDULED:
-            runs = self.compensations if r.detail == COMPENSATION_RETRY else self.executes
-            run = runs.get(r.step)
+        elif outcome == _SCHEDULED:
+            run = (self.compensations if r.detail == COMPENSATION_RETRY else self.executes).get(r.step)
             if run is None:
                 self.flag(r.t, f"a retry of {r.step} was scheduled before any attempt of it")
             else:
@@ -174,22 +180,16 @@ class _SagaCheck:
                 attempts.scheduled = None
                 attempts.previous_delay = None  # not persisted: decorrelated jitter starts from the initial delay
 
-    def attempt(self, r: TraceRecord, declared: StepPolicies) -> None:
-        """An execute or compensate record of a declared step."""
+    def attempt_started(self, r: TraceRecord, declared: StepPolicies) -> None:
+        """An attempt of a declared step, or of its compensation, starts."""
         execute = r.phase == EXECUTE_PHASE
         runs = self.executes if execute else self.compensations
-        outcome = r.outcome
-        if outcome == _STARTED:
-            run = runs.get(r.step)
-            if run is None:
-                policy = declared.execute if execute else declared.compensate
-                run = runs[r.step] = _Attempts(policy, "step {}" if execute else "compensation of {}", r.step)
-            self.polls.pop(r.step, None)  # a new attempt makes its own polls
-            self.started(run, r)
-        elif outcome in _FAILURES:
-            run = runs.get(r.step)
-            if run is not None:
-                run.last_error = r.error_type
+        run = runs.get(r.step)
+        if run is None:
+            policy = declared.execute if execute else declared.compensate
+            run = runs[r.step] = _Attempts(policy, "step {}" if execute else "compensation of {}", r.step)
+        self.polls.pop(r.step, None)  # a new attempt makes its own polls
+        self.started(run, r)
 
     def poll(self, r: TraceRecord, declared: StepPolicies) -> None:
         key = str(r.step)
