@@ -30,6 +30,7 @@ import functools
 import itertools
 import operator
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -150,7 +151,8 @@ def _code_held(config: SagaConfig) -> tuple[object, ...]:
 
 
 _kept: OrderedDict[Hashable, tuple[tuple[object, ...], SagaDefinitions]] = OrderedDict()
-"""Configuration key -> (the sagas' code it was read with, its definitions), least recently used first."""
+"""Configuration key -> (the code it was read with, its definitions), least recently used first."""
+_kept_lock = threading.Lock()  # a worker may run runs on several threads: the dict's order is shared
 
 
 def saga_definitions(config: SagaConfig) -> SagaDefinitions:
@@ -163,19 +165,20 @@ def saga_definitions(config: SagaConfig) -> SagaDefinitions:
     if key is None:
         return SagaDefinitions(config)
     code = _code_held(config)
-    kept = _kept.get(key)
-    # NOTE: the code compared object by object, by identity: the kept tuple holds the very objects, so
-    # none of them can have been replaced by a newer one at its address.
-    if kept is not None and len(kept[0]) == len(code) and all(map(operator.is_, kept[0], code)):
-        _kept.move_to_end(key)
-        return kept[1]
+    with _kept_lock:
+        kept = _kept.get(key)
+        # NOTE: the code is compared object by object, by identity: a patched attribute or global is another object.
+        if kept is not None and len(kept[0]) == len(code) and all(map(operator.is_, kept[0], code)):
+            _kept.move_to_end(key)
+            return kept[1]
     definitions = SagaDefinitions(config)
     try:
         _ = definitions.steps, definitions.policies  # read now: what is kept reads no configuration later
     except SagaDefinitionError:
         return definitions  # not kept: the reading that fails fails again for each run that asks for it
-    _kept[key] = (code, definitions)
-    _kept.move_to_end(key)
-    if len(_kept) > _KEPT:
-        _kept.popitem(last=False)
+    with _kept_lock:
+        _kept[key] = (code, definitions)
+        _kept.move_to_end(key)
+        if len(_kept) > _KEPT:
+            _kept.popitem(last=False)
     return definitions
