@@ -158,7 +158,9 @@ class Tracer:
 
 
 # NOTE: one encoder, built once (json.dumps with non-default separators builds a new one per call).
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+# A trace holds no container that could hold itself (a record's fields are scalars), so the encoder
+# skips the circular-reference bookkeeping it would do for every record: the bytes are the same.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
 
 
 def canonical_trace(records: Iterable[TraceRecord]) -> bytes:

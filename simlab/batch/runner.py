@@ -13,6 +13,7 @@ as Parquet shards that a later command resumes.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -133,7 +134,10 @@ def broker_calls(world: TradingWorld) -> list[BrokerCallRow]:
         for broker in world.brokers.values()
         for c in getattr(broker, "calls", ())
     ]
-    return sorted(rows, key=lambda row: (row[1], row[0], row[2]))
+    return sorted(rows, key=_BY_START)
+
+
+_BY_START = operator.itemgetter(1, 0, 2)  # (started_at, broker, ended_at), as a C call per row
 
 
 def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:

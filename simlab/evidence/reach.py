@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from sagas.engine.trace import Outcome, Phase, TraceRecord
-from simlab.evidence.trace_tables import is_compensation_start
+from simlab.evidence.trace_tables import COMPENSATE_PHASE, EXECUTE_PHASE
 
 REACH_PATHS: tuple[str, ...] = (
     "retry",
@@ -51,7 +51,7 @@ REACH_PREFIX = "reach_"
 """Prefix of the ``runs`` table's reach columns: ``reach_retry``, ``reach_step_timeout``..."""
 
 # (phase, outcome) -> path, for the paths one record is evidence of.
-_BY_RECORD: dict[tuple[str, str], str] = {
+_BY_MEMBERS: dict[tuple[Phase, Outcome], str] = {
     (Phase.RETRY, Outcome.SCHEDULED): "retry",
     (Phase.EXECUTE, Outcome.TIMED_OUT): "step_timeout",
     (Phase.COMPENSATE, Outcome.TIMED_OUT): "step_timeout",
@@ -64,6 +64,12 @@ _BY_RECORD: dict[tuple[str, str], str] = {
     (Phase.SAGA, Outcome.LEASE_LOST): "lease_lost",
     (Phase.SAGA, Outcome.PARENT_COMPENSATED): "child_stopped",
 }
+# NOTE: keyed by the members' plain value strings, which records hold: a lookup then matches by identity
+# (see the note in ``simlab.evidence.trace_tables``).
+_BY_RECORD: dict[tuple[str, str], str] = {(p.value, o.value): path for (p, o), path in _BY_MEMBERS.items()}
+_STARTED, _SKIPPED = Outcome.STARTED.value, Outcome.SKIPPED.value
+_COMPLETED, _INVALID_RESULT = Outcome.COMPLETED.value, Outcome.INVALID_RESULT.value
+_BEGUN = (_STARTED, _SKIPPED)
 
 
 def reach_column(path: str) -> str:
@@ -90,19 +96,22 @@ def run_reach(records: Iterable[TraceRecord], lock_expiries: int = 0) -> dict[st
     counts = dict.fromkeys(REACH_PATHS, 0)
     completed: set[tuple[str, str | None]] = set()
     compensated: set[tuple[str, str | None]] = set()
+    by_record = _BY_RECORD
     for r in records:
-        path = _BY_RECORD.get((r.phase, r.outcome))
+        phase, outcome = r.phase, r.outcome
+        path = by_record.get((phase, outcome))
         if path is not None:
             counts[path] += 1
-        key = (r.saga_id, r.step)
-        if r.phase == Phase.EXECUTE:
-            if r.outcome == Outcome.COMPLETED:
-                completed.add(key)
-            elif r.outcome == Outcome.INVALID_RESULT:
-                completed.discard(key)  # it ran to the end, yet the saga does not count it completed
-        elif is_compensation_start(r) and key not in compensated:
-            compensated.add(key)
-            if key not in completed:  # the engine compensates only completed and possibly applied steps
-                counts["possibly_applied_compensation"] += 1
+        if phase == EXECUTE_PHASE:
+            if outcome == _COMPLETED:
+                completed.add((r.saga_id, r.step))
+            elif outcome == _INVALID_RESULT:
+                completed.discard((r.saga_id, r.step))  # it ran to the end, yet the saga does not count it completed
+        elif phase == COMPENSATE_PHASE and outcome in _BEGUN:  # ``is_compensation_start``
+            key = (r.saga_id, r.step)
+            if key not in compensated:
+                compensated.add(key)
+                if key not in completed:  # the engine compensates only completed and possibly applied steps
+                    counts["possibly_applied_compensation"] += 1
     counts["lock_expiry"] = lock_expiries
     return counts

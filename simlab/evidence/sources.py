@@ -14,11 +14,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord
 from simlab.evidence.checks.violation import CannotCheck
+from simlab.evidence.definitions import SagaDefinitions, saga_definitions
 from simlab.evidence.lock_ledger import LockLedger
+from simlab.evidence.trace_tables import records_by_saga
 from simlab.sim.trading_world import TradingWorld
 
 
@@ -68,6 +71,7 @@ class Evidence:
     ledger: LockLedger | None = None
     snapshots: tuple[DeletionSnapshot, ...] | None = None
     _by_id: dict[str, SagaState] = field(default_factory=dict, repr=False)
+    _readings: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def gather(
@@ -89,6 +93,28 @@ class Evidence:
     def records(self) -> list[TraceRecord]:
         """The run's trace."""
         return self.world.sim.tracer.records
+
+    def by_saga(self) -> Mapping[str, list[TraceRecord]]:
+        """Each saga's records in trace order (``records_by_saga``): shared by the checks, so read-only.
+
+        Grouped once per run rather than once per check that walks one saga at a time; grouped
+        again only if the trace has changed since (it does not after the horizon).
+        """
+        records = self.records
+        kept = self._readings.get("by_saga")
+        if kept is None or kept[0] is not records or kept[1] != len(records):
+            kept = self._readings["by_saga"] = (records, len(records), records_by_saga(records))
+        grouped: Mapping[str, list[TraceRecord]] = kept[2]
+        return grouped
+
+    def definitions(self) -> SagaDefinitions:
+        """What the trading sagas declare under this run's configuration (``simlab.evidence.definitions``)."""
+        config = self.world.deps.config
+        kept = self._readings.get("definitions")
+        if kept is None or kept[0] is not config:
+            kept = self._readings["definitions"] = (config, saga_definitions(config))
+        definitions: SagaDefinitions = kept[1]
+        return definitions
 
     def has(self, source: Source) -> bool:
         """Whether this run's evidence includes ``source``."""

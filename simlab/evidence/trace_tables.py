@@ -15,7 +15,6 @@ function of the records (testable with hand-made ones):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
@@ -36,50 +35,79 @@ ATTEMPT_ROW_PHASES: tuple[Phase, ...] = (Phase.EXECUTE, Phase.COMPENSATE, Phase.
 """Phases whose records open (``started``) and close attempts: the rows of ``attempt_rows`` (a poll's
 own attempts included, unlike the engine's ``ATTEMPT_PHASES``)."""
 
+# NOTE: the readers below (and the checks, which walk every record of every run) compare a record's
+# fields with the members' plain value strings, read once here: reading ``Phase.SAGA`` goes through the
+# enum class and costs several times the comparison itself, and a record holds the member's own value
+# string, so the comparison is mostly an identity check. Same values, same answers.
+SAGA_PHASE: Final[str] = Phase.SAGA.value
+EXECUTE_PHASE: Final[str] = Phase.EXECUTE.value
+COMPENSATE_PHASE: Final[str] = Phase.COMPENSATE.value
+RETRY_PHASE: Final[str] = Phase.RETRY.value
+POLL_PHASE: Final[str] = Phase.POLL.value
+"""The phases as plain strings (see the note above)."""
+
+_STARTED, _RESUMED, _SKIPPED = Outcome.STARTED.value, Outcome.RESUMED.value, Outcome.SKIPPED.value
+_COMPENSATED = Outcome.COMPENSATED.value
+TERMINAL_OUTCOMES: Final[frozenset[str]] = frozenset(o.value for o in TERMINAL_SAGA_OUTCOMES)
+"""``TERMINAL_SAGA_OUTCOMES`` as plain strings."""
+_POSSIBLY_APPLIED: Final[frozenset[str]] = frozenset(o.value for o in POSSIBLY_APPLIED_OUTCOMES)
+
 
 # -- predicates -----------------------------------------------------------------
 
 
 def is_saga_start(r: TraceRecord) -> bool:
     """Whether ``r`` is a saga's start."""
-    return r.phase == Phase.SAGA and r.outcome == Outcome.STARTED
+    return r.phase == SAGA_PHASE and r.outcome == _STARTED
 
 
 def is_saga_end(r: TraceRecord) -> bool:
     """Whether ``r`` ends its saga (a terminal status)."""
-    return r.phase == Phase.SAGA and r.outcome in TERMINAL_SAGA_OUTCOMES
+    return r.phase == SAGA_PHASE and r.outcome in TERMINAL_OUTCOMES
 
 
 def is_resume(r: TraceRecord) -> bool:
     """Whether ``r`` is a saga resumed by a manager other than the one that was running it."""
-    return r.phase == Phase.SAGA and r.outcome == Outcome.RESUMED
+    return r.phase == SAGA_PHASE and r.outcome == _RESUMED
 
 
-def is_attempt_start(r: TraceRecord, phase: str = Phase.EXECUTE) -> bool:
+def is_attempt_start(r: TraceRecord, phase: str = EXECUTE_PHASE) -> bool:
     """Whether ``r`` starts an attempt of ``phase`` (a step attempt by default)."""
-    return r.phase == phase and r.outcome == Outcome.STARTED
+    return r.phase == phase and r.outcome == _STARTED
 
 
 def may_have_applied(r: TraceRecord) -> bool:
     """Whether ``r`` ends a step attempt that ran to its end or was cut short in flight (its effect may stand)."""
-    return r.phase == Phase.EXECUTE and r.outcome in POSSIBLY_APPLIED_OUTCOMES
+    return r.phase == EXECUTE_PHASE and r.outcome in _POSSIBLY_APPLIED
 
 
 def is_compensation_start(r: TraceRecord) -> bool:
     """Whether ``r`` is where a step's compensation begins: an attempt's start, or the skip of a step without one."""
-    return r.phase == Phase.COMPENSATE and r.outcome in (Outcome.STARTED, Outcome.SKIPPED)
+    return r.phase == COMPENSATE_PHASE and (r.outcome == _STARTED or r.outcome == _SKIPPED)
 
 
 def is_compensation_done(r: TraceRecord) -> bool:
     """Whether ``r`` says a step's compensation is done: compensated, or skipped (the step has none)."""
-    return r.phase == Phase.COMPENSATE and r.outcome in (Outcome.COMPENSATED, Outcome.SKIPPED)
+    return r.phase == COMPENSATE_PHASE and (r.outcome == _COMPENSATED or r.outcome == _SKIPPED)
+
+
+def last_saga_end(records: Sequence[TraceRecord]) -> TraceRecord | None:
+    """The last record of ``records`` (one saga's) that ends the saga, or None if none does."""
+    for r in reversed(records):  # NOTE: from the end: a saga's end is nearly always its last record
+        if r.phase == SAGA_PHASE and r.outcome in TERMINAL_OUTCOMES:
+            return r
+    return None
 
 
 def records_by_saga(records: Iterable[TraceRecord]) -> dict[str, list[TraceRecord]]:
     """Each saga id's records in trace order; sagas in the order of their first record."""
-    by_saga: dict[str, list[TraceRecord]] = defaultdict(list)
+    by_saga: dict[str, list[TraceRecord]] = {}
     for record in records:
-        by_saga[record.saga_id].append(record)
+        group = by_saga.get(record.saga_id)
+        if group is None:
+            by_saga[record.saga_id] = [record]
+        else:
+            group.append(record)
     return by_saga
 
 
@@ -117,11 +145,13 @@ def saga_rows(records: Iterable[TraceRecord]) -> list[SagaRow]:
         tally = tallies.get(r.saga_id)
         if tally is None:
             tally = tallies[r.saga_id] = _Tally(r.saga_type, r.t)
-        if is_attempt_start(r):
-            tally.attempts += 1
-        elif r.phase == Phase.RETRY:
+        phase = r.phase
+        if phase == EXECUTE_PHASE:
+            if r.outcome == _STARTED:
+                tally.attempts += 1
+        elif phase == RETRY_PHASE:
             tally.retries += 1
-        elif is_saga_end(r):
+        elif phase == SAGA_PHASE and r.outcome in TERMINAL_OUTCOMES:
             tally.status, tally.ended_at = r.outcome, r.t
     return [
         SagaRow(sid, t.saga_type, t.status, t.started_at, t.ended_at, t.attempts, t.retries)

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 from sagas.engine.execution import compensation_seconds_bound
 from sagas.engine.state import SagaStatus
-from sagas.engine.step import SagaStep
-from sagas.engine.trace import Outcome, Phase, TraceRecord
-from sagas.trading.wiring import saga_steps
+from sagas.engine.trace import Outcome, TraceRecord
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
-    is_compensation_done,
-    is_compensation_start,
-    is_resume,
-    is_saga_end,
+    COMPENSATE_PHASE,
+    EXECUTE_PHASE,
+    SAGA_PHASE,
     is_saga_start,
+    last_saga_end,
     may_have_applied,
-    records_by_saga,
 )
-from simlab.sim.trading_world import TradingWorld
+
+# Plain strings, read once (see the note in ``simlab.evidence.trace_tables``).
+_STARTED, _SKIPPED, _COMPENSATED = Outcome.STARTED.value, Outcome.SKIPPED.value, Outcome.COMPENSATED.value
+_RESUMED, _COMPLETED, _RUNNING = Outcome.RESUMED.value, Outcome.COMPLETED.value, SagaStatus.RUNNING.value
+_DONE = (_COMPENSATED, _SKIPPED)  # a step's compensation done (``is_compensation_done``)
+_BEGUN = (_STARTED, _SKIPPED)  # a step's compensation begun (``is_compensation_start``)
 
 
 def terminal_by_horizon(ev: Evidence) -> list[Violation]:
@@ -38,12 +40,10 @@ def terminal_by_horizon(ev: Evidence) -> list[Violation]:
     store; the compensations to allow for are those of the steps it has touched.
     """
     states, horizon_s = ev.states_by_id(), ev.horizon_s
-    steps = _steps_by_type(ev.world)
+    steps = ev.definitions().steps
     found = []
-    for saga_id, records in records_by_saga(ev.records).items():
-        if not any(is_saga_start(r) for r in records):
-            continue
-        if any(is_saga_end(r) for r in records):
+    for saga_id, records in ev.by_saga().items():
+        if last_saga_end(records) is not None or not any(is_saga_start(r) for r in records):
             continue
         last = records[-1]
         state = states.get(saga_id)
@@ -65,28 +65,19 @@ def terminal_by_horizon(ev: Evidence) -> list[Violation]:
     return found
 
 
-def _steps_by_type(world: TradingWorld) -> dict[str, tuple[SagaStep, ...]]:
-    """Each trading saga type's steps as this world's configuration defines them (overrides applied)."""
-    config = world.deps.config
-    return {
-        saga_type: tuple(config.apply_step_overrides(saga_type, steps))
-        for saga_type, steps in saga_steps(config).items()
-    }
-
-
 def compensation_exact(ev: Evidence) -> list[Violation]:
     """Compensations ran for exactly the steps that completed or may have applied, last first, none twice
 
     (but for the documented re-run, after a resume, of the compensation in flight when its manager stopped).
     """
     found = []
-    for saga_id, records in records_by_saga(ev.records).items():
-        ended = [r for r in records if is_saga_end(r)]
-        if not ended:
+    for saga_id, records in ev.by_saga().items():
+        ended = last_saga_end(records)
+        if ended is None:
             continue
-        problem = _compensation_problem(records, ended[-1].outcome)
+        problem = _compensation_problem(records, ended.outcome)
         if problem is not None:
-            found.append(Violation("compensation_exact", ended[-1].t, (saga_id,), f"{records[0].saga_type}: {problem}"))
+            found.append(Violation("compensation_exact", ended.t, (saga_id,), f"{records[0].saga_type}: {problem}"))
     return found
 
 
@@ -97,11 +88,10 @@ _COMPENSATING_ENDS = (Outcome.COMPENSATED, Outcome.COMPENSATION_FAILED, Outcome.
 def _compensation_problem(records: list[TraceRecord], status: str) -> str | None:
     """What is wrong with one ended saga's compensations (its records, its terminal status), or None."""
     expected = list(reversed(_touched_steps(records))) if status in _COMPENSATING_ENDS else []
-    compensated = _compensated_steps(records)
+    compensated, first_starts = _compensations(records)
     twice = sorted({s for s in compensated if compensated.count(s) > 1 and s is not None})
     if twice:
         return f"compensated {twice} twice"
-    first_starts = _compensation_order(records)
     if first_starts != expected:
         return f"compensated {first_starts}, expected {expected}"
     return None
@@ -112,36 +102,35 @@ def _touched_steps(records: list[TraceRecord]) -> list[str]:
     touched: list[str] = []
     in_flight: str | None = None
     for r in records:
-        if r.phase == Phase.EXECUTE and r.step is not None:
-            in_flight = None if r.outcome == Outcome.COMPLETED else r.step
+        if r.phase == EXECUTE_PHASE and r.step is not None:
+            in_flight = None if r.outcome == _COMPLETED else r.step
         # A resumed saga counts the step it was in when the process died as possibly applied.
-        resumed_in = is_resume(r) and r.detail == SagaStatus.RUNNING and in_flight is not None
+        resumed_in = r.phase == SAGA_PHASE and r.outcome == _RESUMED and r.detail == _RUNNING and in_flight is not None
         step = in_flight if resumed_in else (r.step if may_have_applied(r) else None)
         if step is not None and step not in touched:
             touched.append(step)
     return touched
 
 
-def _compensated_steps(records: list[TraceRecord]) -> list[str | None]:
-    """Each compensation done, once per time it was done (but for the documented re-run after a resume)."""
+def _compensations(records: list[TraceRecord]) -> tuple[list[str | None], list[str]]:
+    """(each compensation done, once per time it was done; the steps whose compensation began, in order), in one pass.
+
+    A compensation is counted done once per time, but for the documented re-run after a resume;
+    each step's compensation began when its first attempt started (or it was skipped: it has none).
+    """
     compensated: list[str | None] = []
+    first_starts: list[str] = []
     last_compensating: str | None = None  # the compensation that ran last: in flight if the manager stops
     for r in records:
-        if r.phase == Phase.COMPENSATE:
-            last_compensating = r.step
-            if is_compensation_done(r):
+        phase = r.phase
+        if phase == COMPENSATE_PHASE:
+            last_compensating, outcome = r.step, r.outcome
+            if outcome in _DONE:
                 compensated.append(r.step)
-        elif is_resume(r) and last_compensating in compensated:
+            if outcome in _BEGUN and r.step not in first_starts:
+                first_starts.append(str(r.step))
+        elif phase == SAGA_PHASE and r.outcome == _RESUMED and last_compensating in compensated:
             # It ran, but its manager stopped before the store recorded it: the resumed saga runs it
             # once more, as documented (compensations are idempotent). Count it once.
             compensated.remove(last_compensating)
-    return compensated
-
-
-def _compensation_order(records: list[TraceRecord]) -> list[str]:
-    """The steps whose compensation began, in the order each first began."""
-    first_starts: list[str] = []
-    for r in records:
-        if is_compensation_start(r) and r.step not in first_starts:
-            first_starts.append(str(r.step))
-    return first_starts
+    return compensated, first_starts

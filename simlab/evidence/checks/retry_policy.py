@@ -1,11 +1,11 @@
 """The retry policy is obeyed: every attempt and delay in the trace against the policy the saga declares.
 
 How this works: the policies come from the sagas' own definitions, never from the
-trace: ``declared_policies`` reads each saga's ``validated_steps()`` (the scenario's
-per-step overrides applied) for its steps' execute and compensation policies, and
-``poll_policies()`` for the ``retry_async`` polls its steps make. ``retry_policy_violations``
-then walks each saga's records in order. For the execute attempts of every step,
-its compensation attempts, and every poll inside a step attempt:
+trace: ``declared_policies`` (``simlab.evidence.definitions``) reads each saga's
+``validated_steps()`` (the scenario's per-step overrides applied) for its steps' execute
+and compensation policies, and ``poll_policies()`` for the ``retry_async`` polls its steps
+make. ``retry_policy_violations`` then walks each saga's records in order. For the execute
+attempts of every step, its compensation attempts, and every poll inside a step attempt:
 
 - at most ``max_attempts`` attempts, counted from the ``started`` records (not from
   the attempt numbers the engine writes);
@@ -34,36 +34,38 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sagas.engine.retry import RetryConfig
-from sagas.engine.saga import BaseSaga
-from sagas.engine.trace import COMPENSATION_RETRY, Outcome, Phase, TraceRecord
-from sagas.trading.wiring import trading_sagas
+from sagas.engine.trace import COMPENSATION_RETRY, Outcome, TraceRecord
 from simlab.evidence.checks.violation import CannotCheck, Violation
+from simlab.evidence.definitions import StepPolicies, declared_policies
 from simlab.evidence.sources import Evidence
-from simlab.evidence.trace_tables import is_resume, records_by_saga
+from simlab.evidence.trace_tables import (
+    COMPENSATE_PHASE,
+    EXECUTE_PHASE,
+    POLL_PHASE,
+    RETRY_PHASE,
+    SAGA_PHASE,
+    records_by_saga,
+)
+
+__all__ = [
+    "NAME",
+    "StepPolicies",
+    "declared_policies",
+    "delay_bounds",
+    "retry_policy_obeyed",
+    "retry_policy_violations",
+]
 
 NAME = "retry_policy_obeyed"
 _REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)
 
-
-@dataclass(frozen=True, slots=True)
-class StepPolicies:
-    """What one step declares: the policies of its attempts, its compensation and its poll (if it polls)."""
-
-    execute: RetryConfig
-    compensate: RetryConfig
-    poll: RetryConfig | None = None
-
-
-def declared_policies(sagas: Iterable[BaseSaga]) -> dict[str, dict[str, StepPolicies]]:
-    """``{saga_type: {step: StepPolicies}}`` from the sagas' definitions (overrides applied)."""
-    declared: dict[str, dict[str, StepPolicies]] = {}
-    for saga in sagas:
-        polls = saga.poll_policies()
-        declared[saga.get_saga_type()] = {
-            step.name: StepPolicies(step.policy, step.compensation_policy, polls.get(step.name))
-            for step in saga.validated_steps()
-        }
-    return declared
+# Plain strings, read once (see the note in ``simlab.evidence.trace_tables``).
+_STARTED, _RESUMED, _SCHEDULED = Outcome.STARTED.value, Outcome.RESUMED.value, Outcome.SCHEDULED.value
+_FAILED, _TIMED_OUT = Outcome.FAILED.value, Outcome.TIMED_OUT.value
+_POLL_ENDS = (Outcome.COMPLETED.value, Outcome.GAVE_UP.value, Outcome.CANCELLED.value)
+_FAILURES = (_FAILED, _TIMED_OUT)
+_ATTEMPT_PHASES = (EXECUTE_PHASE, COMPENSATE_PHASE)
+_JUDGED_PHASES = frozenset({EXECUTE_PHASE, POLL_PHASE, COMPENSATE_PHASE, RETRY_PHASE})
 
 
 def delay_bounds(policy: RetryConfig, retry_number: int, previous_delay_s: float | None) -> tuple[float, float]:
@@ -102,12 +104,13 @@ def _close_enough(value: float, limit: float) -> float:
     return _REL * max(1.0, abs(value), abs(limit))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Attempts:
     """The attempts of one step, compensation or poll within one incarnation of a saga."""
 
     policy: RetryConfig
-    what: str
+    kind: str  # "step {}", "compensation of {}" or "poll in {}": what it is, given its step
+    step: str | None
     first_t: float = 0.0
     count: int = 0
     previous_delay: float | None = None
@@ -117,6 +120,11 @@ class _Attempts:
     resumed: bool = False  # a restart happened since the last start
     reruns: int = 0  # documented re-runs after restarts (allowed beyond max_attempts)
 
+    @property
+    def what(self) -> str:
+        """What these are attempts of, as a violation names it (spelt only for a violation)."""
+        return self.kind.format(self.step)
+
 
 class _SagaCheck:
     """One saga's records, checked in order against its declared steps."""
@@ -125,72 +133,84 @@ class _SagaCheck:
         self.saga_id = saga_id
         self.saga_type = saga_type
         self.steps = steps
-        self.runs: dict[tuple[str, str], _Attempts] = {}
+        # Each step's attempts, its compensation's and its current poll's, by step name.
+        self.executes: dict[str | None, _Attempts] = {}
+        self.compensations: dict[str | None, _Attempts] = {}
+        self.polls: dict[str | None, _Attempts] = {}
         self.found: list[Violation] = []
 
     def flag(self, t: float, problem: str) -> None:
         self.found.append(Violation(NAME, t, (self.saga_id,), f"{self.saga_type}: {problem}"))
 
     def record(self, r: TraceRecord) -> None:
-        phase, outcome = r.phase, r.outcome
-        if phase == Phase.SAGA:
-            if is_resume(r):  # counts carry on (see the module docstring); polls start over
-                for key in [k for k in self.runs if k[0] == Phase.POLL]:
-                    del self.runs[key]
-                for attempts in self.runs.values():
-                    attempts.resumed = True
-                    attempts.scheduled = None
-                    attempts.previous_delay = None  # not persisted: decorrelated jitter starts from the initial delay
+        phase = r.phase
+        if phase not in _JUDGED_PHASES:
+            if phase == SAGA_PHASE and r.outcome == _RESUMED:
+                self.resumed()
             return
-        if phase not in (Phase.EXECUTE, Phase.COMPENSATE, Phase.RETRY, Phase.POLL) or r.step is None:
+        if r.step is None:
             return
         declared = self.steps.get(r.step)
+        outcome = r.outcome
         if declared is None:
             self.flag(r.t, f"{phase} record for step {r.step!r}, which the saga does not declare")
-            return
-        if phase == Phase.RETRY:
-            if outcome == Outcome.SCHEDULED:
-                kind = Phase.COMPENSATE if r.detail == COMPENSATION_RETRY else Phase.EXECUTE
-                run = self.runs.get((kind, r.step))
-                if run is None:
-                    self.flag(r.t, f"a retry of {r.step} was scheduled before any attempt of it")
-                else:
-                    self.scheduled(run, r)
-            return
-        if phase == Phase.POLL:
+        elif phase in _ATTEMPT_PHASES:
+            # NOTE: only starts and failures matter here; the other outcomes (most) cost no call.
+            if outcome == _STARTED:
+                self.attempt_started(r, declared)
+            elif outcome in _FAILURES:
+                run = (self.executes if phase == EXECUTE_PHASE else self.compensations).get(r.step)
+                if run is not None:
+                    run.last_error = r.error_type
+        elif phase == POLL_PHASE:
             self.poll(r, declared)
-            return
-        key = (phase, r.step)
-        if outcome == Outcome.STARTED:
-            run = self.runs.get(key)
+        elif outcome == _SCHEDULED:
+            run = (self.compensations if r.detail == COMPENSATION_RETRY else self.executes).get(r.step)
             if run is None:
-                policy = declared.execute if phase == Phase.EXECUTE else declared.compensate
-                what = f"step {r.step}" if phase == Phase.EXECUTE else f"compensation of {r.step}"
-                run = self.runs[key] = _Attempts(policy, what)
-            self.runs.pop((Phase.POLL, r.step), None)  # a new attempt makes its own polls
-            self.started(run, r)
-        elif outcome in (Outcome.FAILED, Outcome.TIMED_OUT) and key in self.runs:
-            self.runs[key].last_error = r.error_type
+                self.flag(r.t, f"a retry of {r.step} was scheduled before any attempt of it")
+            else:
+                self.scheduled(run, r)
+
+    def resumed(self) -> None:
+        """Counts carry on after a restart (see the module docstring); polls start over."""
+        self.polls.clear()
+        for runs in (self.executes, self.compensations):
+            for attempts in runs.values():
+                attempts.resumed = True
+                attempts.scheduled = None
+                attempts.previous_delay = None  # not persisted: decorrelated jitter starts from the initial delay
+
+    def attempt_started(self, r: TraceRecord, declared: StepPolicies) -> None:
+        """An attempt of a declared step, or of its compensation, starts."""
+        execute = r.phase == EXECUTE_PHASE
+        runs = self.executes if execute else self.compensations
+        run = runs.get(r.step)
+        if run is None:
+            policy = declared.execute if execute else declared.compensate
+            run = runs[r.step] = _Attempts(policy, "step {}" if execute else "compensation of {}", r.step)
+        self.polls.pop(r.step, None)  # a new attempt makes its own polls
+        self.started(run, r)
 
     def poll(self, r: TraceRecord, declared: StepPolicies) -> None:
-        key = (Phase.POLL, str(r.step))
-        run = self.runs.get(key)
-        if r.outcome == Outcome.STARTED:
+        key = str(r.step)
+        run = self.polls.get(key)
+        outcome = r.outcome
+        if outcome == _STARTED:
             if run is None or run.ended:
                 if declared.poll is None:
                     self.flag(r.t, f"step {r.step} polls with retry_async but declares no poll policy")
-                    self.runs[key] = run = _Attempts(RetryConfig(max_attempts=1), f"poll in {r.step}")
+                    self.polls[key] = run = _Attempts(RetryConfig(max_attempts=1), "poll in {}", r.step)
                     run.ended = True  # judged once; its later records are not held to a made-up policy
                     return
-                run = self.runs[key] = _Attempts(declared.poll, f"poll in {r.step}")
+                run = self.polls[key] = _Attempts(declared.poll, "poll in {}", r.step)
             self.started(run, r)
         elif run is None or run.ended:
             return
-        elif r.outcome == Outcome.FAILED:
+        elif outcome == _FAILED:
             run.last_error = r.error_type
-        elif r.outcome == Outcome.SCHEDULED:
+        elif outcome == _SCHEDULED:
             self.scheduled(run, r)
-        elif r.outcome in (Outcome.COMPLETED, Outcome.GAVE_UP, Outcome.CANCELLED):
+        elif outcome in _POLL_ENDS:
             run.ended = True
 
     def started(self, run: _Attempts, r: TraceRecord) -> None:
@@ -227,8 +247,8 @@ class _SagaCheck:
             return
         if n >= policy.max_attempts:
             self.flag(r.t, f"{run.what}: retry scheduled after attempt {n} of max_attempts={policy.max_attempts}")
-        never = {kind.__name__ for kind in policy.non_retryable}
-        if run.last_error in never:
+        error = run.last_error
+        if error is not None and any(kind.__name__ == error for kind in policy.non_retryable):
             self.flag(r.t, f"{run.what}: retried after {run.last_error}, which its policy never retries")
         low, high = delay_bounds(policy, n, run.previous_delay)
         if delay < low - _close_enough(delay, low) or delay > high + _close_enough(delay, high):
@@ -257,15 +277,23 @@ def retry_policy_violations(
 
     Raises ``CannotCheck`` if a saga type in the trace has no declaration.
     """
+    return _violations(records_by_saga(records), declared)
+
+
+def _violations(
+    by_saga: Mapping[str, list[TraceRecord]], declared: Mapping[str, Mapping[str, StepPolicies]]
+) -> list[Violation]:
+    """``retry_policy_violations`` of a trace already grouped by saga (``records_by_saga``)."""
     found: list[Violation] = []
-    for saga_id, saga_records in records_by_saga(records).items():
+    for saga_id, saga_records in by_saga.items():
         saga_type = saga_records[0].saga_type
         steps = declared.get(saga_type)
         if steps is None:
             raise CannotCheck(f"no step definitions known for saga type {saga_type!r}")
         check = _SagaCheck(saga_id, saga_type, steps)
+        record = check.record
         for r in saga_records:
-            check.record(r)
+            record(r)
         found += check.found
     return found
 
@@ -276,4 +304,4 @@ def retry_policy_obeyed(ev: Evidence) -> list[Violation]:
     The policies are the trading sagas' definitions under the run's configuration (the
     scenario's step overrides applied), not the trace's own.
     """
-    return retry_policy_violations(ev.records, declared_policies(trading_sagas(ev.world.deps)))
+    return _violations(ev.by_saga(), ev.definitions().policies)
