@@ -250,3 +250,32 @@ def test_ttl_expiry_follows_the_simulated_clock_on_the_direct_path() -> None:
     assert r.set("lock", "other", nx=True, px=1500) is True
     clock.now = 1000.0
     assert r.time() == (int(EPOCH) + 1000, 0)
+
+
+@pytest.mark.parametrize("decode_responses", [False, True])
+def test_a_command_with_several_replies_is_answered_by_the_first_the_rest_wait_in_order(decode_responses: bool) -> None:
+    """SUBSCRIBE of two channels sends two replies: the direct path, which takes a lone reply straight from the
+    socket, queues them as fakeredis does, so the next command reads the second one, as on the full path."""
+    steps: list[Step] = [
+        lambda r, c: r.set("a", "1"),
+        lambda r, c: r.execute_command("SUBSCRIBE", "x", "y"),
+        lambda r, c: r.get("a"),  # answered by SUBSCRIBE's second reply
+        lambda r, c: r.execute_command("UNSUBSCRIBE"),  # answered by GET's refusal; sends two replies too
+        lambda r, c: r.ping(),
+        lambda r, c: r.ping(),
+        lambda r, c: r.get("a"),
+    ]
+    fast, fast_client = _run(SimulatedRedis, steps, decode_responses=decode_responses)
+    full, full_client = _run(_FullPathRedis, steps, decode_responses=decode_responses)
+    assert fast == full
+    second = (
+        "list",
+        [
+            _typed("subscribe" if decode_responses else b"subscribe"),
+            _typed("y" if decode_responses else b"y"),
+            ("int", 2),
+        ],
+    )
+    assert fast[2] == ("ok", second)
+    waiting = [client.connection._sock.responses.qsize() for client in (fast_client, full_client)]  # type: ignore[union-attr]
+    assert waiting == [2, 2]

@@ -86,7 +86,7 @@ PUBLIC_BY_CONVENTION = {"_asdict", "_replace", "_fields", "_make", "_exit", "_va
 SANCTIONED_REACHES = {
     # SimulatedRedis's direct path into fakeredis's command layer: fakeredis has no public seam below its
     # RESP byte parser, and skipping redis-py's packing and that parser is the point (see the module docstring).
-    "simlab/sim/clocked_redis.py": {"_command_packer", "_server", "_killed", "_process_command", "_decode"},
+    "simlab/sim/clocked_redis.py": {"_command_packer", "_server", "_killed", "_process_command", "_decode", "_connect"},
 }
 
 
