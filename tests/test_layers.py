@@ -87,6 +87,9 @@ SANCTIONED_REACHES = {
     # SimulatedRedis's direct path into fakeredis's command layer: fakeredis has no public seam below its
     # RESP byte parser, and skipping redis-py's packing and that parser is the point (see the module docstring).
     "simlab/sim/clocked_redis.py": {"_command_packer", "_server", "_killed", "_process_command", "_decode", "_connect"},
+    # Reusing a SimulatedRedis for the next world: its fakeredis server is reached through the socket, and the
+    # client ids a new server hands out are restored (fakeredis has no public reset; see the module docstring).
+    "simlab/sim/redis_spares.py": {"_server", "_next_client_id"},
 }
 
 

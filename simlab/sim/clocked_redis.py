@@ -75,7 +75,7 @@ from redis.client import EMPTY_RESPONSE, NEVER_DECODE, Pipeline
 from redis.connection import PythonRespSerializer
 from redis.exceptions import ResponseError
 
-__all__ = ["EPOCH", "SimulatedPipeline", "SimulatedRedis"]
+__all__ = ["EPOCH", "SimulatedPipeline", "SimulatedRedis", "install_clocked_time"]
 
 Clock = Callable[[], float]
 
@@ -109,8 +109,8 @@ _installed_for = -1  # len(sys.modules) at the last scan
 _TIME_ATTRIBUTE = "time"
 
 
-def _install_clocked_time() -> None:
-    """Point every loaded fakeredis module's ``time`` at the shim (idempotent).
+def install_clocked_time() -> None:
+    """Point every loaded fakeredis module's ``time`` at the shim (idempotent; every new client calls it).
 
     Scanning, rather than naming modules, also covers clock readers that a newer
     fakeredis adds; the shim is transparent to every caller without a clock.
@@ -118,7 +118,7 @@ def _install_clocked_time() -> None:
     global _installed_for
     loaded = len(sys.modules)
     if _installed_for == loaded:
-        return  # NOTE: nothing was imported since the last scan; every run builds a client, so skip the scan
+        return  # NOTE: nothing was imported since the last scan; every run gets a client, so skip the scan
     for name in _REQUIRED_MODULES:
         module = importlib.import_module(name)
         if getattr(module, _TIME_ATTRIBUTE, None) not in (_real_time, _CLOCKED_TIME):
@@ -267,9 +267,12 @@ def _decoded_already(response: Any, encoder: Encoder) -> bool:
 class SimulatedPipeline(Pipeline):
     """A pipeline (or MULTI/EXEC transaction) whose commands run on the simulated clock."""
 
-    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, clock: Clock, owner: SimulatedRedis | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clock = clock
+        self.owner = owner
+        """The client this pipeline came from. It shares that client's connections, so it keeps the client
+        alive: ``simlab.sim.redis_spares`` lends a client's connections again only once the client is gone."""
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         # Queues the command, or runs it at once while WATCHing (WATCH, then reads before MULTI).
@@ -297,7 +300,7 @@ class SimulatedRedis(fakeredis.FakeRedis):
     """
 
     def __init__(self, *args: Any, clock: Clock, server: fakeredis.FakeServer | None = None, **kwargs: Any) -> None:
-        _install_clocked_time()
+        install_clocked_time()
         # Set before the base class runs, in case it issues a command through execute_command.
         self._clock = clock
         # A server of its own, not fakeredis's default: without `server`, fakeredis registers a new
@@ -311,8 +314,16 @@ class SimulatedRedis(fakeredis.FakeRedis):
 
     @property
     def clock(self) -> Clock:
-        """The simulated clock (seconds) this client's commands see, offset by ``EPOCH``."""
+        """The simulated clock (seconds) this client's commands see, offset by ``EPOCH``.
+
+        Setting it moves the client's later commands, and its later pipelines, to another clock (pipelines
+        made before keep theirs).
+        """
         return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         # NOTE: `_clocked` inlined for performance (every command of every run passes here).
@@ -371,5 +382,5 @@ class SimulatedRedis(fakeredis.FakeRedis):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> SimulatedPipeline:
         """A pipeline on this client's connections and clock (``transaction=True``: MULTI/EXEC)."""
         return SimulatedPipeline(
-            self.connection_pool, self.response_callbacks, transaction, shard_hint, clock=self._clock
+            self.connection_pool, self.response_callbacks, transaction, shard_hint, clock=self._clock, owner=self
         )
