@@ -33,27 +33,27 @@ more than the command itself. redis-py packs it into RESP bytes, fakeredis's
 socket parses those bytes back into the same fields, and the connection, retry
 and timing machinery wraps both: about half of what a command costs here. So
 ``SimulatedRedis.execute_command`` builds the fields the parser would have
-produced (the command name split on whitespace as redis-py's packer splits
-it, every argument through the connection's encoder, as ``bytes``) and hands
-them to the fakeredis socket's ``_process_command``, the very call its parser
-makes; it then takes the reply, raises or decodes it as fakeredis's connection
+produced (``simlab.sim.redis_wire.command_fields``: the command name split on
+whitespace as redis-py's packer splits it, every argument encoded as the
+connection's encoder does, as ``bytes``) and hands them to the fakeredis
+socket's ``_process_command``, the very call its parser makes; it takes the
+reply straight from the socket when nothing older waits in the socket's queue
+(``DirectSocket.run_direct``), raises or decodes it as fakeredis's connection
 does and applies redis-py's ``parse_response`` options and response callback.
 fakeredis still runs every command, so replies, errors and state are those of
 the full path (``tests/test_clocked_redis_fast_path.py`` holds that).
 Connection state (MULTI queueing, subscriptions, replies waiting in the queue)
 lives in the socket, so it needs no special case: the reply read is the oldest
-one, as redis-py's would be. The reply skips the socket's thread-safe queue
-when nothing older waits there (a quarter of what fakeredis spent on a
-command): the client's sockets are ``_DirectSocket``s, which hand the one reply
-of a direct command straight back and queue everything else as fakeredis does.
-The full path still sends a command when the client's one connection is not
-open on a connected server (it reconnects or raises), after CLIENT KILL, with
-health checks, for a command name that is neither str nor bytes and for
-HIMPORT (which redis-py prepares per connection). Differences, by design: the
-direct path records no redis-py OpenTelemetry metrics (the lab enables none),
-and a command that sends no reply (after CLIENT REPLY OFF) raises
-``queue.Empty`` where the full path waits forever. Pipelines always take the
-full path.
+one, as redis-py's would be. The full path still sends a command when the
+client's one connection is not open on a connected server (it reconnects or
+raises), after CLIENT KILL, with health checks, for a command name that is
+neither str nor bytes and for HIMPORT (which redis-py prepares per connection).
+Differences, by design: the direct path records no redis-py OpenTelemetry
+metrics (the lab enables none), and a command that sends no reply (after
+CLIENT REPLY OFF) raises ``queue.Empty`` where the full path waits forever.
+Pipelines, transactions and connection handshakes take the full path, on
+connections (``redis_wire.DirectConnection``) that hand fakeredis the same
+fields instead of RESP bytes.
 """
 
 from __future__ import annotations
@@ -68,12 +68,12 @@ from contextvars import ContextVar
 from typing import Any
 
 import fakeredis
-from fakeredis._socket import FakeSocket
 from fakeredis._typing import RaiseErrorTypes
 from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, Pipeline
-from redis.connection import PythonRespSerializer
 from redis.exceptions import ResponseError
+
+from simlab.sim.redis_wire import DirectConnection, DirectSocket
 
 __all__ = ["EPOCH", "SimulatedPipeline", "SimulatedRedis", "install_clocked_time"]
 
@@ -141,123 +141,6 @@ def _clocked(clock: Clock) -> Iterator[None]:
         _current_clock.reset(token)
 
 
-# The fields of each command name seen (None: the full path sends it); names are few, so the map stays small.
-_NAME_WORDS: dict[str | bytes, list[bytes] | None] = {}
-
-
-def _name_words(name: Any) -> list[bytes] | None:
-    """The fields redis-py's packer makes of a command name ('CONFIG GET' goes out as two), or None for a name
-    the direct path leaves to the full one (not str or bytes; HIMPORT, which redis-py prepares per connection)."""
-    if isinstance(name, str):
-        words = name.encode().split()
-    elif isinstance(name, bytes):
-        words = name.split() if b" " in name else [name]
-    else:
-        return None
-    if words and words[0].upper() == b"HIMPORT":
-        return None
-    return [bytes(word) for word in words]  # the parser yields plain bytes
-
-
-def _command_fields(args: tuple[Any, ...], encoder: Encoder) -> list[bytes] | None:
-    """The fields fakeredis's parser yields for the RESP that redis-py's ``PythonRespSerializer.pack(*args)`` sends.
-
-    None for a command name the direct path leaves to the full one (see ``_name_words``). Raises what ``pack``
-    raises for an argument it cannot encode.
-    """
-    name = args[0]
-    if type(name) is str or type(name) is bytes:  # a subclass may split or encode its own way: not cached
-        try:
-            words = _NAME_WORDS[name]
-        except KeyError:
-            words = _name_words(name)
-            if len(_NAME_WORDS) < _NAME_WORDS_LIMIT:
-                _NAME_WORDS[name] = words
-    else:
-        words = _name_words(name)
-    if words is None:
-        return None
-    fields = words.copy()
-    encoding, errors = encoder.encoding, encoder.encoding_errors
-    for arg in args[1:]:
-        # NOTE: ``Encoder.encode`` inlined for the exact types it maps directly (every argument passes here).
-        kind = type(arg)
-        if kind is str:
-            fields.append(arg.encode(encoding, errors))
-        elif kind is bytes:
-            fields.append(arg)
-        elif kind is int or kind is float:
-            fields.append(repr(arg).encode())
-        else:
-            value = encoder.encode(arg)
-            fields.append(value if type(value) is bytes else bytes(value))
-    return fields
-
-
-_NAME_WORDS_LIMIT = 1024  # bounds the map if a caller makes up command names
-
-
-class _DirectSocket(FakeSocket):
-    """A fakeredis socket that hands the reply of a command run by ``run_direct`` straight back.
-
-    Every other reply (and a direct command's, when an older one waits) goes through the socket's
-    queue as fakeredis's own socket sends it, so a full-path reader sees no difference.
-    """
-
-    direct_replies: list[Any] | None
-    """Replies taken instead of queued while ``run_direct`` runs a command (None the rest of the time)."""
-
-    def put_response(self, msg: Any) -> None:
-        """Queue ``msg`` as fakeredis does, or hand it to the ``run_direct`` running now."""
-        replies = self.direct_replies
-        if replies is None:
-            super().put_response(msg)
-        else:
-            replies.append(msg)
-
-    def run_direct(self, fields: list[bytes]) -> Any:
-        """Run a command from its parsed ``fields``, as the socket's parser would, and return its reply.
-
-        The reply is the oldest one waiting, as a reader of the queue would get; ``queue.Empty`` when
-        there is none (the command sent none, after CLIENT REPLY OFF).
-        """
-        responses = self.responses
-        # NOTE: the queue's deque is read without the queue's lock (a tenth of a command's cost otherwise). The
-        # GIL makes the read atomic; a reply another thread queues meanwhile races the command on either path.
-        if responses is None or responses.queue:  # closed, or an older reply answers: the queue's order
-            self._process_command(fields)
-            return self._oldest_reply()
-        replies = self.direct_replies = []
-        try:
-            self._process_command(fields)
-        finally:
-            self.direct_replies = None
-        if len(replies) == 1:
-            return replies[0]
-        for reply in replies:  # none, or notifications this command sent its own connection before its reply
-            super().put_response(reply)
-        return self._oldest_reply()
-
-    def _oldest_reply(self) -> Any:
-        responses = self.responses
-        if responses is None:
-            raise queue.Empty
-        return responses.get_nowait()
-
-
-class _DirectConnection(fakeredis.FakeRedisConnection):
-    """fakeredis's connection, whose sockets are ``_DirectSocket``s."""
-
-    def _connect(self) -> FakeSocket:
-        sock = super()._connect()
-        # NOTE: fakeredis has no seam to choose its socket class; re-classing the socket it built keeps
-        # its construction (server registration, client id, state) exactly fakeredis's. Only methods differ.
-        sock.__class__ = _DirectSocket
-        assert isinstance(sock, _DirectSocket)  # for the type checker
-        sock.direct_replies = None
-        return sock
-
-
 def _decoded_already(response: Any, encoder: Encoder) -> bool:
     """Whether fakeredis's connection would hand ``response`` over as it is (its ``_decode`` would return it)."""
     kind = type(response)
@@ -309,7 +192,7 @@ class SimulatedRedis(fakeredis.FakeRedis):
         # NOTE: one connection held for the client's life: no pool checkout and release per command (a
         # fifth of a command's cost). Commands run one at a time under simpy; pipelines still use the pool.
         kwargs.setdefault("single_connection_client", True)
-        kwargs.setdefault("connection_class", _DirectConnection)  # sockets that hand direct replies straight back
+        kwargs.setdefault("connection_class", DirectConnection)  # commands reach fakeredis as fields, not RESP
         super().__init__(*args, server=server if server is not None else fakeredis.FakeServer(), **kwargs)
 
     @property
@@ -330,7 +213,7 @@ class SimulatedRedis(fakeredis.FakeRedis):
         token = _current_clock.set(self._clock)
         try:
             direct = self._direct_socket()
-            fields = None if direct is None else _command_fields(args, direct[0].encoder)
+            fields = None if direct is None else direct[0].direct_fields(args)
             if direct is None or fields is None:
                 return super().execute_command(*args, **options)
             return self._execute_directly(*direct, fields, args[0], options)
@@ -341,9 +224,7 @@ class SimulatedRedis(fakeredis.FakeRedis):
         """The connection and its fakeredis socket that can take a command directly, or None: the full path sends it."""
         conn = self.connection
         if (
-            type(conn) is not _DirectConnection
-            or type(conn._command_packer) is not PythonRespSerializer  # the fields built are what this one packs
-            or type(conn.encoder) is not Encoder  # ... with this encoder, whose encode `_command_fields` inlines
+            type(conn) is not DirectConnection
             or conn.health_check_interval  # the full path would PING first
             or conn.should_reconnect()
             or not conn.is_connected  # the full path (re)connects
@@ -351,10 +232,10 @@ class SimulatedRedis(fakeredis.FakeRedis):
             return None
         sock = conn.get_socket()
         # What fakeredis's FakeSocket.sendall checks before it takes a command: else the full path's ConnectionError.
-        return (conn, sock) if type(sock) is _DirectSocket and sock._server.connected and not sock._killed else None
+        return (conn, sock) if type(sock) is DirectSocket and sock._server.connected and not sock._killed else None
 
     def _execute_directly(
-        self, conn: Any, sock: _DirectSocket, fields: list[bytes], command_name: Any, options: dict[str, Any]
+        self, conn: Any, sock: DirectSocket, fields: list[bytes], command_name: Any, options: dict[str, Any]
     ) -> Any:
         """Run ``fields`` on ``conn``'s socket ``sock``; answer as ``Redis.execute_command`` would (see module doc)."""
         with self.single_connection_lock:
