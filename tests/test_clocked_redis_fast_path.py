@@ -2,7 +2,9 @@
 
 Every command runs on two clients on the same simulated clock, each with a server of its own: one
 whose commands take the direct path (straight to the fakeredis socket's ``_process_command``) and
-one forced onto redis-py's full path (RESP packing, fakeredis's byte parser, the connection).
+one forced onto redis-py's full path (RESP packing, fakeredis's byte parser, the connection). So do
+pipelines and transactions, which take the full path on both, as fields on the first one's connections
+(``simlab.sim.redis_wire``) and as RESP bytes on the other's.
 Replies (values and their types, nested ones included), raised exceptions (type and message) and
 connection state must be the same, with and without ``decode_responses``.
 """
@@ -12,14 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 
 from simlab.sim.clocked_redis import EPOCH, SimulatedRedis
+from simlab.sim.redis_wire import DirectSocket
 
 
 class _FullPathRedis(SimulatedRedis):
-    """A ``SimulatedRedis`` that always sends its commands through redis-py's full path."""
+    """A ``SimulatedRedis`` that always sends its commands through redis-py's full path, as RESP bytes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # fakeredis's own connection: RESP bytes through its parser, where SimulatedRedis's hands over fields.
+        super().__init__(*args, connection_class=fakeredis.FakeRedisConnection, **kwargs)
 
     def _direct_socket(self) -> Any:
         return None
@@ -135,6 +143,8 @@ def _typed(value: Any) -> Any:
         return ("dict", sorted((repr(_typed(k)), repr(_typed(v))) for k, v in value.items()))
     if isinstance(value, (set, frozenset)):
         return (type(value).__name__, sorted(repr(_typed(v)) for v in value))
+    if isinstance(value, Exception):  # an error in a pipeline's replies: equal by type and message
+        return (type(value).__name__, str(value))
     return (type(value).__name__, value)
 
 
@@ -250,3 +260,92 @@ def test_ttl_expiry_follows_the_simulated_clock_on_the_direct_path() -> None:
     assert r.set("lock", "other", nx=True, px=1500) is True
     clock.now = 1000.0
     assert r.time() == (int(EPOCH) + 1000, 0)
+
+
+@pytest.mark.parametrize("decode_responses", [False, True])
+def test_a_command_with_several_replies_is_answered_by_the_first_the_rest_wait_in_order(decode_responses: bool) -> None:
+    """SUBSCRIBE of two channels sends two replies: the direct path, which takes a lone reply straight from the
+    socket, queues them as fakeredis does, so the next command reads the second one, as on the full path."""
+    steps: list[Step] = [
+        lambda r, c: r.set("a", "1"),
+        lambda r, c: r.execute_command("SUBSCRIBE", "x", "y"),
+        lambda r, c: r.get("a"),  # answered by SUBSCRIBE's second reply
+        lambda r, c: r.execute_command("UNSUBSCRIBE"),  # answered by GET's refusal; sends two replies too
+        lambda r, c: r.ping(),
+        lambda r, c: r.ping(),
+        lambda r, c: r.get("a"),
+    ]
+    fast, fast_client = _run(SimulatedRedis, steps, decode_responses=decode_responses)
+    full, full_client = _run(_FullPathRedis, steps, decode_responses=decode_responses)
+    assert fast == full
+    second = (
+        "list",
+        [
+            _typed("subscribe" if decode_responses else b"subscribe"),
+            _typed("y" if decode_responses else b"y"),
+            ("int", 2),
+        ],
+    )
+    assert fast[2] == ("ok", second)
+    waiting = [client.connection._sock.responses.qsize() for client in (fast_client, full_client)]  # type: ignore[union-attr]
+    assert waiting == [2, 2]
+
+
+def _watched_counter(r: Any, c: _Clock) -> Any:
+    """A fenced write, as the lab's locks and saga store make them: WATCH, read, MULTI, writes, EXEC."""
+    pipe = r.pipeline(transaction=True)
+    try:
+        pipe.watch("fence")
+        latest = int(pipe.get("fence") or 0)
+        pipe.multi()
+        pipe.set("fence", latest + 1)
+        pipe.set("lock:c-1", f"saga:{latest}", nx=True, px=30_000)
+        pipe.incr("lock:c-1")  # a WRONGTYPE-free error at EXEC: not an integer
+        return pipe.execute(raise_on_error=False)
+    finally:
+        pipe.reset()
+
+
+def _conflict(r: Any, c: _Clock) -> Any:
+    """Another client writes the watched key between WATCH and EXEC: a WatchError."""
+    pipe = r.pipeline(transaction=True)
+    try:
+        pipe.watch("fence")
+        type(r)(clock=c, server=r.connection_pool.connection_kwargs["server"]).set("fence", 99)
+        pipe.multi()
+        pipe.incr("fence")
+        return pipe.execute()
+    finally:
+        pipe.reset()
+
+
+PIPELINES: list[Step] = [
+    _watched_counter,
+    _watched_counter,
+    _conflict,
+    lambda r, c: r.pipeline(transaction=False).set("a", 1).get("a").incr("a").smembers("a").execute(False),
+    lambda r, c: r.pipeline().set("b", 2).execute_command("NOSUCH").get("b").execute(),  # EXECABORT
+    lambda r, c: r.pipeline().set("c", True).execute(),  # a DataError while packing
+    lambda r, c: r.pipeline().set("d", "v", px=500).pttl("d").execute(),
+    _advance(0.6),
+    lambda r, c: r.pipeline(transaction=False).get("d").execute_command("CONFIG GET", "maxmemory").execute(),
+    lambda r, c: r.transaction(lambda pipe: (pipe.multi(), pipe.incr("fence")), "fence"),
+    lambda r, c: r.pipeline().client_id().execute(),  # the pipeline's own connection
+]
+
+
+@pytest.mark.parametrize("decode_responses", [False, True])
+def test_pipelines_and_transactions_answer_as_on_resp_bytes(
+    monkeypatch: pytest.MonkeyPatch, decode_responses: bool
+) -> None:
+    full, _ = _run(_FullPathRedis, PIPELINES, decode_responses=decode_responses)
+
+    def refuse(sock: Any, data: Any) -> None:
+        raise AssertionError(f"sent as RESP bytes: {data!r}")
+
+    monkeypatch.setattr(DirectSocket, "sendall", refuse)  # handshakes of new connections included
+    fields, _ = _run(SimulatedRedis, PIPELINES, decode_responses=decode_responses)
+    for i, (got, want) in enumerate(zip(fields, full, strict=True)):
+        assert got == want, f"step {i}"
+    raised = [o[1] for o in full if o[0] == "raised"]
+    assert raised == [redis.WatchError, redis.ResponseError, redis.DataError, redis.ResponseError]

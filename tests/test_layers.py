@@ -86,7 +86,13 @@ PUBLIC_BY_CONVENTION = {"_asdict", "_replace", "_fields", "_make", "_exit", "_va
 SANCTIONED_REACHES = {
     # SimulatedRedis's direct path into fakeredis's command layer: fakeredis has no public seam below its
     # RESP byte parser, and skipping redis-py's packing and that parser is the point (see the module docstring).
-    "simlab/sim/clocked_redis.py": {"_command_packer", "_server", "_killed", "_process_command", "_decode"},
+    "simlab/sim/clocked_redis.py": {"_server", "_killed", "_decode"},
+    # The connection under it builds fakeredis's socket through fakeredis's own _connect, then re-classes it:
+    # fakeredis has no seam to choose the socket class (see redis_wire's module docstring).
+    "simlab/sim/redis_wire.py": {"_connect"},
+    # Reusing a SimulatedRedis for the next world: its fakeredis server is reached through the socket, and the
+    # client ids a new server hands out are restored (fakeredis has no public reset; see the module docstring).
+    "simlab/sim/redis_spares.py": {"_server", "_next_client_id"},
 }
 
 

@@ -33,29 +33,34 @@ more than the command itself. redis-py packs it into RESP bytes, fakeredis's
 socket parses those bytes back into the same fields, and the connection, retry
 and timing machinery wraps both: about half of what a command costs here. So
 ``SimulatedRedis.execute_command`` builds the fields the parser would have
-produced (the command name split on whitespace as redis-py's packer splits
-it, every argument through the connection's encoder, as ``bytes``) and hands
-them to the fakeredis socket's ``_process_command``, the very call its parser
-makes; it then takes the reply from the socket's queue, raises or decodes it
-as fakeredis's connection does and applies redis-py's ``parse_response``
-options and response callback. fakeredis still runs every command, so replies,
-errors and state are those of the full path (``tests/test_clocked_redis_fast_path.py``
-holds that). Connection state (MULTI queueing, subscriptions, replies waiting
-in the queue) lives in the socket, so it needs no special case: the reply read
-is the oldest one, as redis-py's would be. The full path still sends a command
-when the client's one connection is not open on a connected server (it
-reconnects or raises), after CLIENT KILL, with health checks, for a command
-name that is neither str nor bytes and for HIMPORT (which redis-py prepares
-per connection). Differences, by design: the direct path records no redis-py
-OpenTelemetry metrics (the lab enables none), and a command that sends no reply
-(after CLIENT REPLY OFF) raises ``queue.Empty`` where the full path waits
-forever. Pipelines always take the full path.
+produced (``simlab.sim.redis_wire.command_fields``: the command name split on
+whitespace as redis-py's packer splits it, every argument encoded as the
+connection's encoder does, as ``bytes``) and hands them to the fakeredis
+socket's ``_process_command``, the very call its parser makes; it takes the
+reply straight from the socket when nothing older waits in the socket's queue
+(``DirectSocket.run_direct``), raises or decodes it as fakeredis's connection
+does and applies redis-py's ``parse_response`` options and response callback.
+fakeredis still runs every command, so replies, errors and state are those of
+the full path (``tests/test_clocked_redis_fast_path.py`` holds that).
+Connection state (MULTI queueing, subscriptions, replies waiting in the queue)
+lives in the socket, so it needs no special case: the reply read is the oldest
+one, as redis-py's would be. The full path still sends a command when the
+client's one connection is not open on a connected server (it reconnects or
+raises), after CLIENT KILL, with health checks, for a command name that is
+neither str nor bytes and for HIMPORT (which redis-py prepares per connection).
+Differences, by design: the direct path records no redis-py OpenTelemetry
+metrics (the lab enables none), and a command that sends no reply (after
+CLIENT REPLY OFF) raises ``queue.Empty`` where the full path waits forever.
+Pipelines, transactions and connection handshakes take the full path, on
+connections (``redis_wire.DirectConnection``) that hand fakeredis the same
+fields instead of RESP bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import queue
 import sys
 import time as _real_time
 from collections.abc import Callable, Iterator
@@ -64,11 +69,13 @@ from typing import Any
 
 import fakeredis
 from fakeredis._typing import RaiseErrorTypes
+from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, Pipeline
-from redis.connection import PythonRespSerializer
 from redis.exceptions import ResponseError
 
-__all__ = ["EPOCH", "SimulatedPipeline", "SimulatedRedis"]
+from simlab.sim.redis_wire import DirectConnection, DirectSocket
+
+__all__ = ["EPOCH", "SimulatedPipeline", "SimulatedRedis", "install_clocked_time"]
 
 Clock = Callable[[], float]
 
@@ -102,8 +109,8 @@ _installed_for = -1  # len(sys.modules) at the last scan
 _TIME_ATTRIBUTE = "time"
 
 
-def _install_clocked_time() -> None:
-    """Point every loaded fakeredis module's ``time`` at the shim (idempotent).
+def install_clocked_time() -> None:
+    """Point every loaded fakeredis module's ``time`` at the shim (idempotent; every new client calls it).
 
     Scanning, rather than naming modules, also covers clock readers that a newer
     fakeredis adds; the shim is transparent to every caller without a clock.
@@ -111,7 +118,7 @@ def _install_clocked_time() -> None:
     global _installed_for
     loaded = len(sys.modules)
     if _installed_for == loaded:
-        return  # NOTE: nothing was imported since the last scan; every run builds a client, so skip the scan
+        return  # NOTE: nothing was imported since the last scan; every run gets a client, so skip the scan
     for name in _REQUIRED_MODULES:
         module = importlib.import_module(name)
         if getattr(module, _TIME_ATTRIBUTE, None) not in (_real_time, _CLOCKED_TIME):
@@ -134,34 +141,21 @@ def _clocked(clock: Clock) -> Iterator[None]:
         _current_clock.reset(token)
 
 
-def _command_fields(args: tuple[Any, ...], encode: Callable[[Any], Any]) -> list[bytes] | None:
-    """The fields fakeredis's parser yields for the RESP that redis-py's ``PythonRespSerializer.pack(*args)`` sends.
-
-    None for a command name the direct path leaves to the full one (not str or bytes; HIMPORT, which redis-py
-    prepares per connection). Raises what ``pack`` raises for an argument it cannot encode.
-    """
-    name = args[0]
-    if isinstance(name, str):
-        words = name.encode().split()  # 'CONFIG GET' goes out as two fields
-    elif isinstance(name, bytes):
-        words = name.split() if b" " in name else [name]
-    else:
-        return None
-    if words and words[0].upper() == b"HIMPORT":
-        return None
-    fields = []
-    for arg in (*words, *args[1:]):
-        value = encode(arg)
-        fields.append(value if type(value) is bytes else bytes(value))  # the parser yields plain bytes
-    return fields
+def _decoded_already(response: Any, encoder: Encoder) -> bool:
+    """Whether fakeredis's connection would hand ``response`` over as it is (its ``_decode`` would return it)."""
+    kind = type(response)
+    return kind is int or response is None or (kind is bytes and not encoder.decode_responses)
 
 
 class SimulatedPipeline(Pipeline):
     """A pipeline (or MULTI/EXEC transaction) whose commands run on the simulated clock."""
 
-    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, clock: Clock, owner: SimulatedRedis | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clock = clock
+        self.owner = owner
+        """The client this pipeline came from. It shares that client's connections, so it keeps the client
+        alive: ``simlab.sim.redis_spares`` lends a client's connections again only once the client is gone."""
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         # Queues the command, or runs it at once while WATCHing (WATCH, then reads before MULTI).
@@ -189,7 +183,7 @@ class SimulatedRedis(fakeredis.FakeRedis):
     """
 
     def __init__(self, *args: Any, clock: Clock, server: fakeredis.FakeServer | None = None, **kwargs: Any) -> None:
-        _install_clocked_time()
+        install_clocked_time()
         # Set before the base class runs, in case it issues a command through execute_command.
         self._clock = clock
         # A server of its own, not fakeredis's default: without `server`, fakeredis registers a new
@@ -198,19 +192,28 @@ class SimulatedRedis(fakeredis.FakeRedis):
         # NOTE: one connection held for the client's life: no pool checkout and release per command (a
         # fifth of a command's cost). Commands run one at a time under simpy; pipelines still use the pool.
         kwargs.setdefault("single_connection_client", True)
+        kwargs.setdefault("connection_class", DirectConnection)  # commands reach fakeredis as fields, not RESP
         super().__init__(*args, server=server if server is not None else fakeredis.FakeServer(), **kwargs)
 
     @property
     def clock(self) -> Clock:
-        """The simulated clock (seconds) this client's commands see, offset by ``EPOCH``."""
+        """The simulated clock (seconds) this client's commands see, offset by ``EPOCH``.
+
+        Setting it moves the client's later commands, and its later pipelines, to another clock (pipelines
+        made before keep theirs).
+        """
         return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         # NOTE: `_clocked` inlined for performance (every command of every run passes here).
         token = _current_clock.set(self._clock)
         try:
             direct = self._direct_socket()
-            fields = None if direct is None else _command_fields(args, direct[0]._command_packer.encode)
+            fields = None if direct is None else direct[0].direct_fields(args)
             if direct is None or fields is None:
                 return super().execute_command(*args, **options)
             return self._execute_directly(*direct, fields, args[0], options)
@@ -221,8 +224,7 @@ class SimulatedRedis(fakeredis.FakeRedis):
         """The connection and its fakeredis socket that can take a command directly, or None: the full path sends it."""
         conn = self.connection
         if (
-            type(conn) is not fakeredis.FakeRedisConnection
-            or type(conn._command_packer) is not PythonRespSerializer  # the fields built are what this one packs
+            type(conn) is not DirectConnection
             or conn.health_check_interval  # the full path would PING first
             or conn.should_reconnect()
             or not conn.is_connected  # the full path (re)connects
@@ -230,20 +232,20 @@ class SimulatedRedis(fakeredis.FakeRedis):
             return None
         sock = conn.get_socket()
         # What fakeredis's FakeSocket.sendall checks before it takes a command: else the full path's ConnectionError.
-        return (conn, sock) if sock._server.connected and not sock._killed else None
+        return (conn, sock) if type(sock) is DirectSocket and sock._server.connected and not sock._killed else None
 
     def _execute_directly(
-        self, conn: Any, sock: Any, fields: list[bytes], command_name: Any, options: dict[str, Any]
+        self, conn: Any, sock: DirectSocket, fields: list[bytes], command_name: Any, options: dict[str, Any]
     ) -> Any:
         """Run ``fields`` on ``conn``'s socket ``sock``; answer as ``Redis.execute_command`` would (see module doc)."""
         with self.single_connection_lock:
             try:
-                sock._process_command(fields)
+                response = sock.run_direct(fields)
+            except queue.Empty:
+                raise  # the command sent no reply (CLIENT REPLY OFF): the full path would wait forever
             except BaseException:
                 conn.disconnect()  # as redis-py's send_packed_command does when the socket raises
                 raise
-            # A command that sends no reply (CLIENT REPLY OFF) raises queue.Empty here; the full path waits forever.
-            response = sock.responses.get_nowait()
             # From here on: fakeredis's FakeBaseConnection.read_response, then redis-py's Redis.parse_response.
             if isinstance(response, RaiseErrorTypes):
                 if EMPTY_RESPONSE in options and isinstance(response, ResponseError):
@@ -251,16 +253,15 @@ class SimulatedRedis(fakeredis.FakeRedis):
                 raise response
             if NEVER_DECODE in options:
                 del options[NEVER_DECODE]
-            else:
+            elif not _decoded_already(response, conn.encoder):
                 response = conn._decode(response)
             options.pop(EMPTY_RESPONSE, None)
             options.pop("keys", None)
-            if command_name in self.response_callbacks:
-                return self.response_callbacks[command_name](response, **options)
-            return response
+            callback = self.response_callbacks.get(command_name)
+            return response if callback is None else callback(response, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> SimulatedPipeline:
         """A pipeline on this client's connections and clock (``transaction=True``: MULTI/EXEC)."""
         return SimulatedPipeline(
-            self.connection_pool, self.response_callbacks, transaction, shard_hint, clock=self._clock
+            self.connection_pool, self.response_callbacks, transaction, shard_hint, clock=self._clock, owner=self
         )

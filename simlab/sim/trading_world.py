@@ -28,6 +28,7 @@ from sagas.trading.wiring import Platform, install_platform, register_trading_sa
 from simlab.sim.clocked_redis import SimulatedRedis
 from simlab.sim.latency import Delay, DelayedCommandBus, DelayedQueryBus, fixed_delay
 from simlab.sim.projections import LaggingProjectionWorker, LagProfile
+from simlab.sim.redis_spares import fresh_redis
 from simlab.sim.world import SimWorld, build_world
 
 BrokerFactory = Callable[[SimWorld], Mapping[str, BrokerApi]]
@@ -112,7 +113,7 @@ def build_trading_world(
     runtime, manager = sim.runtime, sim.manager
     projections = LaggingProjectionWorker(runtime, sim.streams, profiles=lag or {})
     platform = install_platform(manager, projections)
-    redis = SimulatedRedis(clock=runtime.now)
+    redis = fresh_redis(runtime.now)  # a dead world's, reset as new, or a new one
     locks = RedisLockManager(redis)
     manager.locks = locks
     broker_map = brokers(sim)
