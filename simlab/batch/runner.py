@@ -23,11 +23,13 @@ from sagas.engine.trace import TraceRecord, trace_hash
 from simlab.chaos.faults import FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import Violation, check_invariants
+from simlab.evidence.lock_ledger import LockLedger
 from simlab.evidence.reach import run_reach
-from simlab.evidence.sources import Evidence
+from simlab.evidence.sources import DeletionSnapshot, Evidence
 from simlab.evidence.trace_tables import SagaRow, saga_rows
 from simlab.evidence.watch import watch_deletions, watch_locks
 from simlab.scenario.model import Scenario
+from simlab.sim.orderings import OrderedEnvironment, parse_strategy
 from simlab.sim.trading_world import TradingWorld
 from simlab.sim.world import relaxed_gc
 
@@ -56,6 +58,20 @@ class RunResult:
     connections: dict[str, str] = field(default_factory=dict, repr=False)
     """Saga id -> the ``broker_connection_id`` of its trigger event, for sagas about one connection (kept
     with the trace): what links a replay's sagas to the connections its violations name."""
+    ties: Ties | None = None
+    """The equal-time choices of a run whose scenario orders them (None: simpy's own FIFO, not counted)."""
+
+
+@dataclass(frozen=True)
+class Ties:
+    """What a run's ordering strategy met (``simlab.sim.orderings.OrderedEnvironment``)."""
+
+    points: int
+    """Choice points: instants at which two or more events of one priority were due at once."""
+    processes: int
+    """Distinct processes ready at some choice point (PCT's n)."""
+    choices: tuple[tuple[int, int], ...]
+    """Every non-FIFO choice, ``(choice point, index)``: replayed by ``orderings.choices``."""
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -84,15 +100,46 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
         return _run(scenario, seed, keep_trace)
 
 
-def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
-    quiet_swallowed_errors()
-    world = build_scenario_world(scenario, seed)
+def pct_needs_steps(scenario: Scenario) -> bool:
+    """Whether the scenario's strategy is PCT without its expected number of choice points."""
+    spec = parse_strategy(scenario.orderings.strategy)
+    return spec.kind == "pct" and spec.steps is None
+
+
+def count_choice_points(scenario: Scenario, seed: int) -> int:
+    """How many choice points the FIFO run of ``seed`` meets (PCT's K when the strategy does not give it)."""
+    with relaxed_gc():
+        world = build_scenario_world(scenario, seed, count_ties=True)
+        _simulate(world, scenario)
+        env = world.sim.runtime.env
+        assert isinstance(env, OrderedEnvironment)
+        return env.points
+
+
+def _simulate(world: TradingWorld, scenario: Scenario) -> tuple[list[FaultWindow], LockLedger, list[DeletionSnapshot]]:
+    """Install the scenario's faults and watchers in ``world``, and run its workload to the horizon."""
     ledger = watch_locks(world)
     windows = install_faults(world, plan_faults(scenario, world.sim.streams))
     snapshots = watch_deletions(world)
     runtime = world.sim.runtime
     runtime.spawn(drive(world, scenario), name="workload")
     runtime.run(until=scenario.horizon_s)
+    return windows, ledger, snapshots
+
+
+def _ties(world: TradingWorld) -> Ties | None:
+    env = world.sim.runtime.env
+    if not isinstance(env, OrderedEnvironment):
+        return None
+    return Ties(env.points, env.processes, tuple(env.choices))
+
+
+def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
+    quiet_swallowed_errors()
+    steps = count_choice_points(scenario, seed) if pct_needs_steps(scenario) else None
+    world = build_scenario_world(scenario, seed, pct_steps=steps)
+    windows, ledger, snapshots = _simulate(world, scenario)
+    runtime = world.sim.runtime
     records = world.sim.tracer.records
     evidence = Evidence.gather(world, scenario.horizon_s, ledger=ledger, snapshots=snapshots)
     violations, unchecked = check_invariants(evidence, scenario.invariants)
@@ -112,6 +159,7 @@ def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
         lock_overlaps=len(ledger.overlaps),
         reach=run_reach(records, len(ledger.expired_while_held())),
         connections=_connections(evidence.states or ()) if keep_trace else {},
+        ties=_ties(world),
     )
 
 

@@ -9,15 +9,19 @@ user never shifts another user's draws.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+
+import simpy
 
 from sagas.engine.errors import SagaError
 from sagas.engine.randomness import RandomStreams
 from sagas.trading import commands as c
-from simlab.scenario.model import Scenario
+from simlab.scenario.model import Orderings, Scenario
 from simlab.sim.brokers import PROFILES, VirtualBroker
 from simlab.sim.latency import lognormal_delay
 from simlab.sim.market import Market
+from simlab.sim.orderings import Fifo, OrderedEnvironment, parse_strategy, strategy_of
 from simlab.sim.projections import LagProfile
 from simlab.sim.trading_world import TradingWorld, build_trading_world
 from simlab.sim.world import SimWorld
@@ -25,10 +29,21 @@ from simlab.sim.world import SimWorld
 REFERENCE_PRICE = 100.0
 
 
-def build_scenario_world(scenario: Scenario, seed: int | RandomStreams) -> TradingWorld:
+def build_scenario_world(
+    scenario: Scenario, seed: int | RandomStreams, *, pct_steps: int | None = None, count_ties: bool = False
+) -> TradingWorld:
     """The simulated platform a scenario describes, seeded with ``seed``: every draw of the run comes from
-    this one ``RandomStreams`` (the world's ``sim.streams``), each component from streams named for it."""
+    this one ``RandomStreams`` (the world's ``sim.streams``), each component from streams named for it.
+
+    Its clock orders equal-time events as ``scenario.orderings`` says (``ordered_environment``; ``pct_steps``
+    is PCT's expected number of choice points when the strategy does not give it). ``count_ties`` runs FIFO
+    on an environment that counts choice points (the same trace as plain FIFO).
+    """
     streams = RandomStreams.of(seed)
+    if count_ties:
+        env: simpy.Environment | None = OrderedEnvironment(Fifo(), scenario.orderings.quantum_ms / 1000)
+    else:
+        env = ordered_environment(scenario.orderings, streams, pct_steps)
 
     def brokers(sim: SimWorld) -> dict[str, VirtualBroker]:
         return {
@@ -54,7 +69,24 @@ def build_scenario_world(scenario: Scenario, seed: int | RandomStreams) -> Tradi
         lag=lag,
         command_delay=lognormal_delay(streams.stream("bus/command"), latency.command_median_s, latency.sigma),
         query_delay=lognormal_delay(streams.stream("bus/query"), latency.query_median_s, latency.sigma),
+        env=env,
     )
+
+
+def ordered_environment(
+    orderings: Orderings, streams: RandomStreams, pct_steps: int | None = None
+) -> OrderedEnvironment | None:
+    """The environment ``orderings`` asks for, or None for simpy's own (FIFO, no quantum, nothing recorded).
+
+    A strategy draws from the run's stream ``orderings`` only, so choosing one moves no other draw.
+    """
+    spec = parse_strategy(orderings.strategy)
+    quantum = orderings.quantum_ms / 1000
+    if spec.kind == "fifo" and not orderings.choices and not quantum:
+        return None
+    if spec.kind == "pct" and spec.steps is None:
+        spec = dataclasses.replace(spec, steps=pct_steps or 1)
+    return OrderedEnvironment(strategy_of(spec, streams.stream("orderings"), dict(orderings.choices)), quantum)
 
 
 def _market(sim: SimWorld, broker: str, volatility_per_sqrt_s: float) -> Market | None:

@@ -24,6 +24,7 @@ from simlab.scenario.faults import Faults
 from simlab.scenario.limits import MAX_EVENTS, MAX_RUNS, MAX_USERS, MAX_WORKLOAD_SAGAS, cut, shown
 from simlab.scenario.strict import Probability, Strict, known
 from simlab.sim.brokers import PROFILES
+from simlab.sim.orderings import STRATEGY_FORMAT, parse_strategy
 
 SAGA_TYPES: tuple[str, ...] = tuple(DEFAULT_TIMEOUTS_SECONDS)
 STEP_NAMES: dict[str, tuple[str, ...]] = saga_step_names()
@@ -269,6 +270,46 @@ class Expect(Strict):
         return tuple(value)
 
 
+# -- orderings at equal timestamps ---------------------------------------------------------------
+
+
+class Orderings(Strict):
+    """How events due at the same simulated instant are ordered (``simlab.sim.orderings``)."""
+
+    strategy: str = "fifo"
+    """``fifo`` (simpy's own order, the default), ``random``, ``pct:D`` or ``pct:D:K``."""
+    quantum_ms: NonNegative = 0.0
+    """Round every future due time up to a multiple of this many milliseconds, so that ties occur (0: off)."""
+    choices: tuple[tuple[int, int], ...] = ()
+    """Recorded non-FIFO choices as ``(choice point, index)`` pairs, replayed exactly (with ``fifo`` only):
+    what ``simlab shrink`` writes for a run whose failure needs an ordering."""
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, value: str) -> str:
+        try:
+            parse_strategy(value)
+        except ValueError:
+            raise ValueError(f"expected {STRATEGY_FORMAT}, got {shown(value)}") from None
+        return value
+
+    @field_validator("choices")
+    @classmethod
+    def _choices(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        points = [point for point, _index in value]
+        if any(point < 1 or index < 1 for point, index in value):
+            raise ValueError(f"a choice is (choice point >= 1, index >= 1), got {shown(value)}")
+        if points != sorted(set(points)):
+            raise ValueError(f"choice points must be increasing, each once, got {shown(points)}")
+        return value
+
+    @model_validator(mode="after")
+    def _replayed_with_fifo(self) -> Orderings:
+        if self.choices and self.strategy != "fifo":
+            raise ValueError(f"recorded choices replay with strategy fifo only, not {shown(self.strategy)}")
+        return self
+
+
 # -- the scenario ------------------------------------------------------------------------------
 
 
@@ -285,6 +326,7 @@ class Scenario(Strict):
     projections: dict[str, LagSpec] = Field(default_factory=lambda: {"accounts": LagSpec()})
     bus_latency: BusLatency = BusLatency()
     faults: Faults = Faults()
+    orderings: Orderings = Orderings()
     sagas: SagaSettings = SagaSettings()
     invariants: tuple[str, ...] = INVARIANTS
     expect: Expect = Expect()

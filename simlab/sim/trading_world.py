@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import simpy
+
 from sagas.engine.buses import CommandBus, EventBus
 from sagas.engine.manager import SagaManager
 from sagas.engine.randomness import RandomStreams
@@ -102,11 +104,13 @@ def build_trading_world(
     lag: Mapping[str, LagProfile] | None = None,
     command_delay: Delay | None = None,
     query_delay: Delay | None = None,
+    env: simpy.Environment | None = None,
 ) -> TradingWorld:
     """Assemble the platform, its read models and its sagas in a fresh world seeded with ``seed``
-    (or drawing from the run's ``RandomStreams``)."""
+    (or drawing from the run's ``RandomStreams``), on ``env`` (default: a new plain simpy environment)."""
     sim = build_world(
         seed,
+        env=env,
         command_bus=lambda runtime: DelayedCommandBus(runtime, command_delay or fixed_delay(0.0)),
         query_bus=lambda runtime: DelayedQueryBus(runtime, query_delay or fixed_delay(0.0)),
     )

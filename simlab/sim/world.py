@@ -8,6 +8,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import simpy
+
 from sagas.engine.buses import CommandBus, EventBus, QueryBus
 from sagas.engine.manager import SagaManager
 from sagas.engine.ports import SagaStore
@@ -117,14 +119,16 @@ def build_world(
     *,
     command_bus: Callable[[SimRuntime], CommandBus] | None = None,
     query_bus: Callable[[SimRuntime], QueryBus] | None = None,
+    env: simpy.Environment | None = None,
 ) -> SimWorld:
     """A world whose every random draw and id derives from ``seed`` (or from the run's ``RandomStreams``).
 
     ``command_bus`` and ``query_bus`` build the manager's buses on the world's runtime (default:
-    the engine's in-process buses).
+    the engine's in-process buses). ``env`` is the simpy environment to run on (default: a new plain one;
+    ``simlab.sim.orderings.OrderedEnvironment`` for another order of equal-time events).
     """
     streams = RandomStreams.of(seed)
-    runtime = SimRuntime()
+    runtime = SimRuntime(env)
     tracer = Tracer(runtime.now)
     store = store if store is not None else InMemorySagaStore(runtime.now)
     manager = SagaManager(
