@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner, passes_folder
+from simlab.cli_explore import add_explore_command, add_schedule_option, explore, with_schedule
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -90,6 +91,7 @@ def _add_batch_commands(commands: Any) -> None:
         help="runs per shard, the unit of resumption (default: a 16th of the runs, at most 250)",
     )  # fmt: skip
     add_cluster_options(run)
+    add_schedule_option(run)
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument(
@@ -113,6 +115,8 @@ def _add_batch_commands(commands: Any) -> None:
         help="with a sweep folder: which point's batch",
     )  # fmt: skip
     replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
+    add_schedule_option(replay)
+    add_explore_command(commands, _runs, _seed, _workers)
 
 
 def _add_study_commands(commands: Any) -> None:
@@ -186,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_or_replay(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "explore":
+        return explore(args, _resumable, _output_problem)
     if args.command == "report":
         return _report(args)
     raise AssertionError(f"unhandled command {args.command!r}")
@@ -193,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_or_replay(args: argparse.Namespace) -> int:
     if args.command == "replay":
-        return _replay(args)
+        from simlab.cli_replay import replay
+
+        return replay(args)
     from simlab.scenario import ScenarioError, load_scenario
 
     try:
@@ -203,42 +211,12 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         return 2
     if args.command == "check-determinism":
         return _check_determinism(scenario, args.runs, args.workers, args.dask)
-    return _run(args, scenario)
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from simlab.batch.replays import ReplayError, resolve_replay
-    from simlab.batch.runner import run_once
-    from simlab.present.summary import format_timeline
-    from simlab.present.timeline import plot_path_problem, save_replay_figure
-
     try:
-        problem = plot_path_problem(args.plot) if args.plot else None
-        if problem:
-            raise ReplayError(problem)
-        target = resolve_replay(args.scenario, seed=args.seed, run=args.run, point=args.point)
-    except ReplayError as error:
-        print(f"simlab replay: {error}", file=sys.stderr)
+        scenario = with_schedule(scenario, args.schedule)
+    except ValueError as error:  # GridError: the scenario refuses it
+        print(f"simlab run: {error}", file=sys.stderr)
         return 2
-    if target.folder is not None:
-        print(f"Replaying {target.label}, from the scenario the batch kept ({target.folder / 'scenario.yaml'})")
-    result = run_once(target.scenario, target.seed, keep_trace=True)
-    print(format_timeline(result))
-    if args.plot:
-        save_replay_figure(result, args.plot, title=target.label)
-        print(f"timeline figure: {args.plot}")
-    if target.recorded_hash is None:
-        return 0
-    if result.trace_hash == target.recorded_hash:
-        print(f"Reproduced: the trace hash is the one the batch recorded for run {target.run}.")
-        return 0
-    changed = " The lab's code changed since the batch ran (its code hash differs)." if target.code_changed else ""
-    print(
-        f"simlab replay: NOT reproduced: the batch recorded trace hash {target.recorded_hash} for run "
-        f"{target.run}, this replay gives {result.trace_hash}.{changed}",
-        file=sys.stderr,
-    )
-    return 1
+    return _run(args, scenario)
 
 
 def _run(args: argparse.Namespace, scenario: Scenario) -> int:

@@ -271,3 +271,17 @@ def test_random_and_pct_find_the_planted_bug_and_its_choices_replay_and_shrink_i
             kept = trial
     assert len(kept) == 1
     assert _planted(OrderedEnvironment(Replayed(dict(kept))), run).late == 1
+
+
+def test_a_quantum_never_turns_a_positive_wait_into_no_wait():
+    env = OrderedEnvironment(Fifo(), quantum=0.01)
+    ticks: list[float] = []
+
+    def poller():
+        while env.now < 0.05:
+            yield env.timeout(1e-12)
+            ticks.append(env.now)
+
+    env.process(poller())
+    env.run()
+    assert ticks == [0.01, 0.02, 0.03, 0.04, 0.05]

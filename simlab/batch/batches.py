@@ -115,6 +115,14 @@ def config_hash(scenario: Scenario) -> str:
     return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
 
 
+def tie_columns(result: RunResult) -> dict[str, int | None]:
+    """The runs table's ordering columns of one run (nulls when its scenario left orderings to FIFO)."""
+    ties = result.ties
+    if ties is None:
+        return {"choice_points": None, "tie_processes": None, "non_fifo_choices": None}
+    return {"choice_points": ties.points, "tie_processes": ties.processes, "non_fifo_choices": len(ties.choices)}
+
+
 def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> dict[str, list[dict[str, object]]]:
     keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
     windows = getattr(result, "fault_windows", ()) or ()
@@ -127,6 +135,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
                 "violations": len(result.violations),
                 "unchecked": ",".join(result.unchecked),
                 **reach_columns(result),
+                **tie_columns(result),
             }
         ],
         "sagas": [

@@ -190,9 +190,11 @@ class OrderedEnvironment(simpy.Environment):
     def schedule(self, event: Event, priority: Any = NORMAL, delay: Any = 0) -> None:
         """simpy's ``schedule``; with a quantum, a future due time is rounded up to the next multiple of it."""
         if self.quantum and delay > 0:
-            grains = math.ceil((self._now + delay) / self.quantum - 1e-9)
+            grains = math.ceil((self._now + delay) / self.quantum - 1e-9)  # 1e-9: k*q itself stays k*q
             at = grains * self.quantum  # the same grain count always gives the same float, so ties are exact
-            heappush(self._queue, (max(at, self._now), priority, next(self._eid), event))
+            if at <= self._now:  # a wait of a hair's breadth: the next grain, or a loop of them would never advance
+                at = (grains + 1) * self.quantum
+            heappush(self._queue, (at, priority, next(self._eid), event))
             return
         super().schedule(event, priority, delay)
 

@@ -32,7 +32,7 @@ CASES_FILE = HERE / "cases.yaml"
 RESULTS_SCENARIO = HERE / "scenarios" / "tiny.yaml"
 """The good scenario the results-folder setups run (2 runs, shards of 1, root seed 1)."""
 SHOWN = 80
-COMMANDS = ("sample", "scenarios", "validate", "run", "check-determinism", "replay", "sweep", "report")
+COMMANDS = ("sample", "scenarios", "validate", "run", "check-determinism", "replay", "sweep", "report", "explore")
 """Any value a message quotes is at most this long."""
 
 
