@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     if shards > MAX_SHARDS:
         problem = (
             f"--shard-size {shard_size}: {runs:,} runs make {shards:,} shards of that size; the limit is "
-            f"{MAX_SHARDS:,} (each shard is seven files): raise --shard-size"
+            f"{MAX_SHARDS:,} (each shard is eight files): raise --shard-size"
         )
     if problem:
         print(f"simlab run: {problem}", file=sys.stderr)

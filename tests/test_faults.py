@@ -96,7 +96,7 @@ async def _outcome(awaitable: Any) -> str:
 
 
 def test_families_are_the_schema_s():
-    settings = ("swarm", "start_after_s", "heal_after_s")
+    settings = ("swarm", "start_after_s", "heal_after_s", "strikes")
     assert set(FAMILIES) == {n for n in Faults.model_fields if n not in settings}
 
 

@@ -158,6 +158,10 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
             for v in result.violations
         ],
         "faults": [{**keys, "family": w[0], "start": w[1], "end": w[2]} for w in windows],
+        "strikes": [
+            {**keys, "t": t, "family": family, "strike": label, "detail": detail}
+            for t, family, label, detail in result.strikes
+        ],
         "broker_calls": [
             {**keys, "broker": b, "start": start, "end": end, "operation": op, "outcome": outcome}
             for b, start, end, op, outcome in result.broker_calls

@@ -61,6 +61,8 @@ class Results:
     violations: pd.DataFrame
     faults: pd.DataFrame
     broker_calls: pd.DataFrame
+    strikes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Every fault that struck (t, family, strike, detail): each run's fault schedule."""
     params: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     expected_runs: int | None = None
@@ -245,10 +247,11 @@ def _results(
         t["violations"],
         t["faults"],
         t["broker_calls"],
-        params,
-        manifest,
-        expected,
-        list(problems),
+        t["strikes"],
+        params=params,
+        manifest=manifest,
+        expected_runs=expected,
+        problems=list(problems),
     )
 
 

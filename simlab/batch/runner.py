@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from sagas.engine.randomness import derive_seed
 from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord, trace_hash
-from simlab.chaos.faults import FaultWindow, install_faults, plan_faults
+from simlab.chaos.faults import FaultWindow, FaultWindows, install_faults, plan_faults
+from simlab.chaos.faults.windows import Strike
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import Violation, check_invariants
 from simlab.evidence.lock_ledger import LockLedger
@@ -50,6 +51,9 @@ class RunResult:
     lock_holds: list[tuple[str, str, float, float]] = field(default_factory=list, repr=False)
     lags: list[tuple[str, float, float]] = field(default_factory=list, repr=False)  # (projection, published, applied)
     fault_windows: list[FaultWindow] = field(default_factory=list)  # (family, start, end, detail)
+    strikes: list[Strike] = field(default_factory=list)
+    """Every fault that struck, in order (t, family, label, detail): the run's fault schedule. Its labels
+    as ``faults.strikes`` replay the run exactly; a subset of them is a run with fewer faults."""
     broker_calls: list[BrokerCallRow] = field(default_factory=list, repr=False)
     lock_overlaps: int = 0
     """How often a saga took a lock while another still believed it held it (a TTL ran out during a
@@ -116,7 +120,7 @@ def count_choice_points(scenario: Scenario, seed: int) -> int:
         return env.points
 
 
-def _simulate(world: TradingWorld, scenario: Scenario) -> tuple[list[FaultWindow], LockLedger, list[DeletionSnapshot]]:
+def _simulate(world: TradingWorld, scenario: Scenario) -> tuple[FaultWindows, LockLedger, list[DeletionSnapshot]]:
     """Install the scenario's faults and watchers in ``world``, and run its workload to the horizon."""
     ledger = watch_locks(world)
     windows = install_faults(world, plan_faults(scenario, world.sim.streams))
@@ -154,6 +158,7 @@ def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
         list(records) if keep_trace else [],
         lags=[(a.projection, a.published_at, a.applied_at) for a in world.projections.applied] if keep_trace else [],
         fault_windows=list(windows),
+        strikes=list(windows.strikes),
         lock_holds=ledger.spans() if keep_trace else [],
         broker_calls=broker_calls(world),
         lock_overlaps=len(ledger.overlaps),

@@ -91,6 +91,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         [*_KEYS, ("invariant", pa.string()), ("t", pa.float64()), ("sagas", pa.string()), ("explanation", pa.string())]
     ),
     "faults": pa.schema([*_KEYS, ("family", pa.string()), ("start", pa.float64()), ("end", pa.float64())]),
+    "strikes": pa.schema(
+        [*_KEYS, ("t", pa.float64()), ("family", pa.string()), ("strike", pa.string()), ("detail", pa.string())]
+    ),
     "broker_calls": pa.schema(
         [
             *_KEYS,

@@ -15,13 +15,14 @@ then a module in ``simlab.chaos.faults`` and a line in its registry.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from simlab.scenario.distributions import Distribution, Fixed, NonNegative, Positive
-from simlab.scenario.limits import MAX_EVENTS
-from simlab.scenario.strict import Probability, Strict
+from simlab.scenario.limits import MAX_EVENTS, shown
+from simlab.scenario.strict import Probability, Strict, known
 
 
 class Window(Strict):
@@ -127,6 +128,24 @@ class Faults(Strict):
     projection_stalls: ProjectionStalls = ProjectionStalls()
     failing_compensations: FailingCompensations = FailingCompensations()
     overlapping_managers: OverlappingManagers = OverlappingManagers()
+    strikes: tuple[str, ...] | None = None
+    """Only these of the faults the run's streams draw strike, named as a run records them
+    (``broker_errors/alpaca#3``: the third fault ``broker_errors`` drew for broker alpaca); None: every one.
+    A recorded run's own list replays it exactly; a shorter list is what ``simlab shrink`` tries."""
+
+    @field_validator("strikes")
+    @classmethod
+    def _strikes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for label in value or ():
+            match = STRIKE_LABEL.fullmatch(label)
+            if match is None:
+                raise ValueError(
+                    f"a strike is named FAMILY[/PART]#N, such as broker_errors/alpaca#3, got {shown(label)}"
+                )
+            known("fault family", match.group(1), FAMILIES)
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each strike is named once")
+        return value
 
     @model_validator(mode="after")
     def _window(self) -> Faults:
@@ -144,3 +163,7 @@ FAMILIES: tuple[str, ...] = tuple(
     if isinstance(info.annotation, type) and issubclass(info.annotation, Family)
 )
 """Every fault family of the schema, in its order (the order of the plan's draws)."""
+
+STRIKE_LABEL = re.compile(r"([a-z_]+)(?:/[^#\s]{1,200})?#([1-9][0-9]{0,8})")
+"""How a recorded strike is named: family, optional part (a broker, a kind), and its number among the family's
+(and part's) drawn faults."""

@@ -100,10 +100,7 @@ class ErrorLink(BrokerLink):
         self.rate = rate
 
     def _strikes(self) -> bool:
-        if self.rate and self.rng.random() < self.rate:
-            self.ctx.injected("broker_errors")
-            return True
-        return False
+        return bool(self.rate and self.rng.random() < self.rate) and self.ctx.strike("broker_errors", self.broker.name)
 
     async def around(self, operation: str, connection_id: str, call: Call[T], broker_call: Call[T]) -> T:
         if not self._strikes():
@@ -135,11 +132,13 @@ class TimeoutLink(BrokerLink):
     async def around(self, operation: str, connection_id: str, call: Call[T], broker_call: Call[T]) -> T:
         if not (self.probability and self.rng.random() < self.probability):
             return await call()
+        applied = self.rng.random() < self.after_success_share  # drawn even if left out: later draws stay put
+        if not self.ctx.strike("broker_timeouts", self.broker.name, operation):
+            return await call()
         runtime = self.ctx.runtime
         started = runtime.now()
-        self.ctx.injected("broker_timeouts")
         wait_s = self.broker.timeout_after_s()
-        if self.rng.random() < self.after_success_share:
+        if applied:
             with contextlib.suppress(BrokerError):  # an error's answer is lost as well
                 await broker_call()  # applied; the answer is lost
         else:  # lost on its way in, but it still loaded the broker
@@ -168,7 +167,8 @@ class SpikeLink(BrokerLink):
     async def around(self, operation: str, connection_id: str, call: Call[T], broker_call: Call[T]) -> T:
         if not (self.probability and self.rng.random() < self.probability):
             return await call()
-        self.ctx.injected("latency_spikes")
+        if not self.ctx.strike("latency_spikes", self.broker.name, operation):
+            return await call()
         runtime = self.ctx.runtime
         started = runtime.now()
         try:

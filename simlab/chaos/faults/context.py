@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 
 from simlab.chaos.faults.plan import FaultPlan
-from simlab.chaos.faults.windows import FaultWindows
+from simlab.chaos.faults.windows import FaultWindows, Strike
 from simlab.evidence.trace_tables import CurrentAttempts
 from simlab.sim.runtime import SimTask
 from simlab.sim.world import SimWorld
@@ -56,6 +57,9 @@ class FaultContext:
         self._compensation_p = plan.faults.failing_compensations.probability * plan.scale("failing_compensations")
         self._compensation_rng = self.stream("failing_compensations")
         self._verdicts: dict[tuple[str, str, int], bool] = {}
+        strikes = plan.faults.strikes
+        self._allowed = None if strikes is None else frozenset(strikes)
+        self._drawn: Counter[str] = Counter()
 
     def stream(self, family: str, part: str | None = None) -> random.Random:
         """The stream of ``family`` (and of one ``part`` of it, e.g. a broker): ``faults/<family>[/<part>]``."""
@@ -74,6 +78,31 @@ class FaultContext:
         """Count one injected fault."""
         self.windows.injected[family] += 1
 
+    def strike(self, family: str, part: str = "", detail: str = "") -> bool:
+        """Whether a fault ``family`` has just drawn (on ``part``: a broker, a kind of fault) strikes.
+
+        Every drawn fault is numbered per family and part (``broker_errors/alpaca#3``); it strikes unless
+        the scenario's ``faults.strikes`` names others only. A fault that strikes is counted and recorded
+        (``FaultWindows.strikes``). The caller has made its draws either way, so leaving a fault out moves
+        none of its stream's later draws.
+        """
+        key = f"{family}/{part}" if part else family
+        self._drawn[key] += 1
+        label = f"{key}#{self._drawn[key]}"
+        if not self.allows(label):
+            return False
+        self.struck(family, label, detail)
+        return True
+
+    def allows(self, label: str) -> bool:
+        """Whether the scenario lets the drawn fault ``label`` strike (``faults.strikes``; None: all)."""
+        return self._allowed is None or label in self._allowed
+
+    def struck(self, family: str, label: str, detail: str = "") -> None:
+        """Count and record a fault that strikes now (a scheduled one: its label is its place in the schedule)."""
+        self.windows.injected[family] += 1
+        self.windows.strikes.append(Strike(self.runtime.now(), family, label, detail))
+
     def compensation_fails(self) -> bool:
         """Whether this port call is the one that fails the compensation attempt making it."""
         if self._compensation_p <= 0 or not self.active():
@@ -85,9 +114,7 @@ class FaultContext:
         if verdict is None:
             verdict = self._compensation_rng.random() < self._compensation_p
         self._verdicts[attempt] = False  # the attempt's first port call decides; later ones go through
-        if verdict:
-            self.injected("failing_compensations")
-        return verdict
+        return verdict and self.strike("failing_compensations", detail=f"{attempt[1]} attempt {attempt[2]}")
 
     async def frozen_until(self, until: float) -> None:
         """Freeze the running task until ``until``: deadlines fall due only when it thaws.

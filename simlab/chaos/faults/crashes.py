@@ -66,27 +66,32 @@ class ManagerCrashesFamily(FaultFamily):
         bus = ports.event_bus
         if not isinstance(bus, FaultyEventBus):  # the event bus is wrapped whenever this family is live
             return []
-        world.sim.runtime.spawn(_crashes(world, ctx, bus, schedule), name="fault: manager crashes")
-        return [FaultWindow(self.name, at, up, "manager down") for at, up in schedule]
+        kept = [
+            (f"{self.name}#{k}", at, up) for k, (at, up) in enumerate(schedule, 1) if ctx.allows(f"{self.name}#{k}")
+        ]
+        world.sim.runtime.spawn(_crashes(world, ctx, bus, kept), name="fault: manager crashes")
+        return [FaultWindow(self.name, at, up, "manager down") for _label, at, up in kept]
 
 
 async def _crashes(
-    world: TradingWorld, ctx: FaultContext, bus: FaultyEventBus, schedule: Sequence[tuple[float, float]]
+    world: TradingWorld, ctx: FaultContext, bus: FaultyEventBus, schedule: Sequence[tuple[str, float, float]]
 ) -> None:
-    for at, up in schedule:
-        await _crash_and_restart(world, ctx, bus, at, up)
+    for label, at, up in schedule:
+        await _crash_and_restart(world, ctx, bus, label, at, up)
 
 
-async def _crash_and_restart(world: TradingWorld, ctx: FaultContext, bus: FaultyEventBus, at: float, up: float) -> None:
+async def _crash_and_restart(
+    world: TradingWorld, ctx: FaultContext, bus: FaultyEventBus, label: str, at: float, up: float
+) -> None:
     runtime = ctx.runtime
     await runtime.sleep(at - runtime.now())
+    ctx.struck("manager_crashes", label, f"down until {up:g}")
     old = world.manager
     # Its own tasks, not every task named after its sagas: another manager may drive one of the same id.
     tasks = [old.task_of(saga_id) for saga_id in old.running]
     ctx.dying.update(task for task in tasks if isinstance(task, SimTask) and not task.done())
     bus.detach(old)
     old.stop()
-    ctx.injected("manager_crashes")
     await runtime.sleep(up - runtime.now())  # at least one scheduling turn: the dead sagas unwind first
     new = world.restart_manager(bus)  # the same node, restarted: it reclaims its leases
     await new.recover()

@@ -58,20 +58,19 @@ class FaultyEventBus(EventBus):
             return
         duplicate = self._rng.random() < self._duplicate_p
         if self._rng.random() < self._delay_p:
-            delay = self._delay_s.draw(self._rng)
-            ctx.injected("event_delivery")
-            ctx.runtime.spawn(self._later(event, delay, duplicate), name=f"delayed {event.event_type} {event.event_id}")
-            return
+            delay = self._delay_s.draw(self._rng)  # drawn even if left out: later draws stay put
+            if ctx.strike("event_delivery", "delay", f"{event.event_type} by {delay:.3g} s"):
+                name = f"delayed {event.event_type} {event.event_id}"
+                ctx.runtime.spawn(self._later(event, delay, duplicate), name=name)
+                return
         await self._deliver(event)
-        if duplicate:
-            ctx.injected("event_delivery")
+        if duplicate and ctx.strike("event_delivery", "duplicate", event.event_type):
             await self._deliver(event)
 
     async def _later(self, event: Event, delay: float, duplicate: bool) -> None:
         await self._ctx.runtime.sleep(delay)
         await self._deliver(event)
-        if duplicate:
-            self._ctx.injected("event_delivery")
+        if duplicate and self._ctx.strike("event_delivery", "duplicate", event.event_type):
             await self._deliver(event)
 
     async def _deliver(self, event: Event) -> None:

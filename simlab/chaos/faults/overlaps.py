@@ -56,7 +56,9 @@ class OverlappingManagersFamily(FaultFamily):
         return tuple((at, pause_s.draw(pauses)) for at in instants)
 
     def schedule(self, world: TradingWorld, ctx: FaultContext, ports: WrappedPorts) -> list[FaultWindow]:
-        schedule: Sequence[tuple[float, float]] = ctx.plan.schedule(self.name)
+        drawn: Sequence[tuple[float, float]] = ctx.plan.schedule(self.name)
+        schedule = [(f"{self.name}#{k}", at, pause) for k, (at, pause) in enumerate(drawn, 1)]
+        schedule = [entry for entry in schedule if ctx.allows(entry[0])]
         if not schedule:
             return []
         world.sim.runtime.spawn(_overlaps(world, ctx, schedule), name="fault: overlapping managers")
@@ -68,7 +70,7 @@ class OverlappingManagersFamily(FaultFamily):
                 "a second manager recovers while the first runs"
                 + (f"; the first cannot reach the store for {pause:g} s" if pause > 0 else ""),
             )
-            for at, pause in schedule
+            for _label, at, pause in schedule
         ]
 
 
@@ -92,16 +94,16 @@ class _UnreachableStore:
         return waits
 
 
-async def _overlaps(world: TradingWorld, ctx: FaultContext, schedule: Sequence[tuple[float, float]]) -> None:
+async def _overlaps(world: TradingWorld, ctx: FaultContext, schedule: Sequence[tuple[str, float, float]]) -> None:
     runtime = ctx.runtime
-    for at, pause in schedule:
+    for label, at, pause in schedule:
         await runtime.sleep(max(0.0, at - runtime.now()))
+        ctx.struck("overlapping_managers", label, f"store unreachable {pause:g} s" if pause > 0 else "")
         # The running manager is not stopped: both now drive whatever the store holds as unfinished
         # (a rolling deploy whose new instance recovers on start-up, or a recoverer started by hand).
         # The newcomer is registered for the trading sagas on the same bus, as another instance would be.
         running = world.manager
         other = world.add_manager(f"overlap-{len(world.sim.others) + 1}")
-        ctx.injected("overlapping_managers")
         if pause <= 0:
             await other.recover()
             continue

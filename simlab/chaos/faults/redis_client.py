@@ -141,7 +141,8 @@ class FaultyRedis:
     def _pause(self) -> float | None:
         if not self._pause_p or self._pause_rng.random() >= self._pause_p:
             return None
-        return self._pause_s.draw(self._pause_rng)
+        pause = self._pause_s.draw(self._pause_rng)  # drawn even if left out: later draws stay put
+        return pause if self._ctx.strike("process_pauses", detail=f"{pause:.3g} s") else None
 
     async def _after(self, delay: float, call: Callable[[], Any], lock: Any, acquired: Callable[[Any], bool]) -> Any:
         await self._ctx.runtime.sleep(delay)
@@ -159,7 +160,6 @@ class FaultyRedis:
         start = ctx.runtime.now()
         saga = ctx.activity.saga() or "a process"
         key = lock.decode() if isinstance(lock, bytes) else str(lock)
-        ctx.injected("process_pauses")
         ctx.windows.append(FaultWindow("process_pauses", start, start + pause, f"{saga} froze holding {key}"))
         await ctx.frozen_until(start + pause)
         return reply

@@ -10,6 +10,8 @@ The instants are drawn at install from the stream ``faults/projection_stalls/<pr
 
 from __future__ import annotations
 
+from collections import Counter
+
 from simlab.chaos.faults.context import FaultContext
 from simlab.chaos.faults.family import FaultFamily, WrappedPorts
 from simlab.chaos.faults.windows import FaultWindow
@@ -24,10 +26,17 @@ class ProjectionStallsFamily(FaultFamily):
     streams = ("faults/projection_stalls/<projection>",)
 
     def schedule(self, world: TradingWorld, ctx: FaultContext, ports: WrappedPorts) -> list[FaultWindow]:
-        stalls = _stall_schedule(ctx)
+        drawn = _stall_schedule(ctx)
+        numbers: Counter[str] = Counter()
+        stalls = []
+        for start, name, end in drawn:  # numbered per projection, in time order
+            numbers[name] += 1
+            label = f"{self.name}/{name}#{numbers[name]}"
+            if ctx.allows(label):
+                stalls.append((label, start, name, end))
         if stalls:
             world.sim.runtime.spawn(_stalls(world, ctx, stalls), name="fault: projection stalls")
-        return [FaultWindow(self.name, start, end, f"{name} stalled") for start, name, end in stalls]
+        return [FaultWindow(self.name, start, end, f"{name} stalled") for _label, start, name, end in stalls]
 
 
 def _stall_schedule(ctx: FaultContext) -> list[tuple[float, str, float]]:
@@ -46,9 +55,9 @@ def _stall_schedule(ctx: FaultContext) -> list[tuple[float, str, float]]:
     return sorted(stalls)
 
 
-async def _stalls(world: TradingWorld, ctx: FaultContext, stalls: list[tuple[float, str, float]]) -> None:
+async def _stalls(world: TradingWorld, ctx: FaultContext, stalls: list[tuple[str, float, str, float]]) -> None:
     runtime = ctx.runtime
-    for start, name, end in stalls:
+    for label, start, name, end in stalls:
         await runtime.sleep(start - runtime.now())
         world.projections.stall(name, end)
-        ctx.injected("projection_stalls")
+        ctx.struck("projection_stalls", label, f"until {end:g}")

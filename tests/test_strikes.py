@@ -1,0 +1,100 @@
+"""A run's fault schedule: every fault that struck is recorded, and ``faults.strikes`` replays or thins it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from simlab.batch.batches import run_batch_to
+from simlab.batch.results import load_results
+from simlab.batch.runner import RunResult, run_once, run_seed
+from simlab.lab import scenario
+from simlab.scenario import ScenarioError, load_scenario
+
+
+def _with_strikes(name: str, labels: list[str] | None):
+    return scenario(name, {"faults.strikes": labels})
+
+
+@pytest.fixture(scope="module")
+def swarm_run() -> tuple[int, RunResult]:
+    """A chaos_swarm run in which at least three families struck."""
+    swarm = scenario("chaos_swarm")
+    for index in range(40):
+        seed = run_seed(index, swarm.seed)
+        result = run_once(swarm, seed)
+        if len({strike.family for strike in result.strikes}) >= 3:
+            return seed, result
+    raise AssertionError("no chaos_swarm run among 40 had three families strike")
+
+
+def test_every_strike_is_counted_once_and_named_in_draw_order(swarm_run):
+    _seed, result = swarm_run
+    labels = [strike.label for strike in result.strikes]
+    assert len(labels) == len(set(labels))
+    times = [strike.t for strike in result.strikes]
+    assert times == sorted(times)
+    by_key: dict[str, list[int]] = {}
+    for label in labels:
+        key, number = label.rsplit("#", 1)
+        by_key.setdefault(key, []).append(int(number))
+    for key, numbers in by_key.items():
+        assert numbers == sorted(numbers), key  # each family's (and part's) faults strike in their drawn order
+
+
+def test_the_recorded_schedule_replays_the_run_exactly(swarm_run):
+    seed, result = swarm_run
+    replayed = run_once(_with_strikes("chaos_swarm", [s.label for s in result.strikes]), seed)
+    assert replayed.trace_hash == result.trace_hash
+    assert replayed.strikes == result.strikes
+    assert [v.invariant for v in replayed.violations] == [v.invariant for v in result.violations]
+
+
+def test_an_empty_schedule_strikes_nothing_and_a_one_fault_schedule_strikes_that_one(swarm_run):
+    seed, result = swarm_run
+    quiet = run_once(_with_strikes("chaos_swarm", []), seed)
+    assert quiet.strikes == []
+    first = result.strikes[0]
+    alone = run_once(_with_strikes("chaos_swarm", [first.label]), seed)
+    # Up to the first fault both runs are the same run, so it strikes at the same instant, the same way.
+    assert alone.strikes == [first]
+
+
+def test_leaving_a_fault_out_changes_the_run_only_from_that_fault_on(swarm_run):
+    seed, result = swarm_run
+    counts = Counter(label.rsplit("#", 1)[0] for label in (s.label for s in result.strikes))
+    key = next(key for key, count in counts.items() if count >= 2)
+    mine = [s for s in result.strikes if s.label.startswith(key + "#")]
+    dropped = mine[0].label
+    kept = [s.label for s in result.strikes if s.label != dropped]
+    thinned = run_once(_with_strikes("chaos_swarm", kept), seed)
+    before = [s for s in result.strikes if s.t < mine[0].t]
+    assert thinned.strikes[: len(before)] == before  # the same run up to the fault left out
+    assert dropped not in {s.label for s in thinned.strikes}
+    assert len(thinned.strikes) < len(result.strikes) or thinned.strikes != result.strikes
+
+
+def test_the_strikes_table_holds_every_run_s_schedule(tmp_path):
+    swarm = scenario("chaos_swarm")
+    run_batch_to(swarm, 4, swarm.seed, tmp_path / "b", workers=1)
+    table = load_results(tmp_path / "b").strikes
+    expected = [run_once(swarm, run_seed(i, swarm.seed)).strikes for i in range(4)]
+    assert len(table) == sum(len(s) for s in expected)
+    for run, strikes in enumerate(expected):
+        rows = table[table["run"] == run]
+        assert rows["strike"].tolist() == [s.label for s in strikes]
+        assert rows["t"].tolist() == [s.t for s in strikes]
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [(["broker_errors"], "a strike is named FAMILY[/PART]#N"), (["bogus#1"], "unknown fault family 'bogus'"),
+     (["redis#0"], "a strike is named"), (["redis#1", "redis#1"], "each strike is named once")],
+)  # fmt: skip
+def test_a_bad_strike_name_is_refused_naming_the_field(tmp_path, labels, problem):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nfaults:\n  strikes: {labels!r}\n")
+    with pytest.raises(ScenarioError, match=r"faults\.strikes") as refused:
+        load_scenario(str(path))
+    assert problem in str(refused.value)
