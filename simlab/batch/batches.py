@@ -153,6 +153,10 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
             {**keys, "broker": b, "start": start, "end": end, "operation": op, "outcome": outcome}
             for b, start, end, op, outcome in result.broker_calls
         ],
+        "probes": [
+            {**keys, "kind": p.kind, "probe": p.name, "hits": p.hits, "failures": p.failures}
+            for p in getattr(result, "probes", ())
+        ],
     }
 
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from sagas.engine.randomness import derive_seed
 from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord, trace_hash
+from sagas.probes import recording
 from simlab.chaos.faults import FaultWindow, install_faults, plan_faults
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import Violation, check_invariants
+from simlab.evidence.probes import ProbeCount, ProbeRecorder
 from simlab.evidence.reach import run_reach
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import SagaRow, saga_rows
@@ -56,6 +58,7 @@ class RunResult:
     connections: dict[str, str] = field(default_factory=dict, repr=False)
     """Saga id -> the ``broker_connection_id`` of its trigger event, for sagas about one connection (kept
     with the trace): what links a replay's sagas to the connections its violations name."""
+    probes: list[ProbeCount] = field(default_factory=list)  # the run's probe calls (sagas.probes), kept off the trace
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -80,8 +83,13 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     # NOTE: the collector's thresholds come back only once the run's world is out of scope: the first
     # collection then meets the few objects the run left in reference cycles, not the whole live world
     # (collecting inside the run scanned every object of the world, about 8% of a run's time).
-    with relaxed_gc():
-        return _run(scenario, seed, keep_trace)
+    # Probe calls are counted by a recorder of this run alone (tasks inherit it when spawned), never
+    # traced: the trace and its hash are the same with or without probes.
+    recorder = ProbeRecorder()
+    with relaxed_gc(), recording(recorder):
+        result = _run(scenario, seed, keep_trace)
+    result.probes = recorder.counts()
+    return result
 
 
 def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
