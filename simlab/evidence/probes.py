@@ -125,10 +125,10 @@ def _probe(call: ast.Call, kind: ProbeKind, saga_type: str | None, where: str) -
             " the source, so it cannot report a name computed at run time)"
         )
     needs = next((k.value for k in call.keywords if k.arg == "needs"), None)
-    if needs is not None and not (isinstance(needs, ast.Constant) and isinstance(needs.value, str | None)):
-        raise ProbeCatalogueError(f"{place}: probes.{kind}'s needs= must be a string literal (a fault family)")
     family = needs.value if isinstance(needs, ast.Constant) else None
-    return Probe(kind, name.value, family, saga_type, place)
+    if needs is not None and not (isinstance(needs, ast.Constant) and isinstance(family, str | None)):
+        raise ProbeCatalogueError(f"{place}: probes.{kind}'s needs= must be a string literal (a fault family)")
+    return Probe(kind, name.value, family if isinstance(family, str) else None, saga_type, place)
 
 
 def _saga_type(cls: ast.ClassDef) -> str | None:
