@@ -89,7 +89,12 @@ def probe_table(
         if probe.needs is not None:
             applies = applies & with_family.get(probe.needs, set())
         rows.append(_row(probe, applies, by_probe.get(probe.name), seeds))
-    return pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
+    # Integers that may be missing stay integers (a plain column would turn 17 into 17.0 beside a None).
+    nullable = ["first_failing_run", "first_failing_point"]
+    table[nullable] = table[nullable].astype("Int64" if len(table) else "object")
+    table["first_failing_seed"] = table["first_failing_seed"].astype("UInt64" if len(table) else "object")
+    return table
 
 
 def _row(probe: Probe, applies: set[RunKey], recorded: pd.DataFrame | None, seeds: dict[RunKey, Any]) -> dict[str, Any]:
@@ -142,7 +147,7 @@ def format_probes(table: pd.DataFrame, folder: Path | None = None, replay_as: st
     lines = ["Probes (runs that hit each, of the runs it applies to; 95% interval):"]
     width = max(len(str(name)) for name in table["probe"])
     for row in table.to_dict("records"):
-        lines.append(f"  {row['kind']:<11} {row['probe']:<{width}}  {_status(row)}")
+        lines.append(f"  {row['kind']:<11} {row['probe']:<{width}}  {status_text(row)}")
         if row["status"] == FAILED and folder is not None:
             lines.extend(f"      {line}" for line in _replays(row, folder, replay_as))
     unmet = unmet_sometimes(table)
@@ -155,17 +160,34 @@ def format_probes(table: pd.DataFrame, folder: Path | None = None, replay_as: st
     return "\n".join(lines)
 
 
-def _status(row: Mapping[Hashable, Any]) -> str:
-    status, k, n = row["status"], row["runs_hit"], row["runs"]
+def status_text(row: Mapping[Hashable, Any]) -> str:
+    """A probe row's counts, interval and status as one piece of text (what the summary prints after its name)."""
+    counts = counts_text(row)
+    return f"{counts}  {verdict_text(row)}" if counts else verdict_text(row)
+
+
+def counts_text(row: Mapping[Hashable, Any]) -> str:
+    """``k of N``, the share and its 95% Wilson interval ("" when the probe applies to no run)."""
+    k, n = row["runs_hit"], row["runs"]
+    if row["status"] == NOT_APPLICABLE:
+        return ""
+    return f"{k:>5} of {n:<5} {k / n:>6.1%} [{row['low']:.1%}, {row['high']:.1%}]"
+
+
+def verdict_text(row: Mapping[Hashable, Any]) -> str:
+    """The status in words: met, never reached (with its rate's bound), failed (how often), not applicable (why)."""
+    status = row["status"]
     if status == NOT_APPLICABLE:
-        why = f"{row['needs']} never on" if row["needs"] else f"no {row['saga_type']} ran"
-        return f"not applicable ({why})"
-    counted = f"{k:>5} of {n:<5} {k / n:>6.1%} [{row['low']:.1%}, {row['high']:.1%}]"
+        return (
+            f"not applicable ({row['needs']} never on)"
+            if row["needs"]
+            else f"not applicable (no {row['saga_type']} ran)"
+        )
     if status == NEVER:
-        return f"{counted}  NEVER REACHED (rate < {row['upper_bound']:.2%} at 95%)"
+        return f"NEVER REACHED (rate < {row['upper_bound']:.2%} at 95%)"
     if status == FAILED:
-        return f"{counted}  FAILED in {row['failing_runs']} run(s), first run {row['first_failing_run']}"
-    return f"{counted}  met"
+        return f"FAILED in {row['failing_runs']} run(s), first run {row['first_failing_run']}"
+    return MET
 
 
 def _replays(row: Mapping[Hashable, Any], folder: Path, replay_as: str | None) -> Iterable[str]:
