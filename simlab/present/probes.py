@@ -89,11 +89,12 @@ def probe_table(
         if probe.needs is not None:
             applies = applies & with_family.get(probe.needs, set())
         rows.append(_row(probe, applies, by_probe.get(probe.name), seeds))
+    # Integers that may be missing stay exact integers: a plain column would make them floats beside a None,
+    # and a 64-bit seed as a float names another run.
     table = pd.DataFrame(rows, columns=list(PROBE_COLUMNS))
-    # Integers that may be missing stay integers (a plain column would turn 17 into 17.0 beside a None).
-    nullable = ["first_failing_run", "first_failing_point"]
-    table[nullable] = table[nullable].astype("Int64" if len(table) else "object")
-    table["first_failing_seed"] = table["first_failing_seed"].astype("UInt64" if len(table) else "object")
+    for column in ("first_failing_run", "first_failing_point"):
+        table[column] = pd.array([row[column] for row in rows], dtype="Int64")
+    table["first_failing_seed"] = pd.array([row["first_failing_seed"] for row in rows], dtype="UInt64")
     return table
 
 
