@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner, passes_folder
+from simlab.cli_probes import add_until_probes_option, run_until_probes
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -90,6 +91,7 @@ def _add_batch_commands(commands: Any) -> None:
         help="runs per shard, the unit of resumption (default: a 16th of the runs, at most 250)",
     )  # fmt: skip
     add_cluster_options(run)
+    add_until_probes_option(run)
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument(
@@ -260,7 +262,7 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
         return 2
 
     def work(progress: Progress, notice: Notice, runner: ShardRunner | None) -> object:
-        return run_batch_to(
+        return (run_until_probes if args.until_probes else run_batch_to)(
             scenario, runs, root, out, workers=args.workers, shard_size=shard_size, progress=progress,
             notice=notice, runner=runner,
         )  # fmt: skip

@@ -19,9 +19,11 @@ from simlab.batch import runner
 from simlab.batch.batches import run_batch_to
 from simlab.batch.results import load_results, read_table
 from simlab.batch.runner import run_once, run_seed
-from simlab.batch.shards import SCHEMAS, marker_path, scan_folder, table_path
+from simlab.batch.shards import SCHEMAS, marker_path, read_manifest, scan_folder, table_path
 from simlab.batch.sweep import with_settings
-from simlab.evidence.probes import ProbeCatalogueError, ProbeRecorder, probe_catalogue
+from simlab.cli_probes import first_runs, run_until_probes
+from simlab.evidence.probes import Probe, ProbeCatalogueError, ProbeRecorder, probe_catalogue
+from simlab.present import probes as present_probes
 from simlab.present.probe_report import report_rows
 from simlab.present.probes import NEVER, never_reached_bound, probe_table
 from simlab.present.report import build_report
@@ -249,3 +251,47 @@ def test_shards_without_a_probes_table_are_whole_and_an_interrupted_shard_is_lef
 def test_the_never_reached_bound_is_the_rule_of_three() -> None:
     assert never_reached_bound(300) == pytest.approx(3 / 300, rel=0.01)
     assert never_reached_bound(0) != never_reached_bound(0)  # NaN without runs
+
+
+# -- --until-probes ----------------------------------------------------------------------------
+
+
+def _only(monkeypatch: pytest.MonkeyPatch, *catalogue: Probe) -> None:
+    monkeypatch.setattr(present_probes, "probe_catalogue", lambda: list(catalogue))
+
+
+def test_until_probes_stops_at_the_first_step_that_reaches_every_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _only(monkeypatch, Probe("reachable", RECONNECTED, None, None, "x.py:1"))  # every run of reconnect_race hits it
+    said: list[str] = []
+    out = tmp_path / "batch"
+    runs, unmet = run_until_probes(
+        load_scenario("reconnect_race"), 64, ROOT, out, shard_size=4, notice=said.append, workers=1
+    )
+    assert (runs, unmet) == (8, []) and read_manifest(out)["runs"] == "8"
+    assert said == ["--until-probes: stopped after 8 runs: every probe reached"]
+
+
+def test_until_probes_grows_the_batch_to_the_limit_and_resumes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _only(monkeypatch, Probe("sometimes", "never fires", None, None, "x.py:1"))
+    scenario = load_scenario("reconnect_race")
+    out, plain = tmp_path / "grown", tmp_path / "plain"
+    said: list[str] = []
+    assert run_until_probes(scenario, 16, ROOT, out, shard_size=2, notice=said.append, workers=1) == (
+        16,
+        ["never fires"],
+    )
+    assert said == [
+        "1 probe(s) not reached in 2 runs: growing the batch to 4",
+        *(f"1 probe(s) not reached in {n} runs: growing the batch to {n + 2}" for n in range(4, 16, 2)),
+        "--until-probes: stopped after 16 runs: 1 probe(s) still not reached at the limit",
+    ]
+    run_batch_to(scenario, 16, ROOT, plain, workers=1, shard_size=2)
+    grown, reference = load_results(out), load_results(plain)
+    for name in ("runs", "sagas", "probes", "violations"):  # the same runs as one batch of 16, each run once
+        assert getattr(grown, name).equals(getattr(reference, name)), name
+    # a later call (after an interruption, say) starts from the runs the folder holds
+    assert first_runs(out, 32, ROOT, 2) == 16 and first_runs(out, 32, ROOT + 1, 2) == 4

@@ -25,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from simlab.batch.results import read_table
+from simlab.batch.shards import FinishedShard, scan_folder
 from simlab.evidence.probes import Probe, probe_catalogue
 from simlab.present.analysis import CONFIDENCE, wilson_interval
 from simlab.present.commands import simlab_command
@@ -132,9 +134,23 @@ def _row(probe: Probe, applies: set[RunKey], recorded: pd.DataFrame | None, seed
     }
 
 
-def unmet_sometimes(table: pd.DataFrame) -> list[str]:
-    """The ``sometimes`` probes that apply to some run yet no run hit (what ``--until-probes`` keeps running for)."""
-    return table.loc[(table["kind"] == "sometimes") & (table["status"] == NEVER), "probe"].tolist()
+def folder_probe_table(folder: Path, finished: Mapping[int, FinishedShard] | None = None) -> pd.DataFrame:
+    """:func:`probe_table` of the batch in ``folder``, reading only the columns it needs (``finished``: a
+    check of the folder already made, as ``read_table`` takes it)."""
+    shards = finished if finished is not None else scan_folder(folder).finished
+    return probe_table(
+        read_table(folder, "runs", ["seed"], finished=shards),
+        read_table(folder, "probes", finished=shards, categories=True),
+        read_table(folder, "sagas", ["saga_type"], finished=shards, categories=True),
+        read_table(folder, "faults", ["family"], finished=shards, categories=True),
+    )
+
+
+def unmet_probes(table: pd.DataFrame) -> list[str]:
+    """The ``sometimes`` (and ``reachable``) probes that apply to some run yet no run hit: what
+    ``simlab run --until-probes`` keeps running for."""
+    wanted = table["kind"].isin(["sometimes", "reachable"]) & (table["status"] == NEVER)
+    return table.loc[wanted, "probe"].tolist()
 
 
 def format_probes(table: pd.DataFrame, folder: Path | None = None, replay_as: str | None = None) -> str:
@@ -151,12 +167,14 @@ def format_probes(table: pd.DataFrame, folder: Path | None = None, replay_as: st
         lines.append(f"  {row['kind']:<11} {row['probe']:<{width}}  {status_text(row)}")
         if row["status"] == FAILED and folder is not None:
             lines.extend(f"      {line}" for line in _replays(row, folder, replay_as))
-    unmet = unmet_sometimes(table)
+    unmet = unmet_probes(table)
     failed = table.loc[table["status"] == FAILED, "probe"].tolist()
     if failed:
         lines.append(f"Probes failed: {', '.join(failed)}")
     lines.append(
-        f"Sometimes probes never reached: {', '.join(unmet)}" if unmet else "Every applicable sometimes probe was met."
+        f"Sometimes/reachable probes never reached: {', '.join(unmet)}"
+        if unmet
+        else "Every sometimes/reachable probe that applies was reached."
     )
     return "\n".join(lines)
 
