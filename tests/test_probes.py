@@ -127,6 +127,12 @@ def test_a_probe_name_that_is_not_a_string_literal_is_a_clear_error(tmp_path: Pa
         probe_catalogue(package)
 
 
+def test_a_probe_imported_by_its_function_name_is_refused(tmp_path: Path) -> None:
+    package = _package(tmp_path, "from sagas.probes import recording, reachable\n\nreachable('hidden')\n")
+    with pytest.raises(ProbeCatalogueError, match=r"^pkg/saga\.py:1: import the module .* probes\.reachable"):
+        probe_catalogue(package)
+
+
 def test_the_saga_code_s_probes_are_all_literal_and_need_only_known_fault_families() -> None:
     catalogue = probe_catalogue()
     assert {RECONNECTED, POLL_EXHAUSTED} <= {p.name for p in catalogue}

@@ -95,6 +95,15 @@ def probe_catalogue(root: Path = SAGAS_ROOT) -> list[Probe]:
 
 
 def _probes_in(tree: ast.Module, where: str) -> Iterable[Probe]:
+    for node in ast.walk(tree):
+        # ``from sagas.probes import sometimes`` would make calls the catalogue cannot tell from others.
+        if isinstance(node, ast.ImportFrom) and node.module == "sagas.probes":
+            kinds = [alias.name for alias in node.names if alias.name in PROBE_KINDS]
+            if kinds:
+                raise ProbeCatalogueError(
+                    f"{where}:{node.lineno}: import the module (from sagas import probes) and call"
+                    f" probes.{kinds[0]}(...): the catalogue finds probes by that spelling"
+                )
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             saga_type = _saga_type(node)
