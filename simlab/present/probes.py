@@ -58,7 +58,9 @@ def _runs_by(frame: pd.DataFrame, column: str) -> dict[str, set[RunKey]]:
     """For each value of ``column``, the runs that have a row with it."""
     if frame.empty or column not in frame.columns:
         return {}
-    return {str(value): _run_set(group) for value, group in frame.groupby(column, observed=True)}
+    # One row per (run, value) first: a large batch's sagas table holds millions of rows, its runs far fewer.
+    pairs = frame[[*_keys(frame), column]].drop_duplicates()
+    return {str(value): _run_set(group) for value, group in pairs.groupby(column, observed=True)}
 
 
 def probe_table(
