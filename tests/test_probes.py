@@ -21,6 +21,7 @@ from simlab.batch.results import load_results, read_table
 from simlab.batch.runner import run_once, run_seed
 from simlab.batch.shards import SCHEMAS, marker_path, read_manifest, scan_folder, table_path
 from simlab.batch.sweep import with_settings
+from simlab.cli import main
 from simlab.cli_probes import first_runs, run_until_probes
 from simlab.evidence.probes import Probe, ProbeCatalogueError, ProbeRecorder, probe_catalogue
 from simlab.present import probes as present_probes
@@ -301,3 +302,15 @@ def test_until_probes_grows_the_batch_to_the_limit_and_resumes_it(
         assert getattr(grown, name).equals(getattr(reference, name)), name
     # a later call (after an interruption, say) starts from the runs the folder holds
     assert first_runs(out, 32, ROOT, 2) == 16 and first_runs(out, 32, ROOT + 1, 2) == 4
+
+
+def test_simlab_run_until_probes_runs_to_the_limit_and_prints_the_probe_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "batch"
+    argv = ["run", "reconnect_race", "--runs", "4", "--seed", "1", "--workers", "1", "--out", str(out)]
+    assert main([*argv, "--until-probes"]) == 0
+    captured = capsys.readouterr()
+    # 4 runs in shards of 1: steps of 1 run, and probes this scenario never reaches keep it going to the limit
+    assert "--until-probes: stopped after 4 runs:" in captured.err
+    assert read_manifest(out)["runs"] == "4" and "\nProbes (runs that hit each" in captured.out
