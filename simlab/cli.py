@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner, passes_folder
 from simlab.cli_explore import add_explore_command, add_schedule_option, explore, with_schedule
+from simlab.cli_probes import add_until_probes_option, run_until_probes
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -92,6 +93,7 @@ def _add_batch_commands(commands: Any) -> None:
     )  # fmt: skip
     add_cluster_options(run)
     add_schedule_option(run)
+    add_until_probes_option(run)
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument(
@@ -231,14 +233,14 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     if shards > MAX_SHARDS:
         problem = (
             f"--shard-size {shard_size}: {runs:,} runs make {shards:,} shards of that size; the limit is "
-            f"{MAX_SHARDS:,} (each shard is eight files): raise --shard-size"
+            f"{MAX_SHARDS:,} (each shard is nine files): raise --shard-size"
         )
     if problem:
         print(f"simlab run: {problem}", file=sys.stderr)
         return 2
 
     def work(progress: Progress, notice: Notice, runner: ShardRunner | None) -> object:
-        return run_batch_to(
+        return (run_until_probes if args.until_probes else run_batch_to)(
             scenario, runs, root, out, workers=args.workers, shard_size=shard_size, progress=progress,
             notice=notice, runner=runner,
         )  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from sagas import probes
 from sagas.engine.errors import ChildSagasTimeout, DeadlineExceeded, InvalidEvent
 from sagas.engine.events import Event, event_data
 from sagas.engine.execution import SagaExecution
@@ -84,6 +85,7 @@ class ChildSagas:
             await self._manager.runtime.run_with_deadline(self._manager.wait_for_sagas(ids, statuses), timeout_seconds)
         except DeadlineExceeded:
             missing = [i for i in ids if i not in statuses]
+            probes.reachable("engine: child wait timed out")
             self._trace(Outcome.TIMED_OUT, f"{len(missing)} of {len(ids)} unfinished", "ChildSagasTimeout")
             raise ChildSagasTimeout(
                 timeout_seconds, f"waiting for {len(missing)} of {len(ids)} child saga(s) of {self._parent_id}"

@@ -45,6 +45,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sagas import probes
 from sagas.engine.attempts import AttemptLoop, AttemptPlan, StepAborted, StepFailed
 from sagas.engine.errors import DeadlineExceeded, LeaseLost
 from sagas.engine.events import (
@@ -379,7 +380,9 @@ class SagaExecution(AttemptLoop):
         """Compensate in reverse order; return True if any compensation failed."""
         state = self.state
         for step in steps_to_compensate(self.steps, state):
+            probes.sometimes("engine: compensating a possibly applied step", step.name not in state.completed_steps)
             ok = await self._compensate(step)
+            probes.sometimes("engine: a compensation given up", not ok, needs="failing_compensations")
             (state.compensated_steps if ok else state.failed_compensations).append(step.name)
             await self._persist()
         return bool(state.failed_compensations)

@@ -166,6 +166,10 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
             {**keys, "broker": b, "start": start, "end": end, "operation": op, "outcome": outcome}
             for b, start, end, op, outcome in result.broker_calls
         ],
+        "probes": [
+            {**keys, "kind": p.kind, "probe": p.name, "hits": p.hits, "failures": p.failures}
+            for p in getattr(result, "probes", ())
+        ],
     }
 
 
@@ -284,6 +288,21 @@ def resumed_shard_size(out: Path, runs: int, root_seed: int) -> int | None:
         return None
     recorded = str(manifest.get("shard_size", ""))
     return int(recorded) if recorded.isdigit() and int(recorded) > 0 else None
+
+
+def grow_batch(out: Path, runs: int) -> None:
+    """Make the batch in ``out`` a batch of ``runs`` runs (more than it was), keeping every shard it finished.
+
+    Only a batch whose runs fill whole shards can grow: its shards are then exactly the first shards
+    of the larger batch (same seeds, same cut), and running the larger batch runs only the rest.
+    ``simlab run --until-probes`` grows its batch this way, step by step.
+    """
+    manifest = read_manifest(out)
+    old, size = int(manifest["runs"]), int(manifest["shard_size"])
+    if runs < old or old % size:
+        raise ValueError(f"{out}: a batch of {old} runs in shards of {size} cannot grow to {runs} runs")
+    path = out / BATCH_MANIFEST
+    path.write_text(path.read_text().replace(f"\nruns={old}\n", f"\nruns={runs}\n", 1))
 
 
 def _missing_shards(batch: Batch, notice: Notice | None) -> list[Shard]:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from simlab.batch.shards import (
     BATCH_MANIFEST,
+    LATER_TABLES,
     SCHEMAS,
     SWEEP_MANIFEST,
     TABLES,
@@ -61,8 +62,9 @@ class Results:
     violations: pd.DataFrame
     faults: pd.DataFrame
     broker_calls: pd.DataFrame
-    strikes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    strikes: pd.DataFrame = field(default_factory=lambda: SCHEMAS["strikes"].empty_table().to_pandas())
     """Every fault that struck (t, family, strike, detail): each run's fault schedule."""
+    probes: pd.DataFrame = field(default_factory=lambda: SCHEMAS["probes"].empty_table().to_pandas())
     params: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
     expected_runs: int | None = None
@@ -180,7 +182,10 @@ def read_table(
         raise KeyError(f"table {name} has no column(s) {', '.join(unknown)}; its columns are {', '.join(declared)}")
     shards = finished if finished is not None else scan_folder(folder).finished
     target = _target_schema(name, wanted, categories)
-    parts = [_read_checked(table_path(folder, index, name), name, target, categories) for index in sorted(shards)]
+    paths = [table_path(folder, index, name) for index in sorted(shards)]
+    if name in LATER_TABLES:  # a shard of a lab that did not write this table yet has no rows of it
+        paths = [path for path in paths if path.exists()]
+    parts = [_read_checked(path, name, target, categories) for path in paths]
     table = pa.concat_tables(parts) if parts else target.empty_table()
     frame = table.to_pandas()
     return frame.sort_values("run", kind="stable").reset_index(drop=True)
@@ -248,6 +253,7 @@ def _results(
         t["faults"],
         t["broker_calls"],
         t["strikes"],
+        t["probes"],
         params=params,
         manifest=manifest,
         expected_runs=expected,

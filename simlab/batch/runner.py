@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from sagas.engine.randomness import derive_seed
 from sagas.engine.state import SagaState
 from sagas.engine.trace import TraceRecord, trace_hash
+from sagas.probes import recording
 from simlab.chaos.faults import FaultWindow, FaultWindows, install_faults, plan_faults
 from simlab.chaos.faults.windows import Strike
 from simlab.chaos.workload import build_scenario_world, drive
 from simlab.evidence.invariants import Violation, check_invariants
 from simlab.evidence.lock_ledger import LockLedger
+from simlab.evidence.probes import ProbeCount, ProbeRecorder
 from simlab.evidence.reach import run_reach
 from simlab.evidence.sources import DeletionSnapshot, Evidence
 from simlab.evidence.trace_tables import SagaRow, saga_rows
@@ -62,6 +64,7 @@ class RunResult:
     connections: dict[str, str] = field(default_factory=dict, repr=False)
     """Saga id -> the ``broker_connection_id`` of its trigger event, for sagas about one connection (kept
     with the trace): what links a replay's sagas to the connections its violations name."""
+    probes: list[ProbeCount] = field(default_factory=list)  # the run's probe calls (sagas.probes), kept off the trace
     ties: Ties | None = None
     """The equal-time choices of a run whose scenario orders them (None: simpy's own FIFO, not counted)."""
 
@@ -100,8 +103,13 @@ def run_once(scenario: Scenario, seed: int, *, keep_trace: bool = False) -> RunR
     # NOTE: the collector's thresholds come back only once the run's world is out of scope: the first
     # collection then meets the few objects the run left in reference cycles, not the whole live world
     # (collecting inside the run scanned every object of the world, about 8% of a run's time).
-    with relaxed_gc():
-        return _run(scenario, seed, keep_trace)
+    # Probe calls are counted by a recorder of this run alone (tasks inherit it when spawned), never
+    # traced: the trace and its hash are the same with or without probes.
+    recorder = ProbeRecorder()
+    with relaxed_gc(), recording(recorder):
+        result = _run(scenario, seed, keep_trace)
+    result.probes = recorder.counts()
+    return result
 
 
 def pct_needs_steps(scenario: Scenario) -> bool:
@@ -111,8 +119,11 @@ def pct_needs_steps(scenario: Scenario) -> bool:
 
 
 def count_choice_points(scenario: Scenario, seed: int) -> int:
-    """How many choice points the FIFO run of ``seed`` meets (PCT's K when the strategy does not give it)."""
-    with relaxed_gc():
+    """How many choice points the FIFO run of ``seed`` meets (PCT's K when the strategy does not give it).
+
+    Its probe calls go to a recorder of its own: they are not the run's (which is ordered by PCT).
+    """
+    with relaxed_gc(), recording(ProbeRecorder()):
         world = build_scenario_world(scenario, seed, count_ties=True)
         _simulate(world, scenario)
         env = world.sim.runtime.env

@@ -37,6 +37,7 @@ from simlab.batch.runner import run_once
 from simlab.batch.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, scan_folder
 from simlab.present import analysis, plots, tables
 from simlab.present import summary as summary_text
+from simlab.present.probe_report import report_rows as probe_rows
 from simlab.present.replay_rows import replay_rows
 from simlab.present.verdict import Finding as Finding
 from simlab.present.verdict import Verdict, batch_verdict, sweep_verdict
@@ -442,6 +443,7 @@ def _render(folder: Path, results: Results, base: Results | None, baseline: Path
             index=False,
         ),
         unreached=reach.loc[reach["unreached"], "path"].tolist(),
+        probes=probe_rows(folder, results),
         params=results.params,
         generated=_dt.date.today().isoformat(),  # the report's date only; nothing simulated reads it
         **sections,

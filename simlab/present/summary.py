@@ -17,6 +17,7 @@ from simlab.batch.runner import RunResult
 from simlab.batch.shards import SCENARIO_FILE, read_manifest, scan_folder
 from simlab.evidence.reach import REACH_PATHS, reach_column
 from simlab.present.commands import simlab_command
+from simlab.present.probes import folder_probe_table, format_probes
 from simlab.present.timeline.tables import run_connections
 from simlab.scenario.loader import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario, Variant
@@ -125,7 +126,9 @@ def batch_summary(folder: Path | str) -> str:
     if scenario is not None:
         verdict = expectation_verdict(scenario, violations["invariant"].astype(str).tolist(), len(runs))
         text += "\n" + verdict.describe()
-    return text + "\n\n" + format_reach(reach_table(runs, needed))
+    probes = folder_probe_table(folder, scan.finished)
+    probes_text = format_probes(probes, folder, shlex.quote(replay_reference(folder, manifest)))
+    return text + "\n\n" + format_reach(reach_table(runs, needed)) + "\n\n" + probes_text
 
 
 def replay_reference(folder: Path, manifest: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ MAX_DEMO_RUNS = 100_000
 MAX_COMPARED_RUNS = 10_000
 """Runs per pass of ``simlab check-determinism``, which loads three passes' whole tables to compare them."""
 MAX_SHARDS = 100_000
-"""Shards of one batch (runs / shard size): each is eight files on disk."""
+"""Shards of one batch (runs / shard size): each is nine files on disk (eight tables and a marker)."""
 MAX_WORKERS = 256
 """Worker processes (each is a process started up front)."""
 MAX_USERS = 1_000

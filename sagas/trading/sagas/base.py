@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sagas import probes
 from sagas.engine.retry import RetryConfig
 from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep, validate_steps
@@ -63,13 +64,16 @@ class TradingSaga(BaseSaga):
         owner = context["saga_id"]
         locks = self.deps.locks
         await locks.release(key, owner)
+        waited = False
         while True:
             # NOTE: a plain read while the lock is taken; the transaction only when it looks free.
             if await locks.holder(key) is None:
                 token = await locks.acquire_fenced(key, owner, self.deps.config.lock_ttl_seconds)
                 if token is not None:
                     break
+            waited = True
             await context["clock"].sleep(LOCK_POLL_SECONDS)
+        probes.sometimes("connection lock: waited for another holder", waited)
         await context["command_bus"].send(c.FenceConnection(connection_id, token, owner))
         return token
 

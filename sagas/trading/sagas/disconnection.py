@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sagas import probes
 from sagas.engine.errors import NonRetryableError, RetryExhausted, SagaAborted
 from sagas.engine.retry import RetryConfig, retry_async
 from sagas.engine.step import SagaStep
@@ -111,9 +112,11 @@ class BrokerDisconnectionSaga(TradingSaga):
             except BaseException:
                 await self.release_connection_lock(context)
                 raise
+            probes.always("disconnection: the safe lock came with a fencing token", isinstance(token, int))
             # Held for the whole saga: released after the purge, or by this step's compensation.
             return {"lock_acquired": True, "lock_owner": context["saga_id"], "fencing_token": token}
         lock_acquired = await safe_set(self.deps.redis, key, owner, ttl_seconds=ttl, nx=True)
+        probes.sometimes("disconnection: lock not acquired, carried on after 3 s", not lock_acquired)
         if not lock_acquired:
             # The seed: another process may be disconnecting; wait and carry on regardless.
             await clock.sleep(LOCK_NOT_ACQUIRED_SLEEP_SECONDS)
@@ -144,6 +147,7 @@ class BrokerDisconnectionSaga(TradingSaga):
             await self.deps.locks.release(connection_lock_key(context["broker_connection_id"]), context["lock_owner"])
         redrive = context.get("redrive", 0) + 1
         if self.deps.config.variants.purge == "safe" and redrive <= MAX_REDRIVES:
+            probes.reachable("disconnection: unfinished cleanup handed to a fresh saga")
             await context["command_bus"].send(
                 c.RedriveDisconnection(
                     context["broker_connection_id"], context["disconnect_reason"], redrive, context["saga_id"]
@@ -216,6 +220,7 @@ class BrokerDisconnectionSaga(TradingSaga):
                 check_accounts_deleted, self.deps.config.consistency_retry, clock=clock, rng=context["rng"]
             )
         except RetryExhausted as lagging:
+            probes.reachable("disconnection: account poll budget exhausted")
             if self.deps.config.variants.purge != "safe":
                 raise
             return await self._confirm_in_write_model(context, lagging)
@@ -225,6 +230,7 @@ class BrokerDisconnectionSaga(TradingSaga):
         """The read model still lags after the poll's budget: the write model says whether accounts remain."""
         connection_id = context["broker_connection_id"]
         remaining = await context["query_bus"].query(c.GetWriteModelAccountsQuery(connection_id))
+        probes.sometimes("disconnection: the write model overruled a lagging read model", not remaining)
         if not remaining:
             return {"accounts_validated": True, "validated_by": "write_model", "read_model_lag": str(lagging)}
         await self._check_not_reconnected(context)  # deletions refused because the user is back: stand down
@@ -259,10 +265,12 @@ class BrokerDisconnectionSaga(TradingSaga):
         try:
             details = await query_bus.query(c.GetBrokerConnectionDetailsQuery(connection_id))
             if details is not None and details.status == "connected":
+                probes.reachable("disconnection: re-validation found the connection reconnected before purge")
                 return {"purged": False, "reason": "connection_reconnected", "aborted": True}
             if not safe:
                 accounts = await query_bus.query(c.GetAccountsByConnectionQuery(connection_id))
                 if accounts:
+                    probes.reachable("disconnection: re-validation found accounts before purge")
                     return {"purged": False, "reason": "accounts_exist_after_deletion", "aborted": True}
             purge = c.PurgeBrokerConnection(
                 connection_id,
@@ -273,6 +281,7 @@ class BrokerDisconnectionSaga(TradingSaga):
             )
             result = await context["command_bus"].send(purge)
             if not result["purged"]:
+                probes.reachable("disconnection: the write model refused the purge")
                 return {"purged": False, "reason": result["reason"], "aborted": True}
             return {"purged": True}
         finally:

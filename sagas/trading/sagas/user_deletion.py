@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sagas import probes
 from sagas.engine.errors import NonRetryableError
 from sagas.engine.step import SagaStep
 from sagas.trading import commands as c
@@ -63,6 +64,7 @@ class UserDeletionSaga(TradingSaga):
         )
         unfinished = {saga_id: status for saga_id, status in statuses.items() if status != "completed"}
         if unfinished:
+            probes.reachable("user deletion: a child disconnection did not complete")
             # Declaring the user deleted now would be false: some connections were not cleaned up.
             raise CascadeIncomplete(f"{len(unfinished)} of {len(statuses)} child disconnection(s) did not complete")
         return {"cascade_wait": "completion_events", "child_statuses": statuses}
