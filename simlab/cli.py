@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_batch_commands(commands)
     _add_study_commands(commands)
+    add_explore_command(commands, _runs, _seed, _workers)
     return parser
 
 
@@ -118,7 +119,6 @@ def _add_batch_commands(commands: Any) -> None:
     )  # fmt: skip
     replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
     add_schedule_option(replay)
-    add_explore_command(commands, _runs, _seed, _workers)
 
 
 def _add_study_commands(commands: Any) -> None:

@@ -57,7 +57,18 @@ def test_every_simlab_module_belongs_to_a_layer_package_or_is_an_entry_point():
     loose = sorted(
         path.name
         for path in (ROOT / "simlab").glob("*.py")
-        if path.stem not in {"__init__", "__main__", "cli", "cli_cluster", "cli_probes", "lab", "sample_batch"}
+        if path.stem
+        not in {
+            "__init__",
+            "__main__",
+            "cli",
+            "cli_cluster",
+            "cli_probes",
+            "cli_replay",
+            "cli_explore",
+            "lab",
+            "sample_batch",
+        }
     )
     assert loose == []
 
