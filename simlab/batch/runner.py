@@ -48,6 +48,7 @@ class RunResult:
     lock_holds: list[tuple[str, str, float, float]] = field(default_factory=list, repr=False)
     lags: list[tuple[str, float, float]] = field(default_factory=list, repr=False)  # (projection, published, applied)
     fault_windows: list[FaultWindow] = field(default_factory=list)  # (family, start, end, detail)
+    faults_injected: dict[str, int] = field(default_factory=dict)  # family -> faults it injected
     broker_calls: list[BrokerCallRow] = field(default_factory=list, repr=False)
     lock_overlaps: int = 0
     """How often a saga took a lock while another still believed it held it (a TTL ran out during a
@@ -107,6 +108,7 @@ def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
         list(records) if keep_trace else [],
         lags=[(a.projection, a.published_at, a.applied_at) for a in world.projections.applied] if keep_trace else [],
         fault_windows=list(windows),
+        faults_injected=dict(windows.injected),
         lock_holds=ledger.spans() if keep_trace else [],
         broker_calls=broker_calls(world),
         lock_overlaps=len(ledger.overlaps),
