@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner, passes_folder
+from simlab.cli_shrink import add_shrink_command
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_batch_commands(commands)
     _add_study_commands(commands)
+    add_shrink_command(commands)
     return parser
 
 
@@ -188,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sweep(args)
     if args.command == "report":
         return _report(args)
-    raise AssertionError(f"unhandled command {args.command!r}")
+    return int(args.handler(args))  # a command registered with its own handler (shrink: simlab/cli_shrink.py)
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:

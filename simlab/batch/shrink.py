@@ -132,6 +132,7 @@ class ShrinkResult:
     candidates: int = 0  # runs made, the original's replay not counted
     kept: int = 0  # candidates kept (each one a step of the search)
     stopped: str = "done"  # "done" (no reducer finds more), "budget" or "interrupted"
+    exit_status: int = 0  # when interrupted: the shell's status for the signal (130: SIGINT, 143: SIGTERM)
 
     @property
     def best_size(self) -> RunSize:
@@ -229,6 +230,7 @@ def shrink(
                 break
     except BudgetSpent:
         result.stopped = "budget"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # a BatchInterrupted (SIGINT, SIGTERM) under stop_on_signals
         result.stopped = "interrupted"
+        result.exit_status = int(getattr(stop, "exit_status", 130))
     return result
