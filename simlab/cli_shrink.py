@@ -20,7 +20,7 @@ from simlab.scenario.limits import shown, shown_path
 
 if TYPE_CHECKING:
     from simlab.batch.replays import ReplayTarget
-    from simlab.batch.shrink import RunSize, ShrinkResult
+    from simlab.batch.shrink import RunSize, ShrinkResult, Signature
 
 MAX_BUDGET_S = 7 * 24 * 3600.0  # a week: past that a search is a mistake, not a plan
 DEFAULT_BUDGET_S = 120.0
@@ -89,11 +89,14 @@ def shrink_main(args: argparse.Namespace) -> int:
     except ReplayError as error:
         print(f"simlab shrink: {error}", file=sys.stderr)
         return 2
-    print(f"Shrinking {target.label} for at most {args.budget:g} s", flush=True)
+
+    def say_start(signature: Signature, size: RunSize) -> None:
+        print(f"Shrinking {target.label}: {signature}; {size}; for at most {args.budget:g} s", flush=True)
+
     try:
         with stop_on_signals():
             result = shrink(target.scenario, target.seed, budget_s=args.budget, invariant=args.invariant,
-                            on_step=_say_step)  # fmt: skip
+                            on_step=_say_step, on_start=say_start)  # fmt: skip
     except ShrinkError as error:
         print(f"simlab shrink: {target.label}: {error}", file=sys.stderr)
         return 2

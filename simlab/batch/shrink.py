@@ -204,13 +204,15 @@ def shrink(
     budget_s: float,
     invariant: str | None = None,
     on_step: Step | None = None,
+    on_start: Callable[[Signature, RunSize], None] | None = None,
     reducers: Sequence[tuple[str, Reducer]] | None = None,
     max_passes: int = 3,
 ) -> ShrinkResult:
     """Shrink the failure of run ``seed`` of ``scenario`` within ``budget_s`` wall-clock seconds.
 
-    ``ShrinkError`` if the run shows no violation (of ``invariant``, when given). Ctrl-C ends the search
-    early, keeping what it found (``stopped == "interrupted"``); so does the budget (``"budget"``).
+    ``ShrinkError`` if the run shows no violation (of ``invariant``, when given). ``on_start`` hears the
+    signature and the run's size once the run is replayed, ``on_step`` every candidate kept. Ctrl-C ends the
+    search early, keeping what it found (``stopped == "interrupted"``); so does the budget (``"budget"``).
     """
     from simlab.batch.shrink_reducers import REDUCERS
 
@@ -219,6 +221,8 @@ def shrink(
     found = signatures(original)
     target = target_signature(found, invariant)
     result = ShrinkResult(seed, target, scenario, RunSize.of(original), scenario, original)
+    if on_start is not None:
+        on_start(target, result.original_size)
     search = Search(result, found, deadline, on_step or (lambda _r, _w, _s: None))
     try:
         for _ in range(max_passes):  # until a whole pass of every reducer keeps nothing

@@ -38,6 +38,7 @@ from simlab.batch.shards import SCENARIO_FILE, SWEEP_MANIFEST, read_manifest, sc
 from simlab.present import analysis, plots, tables
 from simlab.present import summary as summary_text
 from simlab.present.replay_rows import replay_rows
+from simlab.present.shrunk import shrunk_examples
 from simlab.present.verdict import Finding as Finding
 from simlab.present.verdict import Verdict, batch_verdict, sweep_verdict
 from simlab.present.verdict import compare_findings as compare_findings
@@ -269,6 +270,7 @@ def build_report(
         figures=figures.draw(),
         findings=findings,
         replays=replays,
+        shrunk=shrunk_examples(folder) if not results.params else [],
         verdict=_verdict(folder, results, summary, choice, recommendation, findings, baseline),
     )
 
