@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_BUDGET_S = 7 * 24 * 3600.0  # a week: past that a search is a mistake, not a plan
 DEFAULT_BUDGET_S = 120.0
+MAX_PASSES = 4  # passes of every reducer: each later pass mostly retries what the last refused
 
 
 def _budget(text: str) -> float:
@@ -96,7 +97,7 @@ def shrink_main(args: argparse.Namespace) -> int:
     try:
         with stop_on_signals():
             result = shrink(target.scenario, target.seed, budget_s=args.budget, invariant=args.invariant,
-                            on_step=_say_step, on_start=say_start)  # fmt: skip
+                            on_step=_say_step, on_start=say_start, max_passes=MAX_PASSES)  # fmt: skip
     except ShrinkError as error:
         print(f"simlab shrink: {target.label}: {error}", file=sys.stderr)
         return 2
@@ -127,7 +128,12 @@ def _finish(result: ShrinkResult, target: ReplayTarget, args: argparse.Namespace
     from simlab.present.shrunk import replay_command, write_shrunk
 
     out = Path(args.out) if args.out else _default_out(result, target)
-    ended = {"done": "no reducer finds more", "budget": "the budget is spent", "interrupted": "interrupted"}
+    ended = {
+        "done": "no reducer finds more",
+        "passes": f"after {MAX_PASSES} passes of every reducer",
+        "budget": "the budget is spent",
+        "interrupted": "interrupted",
+    }
     print(f"{result.target}: {result.candidates} candidates run, {result.kept} kept; stopped: {ended[result.stopped]}")
     print(_sizes(result))
     for other in result.others:

@@ -131,7 +131,7 @@ class ShrinkResult:
     others: list[Finding] = field(default_factory=list)
     candidates: int = 0  # runs made, the original's replay not counted
     kept: int = 0  # candidates kept (each one a step of the search)
-    stopped: str = "done"  # "done" (no reducer finds more), "budget" or "interrupted"
+    stopped: str = "done"  # "done" (a pass kept nothing), "passes" (max_passes ran), "budget" or "interrupted"
     exit_status: int = 0  # when interrupted: the shell's status for the signal (130: SIGINT, 143: SIGTERM)
 
     @property
@@ -232,6 +232,8 @@ def shrink(
                 reducer(result.best, search.test)
             if result.kept == kept:
                 break
+        else:
+            result.stopped = "passes"
     except BudgetSpent:
         result.stopped = "budget"
     except KeyboardInterrupt as stop:  # a BatchInterrupted (SIGINT, SIGTERM) under stop_on_signals
