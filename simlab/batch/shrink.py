@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from sagas.engine.trace import Outcome, Phase, TraceRecord
 from simlab.batch.runner import RunResult, run_once
+from simlab.batch.shrink_reducers import REDUCERS, Reducer
 from simlab.evidence.invariants import Violation
 from simlab.scenario.model import Scenario
 
@@ -180,10 +181,6 @@ class Search:
             kept.scenario, kept.size = candidate, size
 
 
-Test = Callable[[Scenario, str], bool]
-Reducer = Callable[[Scenario, Test], Scenario]
-
-
 def target_signature(found: Sequence[Signature], invariant: str | None) -> Signature:
     """The signature to shrink: the first of the run's, or the first of ``invariant``; ``ShrinkError`` if none."""
     if not found:
@@ -214,8 +211,6 @@ def shrink(
     signature and the run's size once the run is replayed, ``on_step`` every candidate kept. Ctrl-C ends the
     search early, keeping what it found (``stopped == "interrupted"``); so does the budget (``"budget"``).
     """
-    from simlab.batch.shrink_reducers import REDUCERS
-
     deadline = time.monotonic() + budget_s
     original = run_once(scenario, seed, keep_trace=True)
     found = signatures(original)

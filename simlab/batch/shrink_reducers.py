@@ -25,10 +25,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from simlab.batch.ddmin import ddmin
-from simlab.batch.shrink import Reducer, Test
 from simlab.scenario.faults import FAMILIES
 from simlab.scenario.model import Scenario
 
+Test = Callable[[Scenario, str], bool]
+"""Runs a candidate with the run's seed: true (and the candidate kept) when it still shows the failure."""
+Reducer = Callable[[Scenario, Test], Scenario]
+"""Builds simpler candidates from a scenario, keeps those the test accepts, returns the last one kept."""
 Data = dict[str, Any]
 Path = tuple[str | int, ...]
 
