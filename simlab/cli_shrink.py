@@ -125,6 +125,9 @@ def _say_step(reducer: str, what: str, size: RunSize) -> None:
 
 
 def _finish(result: ShrinkResult, target: ReplayTarget, args: argparse.Namespace) -> int:
+    import signal
+
+    from simlab.batch.interrupts import deferred_signals
     from simlab.present.shrunk import replay_command, write_shrunk
 
     out = Path(args.out) if args.out else _default_out(result, target)
@@ -139,7 +142,8 @@ def _finish(result: ShrinkResult, target: ReplayTarget, args: argparse.Namespace
     for other in result.others:
         print(f"another failure met on the way (not the one shrunk): {other.signature}")
     try:
-        write_shrunk(result, out, source=target.label)
+        with deferred_signals() as noted:  # a Ctrl-C now waits for the repro to be written (about a second)
+            write_shrunk(result, out, source=target.label)
     except OSError as error:
         print(f"simlab shrink: cannot write {shown_path(out)}: {error.strerror}", file=sys.stderr)
         return 2
@@ -147,6 +151,9 @@ def _finish(result: ShrinkResult, target: ReplayTarget, args: argparse.Namespace
         print(f"  each written as {out}/other-K.yaml")
     print(f"Reproduction: {out / 'repro.yaml'} (test: {out / 'test_repro.py'}, figure: {out / 'timeline.png'})")
     print(f"Replay it: {replay_command(out / 'repro.yaml', result.seed)}")
+    if noted and result.stopped != "interrupted":
+        print(f"simlab shrink: interrupted by {noted[0]} (after the repro was written)", file=sys.stderr)
+        return 128 + int(getattr(signal, noted[0]))
     return result.exit_status if result.stopped == "interrupted" else 0
 
 
