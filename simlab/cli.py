@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from simlab.cli_cluster import add_cluster_options, audit_without_cluster, dask_runner, passes_folder
 from simlab.cli_explore import add_explore_command, add_schedule_option, explore, with_schedule
 from simlab.cli_probes import add_until_probes_option, run_until_probes
+from simlab.cli_shrink import add_shrink_command
 from simlab.scenario.limits import (
     MAX_COMPARED_RUNS,
     MAX_DEMO_RUNS,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_commands(commands)
     _add_study_commands(commands)
     add_explore_command(commands, _runs, _seed, _workers)
+    add_shrink_command(commands)
     return parser
 
 
@@ -196,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return explore(args, _resumable, _output_problem)
     if args.command == "report":
         return _report(args)
-    raise AssertionError(f"unhandled command {args.command!r}")
+    return int(args.handler(args))  # a command registered with its own handler (shrink: simlab/cli_shrink.py)
 
 
 def _run_or_replay(args: argparse.Namespace) -> int:

@@ -56,6 +56,7 @@ class RunResult:
     strikes: list[Strike] = field(default_factory=list)
     """Every fault that struck, in order (t, family, label, detail): the run's fault schedule. Its labels
     as ``faults.strikes`` replay the run exactly; a subset of them is a run with fewer faults."""
+    faults_injected: dict[str, int] = field(default_factory=dict)  # family -> faults it injected
     broker_calls: list[BrokerCallRow] = field(default_factory=list, repr=False)
     lock_overlaps: int = 0
     """How often a saga took a lock while another still believed it held it (a TTL ran out during a
@@ -170,6 +171,7 @@ def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:
         lags=[(a.projection, a.published_at, a.applied_at) for a in world.projections.applied] if keep_trace else [],
         fault_windows=list(windows),
         strikes=list(windows.strikes),
+        faults_injected=dict(windows.injected),
         lock_holds=ledger.spans() if keep_trace else [],
         broker_calls=broker_calls(world),
         lock_overlaps=len(ledger.overlaps),

@@ -39,6 +39,7 @@ from simlab.present import analysis, plots, tables
 from simlab.present import summary as summary_text
 from simlab.present.probe_report import report_rows as probe_rows
 from simlab.present.replay_rows import replay_rows
+from simlab.present.shrunk import shrunk_examples
 from simlab.present.verdict import Finding as Finding
 from simlab.present.verdict import Verdict, batch_verdict, sweep_verdict
 from simlab.present.verdict import compare_findings as compare_findings
@@ -270,6 +271,7 @@ def build_report(
         figures=figures.draw(),
         findings=findings,
         replays=replays,
+        shrunk=shrunk_examples(folder) if not results.params else [],
         verdict=_verdict(folder, results, summary, choice, recommendation, findings, baseline),
     )
 

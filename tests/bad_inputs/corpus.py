@@ -32,7 +32,18 @@ CASES_FILE = HERE / "cases.yaml"
 RESULTS_SCENARIO = HERE / "scenarios" / "tiny.yaml"
 """The good scenario the results-folder setups run (2 runs, shards of 1, root seed 1)."""
 SHOWN = 80
-COMMANDS = ("sample", "scenarios", "validate", "run", "check-determinism", "replay", "sweep", "report", "explore")
+COMMANDS = (
+    "sample",
+    "scenarios",
+    "validate",
+    "run",
+    "check-determinism",
+    "replay",
+    "sweep",
+    "report",
+    "explore",
+    "shrink",
+)
 """Any value a message quotes is at most this long."""
 
 
@@ -200,7 +211,8 @@ SETUPS: dict[str, Callable[[Path], None]] = {
     "out_not_empty": _out_not_empty,
     "out_is_folder_html": _report_is_folder,
 }
-"""Setups of the case's folder; ``mistyped_shard`` (a copy of a finished batch, damaged) is apart."""
+"""Setups of the case's folder; ``finished_batch`` (a copy of a finished batch) and ``mistyped_shard`` (that
+copy, damaged) are apart."""
 
 
 def prepare(case: Case, folder: Path, finished_batch: Callable[[], Path]) -> Prepared:
@@ -212,9 +224,10 @@ def prepare(case: Case, folder: Path, finished_batch: Callable[[], Path]) -> Pre
     elif case.generate is not None:
         source = folder / f"{case.id}.yaml"
         source.write_bytes(generate(case.generate))
-    if case.setup == "mistyped_shard":
+    if case.setup in ("mistyped_shard", "finished_batch"):
         shutil.copytree(finished_batch(), folder / "results")
-        _mistyped_shard(folder / "results")
+        if case.setup == "mistyped_shard":
+            _mistyped_shard(folder / "results")
     elif case.setup is not None:
         SETUPS[case.setup](folder)
     values = {
