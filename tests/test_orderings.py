@@ -15,6 +15,7 @@ import simpy
 from sagas import Event, InMemorySagaStore, RandomStreams, Tracer
 from sagas.engine.saga import BaseSaga
 from sagas.engine.step import SagaStep
+from simlab.batch.ddmin import ddmin
 from simlab.batch.runner import count_choice_points, run_once, run_seed
 from simlab.lab import scenario
 from simlab.scenario import ScenarioError, load_scenario
@@ -263,14 +264,12 @@ def test_random_and_pct_find_the_planted_bug_and_its_choices_replay_and_shrink_i
     run, env = found
     replayed = OrderedEnvironment(Replayed(dict(env.choices)))
     assert _planted(replayed, run).late == 1
-    # Dropping choices one at a time while it still fails leaves exactly the choice that matters.
-    kept = list(env.choices)
-    for pair in list(kept):
-        trial = [c for c in kept if c != pair]
-        if _planted(OrderedEnvironment(Replayed(dict(trial))), run).late:
-            kept = trial
+    # simlab shrink's ddmin over the recorded choices leaves the one that matters: the withdrawal's wake
+    # run before the settlement's, at the choice point where both are due.
+    kept = ddmin(list(env.choices), lambda subset: _planted(OrderedEnvironment(Replayed(dict(subset))), run).late > 0)
     assert len(kept) == 1
     assert _planted(OrderedEnvironment(Replayed(dict(kept))), run).late == 1
+    assert _planted(OrderedEnvironment(Replayed({})), run).late == 0
 
 
 def test_a_quantum_never_turns_a_positive_wait_into_no_wait():

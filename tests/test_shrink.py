@@ -19,6 +19,7 @@ from sagas.engine.trace import TraceRecord
 from simlab.batch.batches import run_batch_to
 from simlab.batch.runner import run_once, run_seed
 from simlab.batch.shrink import (
+    REDUCERS,
     BudgetSpent,
     RunSize,
     ShrinkError,
@@ -27,7 +28,7 @@ from simlab.batch.shrink import (
     signature_of,
     signatures,
 )
-from simlab.batch.shrink_reducers import REDUCERS, workload
+from simlab.batch.shrink_reducers import workload
 from simlab.cli import main
 from simlab.evidence.invariants import Violation
 from simlab.present.report import build_report
@@ -85,7 +86,7 @@ def test_ctrl_c_keeps_the_smallest_reproduction_found_so_far() -> None:
     race, seed = load_scenario("reconnect_race"), run_seed(RACE_RUN, 1)
     kept: list[int] = []
 
-    def interrupted_after_two(scenario, test):  # the real workload reducer, cut by a Ctrl-C after 2 kept
+    def interrupted_after_two(scenario, test, made):  # the real workload reducer, cut by a Ctrl-C after 2 kept
         def counting(candidate, what):
             if len(kept) == 2:
                 raise KeyboardInterrupt
@@ -93,7 +94,7 @@ def test_ctrl_c_keeps_the_smallest_reproduction_found_so_far() -> None:
             kept.extend([1] if found else [])
             return found
 
-        return workload(scenario, counting)
+        return workload(scenario, counting, made)
 
     result = shrink(race, seed, budget_s=60, reducers=[("workload", interrupted_after_two)])
     assert (result.stopped, result.kept, result.exit_status) == ("interrupted", 2, 130)
@@ -107,13 +108,13 @@ def test_the_search_never_keeps_a_candidate_without_the_signature() -> None:
     verdicts: list[tuple[object, bool]] = []
 
     def watched(name, reducer):
-        def run(scenario, test):
+        def run(scenario, test, made):
             def recording(candidate, what):
                 found = test(candidate, what)
                 verdicts.append((candidate, found))
                 return found
 
-            return reducer(scenario, recording)
+            return reducer(scenario, recording, made)
 
         return name, run
 

@@ -3,7 +3,7 @@
 A reducer is ``(scenario, test) -> scenario``: it builds candidates from the scenario it was given and
 from each one it kept, calls ``test(candidate, what)`` (one run with the run's seed: true when the candidate
 still shows the failure being shrunk), and returns the last candidate kept (or the scenario it was given).
-``REDUCERS`` lists them in the order the search runs them: the fault events first (ddmin over the enabled
+``CONFIGURATION_REDUCERS`` lists them in the order the search runs them: the fault events first (ddmin over the enabled
 families and the Redis outages, then the counted families' counts), then the fault window earlier and
 shorter, then every numeric field of the enabled families toward zero, then the workload.
 
@@ -12,8 +12,8 @@ value the schema refuses (a zero mean, a multiplier below 1) is simply not a can
 lowered by trying its floor first, then bisecting between what failed and what was kept: a handful of runs
 per field, not a sweep.
 
-Adding a reducer (the ordering strategies, once scenarios can choose one): a function of this shape and
-its line in ``REDUCERS``, where its place says when it runs.
+Adding a reducer: a function of this shape and its line in ``simlab.batch.shrink.REDUCERS``, where its
+place says when it runs (the reducers over a run's recorded faults and orderings are in ``shrink_schedule``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from simlab.batch.ddmin import ddmin
+from simlab.batch.runner import RunResult
 from simlab.scenario.faults import FAMILIES
 from simlab.scenario.model import Scenario
 
 Test = Callable[[Scenario, str], bool]
 """Runs a candidate with the run's seed: true (and the candidate kept) when it still shows the failure."""
-Reducer = Callable[[Scenario, Test], Scenario]
-"""Builds simpler candidates from a scenario, keeps those the test accepts, returns the last one kept."""
+Reducer = Callable[[Scenario, Test, RunResult], Scenario]
+"""Builds simpler candidates from a scenario (and the run it made: its recorded strikes and ordering
+choices), keeps those the test accepts, returns the last one kept."""
 Data = dict[str, Any]
 Path = tuple[str | int, ...]
 
@@ -78,7 +80,7 @@ def _enabled(data: Data) -> list[str]:
 # -- 1. fault events: which families, which outages, how many crashes and overlaps -------------------
 
 
-def fault_events(scenario: Scenario, test: Test) -> Scenario:
+def fault_events(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
     """Switch off every fault family (and drop every Redis outage) the failure does not need (ddmin)."""
     data = scenario.model_dump(mode="json")
     events: list[tuple[str, int]] = [(name, -1) for name in _enabled(data)]
@@ -114,7 +116,7 @@ def _event_name(event: tuple[str, int]) -> str:
     return name if index < 0 else f"{name} outage {index}"
 
 
-def fault_counts(scenario: Scenario, test: Test) -> Scenario:
+def fault_counts(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
     """Fewer manager crashes and overlapping managers (each family's pre-drawn instants, counted)."""
     for family, count in COUNTED:
         if scenario.faults.model_dump()[family]["enabled"]:
@@ -125,7 +127,7 @@ def fault_counts(scenario: Scenario, test: Test) -> Scenario:
 # -- 2. the fault window: earlier, then shorter ----------------------------------------------------
 
 
-def fault_window(scenario: Scenario, test: Test) -> Scenario:
+def fault_window(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
     """Move ``[start_after_s, heal_after_s)`` earlier (both by the same shift), then heal sooner."""
     faults = scenario.faults
     if faults.heal_after_s <= 0 or not _enabled(scenario.model_dump(mode="json")):
@@ -144,7 +146,7 @@ def fault_window(scenario: Scenario, test: Test) -> Scenario:
 # -- 3. fault intensities: every numeric field of an enabled family, toward zero ----------------------
 
 
-def fault_intensities(scenario: Scenario, test: Test) -> Scenario:
+def fault_intensities(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
     """Lower each probability, rate, duration and magnitude of the enabled families toward zero."""
     data = scenario.model_dump(mode="json")
     for family in _enabled(data):
@@ -170,7 +172,7 @@ def _numbers(value: Any, path: Path) -> Iterator[Path]:
 # -- 4. the workload -----------------------------------------------------------------------------
 
 
-def workload(scenario: Scenario, test: Test) -> Scenario:
+def workload(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
     """Fewer users, brokers, cycles and orders; rarer deletions and failures; a shorter horizon."""
     brokers = list(scenario.workload.brokers)
     if len(brokers) > 1:
@@ -242,13 +244,12 @@ def bisect_down(
     return scenario
 
 
-REDUCERS: list[tuple[str, Reducer]] = [
+CONFIGURATION_REDUCERS: list[tuple[str, Reducer]] = [
     ("fault events", fault_events),
     ("fault counts", fault_counts),
     ("fault window", fault_window),
     ("fault intensities", fault_intensities),
     ("workload", workload),
-    # NOTE: the hook for equal-time ordering choices (toward FIFO): one more reducer here, once a
-    # scenario can name its ordering strategy.
 ]
-"""The reducers, in the order each pass of the search runs them."""
+"""The reducers over the scenario's configuration, in their order (``simlab.batch.shrink.REDUCERS`` places
+the reducers over a run's recorded schedule among them)."""
