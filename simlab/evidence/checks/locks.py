@@ -13,6 +13,7 @@ writes and the ledger's holds (see its docstring).
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -112,14 +113,20 @@ def single_lock_holder(ev: Evidence) -> list[Violation]:
     the same lock later, is a violation. Fencing tokens prevent it; the check does not read them.
     """
     by_key: dict[str, list[Hold]] = defaultdict(list)
+    holders: set[tuple[str, str]] = set()  # (key, owner) of every hold
     for hold in ev.lock_ledger().holds:
         by_key[hold.key].append(hold)
+        holders.add((hold.key, hold.owner))
     writes = ev.world.platform.write.writes
-    found = [
-        _stale_write(writes, index, by_key.get(LOCK_PREFIX + w.broker_connection_id, []))
-        for index, w in enumerate(writes)
-    ]
-    return [violation for violation in found if violation is not None]
+    found = []
+    for index, w in enumerate(writes):
+        key = LOCK_PREFIX + w.broker_connection_id
+        if (key, w.saga_id) not in holders:
+            continue  # a saga that never held this lock wrote: no write under it (``_stale_write`` says None)
+        violation = _stale_write(writes, index, by_key[key])
+        if violation is not None:
+            found.append(violation)
+    return found
 
 
 def _stale_write(writes: Sequence[ConnectionWrite], index: int, holds: list[Hold]) -> Violation | None:
@@ -142,7 +149,7 @@ def _stale_write(writes: Sequence[ConnectionWrite], index: int, holds: list[Hold
         acted = next(
             (
                 w
-                for w in writes[:index]
+                for w in itertools.islice(writes, index)  # the writes accepted before this one (no copy)
                 if w.saga_id == newer.owner
                 and w.broker_connection_id == write.broker_connection_id
                 and w.t >= newer.start
