@@ -11,6 +11,7 @@ connection state must be the same, with and without ``decode_responses``.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
 from typing import Any
 
@@ -349,3 +350,15 @@ def test_pipelines_and_transactions_answer_as_on_resp_bytes(
         assert got == want, f"step {i}"
     raised = [o[1] for o in full if o[0] == "raised"]
     assert raised == [redis.WatchError, redis.ResponseError, redis.DataError, redis.ResponseError]
+
+
+def test_a_reply_queue_answers_as_a_queue_whether_a_reply_waits_or_not() -> None:
+    """The sockets' reply queues take a waiting reply without their lock; empty, they wait or raise as a Queue."""
+    replies = SimulatedRedis(clock=_Clock()).connection._sock.responses  # type: ignore[union-attr]
+    with pytest.raises(queue.Empty):
+        replies.get_nowait()
+    with pytest.raises(queue.Empty):
+        replies.get(timeout=0.01)
+    replies.put(b"a")
+    replies.put(b"b")
+    assert [replies.qsize(), replies.get(), replies.get_nowait(), replies.empty()] == [2, b"a", b"b", True]

@@ -12,7 +12,8 @@ still goes out as RESP bytes, and so does everything on a connection whose packe
 redis-py's standard one.
 
 ``DirectSocket`` is fakeredis's socket that can also hand a command's one reply straight back to the
-caller (``run_direct``) instead of through its thread-safe queue: ``SimulatedRedis``'s direct path.
+caller (``run_direct``) instead of through its thread-safe queue: ``SimulatedRedis``'s direct path. Its
+queue's reader takes a waiting reply without the queue's lock (``_Replies``).
 ``tests/test_clocked_redis_fast_path.py`` holds that replies, errors and state are those of the RESP path.
 """
 
@@ -137,6 +138,19 @@ class DirectSocket(FakeSocket):
         return responses.get_nowait()
 
 
+class _Replies(queue.Queue[Any]):
+    """A socket's reply queue whose reader takes a waiting reply without the queue's lock and condition."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The oldest reply; when none waits, as ``queue.Queue.get`` (wait for one, or ``queue.Empty``)."""
+        # NOTE: a third of reading a reply otherwise. deque.popleft is atomic; a connection has one reader, and the
+        # queue is unbounded, so no writer waits for the room a get would notify.
+        try:
+            return self.queue.popleft()
+        except IndexError:
+            return super().get(block, timeout)
+
+
 class _PackedFields(list[list[bytes]]):
     """What ``DirectConnection.pack_commands`` returns instead of RESP bytes: each command's fields."""
 
@@ -151,6 +165,7 @@ class DirectConnection(fakeredis.FakeRedisConnection):
         sock.__class__ = DirectSocket
         assert isinstance(sock, DirectSocket)  # for the type checker
         sock.direct_replies = None
+        sock.responses = _Replies()  # nothing was sent yet: fakeredis's queue is empty
         return sock
 
     def direct_fields(self, args: tuple[Any, ...]) -> list[bytes] | None:
