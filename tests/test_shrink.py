@@ -25,6 +25,7 @@ from simlab.batch.shrink import (
     ShrinkError,
     Signature,
     shrink,
+    settled,
     signature_of,
     signatures,
 )
@@ -123,7 +124,25 @@ def test_the_search_never_keeps_a_candidate_without_the_signature() -> None:
     assert [c for c, found in verdicts if found][-1] is result.best
     refused = [c for c, found in verdicts if not found]
     assert refused and result.best not in refused
-    assert all(result.target not in signatures(run_once(c, seed, keep_trace=True)) for c in refused[:5])
+    for candidate in refused[:5]:  # without the signature, or cut short with a saga still under way
+        run = run_once(candidate, seed, keep_trace=True)
+        assert result.target not in signatures(run) or not settled(run)
+
+
+def test_a_candidate_cut_short_with_a_saga_under_way_is_not_a_reproduction() -> None:
+    from simlab.batch.shrink import Search, ShrinkResult
+
+    race, seed = load_scenario("reconnect_race"), run_seed(RACE_RUN, 1)
+    original = run_once(race, seed, keep_trace=True)
+    assert settled(original)
+    target = signatures(original)[0]
+    search = Search(ShrinkResult(seed, target, race, RunSize.of(original), race, original), [target], 1e18,
+                    lambda *_: None)  # fmt: skip
+    cut = race.model_copy(update={"horizon_s": 3.0})
+    run = run_once(cut, seed, keep_trace=True)
+    assert target in signatures(run) and not settled(run)  # the "failure", judged while a purge still runs
+    assert search.test(cut, "horizon_s 3") is False
+    assert search.result.best is race
 
 
 def test_budget_spent_is_raised_before_a_candidate_runs() -> None:
@@ -151,7 +170,8 @@ def test_a_violating_run_of_a_shipped_scenario_shrinks_to_a_repro_that_replays_a
     replayed = run_once(repro, seed, keep_trace=True)
     assert signatures(original)[0] in signatures(replayed)  # the repro shows the original's first failure
     before, after = RunSize.of(original), RunSize.of(replayed)
-    assert after.sagas <= before.sagas // 3 and after.records < before.records and after.last_t < before.last_t
+    assert after.sagas < before.sagas and after.records < before.records and after.last_t < before.last_t
+    assert settled(replayed)  # it ends, as the original did, with every saga finished
     header = (out / "repro.yaml").read_text().splitlines()[:3]
     assert any(line.endswith(f"replay {out / 'repro.yaml'} --seed {seed}") for line in header)
     assert main(["replay", str(out / "repro.yaml"), "--seed", str(seed)]) == 0

@@ -184,6 +184,10 @@ class Search:
         self.deadline = deadline
         self.on_step = on_step
         self.reducer = ""
+        # A run that ended with every saga finished must shrink to one that does too: cut short (a shorter
+        # horizon, say), a saga still under way can look like the failure (an account that "outlived" a
+        # connection whose purge had not run yet) without being it.
+        self.settled = settled(result.best_result)  # (the original run, when the search starts)
 
     def test(self, candidate: Scenario, what: str) -> bool:
         """Run ``candidate`` with the run's seed; keep it if it shows the target signature."""
@@ -195,7 +199,7 @@ class Search:
         for other in found:
             if other != self.result.target and other not in self.known:
                 self._remember(other, candidate, run)
-        if self.result.target not in found:
+        if self.result.target not in found or (self.settled and not settled(run)):
             return False
         self.result.best, self.result.best_result = candidate, run
         self.result.kept += 1
@@ -209,6 +213,11 @@ class Search:
             self.result.others.append(Finding(signature, candidate, size))
         elif (size.sagas, size.faults) < (kept.size.sagas, kept.size.faults):
             kept.scenario, kept.size = candidate, size
+
+
+def settled(run: RunResult) -> bool:
+    """Whether every saga of ``run`` had ended by its horizon."""
+    return all(row.ended_at is not None for row in run.sagas)
 
 
 def target_signature(found: Sequence[Signature], invariant: str | None) -> Signature:
