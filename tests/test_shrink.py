@@ -24,8 +24,8 @@ from simlab.batch.shrink import (
     RunSize,
     ShrinkError,
     Signature,
-    shrink,
     settled,
+    shrink,
     signature_of,
     signatures,
 )

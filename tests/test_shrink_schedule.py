@@ -12,6 +12,7 @@ from simlab.batch.runner import RunResult, run_once, run_seed
 from simlab.batch.shrink import ShrinkResult, shrink, signatures
 from simlab.batch.shrink_schedule import fault_strikes, orderings_toward_fifo
 from simlab.lab import scenario
+from simlab.scenario import ScenarioError, load_scenario
 from simlab.scenario.model import Scenario
 
 
@@ -79,3 +80,31 @@ def test_a_run_that_fails_under_fifo_too_needs_no_choice():
     result = shrink(shuffled, seed, budget_s=60, reducers=[("orderings", orderings_toward_fifo)])
     assert result.best.orderings.strategy == "fifo"
     assert result.best.orderings.choices == ()
+
+
+# -- the users a failure needs -----------------------------------------------------------------
+
+
+def test_all_users_named_is_the_same_run_as_none_named():
+    race = scenario("reconnect_race")
+    seed = run_seed(3, race.seed)
+    every = scenario("reconnect_race", {"workload.only_users": list(range(race.workload.users))})
+    assert run_once(every, seed).trace_hash == run_once(race, seed).trace_hash
+
+
+def test_a_user_left_out_starts_no_saga_and_the_others_still_do():
+    race = scenario("reconnect_race")
+    seed = run_seed(3, race.seed)
+    full = run_once(race, seed)
+    kept = [0, race.workload.users - 1]
+    thinned = run_once(scenario("reconnect_race", {"workload.only_users": kept}), seed)
+    assert 0 < len(thinned.sagas) < len(full.sagas)
+    assert len(thinned.sagas) * race.workload.users == len(full.sagas) * len(kept)  # every user starts as many
+
+
+@pytest.mark.parametrize("only", [[1, 0], [0, 0], [99], [-1]])
+def test_only_users_must_name_each_existing_user_once_in_order(tmp_path, only):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nworkload:\n  users: 3\n  only_users: {only}\n")
+    with pytest.raises(ScenarioError, match=r"workload.*only_users must be increasing user indices below users \(3\)"):
+        load_scenario(str(path))

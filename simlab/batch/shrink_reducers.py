@@ -179,7 +179,26 @@ def workload(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
         scenario = _fewer_brokers(scenario, test, brokers)
     for path, floor in WORKLOAD_FIELDS:
         scenario = lower(scenario, test, path, floor=floor)
+    scenario = _fewer_users(scenario, test)
     return lower(scenario, test, ("horizon_s",), floor=scenario.faults.heal_after_s)
+
+
+def _fewer_users(scenario: Scenario, test: Test) -> Scenario:
+    """The users the failure needs, whichever they are (ddmin over ``workload.only_users``)."""
+    live = list(scenario.workload.only_users or range(scenario.workload.users))
+    if len(live) < 2:
+        return scenario
+    data = scenario.model_dump(mode="json")
+    kept: dict[tuple[int, ...], Scenario] = {tuple(live): scenario}
+
+    def fails(subset: list[int]) -> bool:
+        candidate = build(_set(data, ("workload", "only_users"), subset))
+        if candidate is not None and test(candidate, f"workload.only_users: {subset}"):
+            kept[tuple(subset)] = candidate
+            return True
+        return False
+
+    return kept.get(tuple(ddmin(live, fails)), scenario)
 
 
 def _fewer_brokers(scenario: Scenario, test: Test, brokers: list[str]) -> Scenario:

@@ -106,8 +106,11 @@ async def drive(world: TradingWorld, scenario: Scenario) -> None:
     start_rng = world.sim.streams.stream("workload/starts")
     offset = 0.0
     tasks = []
+    only = scenario.workload.only_users
     for index in range(scenario.workload.users):
         offset += scenario.workload.user_start_gap_s.draw(start_rng) if index else 0.0
+        if only is not None and index not in only:
+            continue  # its gap was drawn all the same: the users after it start when they would have
         tasks.append(runtime.spawn(_user_life(world, scenario, f"user-{index}", offset), name=f"user-{index}"))
     for task in tasks:
         await task.join()

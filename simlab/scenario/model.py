@@ -94,6 +94,19 @@ class Workload(Strict):
     user_deletions: UserDeletions = UserDeletions()
     orders: Orders = Orders()
     connection_failures: ConnectionFailures = ConnectionFailures()
+    only_users: tuple[int, ...] | None = None
+    """Only these users (by index, from 0) live; None: all. The others' start gaps are still drawn and
+    every user draws from a stream of its own, so a kept user starts and acts when it would have:
+    what ``simlab shrink`` writes when a failure needs some users but not the ones before them."""
+
+    @model_validator(mode="after")
+    def _only_users(self) -> Workload:
+        chosen = self.only_users
+        if chosen is not None and (list(chosen) != sorted(set(chosen)) or any(not 0 <= i < self.users for i in chosen)):
+            raise ValueError(
+                f"only_users must be increasing user indices below users ({self.users}), each once; got {shown(chosen)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _size(self) -> Workload:
