@@ -104,7 +104,8 @@ class Workload(Strict):
         chosen = self.only_users
         if chosen is not None and (list(chosen) != sorted(set(chosen)) or any(not 0 <= i < self.users for i in chosen)):
             raise ValueError(
-                f"only_users must be increasing user indices below users ({self.users}), each once; got {shown(chosen)}"
+                f"only_users must be increasing user indices below users ({self.users}), each once; "
+                f"got {shown(list(chosen))}"
             )
         return self
 
