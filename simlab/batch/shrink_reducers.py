@@ -186,33 +186,26 @@ def workload(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
 def _fewer_users(scenario: Scenario, test: Test) -> Scenario:
     """The users the failure needs, whichever they are (ddmin over ``workload.only_users``)."""
     live = list(scenario.workload.only_users or range(scenario.workload.users))
-    if len(live) < 2:
-        return scenario
-    data = scenario.model_dump(mode="json")
-    kept: dict[tuple[int, ...], Scenario] = {tuple(live): scenario}
-
-    def fails(subset: list[int]) -> bool:
-        candidate = build(_set(data, ("workload", "only_users"), subset))
-        if candidate is not None and test(candidate, f"workload.only_users: {subset}"):
-            kept[tuple(subset)] = candidate
-            return True
-        return False
-
-    return kept.get(tuple(ddmin(live, fails)), scenario)
+    return fewest(scenario, test, ("workload", "only_users"), live) if len(live) > 1 else scenario
 
 
 def _fewer_brokers(scenario: Scenario, test: Test, brokers: list[str]) -> Scenario:
-    data = scenario.model_dump(mode="json")
-    kept: dict[tuple[str, ...], Scenario] = {tuple(brokers): scenario}
+    return fewest(scenario, test, ("workload", "brokers"), brokers)
 
-    def fails(subset: list[str]) -> bool:
-        candidate = build(_set(data, ("workload", "brokers"), subset))
-        if candidate is not None and test(candidate, f"workload.brokers: {', '.join(subset)}"):
+
+def fewest(scenario: Scenario, test: Test, path: Path, items: list[Any]) -> Scenario:
+    """``scenario`` with the list at ``path`` cut to the fewest of ``items`` that still fail (ddmin)."""
+    data = scenario.model_dump(mode="json")
+    kept: dict[tuple[Any, ...], Scenario] = {tuple(items): scenario}
+
+    def fails(subset: list[Any]) -> bool:
+        candidate = build(_set(data, path, subset))
+        if candidate is not None and test(candidate, f"{_dotted(path)}: {', '.join(map(str, subset)) or 'none'}"):
             kept[tuple(subset)] = candidate
             return True
         return False
 
-    return kept.get(tuple(ddmin(brokers, fails)), scenario)
+    return kept.get(tuple(ddmin(items, fails)), scenario)
 
 
 # -- the numeric search --------------------------------------------------------------------------
