@@ -178,6 +178,11 @@ def test_a_batch_stores_each_run_s_probe_counts_and_the_table_reports_them(tmp_p
     assert table.loc["user deletion: a child disconnection did not complete", "status"] == "not applicable"
     assert table.loc["engine: a compensation given up", "status"] == "not applicable"
     summary = batch_summary(out)
+    deletion = r"user deletion: a child disconnection did not complete +not applicable \(no UserDeletionSaga ran\)$"
+    assert re.search(deletion, summary, re.M)
+    assert re.search(
+        r"engine: a compensation given up +not applicable \(failing_compensations never on\)$", summary, re.M
+    )
     assert re.search(rf"^  reachable +{re.escape(POLL_EXHAUSTED)} +2 of 6 +33\.3% \[", summary, re.M)
     assert re.search(r"^  reachable +engine: child wait timed out +0 of 6 .*NEVER REACHED \(rate < 39\.30% at 95%\)$",
                      summary, re.M)  # fmt: skip

@@ -199,16 +199,19 @@ def verdict_text(row: Mapping[Hashable, Any]) -> str:
     """The status in words: met, never reached (with its rate's bound), failed (how often), not applicable (why)."""
     status = row["status"]
     if status == NOT_APPLICABLE:
-        return (
-            f"not applicable ({row['needs']} never on)"
-            if row["needs"]
-            else f"not applicable (no {row['saga_type']} ran)"
-        )
+        # NOTE: read through _named: a table column holding None for some probes holds NaN (truthy) for them.
+        needs, saga_type = _named(row["needs"]), _named(row["saga_type"])
+        return f"not applicable ({needs} never on)" if needs else f"not applicable (no {saga_type or 'saga'} ran)"
     if status == NEVER:
         return f"NEVER REACHED (rate < {row['upper_bound']:.2%} at 95%)"
     if status == FAILED:
         return f"FAILED in {row['failing_runs']} run(s), first run {row['first_failing_run']}"
     return MET
+
+
+def _named(value: Any) -> str | None:
+    """A name from a table cell, or None for an empty one (None, NaN or "")."""
+    return value if isinstance(value, str) and value else None
 
 
 def _replays(row: Mapping[Hashable, Any], folder: Path, replay_as: str | None) -> Iterable[str]:
