@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from simlab.batch.batches import run_batch_to
 from simlab.batch.results import load_results
 from simlab.batch.runner import RunResult, run_once, run_seed
+from simlab.batch.shards import LATER_TABLES, marker_path, table_path
 from simlab.lab import scenario
 from simlab.scenario import ScenarioError, load_scenario
 
@@ -98,3 +100,23 @@ def test_a_bad_strike_name_is_refused_naming_the_field(tmp_path, labels, problem
     with pytest.raises(ScenarioError, match=r"faults\.strikes") as refused:
         load_scenario(str(path))
     assert problem in str(refused.value)
+
+
+def test_a_shard_written_before_strikes_and_probes_is_whole(tmp_path):
+    # As the lab before issue 15 wrote it: no strikes or probes file, no entry for either in the marker,
+    # and no ordering columns in its runs table.
+    swarm = scenario("chaos_swarm")
+    out = tmp_path / "b"
+    run_batch_to(swarm, 4, swarm.seed, out, workers=1, shard_size=2)
+    marker = marker_path(out, 0)
+    sealed = json.loads(marker.read_text())
+    for name in LATER_TABLES:
+        del sealed["tables"][name]
+        table_path(out, 0, name).unlink()
+    marker.write_text(json.dumps(sealed))
+    results = load_results(out)
+    assert results.problems == [] and results.complete
+    assert results.runs["run"].tolist() == [0, 1, 2, 3]
+    assert set(results.strikes["run"]) <= {2, 3}
+    assert len(results.strikes) == sum(len(run_once(swarm, run_seed(i, swarm.seed)).strikes) for i in (2, 3))
+    assert sorted(LATER_TABLES) == ["probes", "strikes"]

@@ -110,7 +110,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 TABLES: tuple[str, ...] = tuple(SCHEMAS)
-LATER_TABLES: frozenset[str] = frozenset({"probes"})
+LATER_TABLES: frozenset[str] = frozenset({"strikes", "probes"})
 """Tables a lab of an earlier version did not write: a finished shard whose marker lists none of one is whole,
 and reads as no rows of it (a batch written before probes existed has no probe rows, not a damaged shard)."""
 
