@@ -6,11 +6,13 @@ the non-FIFO order lets a withdrawal land after the account was settled.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 
 import pytest
 import simpy
+from simpy.events import Interruption
 
 from sagas import Event, InMemorySagaStore, RandomStreams, Tracer
 from sagas.engine.saga import BaseSaga
@@ -26,6 +28,7 @@ from simlab.sim.orderings import (
     Replayed,
     StrategySpec,
     Uniform,
+    owner_of,
     parse_strategy,
     pct_bound,
 )
@@ -284,3 +287,19 @@ def test_a_quantum_never_turns_a_positive_wait_into_no_wait():
     env.process(poller())
     env.run()
     assert ticks == [0.01, 0.02, 0.03, 0.04, 0.05]
+
+
+def test_an_interrupt_belongs_to_the_process_it_interrupts():
+    env = simpy.Environment()
+
+    def sleeper():
+        with contextlib.suppress(simpy.Interrupt):
+            yield env.timeout(10)
+
+    process = env.process(sleeper())
+    env.run(until=1)
+    process.interrupt("wake")
+    interrupts = [entry[3] for entry in env._queue if isinstance(entry[3], Interruption)]
+    assert len(interrupts) == 1 and owner_of(interrupts[0]) is process
+    timer = env.timeout(5)
+    assert owner_of(timer) is timer  # nobody waits on it in a process: its own

@@ -102,9 +102,11 @@ def test_a_user_left_out_starts_no_saga_and_the_others_still_do():
     assert len(thinned.sagas) * race.workload.users == len(full.sagas) * len(kept)  # every user starts as many
 
 
-@pytest.mark.parametrize("only", [[1, 0], [0, 0], [99], [-1]])
+@pytest.mark.parametrize("only", [[1, 0], [0, 0], [99], [-1], []])
 def test_only_users_must_name_each_existing_user_once_in_order(tmp_path, only):
     path = tmp_path / "bad.yaml"
     path.write_text(f"name: bad\nworkload:\n  users: 3\n  only_users: {only}\n")
-    with pytest.raises(ScenarioError, match=r"workload.*only_users must be increasing user indices below users \(3\)"):
+    with pytest.raises(
+        ScenarioError, match=r"workload.*only_users must be at least one increasing user index below users \(3\)"
+    ):
         load_scenario(str(path))

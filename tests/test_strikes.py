@@ -57,6 +57,7 @@ def test_an_empty_schedule_strikes_nothing_and_a_one_fault_schedule_strikes_that
     seed, result = swarm_run
     quiet = run_once(_with_strikes("chaos_swarm", []), seed)
     assert quiet.strikes == []
+    assert sum(quiet.faults_injected.values()) == 0  # nothing acted at all, Redis outages included
     first = result.strikes[0]
     alone = run_once(_with_strikes("chaos_swarm", [first.label]), seed)
     # Up to the first fault both runs are the same run, so it strikes at the same instant, the same way.
@@ -120,3 +121,36 @@ def test_a_shard_written_before_strikes_and_probes_is_whole(tmp_path):
     assert set(results.strikes["run"]) <= {2, 3}
     assert len(results.strikes) == sum(len(run_once(swarm, run_seed(i, swarm.seed)).strikes) for i in (2, 3))
     assert sorted(LATER_TABLES) == ["probes", "strikes"]
+
+
+def test_a_redis_outage_is_a_strike_of_its_own_and_can_be_left_out():
+    swarm = scenario("chaos_swarm")
+    for index in range(40):
+        seed = run_seed(index, swarm.seed)
+        result = run_once(swarm, seed)
+        outages = [s for s in result.strikes if s.label.startswith("redis/outage#")]
+        if outages:
+            break
+    else:
+        raise AssertionError("no chaos_swarm run among 40 had a Redis outage refuse a command")
+    assert result.faults_injected["redis"] >= len(outages)  # the first refusal strikes, later ones are counted
+    others = [s.label for s in result.strikes if s not in outages]
+    without = run_once(_with_strikes("chaos_swarm", others), seed)
+    assert not [s for s in without.strikes if s.label.startswith("redis/")]
+    assert without.faults_injected.get("redis", 0) == 0
+
+
+def test_a_scenario_that_leaves_the_later_settings_alone_keeps_its_earlier_config_hash():
+    from simlab.batch.batches import config_hash
+
+    # Recorded with the lab of 41dc866, before orderings, faults.strikes and workload.only_users existed:
+    # a batch written then is still recognised as run from its scenario.yaml (replay and shrink by folder).
+    assert config_hash(scenario("reconnect_race")) == "fbff57a71a724f63"
+    assert config_hash(scenario("chaos_swarm")) == "64a74d6d9c909992"
+    assert config_hash(scenario("reconnect_race", {"sagas.variants.purge": "safe"})) == "c034ac61f01e0dd5"
+    used = [
+        scenario("reconnect_race", {"orderings.strategy": "random"}),
+        scenario("reconnect_race", {"faults.strikes": []}),
+        scenario("reconnect_race", {"workload.only_users": [0]}),
+    ]
+    assert len({config_hash(s) for s in used} | {"fbff57a71a724f63"}) == 4

@@ -111,8 +111,26 @@ def code_hash() -> str:
 
 
 def config_hash(scenario: Scenario) -> str:
-    """A short hash of the scenario's whole configuration (every row carries it)."""
-    return hashlib.sha256(scenario.model_dump_json().encode()).hexdigest()[:16]
+    """A short hash of the scenario's whole configuration (every row carries it).
+
+    Settings added to the schema later are left out of it while they hold their defaults, so a scenario
+    that does not use them has the hash it had before they existed, and a batch written then is still
+    recognised as run from its ``scenario.yaml`` (``LATER_SETTINGS``).
+    """
+    unused: dict[str, Any] = {}
+    for section, name in LATER_SETTINGS:
+        holder = getattr(scenario, section) if name else scenario
+        field = name or section
+        if getattr(holder, field) == type(holder).model_fields[field].get_default(call_default_factory=True):
+            if name:
+                unused.setdefault(section, set()).add(name)
+            else:
+                unused[section] = True
+    return hashlib.sha256(scenario.model_dump_json(exclude=unused or None).encode()).hexdigest()[:16]
+
+
+LATER_SETTINGS: tuple[tuple[str, str], ...] = (("orderings", ""), ("faults", "strikes"), ("workload", "only_users"))
+"""Settings added after batches were first written, as (section, name) (name "": the section itself)."""
 
 
 def tie_columns(result: RunResult) -> dict[str, int | None]:

@@ -54,7 +54,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("unchecked", pa.string()),
             *((reach_column(path), pa.int64()) for path in REACH_PATHS),  # how often each engine path ran
             # equal-time orderings (null when the scenario leaves them to simpy's FIFO): choice points met,
-            # distinct processes ready at them (PCT's k and n), and how many choices were not FIFO's
+            # distinct processes ready at them (PCT's k and n, in that order), and how many choices were not FIFO's
             ("choice_points", pa.int64()),
             ("tie_processes", pa.int64()),
             ("non_fifo_choices", pa.int64()),

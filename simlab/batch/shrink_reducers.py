@@ -185,7 +185,8 @@ def workload(scenario: Scenario, test: Test, _run: RunResult) -> Scenario:
 
 def _fewer_users(scenario: Scenario, test: Test) -> Scenario:
     """The users the failure needs, whichever they are (ddmin over ``workload.only_users``)."""
-    live = list(scenario.workload.only_users or range(scenario.workload.users))
+    only = scenario.workload.only_users
+    live = list(range(scenario.workload.users) if only is None else only)
     return fewest(scenario, test, ("workload", "only_users"), live) if len(live) > 1 else scenario
 
 

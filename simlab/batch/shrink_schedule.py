@@ -4,7 +4,7 @@ Both work on the run of the scenario they are given, not on its configuration:
 
 - ``fault_strikes``: the run's strikes (``RunResult.strikes``, named ``broker_errors/alpaca#3``) become the
   scenario's explicit schedule ``faults.strikes``, and ddmin keeps the fewest of them that still fail. A fault
-  left out is still drawn (no stream's later draws move), so a candidate is the same run up to the first
+  left out is still drawn (its own stream keeps its place), so a candidate is the same run up to the first
   fault it leaves out, and one injected fault can go while its neighbours stay.
 - ``orderings_toward_fifo``: a run ordered by ``random`` or ``pct:D`` becomes ``fifo`` with the run's own
   non-FIFO choices (``orderings.choices``: the same run), and ddmin keeps the fewest choices that still

@@ -96,15 +96,17 @@ class Workload(Strict):
     connection_failures: ConnectionFailures = ConnectionFailures()
     only_users: tuple[int, ...] | None = None
     """Only these users (by index, from 0) live; None: all. The others' start gaps are still drawn and
-    every user draws from a stream of its own, so a kept user starts and acts when it would have:
+    every user's own gaps come from a stream of its own, so a kept user starts when it would have (the
+    streams users share, bus and broker latencies, still move):
     what ``simlab shrink`` writes when a failure needs some users but not the ones before them."""
 
     @model_validator(mode="after")
     def _only_users(self) -> Workload:
         chosen = self.only_users
-        if chosen is not None and (list(chosen) != sorted(set(chosen)) or any(not 0 <= i < self.users for i in chosen)):
+        wrong = not chosen or list(chosen) != sorted(set(chosen)) or any(not 0 <= i < self.users for i in chosen)
+        if chosen is not None and wrong:
             raise ValueError(
-                f"only_users must be increasing user indices below users ({self.users}), each once; "
+                f"only_users must be at least one increasing user index below users ({self.users}), each once; "
                 f"got {shown(list(chosen))}"
             )
         return self
@@ -287,6 +289,10 @@ class Expect(Strict):
 # -- orderings at equal timestamps ---------------------------------------------------------------
 
 
+MIN_QUANTUM_MS, MAX_QUANTUM_MS = 0.001, 60_000.0
+"""A quantum finer than a microsecond cannot move a clock hours in; one longer than a minute empties a run."""
+
+
 class Orderings(Strict):
     """How events due at the same simulated instant are ordered (``simlab.sim.orderings``)."""
 
@@ -305,6 +311,15 @@ class Orderings(Strict):
             parse_strategy(value)
         except ValueError:
             raise ValueError(f"expected {STRATEGY_FORMAT}, got {shown(value)}") from None
+        return value
+
+    @field_validator("quantum_ms")
+    @classmethod
+    def _quantum(cls, value: float) -> float:
+        if value and not MIN_QUANTUM_MS <= value <= MAX_QUANTUM_MS:
+            raise ValueError(
+                f"expected 0 (off) or a grain between {MIN_QUANTUM_MS:g} and {MAX_QUANTUM_MS:g} ms, got {shown(value)}"
+            )
         return value
 
     @field_validator("choices")

@@ -13,8 +13,9 @@ unless a latency draw happens to separate the two. ``OrderedEnvironment`` lets a
 - Choice points are numbered from 1 in the order they occur. The run keeps every non-FIFO choice as a
   ``(point, index)`` pair (``choices``): following those pairs (``Replayed``) replays the run exactly,
   and dropping pairs pushes it back toward FIFO, which is how ``simlab shrink`` reduces an ordering.
-- ``quantum`` rounds every future due time up to a multiple of a grain (never earlier than asked), so
-  that events from different sources actually meet at one instant. Off (0) unless a scenario sets it.
+- ``quantum`` rounds every future due time up to a multiple of a grain (never earlier than asked, up to a
+  billionth of a grain), so that events from different sources actually meet at one instant. Off (0)
+  unless a scenario sets it.
 
 Strategies (``strategy_of`` builds one from its name):
 
@@ -46,7 +47,7 @@ from typing import Any, Protocol
 
 import simpy
 from simpy.core import NORMAL
-from simpy.events import Event, Process
+from simpy.events import Event, Interruption, Process
 
 STRATEGY_FORMAT = "fifo, random, pct:D or pct:D:K (D the bug depth, 1-10; K the expected choice points)"
 _PCT = re.compile(r"^pct:(\d+)(?::(\d+))?$")
@@ -120,6 +121,8 @@ def owner_of(event: Event) -> Any:
     A timeout a process sleeps on, a process's start and an interrupt all resume one process: that process
     is the "thread" PCT prioritises. An event nobody waits on in a process (a timer's callback) is its own.
     """
+    if isinstance(event, Interruption):  # its callback is its own method: the process is an attribute
+        return event.process
     for callback in event.callbacks or ():
         owner = getattr(callback, "__self__", None)
         if isinstance(owner, Process):
@@ -194,6 +197,8 @@ class OrderedEnvironment(simpy.Environment):
             at = grains * self.quantum  # the same grain count always gives the same float, so ties are exact
             if at <= self._now:  # a wait of a hair's breadth: the next grain, or a loop of them would never advance
                 at = (grains + 1) * self.quantum
+                if at <= self._now:  # a grain too fine to move this clock at all: the wait as asked
+                    at = self._now + delay
             heappush(self._queue, (at, priority, next(self._eid), event))
             return
         super().schedule(event, priority, delay)

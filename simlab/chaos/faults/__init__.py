@@ -39,7 +39,7 @@ family injected.
 Every fault that strikes goes through ``FaultContext.strike`` (drawn per call) or, for scheduled
 faults, ``FaultContext.struck``, which numbers and records it (``FaultWindows.strikes``: the run's fault
 schedule, the ``strikes`` table). A scenario's ``faults.strikes`` names the only faults that may strike:
-a drawn fault it leaves out is still drawn (so no stream's later draws move) but passes the call through,
+a drawn fault it leaves out is still drawn (its own stream keeps its place) but passes the call through,
 and a scheduled one it leaves out is taken out of the schedule before the run. With a run's own list the
 run replays exactly; with a subset it is the same run up to the first fault left out, which is what
 ``simlab shrink`` searches over.

@@ -132,7 +132,7 @@ class TimeoutLink(BrokerLink):
     async def around(self, operation: str, connection_id: str, call: Call[T], broker_call: Call[T]) -> T:
         if not (self.probability and self.rng.random() < self.probability):
             return await call()
-        applied = self.rng.random() < self.after_success_share  # drawn even if left out: later draws stay put
+        applied = self.rng.random() < self.after_success_share  # drawn even if left out: its stream keeps its place
         if not self.ctx.strike("broker_timeouts", self.broker.name, operation):
             return await call()
         runtime = self.ctx.runtime

@@ -84,7 +84,7 @@ class FaultContext:
         Every drawn fault is numbered per family and part (``broker_errors/alpaca#3``); it strikes unless
         the scenario's ``faults.strikes`` names others only. A fault that strikes is counted and recorded
         (``FaultWindows.strikes``). The caller has made its draws either way, so leaving a fault out moves
-        none of its stream's later draws.
+        none of its own stream's later draws (the call it lets through may still meet other families' draws).
         """
         key = f"{family}/{part}" if part else family
         self._drawn[key] += 1

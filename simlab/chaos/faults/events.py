@@ -58,7 +58,7 @@ class FaultyEventBus(EventBus):
             return
         duplicate = self._rng.random() < self._duplicate_p
         if self._rng.random() < self._delay_p:
-            delay = self._delay_s.draw(self._rng)  # drawn even if left out: later draws stay put
+            delay = self._delay_s.draw(self._rng)  # drawn even if left out: its stream keeps its place
             if ctx.strike("event_delivery", "delay", f"{event.event_type} by {delay:.3g} s"):
                 name = f"delayed {event.event_type} {event.event_id}"
                 ctx.runtime.spawn(self._later(event, delay, duplicate), name=name)

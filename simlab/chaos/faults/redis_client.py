@@ -75,12 +75,16 @@ class FaultyRedis:
         self._latency: Distribution | None = faults.redis.latency_s if plan.is_on("redis") else None
         self._latency_scale = plan.scale("redis")
         self._outages: list[tuple[float, float]] = []
+        self._outage_labels: list[str] = []  # each outage's name as a strike: its place in the scenario's list
         if plan.is_on("redis"):
-            for window in faults.redis.outages:
+            for number, window in enumerate(faults.redis.outages, 1):
                 start = window.start_s
                 end = min(start + window.duration_s * self._latency_scale, ctx.heal)
-                if start < end:
+                label = f"redis/outage#{number}"
+                if start < end and ctx.allows(label):
                     self._outages.append((start, end))
+                    self._outage_labels.append(label)
+        self._outages_struck: set[str] = set()
         self._rng = ctx.stream("redis")
         self._pause_p = faults.process_pauses.probability * plan.scale("process_pauses")
         self._pause_s = faults.process_pauses.pause_s
@@ -133,15 +137,19 @@ class FaultyRedis:
 
     def _refuse_during_outage(self) -> None:
         now = self._ctx.runtime.now()
-        for start, end in self._outages:
+        for (start, end), label in zip(self._outages, self._outage_labels, strict=True):
             if start <= now < end:
-                self._ctx.injected("redis")
+                if label in self._outages_struck:
+                    self._ctx.injected("redis")  # another command refused by an outage already recorded
+                else:  # the outage's first refusal: when it struck, as the run's schedule records it
+                    self._outages_struck.add(label)
+                    self._ctx.struck("redis", label, f"down until {end:g}")
                 raise RedisConnectionError(f"Error 111 connecting to redis: Connection refused (down until {end:g})")
 
     def _pause(self) -> float | None:
         if not self._pause_p or self._pause_rng.random() >= self._pause_p:
             return None
-        pause = self._pause_s.draw(self._pause_rng)  # drawn even if left out: later draws stay put
+        pause = self._pause_s.draw(self._pause_rng)  # drawn even if left out: its stream keeps its place
         return pause if self._ctx.strike("process_pauses", detail=f"{pause:.3g} s") else None
 
     async def _after(self, delay: float, call: Callable[[], Any], lock: Any, acquired: Callable[[Any], bool]) -> Any:
