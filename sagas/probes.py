@@ -16,7 +16,9 @@ ever failed. The lab finds probes by reading the source, so a probe that never f
 still reported: **the name must be a string literal** (the lab's catalogue refuses any
 other). ``needs`` names the fault family the path depends on (optional, also a literal);
 when a run switched that family off, the probe is "not applicable" rather than "never
-reached".
+reached". ``variant`` (a literal ``"switch:value"``, such as ``"purge:safe"``) names the saga
+variant in which the path exists at all: in a run of the other variant the probe is not
+applicable either.
 
 A ``ContextVar`` (not a module global) holds the sink so that a task sees the sink of the
 run that spawned it, whatever else runs in the process.
@@ -44,28 +46,28 @@ class ProbeSink(Protocol):
 _sink: contextvars.ContextVar[ProbeSink | None] = contextvars.ContextVar("sagas_probe_sink", default=None)
 
 
-def sometimes(name: str, condition: bool, *, needs: str | None = None) -> None:
+def sometimes(name: str, condition: bool, *, needs: str | None = None, variant: str | None = None) -> None:
     """Mark a path that must be taken in some runs: ``condition`` true counts as one hit of ``name``."""
     sink = _sink.get()
     if sink is not None and condition:
         sink.hit("sometimes", name, True)
 
 
-def reachable(name: str, *, needs: str | None = None) -> None:
+def reachable(name: str, *, needs: str | None = None, variant: str | None = None) -> None:
     """Mark a line that must be reached in some runs: every call is a hit of ``name``."""
     sink = _sink.get()
     if sink is not None:
         sink.hit("reachable", name, True)
 
 
-def always(name: str, condition: bool, *, needs: str | None = None) -> None:
+def always(name: str, condition: bool, *, needs: str | None = None, variant: str | None = None) -> None:
     """Mark a fact that must hold whenever this line runs: a false ``condition`` is a failure of ``name``."""
     sink = _sink.get()
     if sink is not None:
         sink.hit("always", name, bool(condition))
 
 
-def unreachable(name: str, *, needs: str | None = None) -> None:
+def unreachable(name: str, *, needs: str | None = None, variant: str | None = None) -> None:
     """Mark a line that must never run: every call is a failure of ``name``."""
     sink = _sink.get()
     if sink is not None:

@@ -134,6 +134,18 @@ def test_a_probe_imported_by_its_function_name_is_refused(tmp_path: Path) -> Non
         probe_catalogue(package)
 
 
+@pytest.mark.parametrize("variant", ['"purge"', '"purge:unsafe"', '"lock:safe"', "SAFE"])
+def test_a_probe_variant_must_name_a_switch_and_seed_or_safe(tmp_path: Path, variant: str) -> None:
+    package = _package(tmp_path, f"from sagas import probes\n\nprobes.reachable('x', variant={variant})\n")
+    with pytest.raises(ProbeCatalogueError, match=r"^pkg/saga\.py:3: variant= must be a string literal SWITCH:seed"):
+        probe_catalogue(package)
+
+
+def test_a_probe_variant_is_read_as_switch_and_value(tmp_path: Path) -> None:
+    package = _package(tmp_path, "from sagas import probes\n\nprobes.reachable('x', variant='purge:safe')\n")
+    assert [p.variant for p in probe_catalogue(package)] == [("purge", "safe")]
+
+
 def test_the_saga_code_s_probes_are_all_literal_and_need_only_known_fault_families() -> None:
     catalogue = probe_catalogue()
     assert {RECONNECTED, POLL_EXHAUSTED} <= {p.name for p in catalogue}
@@ -177,7 +189,20 @@ def test_a_batch_stores_each_run_s_probe_counts_and_the_table_reports_them(tmp_p
     # no run of reconnect_race starts a user deletion, and it switches failing compensations off
     assert table.loc["user deletion: a child disconnection did not complete", "status"] == "not applicable"
     assert table.loc["engine: a compensation given up", "status"] == "not applicable"
+    # reconnect_race runs the seed variants: a path of the safe purge or the safe lock does not exist there
+    for safe_only in ("disconnection: unfinished cleanup handed to a fresh saga",
+                      "disconnection: the safe lock came with a fencing token"):  # fmt: skip
+        assert table.loc[safe_only, "status"] == "not applicable"
+    assert table.loc["disconnection: lock not acquired, carried on after 3 s", "runs"] == 6  # a seed-lock path
+    older = results.runs.drop(columns=[c for c in results.runs.columns if c.startswith("variant_")])
+    unknown = probe_table(older, results.probes, results.sagas, results.faults).set_index("probe")
+    assert (
+        unknown.loc["disconnection: unfinished cleanup handed to a fresh saga", "status"] == NEVER
+    )  # no variants kept
     summary = batch_summary(out)
+    assert "unfinished cleanup handed to a fresh saga  " in summary
+    assert re.search(r"fresh saga +not applicable \(no run of purge:safe started a BrokerDisconnectionSaga\)$",
+                     summary, re.M)  # fmt: skip
     deletion = r"user deletion: a child disconnection did not complete +not applicable \(no UserDeletionSaga ran\)$"
     assert re.search(deletion, summary, re.M)
     assert re.search(

@@ -43,11 +43,13 @@ from simlab.batch.shards import (
     SCENARIO_FILE,
     SWEEP_MANIFEST,
     TABLES,
+    VARIANT_SWITCHES,
     Shard,
     plan_shards,
     read_manifest,
     remove_unfinished,
     scan_folder,
+    variant_column,
     write_shard,
 )
 from simlab.evidence.reach import reach_columns
@@ -154,6 +156,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
                 "unchecked": ",".join(result.unchecked),
                 **reach_columns(result),
                 **tie_columns(result),
+                **{variant_column(switch): getattr(scenario.sagas.variants, switch) for switch in VARIANT_SWITCHES},
             }
         ],
         "sagas": [

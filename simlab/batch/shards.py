@@ -17,6 +17,7 @@ what a table looks like.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sagas.trading.config import SagaVariants
 from simlab.evidence.reach import REACH_PATHS, reach_column
 from simlab.scenario.limits import shown, shown_path
 
@@ -37,6 +39,15 @@ BATCH_MANIFEST = "batch.txt"
 SWEEP_MANIFEST = "sweep.json"
 SCENARIO_FILE = "scenario.yaml"
 MARKER_FORMAT = 1
+
+VARIANT_SWITCHES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(SagaVariants))
+"""The seed-vs-safe switches, in their declared order (``sagas.trading.config.SagaVariants``)."""
+
+
+def variant_column(switch: str) -> str:
+    """The runs table's column of a variant switch: ``variant_purge``."""
+    return f"variant_{switch}"
+
 
 _KEYS = [
     ("scenario", pa.string()),
@@ -58,6 +69,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("choice_points", pa.int64()),
             ("tie_processes", pa.int64()),
             ("non_fifo_choices", pa.int64()),
+            # the run's saga variants (seed or safe per switch): which probes apply to it (null: an older lab's)
+            *((variant_column(switch), pa.string()) for switch in VARIANT_SWITCHES),
         ]
     ),
     "sagas": pa.schema(

@@ -17,12 +17,14 @@ a saga does not count the probe's runs.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import sagas
 from sagas.probes import PROBE_KINDS, ProbeKind
+from sagas.trading.config import SagaVariants
 
 SAGAS_ROOT = Path(sagas.__file__).resolve().parent
 PROBE_MODULE = "probes"  # a probe is written ``probes.<kind>(...)``, after ``from sagas import probes``
@@ -69,6 +71,8 @@ class Probe:
     needs: str | None
     saga_type: str | None
     where: str  # path relative to the sagas package's parent, and line: ``sagas/trading/sagas/x.py:42``
+    variant: tuple[str, str] | None = None
+    """(switch, value) of ``SagaVariants`` the path exists in, e.g. ("purge", "safe"); None: every variant."""
 
 
 class ProbeCatalogueError(ValueError):
@@ -137,7 +141,22 @@ def _probe(call: ast.Call, kind: ProbeKind, saga_type: str | None, where: str) -
     family = needs.value if isinstance(needs, ast.Constant) else None
     if needs is not None and not (isinstance(needs, ast.Constant) and isinstance(family, str | None)):
         raise ProbeCatalogueError(f"{place}: probes.{kind}'s needs= must be a string literal (a fault family)")
-    return Probe(kind, name.value, family if isinstance(family, str) else None, saga_type, place)
+    return Probe(kind, name.value, family if isinstance(family, str) else None, saga_type, place, _variant(call, place))
+
+
+def _variant(call: ast.Call, place: str) -> tuple[str, str] | None:
+    """The ``variant="switch:value"`` literal of a probe call, checked against ``SagaVariants`` (None: none)."""
+    given = next((k.value for k in call.keywords if k.arg == "variant"), None)
+    if given is None:
+        return None
+    switches = tuple(field.name for field in dataclasses.fields(SagaVariants))
+    text = given.value if isinstance(given, ast.Constant) and isinstance(given.value, str) else ""
+    switch, _, value = text.partition(":")
+    if switch not in switches or value not in ("seed", "safe"):
+        raise ProbeCatalogueError(
+            f"{place}: variant= must be a string literal SWITCH:seed or SWITCH:safe (SWITCH: {', '.join(switches)})"
+        )
+    return switch, value
 
 
 def _saga_type(cls: ast.ClassDef) -> str | None:

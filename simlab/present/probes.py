@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from simlab.batch.results import read_table
-from simlab.batch.shards import FinishedShard, scan_folder
+from simlab.batch.shards import VARIANT_SWITCHES, FinishedShard, scan_folder, variant_column
 from simlab.evidence.probes import Probe, probe_catalogue
 from simlab.present.analysis import CONFIDENCE, wilson_interval
 from simlab.present.commands import simlab_command
@@ -34,6 +34,7 @@ from simlab.present.commands import simlab_command
 PROBE_COLUMNS: tuple[str, ...] = (
     "kind", "probe", "status", "runs_hit", "runs", "share", "low", "high", "upper_bound",
     "failing_runs", "first_failing_run", "first_failing_seed", "first_failing_point", "needs", "saga_type", "where",
+    "variant",
 )  # fmt: skip
 """Columns of :func:`probe_table`."""
 MET, NEVER, FAILED, NOT_APPLICABLE = "met", "never reached", "failed", "not applicable"
@@ -92,6 +93,10 @@ def probe_table(
             applies = applies & with_saga.get(probe.saga_type, set())
         if probe.needs is not None:
             applies = applies & with_family.get(probe.needs, set())
+        if probe.variant is not None and variant_column(probe.variant[0]) in runs.columns:
+            recorded_variant = runs[variant_column(probe.variant[0])]
+            if recorded_variant.notna().any():  # (a batch of an older lab recorded no variants: every run may apply)
+                applies = applies & _run_set(runs[recorded_variant == probe.variant[1]])
         rows.append(_row(probe, applies, by_probe.get(probe.name), seeds))
     # Integers that may be missing stay exact integers: a plain column would make them floats beside a None,
     # and a 64-bit seed as a float names another run.
@@ -133,6 +138,7 @@ def _row(probe: Probe, applies: set[RunKey], recorded: pd.DataFrame | None, seed
         "needs": probe.needs,
         "saga_type": probe.saga_type,
         "where": probe.where,
+        "variant": None if probe.variant is None else ":".join(probe.variant),
     }
 
 
@@ -141,7 +147,7 @@ def folder_probe_table(folder: Path, finished: Mapping[int, FinishedShard] | Non
     check of the folder already made, as ``read_table`` takes it)."""
     shards = finished if finished is not None else scan_folder(folder).finished
     return probe_table(
-        read_table(folder, "runs", ["seed"], finished=shards),
+        read_table(folder, "runs", ["seed", *map(variant_column, VARIANT_SWITCHES)], finished=shards),
         read_table(folder, "probes", finished=shards, categories=True),
         read_table(folder, "sagas", ["saga_type"], finished=shards, categories=True),
         read_table(folder, "faults", ["family"], finished=shards, categories=True),
@@ -200,8 +206,12 @@ def verdict_text(row: Mapping[Hashable, Any]) -> str:
     status = row["status"]
     if status == NOT_APPLICABLE:
         # NOTE: read through _named: a table column holding None for some probes holds NaN (truthy) for them.
-        needs, saga_type = _named(row["needs"]), _named(row["saga_type"])
-        return f"not applicable ({needs} never on)" if needs else f"not applicable (no {saga_type or 'saga'} ran)"
+        needs, variant, saga_type = _named(row["needs"]), _named(row.get("variant")), _named(row["saga_type"])
+        if needs:
+            return f"not applicable ({needs} never on)"
+        if variant:
+            return f"not applicable (no run of {variant}{f' started a {saga_type}' if saga_type else ''})"
+        return f"not applicable (no {saga_type or 'saga'} ran)"
     if status == NEVER:
         return f"NEVER REACHED (rate < {row['upper_bound']:.2%} at 95%)"
     if status == FAILED:

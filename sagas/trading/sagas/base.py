@@ -73,7 +73,7 @@ class TradingSaga(BaseSaga):
                     break
             waited = True
             await context["clock"].sleep(LOCK_POLL_SECONDS)
-        probes.sometimes("connection lock: waited for another holder", waited)
+        probes.sometimes("connection lock: waited for another holder", waited, variant="disconnect_lock:safe")
         await context["command_bus"].send(c.FenceConnection(connection_id, token, owner))
         return token
 

@@ -112,11 +112,17 @@ class BrokerDisconnectionSaga(TradingSaga):
             except BaseException:
                 await self.release_connection_lock(context)
                 raise
-            probes.always("disconnection: the safe lock came with a fencing token", isinstance(token, int))
+            probes.always(
+                "disconnection: the safe lock came with a fencing token",
+                isinstance(token, int),
+                variant="disconnect_lock:safe",
+            )
             # Held for the whole saga: released after the purge, or by this step's compensation.
             return {"lock_acquired": True, "lock_owner": context["saga_id"], "fencing_token": token}
         lock_acquired = await safe_set(self.deps.redis, key, owner, ttl_seconds=ttl, nx=True)
-        probes.sometimes("disconnection: lock not acquired, carried on after 3 s", not lock_acquired)
+        probes.sometimes(
+            "disconnection: lock not acquired, carried on after 3 s", not lock_acquired, variant="disconnect_lock:seed"
+        )
         if not lock_acquired:
             # The seed: another process may be disconnecting; wait and carry on regardless.
             await clock.sleep(LOCK_NOT_ACQUIRED_SLEEP_SECONDS)
@@ -147,7 +153,7 @@ class BrokerDisconnectionSaga(TradingSaga):
             await self.deps.locks.release(connection_lock_key(context["broker_connection_id"]), context["lock_owner"])
         redrive = context.get("redrive", 0) + 1
         if self.deps.config.variants.purge == "safe" and redrive <= MAX_REDRIVES:
-            probes.reachable("disconnection: unfinished cleanup handed to a fresh saga")
+            probes.reachable("disconnection: unfinished cleanup handed to a fresh saga", variant="purge:safe")
             await context["command_bus"].send(
                 c.RedriveDisconnection(
                     context["broker_connection_id"], context["disconnect_reason"], redrive, context["saga_id"]
@@ -230,7 +236,9 @@ class BrokerDisconnectionSaga(TradingSaga):
         """The read model still lags after the poll's budget: the write model says whether accounts remain."""
         connection_id = context["broker_connection_id"]
         remaining = await context["query_bus"].query(c.GetWriteModelAccountsQuery(connection_id))
-        probes.sometimes("disconnection: the write model overruled a lagging read model", not remaining)
+        probes.sometimes(
+            "disconnection: the write model overruled a lagging read model", not remaining, variant="purge:safe"
+        )
         if not remaining:
             return {"accounts_validated": True, "validated_by": "write_model", "read_model_lag": str(lagging)}
         await self._check_not_reconnected(context)  # deletions refused because the user is back: stand down
@@ -270,7 +278,7 @@ class BrokerDisconnectionSaga(TradingSaga):
             if not safe:
                 accounts = await query_bus.query(c.GetAccountsByConnectionQuery(connection_id))
                 if accounts:
-                    probes.reachable("disconnection: re-validation found accounts before purge")
+                    probes.reachable("disconnection: re-validation found accounts before purge", variant="purge:seed")
                     return {"purged": False, "reason": "accounts_exist_after_deletion", "aborted": True}
             purge = c.PurgeBrokerConnection(
                 connection_id,
