@@ -200,3 +200,23 @@ def test_a_shard_cut_off_in_process_is_not_marked_finished_and_a_resume_complete
     monkeypatch.setattr(batch, "run_once", real_run_once)
     assert run_batch_to(load_scenario(SCENARIO), RUNS, ROOT, out, workers=1, shard_size=SHARD)[0] == RUNS - 20
     _assert_same_tables(load_results(out), reference)
+
+
+def test_a_stop_whose_exception_was_swallowed_still_names_its_signal(tmp_path: Path) -> None:
+    # The handler's exception can land where it is dropped (a weakref finalizer run by the collector prints
+    # and ignores it); the shard that notices the stop afterwards must still say which signal it was.
+    from simlab.batch.batches import run_shard
+    from simlab.batch.interrupts import stop_on_signals, stop_requested, stop_signal
+    from simlab.batch.shards import Shard
+
+    with stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)  # the handler runs in this thread, between two bytecodes of this sleep's caller
+        except BatchInterrupted:
+            pass  # swallowed, as a finalizer would
+        assert stop_requested() and stop_signal() == "SIGTERM"
+        with pytest.raises(BatchInterrupted) as stopped:
+            run_shard(load_scenario(SCENARIO), ROOT, Shard(0, 0, 1), tmp_path)
+    assert stopped.value.signal_name == "SIGTERM" and stopped.value.exit_status == 128 + signal.SIGTERM
+    assert not list(tmp_path.iterdir())  # nothing written for the shard it stopped

@@ -34,6 +34,7 @@ from simlab.batch.interrupts import (
     init_worker,
     stop_on_signals,
     stop_requested,
+    stop_signal,
     terminate_workers,
 )
 from simlab.batch.results import Results, load_results, read_table
@@ -205,7 +206,7 @@ def run_shard(
     """
     rows, violations = shard_rows(scenario, root_seed, shard, on_run or _count_run)
     if stop_requested():
-        raise BatchInterrupted()
+        raise BatchInterrupted(stop_signal())
     write_shard(out, shard, rows)
     return shard.runs, violations
 
@@ -375,7 +376,7 @@ def run_batches(
             else:
                 _run_in_pool(todo, count, tally.shard_written, tally.counted)
     except KeyboardInterrupt as interrupt:
-        name = interrupt.signal_name if isinstance(interrupt, BatchInterrupted) else "SIGINT"
+        name = interrupt.signal_name if isinstance(interrupt, BatchInterrupted) else stop_signal()
         where = str(batches[0].out) if len(batches) == 1 else f"{batches[0].out.parent} ({len(batches)} folders)"
         raise BatchInterrupted(name, kept_runs(batches), total, where) from None
     return tally.kept_runs, tally.kept_violations

@@ -61,6 +61,7 @@ class WorkerDied(RuntimeError):
 
 
 _stopping = threading.Event()
+_stopped_by: list[str] = []  # the name of the signal that asked the running batch to stop
 
 
 def stop_requested() -> bool:
@@ -68,11 +69,19 @@ def stop_requested() -> bool:
     return _stopping.is_set()
 
 
+def stop_signal() -> str:
+    """The name of the signal that asked the running batch to stop (``SIGINT`` if none is known)."""
+    return _stopped_by[0] if _stopped_by else "SIGINT"
+
+
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     first = not _stopping.is_set()
     _stopping.set()
     if first:  # later signals while the batch winds down change nothing: it is already stopping
-        raise BatchInterrupted(signal.Signals(signum).name)
+        _stopped_by[:] = [signal.Signals(signum).name]
+        # NOTE: the exception can land where it is swallowed (a weakref finalizer run by the collector prints
+        # and drops it), so whoever notices the stop later raises with the name kept here, not a default.
+        raise BatchInterrupted(_stopped_by[0])
 
 
 @contextlib.contextmanager
@@ -94,6 +103,7 @@ def _on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterat
 def stop_on_signals() -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM raise ``BatchInterrupted`` (main thread only)."""
     _stopping.clear()
+    _stopped_by.clear()
     with _on_stop_signals(_raise_interrupted):
         yield
 
