@@ -190,7 +190,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
         ],
         "probes": [
             {**keys, "kind": p.kind, "probe": p.name, "hits": p.hits, "failures": p.failures}
-            for p in getattr(result, "probes", ())
+            for p in result.probes
         ],
     }
 

@@ -57,15 +57,16 @@ MAX_PCT_DEPTH = 10
 class Strategy(Protocol):
     """Chooses, at one choice point, which of the tied events runs now."""
 
-    def choose(self, point: int, ready: Sequence[Event]) -> int:
-        """The index in ``ready`` (FIFO order, at least two events) of the one that runs now."""
+    def choose(self, point: int, ready: Sequence[Any]) -> int:
+        """The index in ``ready`` (FIFO order, at least two) of the event that runs now; each entry is the
+        process that event resumes (``owner_of``), which is all a strategy needs to know of it."""
         ...
 
 
 class Fifo:
     """simpy's own order: the event scheduled first runs first."""
 
-    def choose(self, point: int, ready: Sequence[Event]) -> int:
+    def choose(self, point: int, ready: Sequence[Any]) -> int:
         return 0
 
 
@@ -75,7 +76,7 @@ class Uniform:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def choose(self, point: int, ready: Sequence[Event]) -> int:
+    def choose(self, point: int, ready: Sequence[Any]) -> int:
         return self.rng.randrange(len(ready))
 
 
@@ -85,7 +86,7 @@ class Replayed:
     def __init__(self, choices: Mapping[int, int]) -> None:
         self.choices = dict(choices)
 
-    def choose(self, point: int, ready: Sequence[Event]) -> int:
+    def choose(self, point: int, ready: Sequence[Any]) -> int:
         index = self.choices.get(point, 0)
         return index if index < len(ready) else 0
 
@@ -103,15 +104,14 @@ class Pct:
             self.change_points.setdefault(point, rank)
         self.priority: dict[Any, float] = {}  # keyed by identity; looked up, never iterated
 
-    def choose(self, point: int, ready: Sequence[Event]) -> int:
-        owners = [owner_of(event) for event in ready]
-        for owner in owners:
+    def choose(self, point: int, ready: Sequence[Any]) -> int:
+        for owner in ready:
             if owner not in self.priority:  # first seen: a random priority above every change point's
                 self.priority[owner] = self.depth + self.rng.random()
-        best = max(range(len(ready)), key=lambda i: self.priority[owners[i]])
+        best = max(range(len(ready)), key=lambda i: self.priority[ready[i]])
         dropped = self.change_points.get(point)
         if dropped is not None:
-            self.priority[owners[best]] = float(dropped)
+            self.priority[ready[best]] = float(dropped)
         return best
 
 
@@ -220,12 +220,12 @@ class OrderedEnvironment(simpy.Environment):
         while queue and queue[0][0] == at and queue[0][1] == priority:
             ready.append(heappop(queue))
         self.points += 1
-        events = [entry[3] for entry in ready]
-        index = self.strategy.choose(self.points, events)
+        owners = [owner_of(entry[3]) for entry in ready]  # once per tie: the strategy and the count share them
+        index = self.strategy.choose(self.points, owners)
         if index:
             self.choices.append((self.points, index))
-        for event in events:
-            self._owners.setdefault(owner_of(event), None)
+        for owner in owners:
+            self._owners.setdefault(owner, None)
         chosen = ready.pop(index)
         for entry in ready:
             heappush(queue, entry)
