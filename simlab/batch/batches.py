@@ -189,8 +189,7 @@ def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> d
             for b, start, end, op, outcome in result.broker_calls
         ],
         "probes": [
-            {**keys, "kind": p.kind, "probe": p.name, "hits": p.hits, "failures": p.failures}
-            for p in result.probes
+            {**keys, "kind": p.kind, "probe": p.name, "hits": p.hits, "failures": p.failures} for p in result.probes
         ],
     }
 
