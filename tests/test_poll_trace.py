@@ -141,9 +141,9 @@ def test_simlab_replay_shows_the_consistency_polls_in_its_timeline_text():
     text = format_timeline(run_once(scenario, run_seed(0, scenario.seed), keep_trace=True))
     polls = [line for line in text.splitlines() if " poll " in line]
     # The saga by its id, and the connection it locked (what violations name) by its id.
-    saga = ["BrokerDisconnectionSaga", "2692d2a9", "conn", "46a4ca44"]
+    saga = ["BrokerDisconnectionSaga", "eb15a1e8", "conn", "3ccefdaf"]
     assert [line.split(None, 5)[1:] for line in polls[:3]] == [
         [*saga, "validate_accounts_deleted #1 poll started"],
         [*saga, "validate_accounts_deleted #1 poll failed [AccountsStillInReadModel]"],
-        [*saga, "validate_accounts_deleted #1 poll scheduled retry in 0.302s"],
+        [*saga, "validate_accounts_deleted #1 poll scheduled retry in 0.236s"],
     ]

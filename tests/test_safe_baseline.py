@@ -4,6 +4,11 @@ Each seed is one run of a shipped scenario (all switches ``safe``) that violated
 code of commit 4f564e2 (the invariant is named below, with what happened); two of them, once their
 first failure was fixed, showed a second one (also named). The full picture, 1,000 runs of every
 scenario on both sides, is ``benchmarks/baseline.py``.
+
+The seeds were found while every stream was shared by all users. Since draws are keyed per user
+(``simlab.sim.keyed``) a seed makes another run than the one its comment tells: the comments stay as the
+record of what was fixed, the seeds as runs of those scenarios that must stay clean, and the lock
+overlaps counted now are those of the new runs (the two chaos_swarm runs that counted one have none).
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ FIXED = {
     # a connection saga froze past the lock's TTL and others took the lock (single_lock_holder); then:
     # a disconnection spent its deadline waiting out that TTL and timed out (disconnect_completed).
     # One overlap left: the other stale holder is now a child stopped when its parent compensated.
-    ("chaos_swarm", 12428870523758662112): 1,
+    ("chaos_swarm", 12428870523758662112): 0,
     # a holder froze past the lock's TTL and a second saga took the lock (single_lock_holder; and the
     # poll gave up: disconnect_completed): still two holders believing at once, counted, but the stale
     # one wrote nothing after the new one acted
-    ("chaos_swarm", 17709073082276591350): 1,
+    ("chaos_swarm", 17709073082276591350): 0,
 }
 
 
@@ -51,11 +56,11 @@ def test_a_run_that_violated_with_the_safe_variants_is_clean(scenario, seed):
 
 
 def test_stale_lock_holder_reaches_the_fence_and_its_check_sees_a_fence_that_is_not_there(monkeypatch):
-    # Run 0 of stale_lock_holder: sagas freeze past a 20 s lease 13 times while another takes the lock.
+    # Run 0 of stale_lock_holder: sagas freeze past a 20 s lease 12 times while another takes the lock.
     scenario = lab.scenario("stale_lock_holder", ALL_SAFE)
     seed = run_seed(0, scenario.seed)
     clean = run_once(scenario, seed)
-    assert (clean.violations, clean.lock_overlaps) == ([], 13)
+    assert (clean.violations, clean.lock_overlaps) == ([], 12)
     # A planted bug: the write model forgets to compare fencing tokens. The check does not read them.
     monkeypatch.setattr(TradingPlatform, "_check_token", lambda self, connection_id, command: None)
     broken = run_once(scenario, seed)

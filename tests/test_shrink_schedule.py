@@ -30,7 +30,7 @@ def _without(candidate: Scenario, path: str, items: tuple, dropped: object) -> S
 @pytest.fixture(scope="module")
 def swarm_shrunk() -> tuple[int, RunResult, ShrinkResult]:
     swarm = scenario("chaos_swarm")
-    seed = run_seed(2, swarm.seed)  # 75 faults strike; the orphan needs one broker error
+    seed = run_seed(95, swarm.seed)  # 34 faults strike; the orphan needs one broker error
     return seed, run_once(swarm, seed), shrink(swarm, seed, budget_s=60, reducers=[("strikes", fault_strikes)])
 
 
@@ -47,7 +47,7 @@ def test_the_faults_that_struck_shrink_to_a_one_minimal_schedule(swarm_shrunk):
 
 def test_a_failure_that_needs_no_fault_gets_an_empty_schedule():
     cascade = scenario("user_deletion_cascade")
-    seed = run_seed(1, cascade.seed)
+    seed = run_seed(0, cascade.seed)
     assert run_once(cascade, seed).strikes  # faults strike, but the deletion race needs none of them
     result = shrink(cascade, seed, budget_s=60, reducers=[("strikes", fault_strikes)])
     assert result.best.faults.strikes == ()
@@ -56,9 +56,9 @@ def test_a_failure_that_needs_no_fault_gets_an_empty_schedule():
 
 
 def test_a_random_order_shrinks_to_fifo_with_the_choices_the_race_needs():
-    # Run 64 of reconnect_race with a 10 ms quantum fails under random orderings and not under FIFO.
+    # Run 29 of reconnect_race with a 10 ms quantum fails under random orderings and not under FIFO.
     shuffled = scenario("reconnect_race", {"orderings.strategy": "random", "orderings.quantum_ms": 10})
-    seed = run_seed(64, shuffled.seed)
+    seed = run_seed(29, shuffled.seed)
     fifo = scenario("reconnect_race", {"orderings.quantum_ms": 10})
     assert run_once(fifo, seed).violations == []
     original = run_once(shuffled, seed)
@@ -75,7 +75,7 @@ def test_a_random_order_shrinks_to_fifo_with_the_choices_the_race_needs():
 
 def test_a_run_that_fails_under_fifo_too_needs_no_choice():
     shuffled = scenario("reconnect_race", {"orderings.strategy": "random"})
-    seed = run_seed(11, shuffled.seed)  # the no_orphans race of run 11 happens in FIFO order as well
+    seed = run_seed(5, shuffled.seed)  # the no_orphans race of run 5 happens in FIFO order as well
     assert signatures(run_once(scenario("reconnect_race"), seed, keep_trace=True))
     result = shrink(shuffled, seed, budget_s=60, reducers=[("orderings", orderings_toward_fifo)])
     assert result.best.orderings.strategy == "fifo"

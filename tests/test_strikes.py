@@ -92,7 +92,8 @@ def test_the_strikes_table_holds_every_run_s_schedule(tmp_path):
 
 @pytest.mark.parametrize(
     ("labels", "problem"),
-    [(["broker_errors"], "a strike is named FAMILY[/PART]#N"), (["bogus#1"], "unknown fault family 'bogus'"),
+    [(["broker_errors"], "a strike is named FAMILY[/PART][@USER]#N"), (["redis@u@v#1"], "a strike is named"),
+     (["bogus#1"], "unknown fault family 'bogus'"),
      (["redis#0"], "a strike is named"), (["redis#1", "redis#1"], "each strike is named once")],
 )  # fmt: skip
 def test_a_bad_strike_name_is_refused_naming_the_field(tmp_path, labels, problem):
@@ -101,6 +102,14 @@ def test_a_bad_strike_name_is_refused_naming_the_field(tmp_path, labels, problem
     with pytest.raises(ScenarioError, match=r"faults\.strikes") as refused:
         load_scenario(str(path))
     assert problem in str(refused.value)
+
+
+def test_every_form_a_run_names_its_strikes_in_is_accepted(tmp_path):
+    # A family with or without a part, drawn in a user's call (keyed: simlab.sim.keyed) or in no user's.
+    labels = ["failing_compensations@user-2#1", "broker_errors/alpaca@user-0#3", "redis/outage#1", "event_delivery#2"]
+    path = tmp_path / "repro.yaml"
+    path.write_text(f"name: repro\nfaults:\n  strikes: {labels!r}\n")
+    assert list(load_scenario(str(path)).faults.strikes or ()) == labels
 
 
 def test_a_shard_written_before_strikes_and_probes_is_whole(tmp_path):

@@ -183,7 +183,7 @@ def test_figure_of_a_hand_made_trace_draws_every_panel() -> None:
 @pytest.fixture(scope="module")
 def data_loss_run() -> tuple[str, RunResult]:
     scenario = load_scenario("reconnect_race")
-    seed = run_seed(66, 1)
+    seed = run_seed(1, 1)  # run 1 of reconnect_race (root seed 1) loses data, with retries
     return scenario.name, run_once(scenario, seed, keep_trace=True)
 
 
@@ -218,7 +218,7 @@ def test_replay_plot_writes_the_figure_and_prints_the_timeline(
     data_loss_run: tuple[str, RunResult], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "replay.png"
-    seed = str(run_seed(66, 1))
+    seed = str(run_seed(1, 1))
     assert main(["replay", "reconnect_race", "--seed", seed, "--plot", str(path)]) == 0
     out = capsys.readouterr().out
     assert "VIOLATION no_data_loss" in out

@@ -2,7 +2,7 @@
 
 Both work on the run of the scenario they are given, not on its configuration:
 
-- ``fault_strikes``: the run's strikes (``RunResult.strikes``, named ``broker_errors/alpaca#3``) become the
+- ``fault_strikes``: the run's strikes (``RunResult.strikes``, named ``broker_errors/alpaca@user-2#3``) become the
   scenario's explicit schedule ``faults.strikes``, and ddmin keeps the fewest of them that still fail. A fault
   left out is still drawn (its own stream keeps its place), so a candidate is the same run up to the first
   fault it leaves out, and one injected fault can go while its neighbours stay.

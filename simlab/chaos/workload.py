@@ -19,6 +19,7 @@ from sagas.engine.randomness import RandomStreams
 from sagas.trading import commands as c
 from simlab.scenario.model import Orderings, Scenario
 from simlab.sim.brokers import PROFILES, VirtualBroker
+from simlab.sim.keyed import KeyedStreams, acting_for
 from simlab.sim.latency import lognormal_delay
 from simlab.sim.market import Market
 from simlab.sim.orderings import Fifo, OrderedEnvironment, parse_strategy, strategy_of
@@ -39,7 +40,7 @@ def build_scenario_world(
     is PCT's expected number of choice points when the strategy does not give it). ``count_ties`` runs FIFO
     on an environment that counts choice points (the same trace as plain FIFO).
     """
-    streams = RandomStreams.of(seed)
+    streams = KeyedStreams.of(seed)
     if count_ties:
         env: simpy.Environment | None = OrderedEnvironment(Fifo(), scenario.orderings.quantum_ms / 1000)
     else:
@@ -117,6 +118,7 @@ async def drive(world: TradingWorld, scenario: Scenario) -> None:
 
 
 async def _user_life(world: TradingWorld, scenario: Scenario, user_id: str, start_s: float) -> None:
+    acting_for(user_id)  # every draw this user's work makes, down to its sagas' steps, comes from its own streams
     runtime = world.sim.runtime
     rng = world.sim.streams.stream(f"workload/{user_id}")
     bus = world.manager.command_bus

@@ -130,7 +130,8 @@ class Faults(Strict):
     overlapping_managers: OverlappingManagers = OverlappingManagers()
     strikes: tuple[str, ...] | None = None
     """Only these of the faults the run's streams draw strike, named as a run records them
-    (``broker_errors/alpaca#3``: the third fault ``broker_errors`` drew for broker alpaca); None: every one.
+    (``broker_errors/alpaca@user-2#3``: the third fault ``broker_errors`` drew for broker alpaca in user-2's
+    calls); None: every one.
     A recorded run's own list replays it exactly; a shorter list is what ``simlab shrink`` tries."""
 
     @field_validator("strikes")
@@ -139,9 +140,8 @@ class Faults(Strict):
         for label in value or ():
             match = STRIKE_LABEL.fullmatch(label)
             if match is None:
-                raise ValueError(
-                    f"a strike is named FAMILY[/PART]#N, such as broker_errors/alpaca#3, got {shown(label)}"
-                )
+                example = "broker_errors/alpaca@user-2#3"
+                raise ValueError(f"a strike is named FAMILY[/PART][@USER]#N, such as {example}, got {shown(label)}")
             known("fault family", match.group(1), FAMILIES)
         if value is not None and len(set(value)) != len(value):
             raise ValueError("each strike is named once")
@@ -164,6 +164,6 @@ FAMILIES: tuple[str, ...] = tuple(
 )
 """Every fault family of the schema, in its order (the order of the plan's draws)."""
 
-STRIKE_LABEL = re.compile(r"([a-z_]+)(?:/[^#\s]{1,200})?#([1-9][0-9]{0,8})")
-"""How a recorded strike is named: family, optional part (a broker, a kind), and its number among the family's
-(and part's) drawn faults."""
+STRIKE_LABEL = re.compile(r"([a-z_]+)(?:/[^#@\s]{1,200})?(?:@[^#@\s]{1,200})?#([1-9][0-9]{0,8})")
+"""How a recorded strike is named: family, optional part (a broker, a kind), optional user whose call drew it
+(``simlab.sim.keyed``), and its number among the family's (and part's, and user's) drawn faults."""

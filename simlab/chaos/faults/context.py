@@ -16,6 +16,7 @@ from collections import Counter
 from simlab.chaos.faults.plan import FaultPlan
 from simlab.chaos.faults.windows import FaultWindows, Strike
 from simlab.evidence.trace_tables import CurrentAttempts
+from simlab.sim.keyed import current_entity
 from simlab.sim.runtime import SimTask
 from simlab.sim.world import SimWorld
 
@@ -81,12 +82,16 @@ class FaultContext:
     def strike(self, family: str, part: str = "", detail: str = "") -> bool:
         """Whether a fault ``family`` has just drawn (on ``part``: a broker, a kind of fault) strikes.
 
-        Every drawn fault is numbered per family and part (``broker_errors/alpaca#3``); it strikes unless
+        Every drawn fault is numbered per family, part and user (``broker_errors/alpaca@user-2#3``, the user
+        whose task drew it from its part of the stream: ``simlab.sim.keyed``); it strikes unless
         the scenario's ``faults.strikes`` names others only. A fault that strikes is counted and recorded
         (``FaultWindows.strikes``). The caller has made its draws either way, so leaving a fault out moves
         none of its own stream's later draws (the call it lets through may still meet other families' draws).
         """
         key = f"{family}/{part}" if part else family
+        entity = current_entity()
+        if entity is not None:
+            key = f"{key}@{entity}"  # its draw came from the entity's part of the stream (simlab.sim.keyed)
         self._drawn[key] += 1
         label = f"{key}#{self._drawn[key]}"
         if not self.allows(label):
