@@ -82,3 +82,26 @@ def test_a_drawn_fault_is_named_for_the_user_whose_call_drew_it():
     # The faults user 2 met alone are the ones it met among the others, by name and instant.
     of_user_2 = [(s.t, s.label) for s in full.strikes if "@user-2#" in s.label]
     assert of_user_2 and [(s.t, s.label) for s in alone.strikes if "@user-" in s.label] == of_user_2
+
+
+def test_a_saga_resumed_after_a_crash_still_draws_for_its_user(monkeypatch):
+    # broker_connection, run 1: the manager crashes while user 1's connection saga runs; the restarted manager's
+    # recovery loop (no user's task) resumes it at 16.549 s. The saga acts for the user its trigger names, so
+    # user 1 alone still makes exactly the records it made among the others.
+    scenario = load_scenario("broker_connection")
+    seed = run_seed(1, scenario.seed)
+    only_1 = with_settings(scenario, {"workload.only_users": [1]})
+
+    def user_1_alone_and_among_others() -> tuple[list, list]:
+        alone = run_once(only_1, seed, keep_trace=True)
+        mine = {r.saga_id for r in alone.trace if r.saga_id}
+        return _records_of(alone, mine), _records_of(run_once(scenario, seed, keep_trace=True), mine)
+
+    alone, among = user_1_alone_and_among_others()
+    assert [(round(r.t, 3), r.saga_type) for r in alone if r.outcome == "resumed"] == [(16.549, "BrokerConnectionSaga")]
+    assert alone == among
+    # Without giving the resumed saga its user, it draws from the component's own stream, which the other
+    # users' resumed sagas draw from too: user 1 alone is no longer the same story.
+    monkeypatch.setattr("simlab.chaos.workload.SagaEntities", lambda user_of: None)
+    alone, among = user_1_alone_and_among_others()
+    assert alone != among

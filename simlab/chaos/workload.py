@@ -10,6 +10,7 @@ user never shifts another user's draws.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import simpy
@@ -19,11 +20,12 @@ from sagas.engine.randomness import RandomStreams
 from sagas.trading import commands as c
 from simlab.scenario.model import Orderings, Scenario
 from simlab.sim.brokers import PROFILES, VirtualBroker
-from simlab.sim.keyed import KeyedStreams, acting_for
+from simlab.sim.keyed import KeyedStreams, SagaEntities, acting_for
 from simlab.sim.latency import lognormal_delay
 from simlab.sim.market import Market
 from simlab.sim.orderings import Fifo, OrderedEnvironment, parse_strategy, strategy_of
 from simlab.sim.projections import LagProfile
+from simlab.sim.runtime import SimTask
 from simlab.sim.trading_world import TradingWorld, build_trading_world
 from simlab.sim.world import SimWorld
 
@@ -63,7 +65,7 @@ def build_scenario_world(
         for name, spec in scenario.projections.items()
     }
     latency = scenario.bus_latency
-    return build_trading_world(
+    world = build_trading_world(
         streams,
         brokers,
         config=scenario.sagas.to_config(),
@@ -72,6 +74,19 @@ def build_scenario_world(
         query_delay=lognormal_delay(streams.stream("bus/query"), latency.query_median_s, latency.sigma),
         env=env,
     )
+    world.sim.runtime.on_task_start = SagaEntities(partial(_user_of_saga, world.sim))  # resumed: still its user's
+    return world
+
+
+def _user_of_saga(sim: SimWorld, task: SimTask) -> str | None:
+    """The user whose event triggered the saga ``task`` drives (every trading trigger names one), or None."""
+    for manager in sim.made:
+        saga_id = manager.saga_of(task)
+        if saga_id is not None:
+            execution = manager.execution_of(saga_id)
+            user = None if execution is None else execution.state.trigger_data.get("user_id")
+            return user if isinstance(user, str) else None
+    return None
 
 
 def ordered_environment(

@@ -13,6 +13,10 @@ the sagas their events start, those sagas' steps, broker calls, Redis commands a
 drawn from that user's streams. Work with no user (a recovery loop, a fault schedule, the orderings
 strategy) draws from the component's own stream, as before.
 
+A saga resumed after a crash or taken over by another manager is spawned by a recovery loop, which
+acts for no user; ``SagaEntities`` gives its task the user its trigger names, so a saga's draws come
+from that user's streams whichever manager drives it.
+
 The engine is not changed: it asks ``RandomStreams.stream(name)`` for a ``random.Random`` once, and
 ``KeyedStreams`` hands it a ``KeyedRandom``, a ``random.Random`` whose draws go to the current entity's
 stream. Streams that are already per entity or shared state by nature (``workload/...``, the market's
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import contextvars
 import random
+from collections.abc import Callable
+from typing import Any
 
 from sagas.engine.randomness import RandomStreams
 
@@ -114,3 +120,22 @@ class KeyedStreams(RandomStreams):
         if rng is None:
             rng = self._keyed[name] = KeyedRandom(self, name)
         return rng
+
+
+class SagaEntities:
+    """Gives a saga's task the user its trigger names, when no user's task spawned it (a resume, a takeover).
+
+    Installed as the runtime's ``on_task_start``: it runs in each new task's context before its first step.
+    ``user_of`` tells the user a task's saga acts for (from its trigger's data: the seed's enriched events
+    carry ``user_id``), None for a task that drives no saga. A task spawned in a user's context keeps that
+    user: a saga started by a user's event is that user's.
+    """
+
+    def __init__(self, user_of: Callable[[Any], str | None]) -> None:
+        self._user_of = user_of
+
+    def __call__(self, task: Any) -> None:
+        if _entity.get() is None:
+            user = self._user_of(task)
+            if user is not None:
+                _entity.set(user)

@@ -156,11 +156,18 @@ class _InContext:
 class SimTask:
     """A ``TaskHandle`` over a simpy process running a coroutine (in its own copy of the spawner's context)."""
 
-    __slots__ = ("_env", "_exception", "_observed", "_process", "_result", "name")
+    __slots__ = ("_env", "_exception", "_observed", "_on_start", "_process", "_result", "name")
 
-    def __init__(self, env: simpy.Environment, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        coroutine: Coroutine[Any, Any, Any],
+        name: str,
+        on_start: Callable[[SimTask], None] | None = None,
+    ) -> None:
         self._env = env
         self.name = name
+        self._on_start = on_start
         self._result: Any = None
         self._exception: BaseException | None = None
         self._observed = False
@@ -176,6 +183,8 @@ class SimTask:
             coroutine.close()  # cancelled before it started, as asyncio does
             self._exception = cancelled
             return
+        if self._on_start is not None:
+            self._on_start(self)  # in the task's own context, before its first step
         try:
             self._result = await coroutine
         except (Exception, asyncio.CancelledError) as error:  # noqa: BLE001 - kept for join(); see unobserved_errors
@@ -264,6 +273,8 @@ class SimRuntime:
         self.tasks: list[SimTask] = []
         self._task_of: dict[simpy.Process, SimTask] = {}
         self._deadlines: dict[simpy.Process, _ProcessDeadlines] = {}
+        self.on_task_start: Callable[[SimTask], None] | None = None
+        """Called in each task's context as it starts, before its first step (``simlab.sim.keyed`` uses it)."""
 
     def now(self) -> float:
         """Simulated seconds."""
@@ -303,7 +314,7 @@ class SimRuntime:
 
     def spawn(self, coroutine: Coroutine[Any, Any, T], name: str = "") -> SimTask:
         """Start ``coroutine`` as a simpy process."""
-        task = SimTask(self.env, coroutine, name)
+        task = SimTask(self.env, coroutine, name, self.on_task_start)
         self.tasks.append(task)
         self._task_of[task._process] = task
         return task
