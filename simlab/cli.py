@@ -188,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for problem in error.problems:  # every problem, one line each: fix them all in one go
                 print(f"simlab validate: {problem}", file=sys.stderr)
             return 2
-        print(f"{args.scenario}: valid scenario {scenario.name!r} ({scenario.runs} runs from seed {scenario.seed})")
+        seeded = "of its own run_seeds" if scenario.run_seeds is not None else f"from seed {scenario.seed}"
+        print(f"{args.scenario}: valid scenario {scenario.name!r} ({scenario.runs} runs {seeded})")
         return 0
     if args.command in ("run", "replay", "check-determinism"):
         return _run_or_replay(args)
@@ -228,8 +229,11 @@ def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
     from simlab.batch.batches import resumed_shard_size, run_batch_to, shard_size_for
+    from simlab.scenario.model import runs_problem
 
-    problem = _output_problem(out)
+    problem = _output_problem(out) or runs_problem(scenario, runs)
+    if args.seed is not None and scenario.run_seeds is not None:
+        problem = f"--seed {args.seed}: scenario {scenario.name!r} lists its runs' own seeds (run_seeds)"
     shard_size = args.shard_size or (None if problem else resumed_shard_size(out, runs, root)) or shard_size_for(runs)
     shards = math.ceil(runs / shard_size)
     if shards > MAX_SHARDS:
@@ -317,6 +321,7 @@ def _resumable(
 def _sweep(args: argparse.Namespace) -> int:
     from simlab.batch.sweep import GridError, load_grid, make_points, resolve_grid_path, run_sweep
     from simlab.scenario import ScenarioError, load_scenario
+    from simlab.scenario.model import runs_problem
 
     try:
         scenario = load_scenario(args.scenario)
@@ -329,7 +334,7 @@ def _sweep(args: argparse.Namespace) -> int:
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"sweep-{scenario.name}-{grid_path.stem}"
     total = len(points) * args.runs_per_point
-    problem = _output_problem(out)
+    problem = _output_problem(out) or runs_problem(scenario, args.runs_per_point, "--runs-per-point")
     if total > MAX_RUNS:
         problem = (
             f"--runs-per-point {args.runs_per_point}: {len(points):,} points x {args.runs_per_point:,} runs make "

@@ -17,6 +17,7 @@ import pytest
 
 from sagas.engine.trace import TraceRecord
 from simlab.batch.batches import run_batch_to
+from simlab.batch.results import load_results
 from simlab.batch.runner import run_once, run_seed
 from simlab.batch.shrink import (
     REDUCERS,
@@ -158,7 +159,7 @@ def test_budget_spent_is_raised_before_a_candidate_runs() -> None:
 
 
 def test_a_violating_run_of_a_shipped_scenario_shrinks_to_a_repro_that_replays_and_fails_its_test(
-    race_batch: Path, capsys: pytest.CaptureFixture[str]
+    race_batch: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     seed = run_seed(RACE_RUN, 1)
     original = run_once(load_scenario("reconnect_race"), seed, keep_trace=True)
@@ -176,6 +177,21 @@ def test_a_violating_run_of_a_shipped_scenario_shrinks_to_a_repro_that_replays_a
     assert any(line.endswith(f"replay {out / 'repro.yaml'} --seed {seed}") for line in header)
     assert main(["replay", str(out / "repro.yaml"), "--seed", str(seed)]) == 0
     assert "VIOLATION no_orphans" in capsys.readouterr().out
+    # The repro names its run (run_seeds): replayed without --seed, or run as a batch, it is that run.
+    assert repro.run_seeds == (seed,) and repro.runs == 1
+    assert main(["replay", str(out / "repro.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert f"trace sha256: {replayed.trace_hash}\n" in text and "VIOLATION no_orphans" in text
+    status = main(["run", str(out / "repro.yaml"), "--out", str(tmp_path / "again"), "--workers", "1"])
+    capsys.readouterr()
+    again = load_results(tmp_path / "again")
+    assert again.runs[["run", "seed", "trace_hash"]].values.tolist() == [[0, seed, replayed.trace_hash]]
+    assert status == 0 and "no_orphans" in set(again.violations["invariant"])
+    assert main(["run", str(out / "repro.yaml"), "--runs", "2", "--out", str(tmp_path / "two")]) == 2
+    assert "--runs 2: scenario 'reconnect_race' lists 1 run seed(s) (run_seeds)" in capsys.readouterr().err
+    assert main(["run", str(out / "repro.yaml"), "--seed", "3", "--out", str(tmp_path / "two")]) == 2
+    assert "--seed 3: scenario 'reconnect_race' lists its runs' own seeds (run_seeds)" in capsys.readouterr().err
+    assert not (tmp_path / "two").exists()
     assert (out / "timeline.png").stat().st_size > 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     test = subprocess.run(

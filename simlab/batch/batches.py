@@ -38,7 +38,7 @@ from simlab.batch.interrupts import (
     terminate_workers,
 )
 from simlab.batch.results import Results, load_results, read_table
-from simlab.batch.runner import RunResult, run_once, run_seed
+from simlab.batch.runner import RunResult, run_once, seed_of_run
 from simlab.batch.shards import (
     BATCH_MANIFEST,
     SCENARIO_FILE,
@@ -132,7 +132,12 @@ def config_hash(scenario: Scenario) -> str:
     return hashlib.sha256(scenario.model_dump_json(exclude=unused or None).encode()).hexdigest()[:16]
 
 
-LATER_SETTINGS: tuple[tuple[str, str], ...] = (("orderings", ""), ("faults", "strikes"), ("workload", "only_users"))
+LATER_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("orderings", ""),
+    ("faults", "strikes"),
+    ("workload", "only_users"),
+    ("run_seeds", ""),
+)
 """Settings added after batches were first written, as (section, name) (name "": the section itself)."""
 
 
@@ -219,7 +224,7 @@ def shard_rows(
     violations = 0
     for index in range(shard.start, shard.stop):
         exit_if_orphaned()
-        result = run_once(scenario, run_seed(index, root_seed), keep_trace=True)
+        result = run_once(scenario, seed_of_run(scenario, index, root_seed), keep_trace=True)
         violations += len(result.violations)
         for name, table in _tables(scenario, digest, index, result).items():
             rows[name].extend(table)

@@ -40,7 +40,7 @@ from typing import Any
 
 from simlab.batch.batches import Batch, Notice, code_hash, config_hash, run_shard, shard_rows
 from simlab.batch.interrupts import WorkerDied, terminate_workers
-from simlab.batch.runner import run_seed
+from simlab.batch.runner import seed_of_run
 from simlab.batch.shards import TABLES, Shard, marker_path, nearest_existing, output_problem, table_bytes
 from simlab.scenario.limits import shown
 
@@ -339,7 +339,10 @@ class DaskRunner:
             runs, violations, ran_on[key] = future.result()
         except KilledWorker:
             tries = 1 + int(self.client.run_on_scheduler(_allowed_failures))
-            seeds = [run_seed(i, batch.root_seed) for i in range(shard.start, min(shard.stop, shard.start + 3))]
+            seeds = [
+                seed_of_run(batch.scenario, i, batch.root_seed)
+                for i in range(shard.start, min(shard.stop, shard.start + 3))
+            ]
             more = ", ..." if shard.runs > len(seeds) else ""
             return (
                 f"{batch.out}: shard {shard.index} (runs {shard.start}..{shard.stop - 1}, seeds "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from simlab.batch.batches import code_hash, config_hash
 from simlab.batch.results import read_table
-from simlab.batch.runner import run_seed
+from simlab.batch.runner import seed_of_run
 from simlab.batch.shards import (
     BATCH_MANIFEST,
     SCENARIO_FILE,
@@ -59,7 +59,8 @@ def resolve_replay(target: str, *, seed: int | None, run: int | None, point: int
     """The run ``simlab replay TARGET [--seed S | --run N] [--point K]`` names; ``ReplayError`` if none.
 
     ``target`` is a scenario (name or file), a batch folder, or a sweep folder with ``point``. A folder
-    without ``seed`` or ``run`` names its first run with a violation (what a user replays first).
+    without ``seed`` or ``run`` names its first run with a violation (what a user replays first); a scenario
+    without ``seed`` that lists ``run_seeds`` (a repro) names its first.
     """
     folder = Path(target)
     if not folder.is_dir():
@@ -72,12 +73,15 @@ def resolve_replay(target: str, *, seed: int | None, run: int | None, point: int
             )
         if point is not None:
             raise ReplayError(f"--point {point}: points belong to a sweep; {shown(target)} is not a sweep folder")
-        if seed is None:
-            raise ReplayError(f"{shown(target)}: give the run's --seed (or a results folder and --run N)")
         try:
-            return ReplayTarget(load_scenario(target), seed)
+            scenario = load_scenario(target)
         except ScenarioError as error:
             raise ReplayError(str(error)) from None
+        if seed is None and scenario.run_seeds is not None:
+            seed = scenario.run_seeds[0]  # a repro names its run: the first run of a batch of it
+        if seed is None:
+            raise ReplayError(f"{shown(target)}: give the run's --seed (or a results folder and --run N)")
+        return ReplayTarget(scenario, seed)
     if (folder / SWEEP_MANIFEST).is_file():
         folder = _sweep_point(folder, point)
     elif point is not None:
@@ -131,10 +135,12 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
     if run is not None:
         if not 0 <= run < runs:
             raise ReplayError(f"--run {run}: {folder} holds {span}")
-        if seed is not None and seed != run_seed(run, root):
-            raise ReplayError(f"--seed {seed} is not the seed of run {run} of {folder} ({run_seed(run, root)})")
+        if seed is not None and seed != seed_of_run(scenario, run, root):
+            raise ReplayError(
+                f"--seed {seed} is not the seed of run {run} of {folder} ({seed_of_run(scenario, run, root)})"
+            )
     else:
-        run = _run_of_seed(folder, finished, seed, runs, root)
+        run = _run_of_seed(folder, finished, scenario, seed, runs, root)
         if run is None:
             raise ReplayError(
                 f"--seed {seed}: no run of {folder} has that seed (its {runs:,} runs are seeded from root seed "
@@ -142,7 +148,7 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
             )
     return ReplayTarget(
         scenario,
-        run_seed(run, root),
+        seed_of_run(scenario, run, root),
         folder,
         run,
         _recorded_hash(folder, run, finished),
@@ -151,7 +157,7 @@ def _from_batch(folder: Path, seed: int | None, run: int | None) -> ReplayTarget
 
 
 def _run_of_seed(
-    folder: Path, finished: Mapping[int, FinishedShard], seed: int | None, runs: int, root: int
+    folder: Path, finished: Mapping[int, FinishedShard], scenario: Scenario, seed: int | None, runs: int, root: int
 ) -> int | None:
     """The run of the batch whose seed is ``seed``: read from its finished runs, computed for the rest."""
     table = read_table(folder, "runs", ["seed"], finished=finished)
@@ -165,7 +171,7 @@ def _run_of_seed(
             gaps.append(range(at, start))
         at = max(at, stop)
     gaps.append(range(at, runs))
-    return next((i for gap in gaps for i in gap if run_seed(i, root) == seed), None)
+    return next((i for gap in gaps for i in gap if seed_of_run(scenario, i, root) == seed), None)
 
 
 def _first_violating_run(folder: Path, finished: Mapping[int, FinishedShard]) -> int | None:

@@ -87,6 +87,13 @@ def run_seed(index: int, root_seed: int) -> int:
     return derive_seed(root_seed, f"run/{index}")
 
 
+def seed_of_run(scenario: Scenario, index: int, root_seed: int) -> int:
+    """The seed of run ``index`` of a batch of ``scenario``: its ``run_seeds[index]`` when it lists them (a
+    repro: the failing run itself), else ``run_seed(index, root_seed)``."""
+    listed = scenario.run_seeds
+    return run_seed(index, root_seed) if listed is None else listed[index]
+
+
 def quiet_swallowed_errors() -> None:
     """Keep the seed's ``safe_set``/``safe_delete`` failure logs (logger ``sagas.infra``) off the terminal.
 
@@ -209,4 +216,4 @@ _BY_START = operator.itemgetter(1, 0, 2)  # (started_at, broker, ended_at), as a
 def run_batch(scenario: Scenario, runs: int, root_seed: int) -> Iterator[RunResult]:
     """Runs ``0 .. runs-1`` of a batch, one after another."""
     for index in range(runs):
-        yield run_once(scenario, run_seed(index, root_seed))
+        yield run_once(scenario, seed_of_run(scenario, index, root_seed))

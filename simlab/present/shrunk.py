@@ -29,9 +29,10 @@ SUMMARY_FILE = "shrink.json"
 SHRUNK_DIR = "shrunk"
 
 
-def repro_scenario(scenario: Scenario) -> Scenario:
-    """``scenario`` as a repro file: one run, and no batch expectation (it describes one run's failure)."""
-    return scenario.model_copy(update={"runs": 1, "expect": Expect()})
+def repro_scenario(scenario: Scenario, seed: int) -> Scenario:
+    """``scenario`` as a repro file: one run, seeded ``seed`` (``run_seeds``: ``simlab run`` on it runs the
+    failing run itself), and no batch expectation (it describes one run's failure)."""
+    return scenario.model_copy(update={"runs": 1, "run_seeds": (seed,), "expect": Expect()})
 
 
 def scenario_yaml(scenario: Scenario, header: list[str]) -> str:
@@ -63,7 +64,9 @@ def write_shrunk(result: ShrinkResult, out: Path, *, source: str) -> Path:
             f"Before: {result.original_size}.",
             f"After: {result.best_size}.",
         ]
-        (tmp / "repro.yaml").write_text(scenario_yaml(repro_scenario(result.best), header), encoding="utf-8")
+        (tmp / "repro.yaml").write_text(
+            scenario_yaml(repro_scenario(result.best, result.seed), header), encoding="utf-8"
+        )
         (tmp / "test_repro.py").write_text(repro_test(result.target, result.seed), encoding="utf-8")
         save_replay_figure(result.best_result, str(tmp / "timeline.png"), title=f"shrunk: {result.target}")
         for k, other in enumerate(result.others):
@@ -71,7 +74,7 @@ def write_shrunk(result: ShrinkResult, out: Path, *, source: str) -> Path:
                 f"simlab shrink met another failure: {other.signature}",
                 f"with run seed {result.seed}: {other.size}.",
             ]
-            text = scenario_yaml(repro_scenario(other.scenario), note)
+            text = scenario_yaml(repro_scenario(other.scenario, result.seed), note)
             (tmp / f"other-{k}.yaml").write_text(text, encoding="utf-8")
         summary = _summary(result, source, command)
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

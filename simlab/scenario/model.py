@@ -349,6 +349,10 @@ class Scenario(Strict):
     """Lower-case letters, digits, ``_`` and ``-``, at most 64 (``NAME_PATTERN``)."""
     runs: int = Field(default=1000, ge=1, le=MAX_RUNS)
     seed: int = Field(default=0, ge=0)
+    run_seeds: tuple[Annotated[int, Field(ge=0, lt=2**64)], ...] | None = None
+    """The seeds of the runs themselves, run ``i`` seeded with ``run_seeds[i]`` (None: derived from ``seed``,
+    ``simlab.batch.runner.run_seed``). A repro written by ``simlab shrink`` lists its failing run's seed, so
+    ``simlab run`` on it runs that very run; a batch then has at most this many runs."""
     horizon_s: Positive = 900.0
     workload: Workload = Workload()
     brokers: dict[str, BrokerSpec] = Field(default_factory=lambda: {"alpaca": BrokerSpec(profile="real")})
@@ -395,6 +399,15 @@ class Scenario(Strict):
         return value
 
     @model_validator(mode="after")
+    def _runs_seeded(self) -> Scenario:
+        if self.run_seeds is not None and not 1 <= self.runs <= len(self.run_seeds):
+            raise ValueError(
+                f"runs is {self.runs} but run_seeds lists {len(self.run_seeds)} seed(s): a batch of this scenario "
+                f"has at most {len(self.run_seeds)} run(s)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         for broker in self.workload.brokers:
             if broker not in self.brokers:
@@ -418,3 +431,14 @@ class Scenario(Strict):
                 "so that liveness can be judged after faults heal"
             )
         return self
+
+
+def runs_problem(scenario: Scenario, runs: int, flag: str = "--runs") -> str | None:
+    """Why a batch of ``runs`` runs of ``scenario`` cannot be made (it lists fewer ``run_seeds``), or None."""
+    listed = scenario.run_seeds
+    if listed is None or runs <= len(listed):
+        return None
+    return (
+        f"{flag} {runs}: scenario {scenario.name!r} lists {len(listed)} run seed(s) (run_seeds), so a batch "
+        f"of it has at most {len(listed)} run(s)"
+    )
