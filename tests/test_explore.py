@@ -8,12 +8,11 @@ import io
 import pytest
 
 from simlab.batch.results import load_results
-from simlab.batch.runner import run_once, run_seed
+from simlab.batch.runner import count_choice_points, run_once, run_seed
 from simlab.cli import main
 from simlab.lab import scenario
 from simlab.present.explore import explore_table
 from simlab.scenario import load_scenario
-from simlab.sim.orderings import pct_bound
 
 RUNS = 6
 ROOT = 3
@@ -61,7 +60,12 @@ def test_the_table_counts_what_the_runs_themselves_found(explored):
         points = sorted(r.ties.points for r in results if r.ties is not None)
         assert row["choice_points_p50"] == float(points[RUNS // 2 - 1] + points[RUNS // 2]) / 2
         if strategy.startswith("pct"):
-            bounds = [pct_bound(2, r.ties.processes, r.ties.points) for r in results if r.ties is not None]
+            # K, the choice points PCT drew its change point over: the FIFO run's count, for each seed
+            counts = [count_choice_points(ordered, run_seed(i, ROOT)) for i in range(RUNS)]
+            assert [r.ties.pct_steps for r in results if r.ties is not None] == counts
+            bounds = [
+                1.0 / (r.ties.processes * max(r.ties.points, k)) for r, k in zip(results, counts, strict=True) if r.ties
+            ]
             expected = 1.0
             for p in bounds:
                 expected *= 1.0 - p

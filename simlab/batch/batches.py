@@ -145,8 +145,13 @@ def tie_columns(result: RunResult) -> dict[str, int | None]:
     """The runs table's ordering columns of one run (nulls when its scenario left orderings to FIFO)."""
     ties = result.ties
     if ties is None:
-        return {"choice_points": None, "tie_processes": None, "non_fifo_choices": None}
-    return {"choice_points": ties.points, "tie_processes": ties.processes, "non_fifo_choices": len(ties.choices)}
+        return {"choice_points": None, "tie_processes": None, "non_fifo_choices": None, "pct_steps": None}
+    return {
+        "choice_points": ties.points,
+        "tie_processes": ties.processes,
+        "non_fifo_choices": len(ties.choices),
+        "pct_steps": ties.pct_steps,
+    }
 
 
 def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> dict[str, list[dict[str, object]]]:

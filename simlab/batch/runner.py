@@ -32,7 +32,7 @@ from simlab.evidence.sources import DeletionSnapshot, Evidence
 from simlab.evidence.trace_tables import SagaRow, saga_rows
 from simlab.evidence.watch import watch_deletions, watch_locks
 from simlab.scenario.model import Scenario
-from simlab.sim.orderings import OrderedEnvironment, parse_strategy
+from simlab.sim.orderings import OrderedEnvironment, Pct, parse_strategy
 from simlab.sim.trading_world import TradingWorld
 from simlab.sim.world import relaxed_gc
 
@@ -80,6 +80,8 @@ class Ties:
     """Distinct processes ready at some choice point (PCT's n)."""
     choices: tuple[tuple[int, int], ...]
     """Every non-FIFO choice, ``(choice point, index)``: replayed by ``orderings.choices``."""
+    pct_steps: int | None = None
+    """PCT's K, the choice points its change points were drawn over (None: another strategy)."""
 
 
 def run_seed(index: int, root_seed: int) -> int:
@@ -154,7 +156,8 @@ def _ties(world: TradingWorld) -> Ties | None:
     env = world.sim.runtime.env
     if not isinstance(env, OrderedEnvironment):
         return None
-    return Ties(env.points, env.processes, tuple(env.choices))
+    steps = env.strategy.steps if isinstance(env.strategy, Pct) else None
+    return Ties(env.points, env.processes, tuple(env.choices), steps)
 
 
 def _run(scenario: Scenario, seed: int, keep_trace: bool) -> RunResult:

@@ -69,6 +69,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("choice_points", pa.int64()),
             ("tie_processes", pa.int64()),
             ("non_fifo_choices", pa.int64()),
+            ("pct_steps", pa.int64()),  # PCT's K, its change points drawn over that many choice points (null: not PCT)
             # the run's saga variants (seed or safe per switch): which probes apply to it (null: an older lab's)
             *((variant_column(switch), pa.string()) for switch in VARIANT_SWITCHES),
         ]

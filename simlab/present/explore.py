@@ -3,9 +3,10 @@
 Each strategy's runs are an ordinary batch folder (``simlab replay FOLDER --run N`` replays any of them),
 read through the one loader (``simlab.batch.results.read_table``). For a PCT strategy the table also gives
 PCT's guarantee: a run hits a given bug of depth D with probability at least ``1 / (n * k**(D-1))``, with n
-the processes and k the choice points the run met (``simlab.sim.orderings.pct_bound``); over N runs at
-least one hits it with probability ``1 - prod(1 - p_i)``. The guarantee assumes PCT's change points were
-drawn over at least k choice points (the FIFO run's count, unless ``pct:D:K`` gave K).
+the processes and k the larger of the choice points the run met and PCT's K, the number its change points
+were drawn over (the FIFO run's count, unless ``pct:D:K`` gave K; ``simlab.sim.orderings.pct_bound``);
+over N runs at least one hits it with probability ``1 - prod(1 - p_i)``. A batch written before K was
+recorded (no ``pct_steps``) is bounded with the run's own count.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def explore_table(folders: Mapping[str, Path]) -> pd.DataFrame:
 
 
 def _strategy_row(strategy: str, folder: Path) -> dict[str, object]:
-    runs = read_table(folder, "runs", columns=["run", "violations", "choice_points", "tie_processes"])
+    runs = read_table(folder, "runs", columns=["run", "violations", "choice_points", "tie_processes", "pct_steps"])
     violations = read_table(folder, "violations", columns=["run", "invariant"])
     counts = violations.groupby("invariant", observed=True)["run"].nunique().sort_index()
     violating = sorted(set(violations["run"].tolist()))
@@ -45,8 +46,8 @@ def _strategy_row(strategy: str, folder: Path) -> dict[str, object]:
     overall: float | None = None
     if spec.kind == "pct" and len(runs) and runs["choice_points"].notna().all():
         bounds = [
-            pct_bound(spec.depth, int(n), int(k))
-            for n, k in zip(runs["tie_processes"], runs["choice_points"], strict=True)
+            pct_bound(spec.depth, int(n), int(k), None if pd.isna(steps) else int(steps))
+            for n, k, steps in zip(runs["tie_processes"], runs["choice_points"], runs["pct_steps"], strict=True)
         ]
         per_run = float(pd.Series(bounds).median())
         overall = 1.0 - math.prod(1.0 - p for p in bounds)

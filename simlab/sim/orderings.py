@@ -97,8 +97,9 @@ class Pct:
     def __init__(self, rng: random.Random, depth: int, steps: int) -> None:
         self.rng = rng
         self.depth = depth
+        self.steps = max(steps, 1)  # K: the choice points its change points are drawn over (PCT's bound uses it)
         # change point -> the priority its process drops to (1 .. depth-1, all below every initial one)
-        points = [rng.randint(1, max(steps, 1)) for _ in range(depth - 1)]
+        points = [rng.randint(1, self.steps) for _ in range(depth - 1)]
         self.change_points: dict[int, int] = {}
         for rank, point in enumerate(points, start=1):
             self.change_points.setdefault(point, rank)
@@ -163,11 +164,16 @@ def strategy_of(spec: StrategySpec, rng: random.Random, choices: Mapping[int, in
     return Replayed(choices) if choices else Fifo()
 
 
-def pct_bound(depth: int, processes: int, points: int) -> float:
-    """PCT's guaranteed probability of hitting a given bug of depth ``depth`` in one run: 1 / (n k^(d-1))."""
+def pct_bound(depth: int, processes: int, points: int, steps: int | None = None) -> float:
+    """PCT's guaranteed probability of hitting a given bug of depth ``depth`` in one run: 1 / (n k^(d-1)).
+
+    k is the larger of the choice points the run met (``points``) and those its change points were drawn
+    over (``steps``, PCT's K): drawn over more points than the run met, each change point falls on a
+    given one less often, and the guarantee is that much smaller.
+    """
     if processes <= 0:
         return 1.0
-    return 1.0 / (processes * max(points, 1) ** (depth - 1))
+    return 1.0 / (processes * max(points, steps or 1, 1) ** (depth - 1))
 
 
 class OrderedEnvironment(simpy.Environment):
