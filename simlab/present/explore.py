@@ -3,10 +3,11 @@
 Each strategy's runs are an ordinary batch folder (``simlab replay FOLDER --run N`` replays any of them),
 read through the one loader (``simlab.batch.results.read_table``). For a PCT strategy the table also gives
 PCT's guarantee: a run hits a given bug of depth D with probability at least ``1 / (n * k**(D-1))``, with n
-the processes and k the larger of the choice points the run met and PCT's K, the number its change points
-were drawn over (the FIFO run's count, unless ``pct:D:K`` gave K; ``simlab.sim.orderings.pct_bound``);
-over N runs at least one hits it with probability ``1 - prod(1 - p_i)``. A batch written before K was
-recorded (no ``pct_steps``) is bounded with the run's own count.
+the processes and k PCT's K, the choice points its change points were drawn over (the FIFO run's count,
+unless ``pct:D:K`` gave K; ``simlab.sim.orderings.pct_bound``): the guarantee is for a bug whose events
+fall within the first K choice points. Over N runs at least one hits it with probability
+``1 - prod(1 - p_i)``. A batch written before K was recorded (no ``pct_steps``) is bounded with the run's
+own count.
 """
 
 from __future__ import annotations

@@ -167,13 +167,15 @@ def strategy_of(spec: StrategySpec, rng: random.Random, choices: Mapping[int, in
 def pct_bound(depth: int, processes: int, points: int, steps: int | None = None) -> float:
     """PCT's guaranteed probability of hitting a given bug of depth ``depth`` in one run: 1 / (n k^(d-1)).
 
-    k is the larger of the choice points the run met (``points``) and those its change points were drawn
-    over (``steps``, PCT's K): drawn over more points than the run met, each change point falls on a
-    given one less often, and the guarantee is that much smaller.
+    k is ``steps``, PCT's K: its change points are drawn over the first K choice points, so the guarantee
+    is for a bug whose events fall among them (a run that meets more points has no guarantee past K, one
+    that meets fewer wastes the change points drawn past its end). Without K (a batch written before it
+    was recorded), k is the choice points the run met, ``points``.
     """
     if processes <= 0:
         return 1.0
-    return 1.0 / (processes * max(points, steps or 1, 1) ** (depth - 1))
+    k = steps if steps is not None else points
+    return 1.0 / (processes * max(k, 1) ** (depth - 1))
 
 
 class OrderedEnvironment(simpy.Environment):
