@@ -443,7 +443,8 @@ def _run_in_pool(
             finished, pending = wait(pending, timeout=LIVE_PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
                 done(*future.result())
-            counts = (live_counts[0], live_counts[1])
+            with live_counts.get_lock():  # as the workers write them: never a run without its violations
+                counts = (live_counts[0], live_counts[1])
             if live_progress is not None and counts != shown:
                 live_progress(*counts)
                 shown = counts
