@@ -100,8 +100,8 @@ def _add_batch_commands(commands: Any) -> None:
     check = commands.add_parser("check-determinism", help="run twice, and on 1 vs several workers; compare traces")
     check.add_argument("scenario", metavar="SCENARIO", help="a name from scenarios/ or a path")
     check.add_argument(
-        "--runs", type=_int_at_least(1, "a positive integer", MAX_COMPARED_RUNS), default=50,
-        help="runs per pass (default 50)",
+        "--runs", type=_int_at_least(1, "a positive integer", MAX_COMPARED_RUNS), default=None,
+        help="runs per pass (default 50, or as many as the scenario's run_seeds)",
     )  # fmt: skip
     check.add_argument("--workers", type=_workers, default=2, help="workers of the parallel pass (default 2)")
     add_cluster_options(check, audit=False)
@@ -215,7 +215,14 @@ def _run_or_replay(args: argparse.Namespace) -> int:
         print(f"simlab {args.command}: {error}", file=sys.stderr)
         return 2
     if args.command == "check-determinism":
-        return _check_determinism(scenario, args.runs, args.workers, args.dask)
+        from simlab.scenario.model import seeding_problem
+
+        runs = args.runs or (50 if scenario.run_seeds is None else min(50, len(scenario.run_seeds)))
+        problem = seeding_problem(scenario, runs, None)
+        if problem:
+            print(f"simlab check-determinism: {problem}", file=sys.stderr)
+            return 2
+        return _check_determinism(scenario, runs, args.workers, args.dask)
     try:
         scenario = with_schedule(scenario, args.schedule)
     except ValueError as error:  # GridError: the scenario refuses it
@@ -227,13 +234,13 @@ def _run_or_replay(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, scenario: Scenario) -> int:
     runs = args.runs if args.runs is not None else scenario.runs
     root = args.seed if args.seed is not None else scenario.seed
-    out = Path(args.out) if args.out else Path("results") / f"{scenario.name}-{root}"
+    listed = scenario.run_seeds  # a repro's runs: its own folder, not the shipped scenario's batch
+    named = f"{scenario.name}-{root}" if listed is None else f"{scenario.name}-run-seed-{listed[0]}"
+    out = Path(args.out) if args.out else Path("results") / named
     from simlab.batch.batches import resumed_shard_size, run_batch_to, shard_size_for
-    from simlab.scenario.model import runs_problem
+    from simlab.scenario.model import seeding_problem
 
-    problem = _output_problem(out) or runs_problem(scenario, runs)
-    if args.seed is not None and scenario.run_seeds is not None:
-        problem = f"--seed {args.seed}: scenario {scenario.name!r} lists its runs' own seeds (run_seeds)"
+    problem = seeding_problem(scenario, runs, args.seed) or _output_problem(out)
     shard_size = args.shard_size or (None if problem else resumed_shard_size(out, runs, root)) or shard_size_for(runs)
     shards = math.ceil(runs / shard_size)
     if shards > MAX_SHARDS:
@@ -321,7 +328,7 @@ def _resumable(
 def _sweep(args: argparse.Namespace) -> int:
     from simlab.batch.sweep import GridError, load_grid, make_points, resolve_grid_path, run_sweep
     from simlab.scenario import ScenarioError, load_scenario
-    from simlab.scenario.model import runs_problem
+    from simlab.scenario.model import seeding_problem
 
     try:
         scenario = load_scenario(args.scenario)
@@ -334,7 +341,7 @@ def _sweep(args: argparse.Namespace) -> int:
     root = args.seed if args.seed is not None else scenario.seed
     out = Path(args.out) if args.out else Path("results") / f"sweep-{scenario.name}-{grid_path.stem}"
     total = len(points) * args.runs_per_point
-    problem = _output_problem(out) or runs_problem(scenario, args.runs_per_point, "--runs-per-point")
+    problem = seeding_problem(scenario, args.runs_per_point, args.seed, "--runs-per-point") or _output_problem(out)
     if total > MAX_RUNS:
         problem = (
             f"--runs-per-point {args.runs_per_point}: {len(points):,} points x {args.runs_per_point:,} runs make "

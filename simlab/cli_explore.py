@@ -107,7 +107,7 @@ def explore(args: argparse.Namespace, resumable: Resumable, output_problem: Call
     """Run ``simlab explore``; return the exit status (0 once every strategy's batch is complete)."""
     from simlab.batch.sweep import GridError, with_settings
     from simlab.scenario import ScenarioError, load_scenario
-    from simlab.scenario.model import runs_problem
+    from simlab.scenario.model import seeding_problem
 
     try:
         base = load_scenario(args.scenario)
@@ -121,7 +121,7 @@ def explore(args: argparse.Namespace, resumable: Resumable, output_problem: Call
     out = Path(args.out) if args.out else Path("results") / f"explore-{base.name}-{root}"
     folders = {name: out / folder_name(name) for name in args.strategies}
     problem = output_problem(out) or next(filter(None, map(output_problem, folders.values())), None)
-    problem = problem or runs_problem(base, args.runs)
+    problem = seeding_problem(base, args.runs, args.seed) or problem
     if args.runs * len(folders) > MAX_RUNS:
         problem = f"--runs {args.runs:,} x {len(folders)} strategies: more than {MAX_RUNS:,} runs in all"
     if problem:

@@ -191,6 +191,10 @@ def test_a_violating_run_of_a_shipped_scenario_shrinks_to_a_repro_that_replays_a
     assert "--runs 2: scenario 'reconnect_race' lists 1 run seed(s) (run_seeds)" in capsys.readouterr().err
     assert main(["run", str(out / "repro.yaml"), "--seed", "3", "--out", str(tmp_path / "two")]) == 2
     assert "--seed 3: scenario 'reconnect_race' lists its runs' own seeds (run_seeds)" in capsys.readouterr().err
+    assert main(["check-determinism", str(out / "repro.yaml"), "--runs", "3", "--workers", "1"]) == 2
+    assert "--runs 3: scenario 'reconnect_race' lists 1 run seed(s) (run_seeds)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"runs 2: scenario 'reconnect_race' lists 1 run seed\(s\)"):
+        run_batch_to(repro, 2, 0, tmp_path / "two")
     assert not (tmp_path / "two").exists()
     assert (out / "timeline.png").stat().st_size > 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -56,7 +56,7 @@ from simlab.batch.shards import (
 from simlab.evidence.reach import reach_columns
 from simlab.evidence.trace_tables import attempt_rows
 from simlab.scenario.limits import cut
-from simlab.scenario.model import Scenario
+from simlab.scenario.model import Scenario, seeding_problem
 
 __all__ = [
     "BATCH_MANIFEST",
@@ -365,6 +365,10 @@ def run_batches(
     its manifest first, so nothing runs if any folder holds a different batch. SIGINT or
     SIGTERM stops every worker and raises ``BatchInterrupted`` saying how many runs are kept.
     """
+    for batch in batches:
+        problem = seeding_problem(batch.scenario, batch.runs, None, "runs")
+        if problem:  # before anything is written: a scenario listing its run seeds has no more runs
+            raise ValueError(problem)
     if runner is not None:
         runner.check([batch.out for batch in batches])
     for batch in batches:

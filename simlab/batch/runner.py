@@ -93,7 +93,11 @@ def seed_of_run(scenario: Scenario, index: int, root_seed: int) -> int:
     """The seed of run ``index`` of a batch of ``scenario``: its ``run_seeds[index]`` when it lists them (a
     repro: the failing run itself), else ``run_seed(index, root_seed)``."""
     listed = scenario.run_seeds
-    return run_seed(index, root_seed) if listed is None else listed[index]
+    if listed is None:
+        return run_seed(index, root_seed)
+    if not 0 <= index < len(listed):
+        raise ValueError(f"run {index}: scenario {scenario.name!r} lists {len(listed)} run seed(s) (run_seeds)")
+    return listed[index]
 
 
 def quiet_swallowed_errors() -> None:

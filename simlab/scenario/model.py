@@ -433,12 +433,17 @@ class Scenario(Strict):
         return self
 
 
-def runs_problem(scenario: Scenario, runs: int, flag: str = "--runs") -> str | None:
-    """Why a batch of ``runs`` runs of ``scenario`` cannot be made (it lists fewer ``run_seeds``), or None."""
+def seeding_problem(scenario: Scenario, runs: int, seed: int | None, runs_flag: str = "--runs") -> str | None:
+    """Why a batch of ``runs`` runs of ``scenario`` from root seed ``seed`` (None: its own) cannot be made, or
+    None: a scenario that lists its runs' own seeds (``run_seeds``) takes no root seed, nor more runs."""
     listed = scenario.run_seeds
-    if listed is None or runs <= len(listed):
+    if listed is None:
         return None
-    return (
-        f"{flag} {runs}: scenario {scenario.name!r} lists {len(listed)} run seed(s) (run_seeds), so a batch "
-        f"of it has at most {len(listed)} run(s)"
-    )
+    if seed is not None:
+        return f"--seed {seed}: scenario {scenario.name!r} lists its runs' own seeds (run_seeds)"
+    if runs > len(listed):
+        return (
+            f"{runs_flag} {runs}: scenario {scenario.name!r} lists {len(listed)} run seed(s) (run_seeds), so a "
+            f"batch of it has at most {len(listed)} run(s)"
+        )
+    return None
