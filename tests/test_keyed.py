@@ -1,8 +1,11 @@
-"""Keyed draws: a shared stream is split per user, so leaving a user out moves no other user's draws."""
+"""Keyed draws: a shared stream is split per user, so leaving a user out leaves other users' draws in place."""
 
 from __future__ import annotations
 
+import copy
 import random
+
+import pytest
 
 from sagas.engine.randomness import RandomStreams
 from simlab.batch.runner import run_once, run_seed
@@ -52,6 +55,8 @@ def test_streams_that_are_per_user_already_or_one_shared_walk_are_not_split():
         assert type(rng) is random.Random
         assert rng.random() == RandomStreams(7).stream(name).random()
     assert streams.stream("ids/saga") is streams.stream("ids/saga")
+    with pytest.raises(TypeError, match="one stream per entity"):
+        copy.copy(streams.stream("ids/saga"))  # its one state would not be the entities' streams
 
 
 def _records_of(result, saga_ids):

@@ -5,13 +5,16 @@ users draw from each of them, in the order they happen to call. Leaving one user
 ``simlab shrink`` does) would then shift every later user's draws: their latencies, ids and faults all
 change, and the smaller run tells a different story. With keyed draws, a draw is keyed by (component,
 entity, draw number): the component's stream is split into one stream per entity, and a draw comes
-from the stream of the entity whose work makes it.
+from the stream of the entity whose work makes it. (A smaller run can still differ through the state
+users share: locks, Redis, projections, a restarted manager's incarnation.)
 
 The entity is ambient: ``acting_for(user_id)`` marks the running simulated task, and every task it
 spawns inherits the mark (the runtime copies the context at spawn, as asyncio does). A user's commands,
 the sagas their events start, those sagas' steps, broker calls, Redis commands and id draws are then all
 drawn from that user's streams. Work with no user (a recovery loop, a fault schedule, the orderings
-strategy) draws from the component's own stream, as before.
+strategy) draws from the component's own stream, as before. A long-lived task first spawned from a
+user's task (a manager's lease keeper, a projection's drain) acts for that user too: none of them
+draws today, and a draw added there would be charged to that user.
 
 A saga resumed after a crash or taken over by another manager is spawned by a recovery loop, which
 acts for no user; ``SagaEntities`` gives its task the user its trigger names, so a saga's draws come
@@ -28,7 +31,7 @@ from __future__ import annotations
 import contextvars
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from sagas.engine.randomness import RandomStreams
 
@@ -80,6 +83,14 @@ class KeyedRandom(random.Random):
     def getrandbits(self, k: int, /) -> int:
         """``k`` random bits from the current entity's stream."""
         return self._current().getrandbits(k)
+
+    def getstate(self) -> NoReturn:
+        """Refused: the state is one per entity, not this object's (copying or pickling it would lose them)."""
+        raise TypeError("a KeyedRandom holds one stream per entity: it has no single state to get or copy")
+
+    def setstate(self, state: object) -> NoReturn:
+        """Refused, as ``getstate``."""
+        raise TypeError("a KeyedRandom holds one stream per entity: it has no single state to set")
 
     def gauss(self, mu: float = 0.0, sigma: float = 1.0) -> float:
         """A normal draw from the current entity's stream (its cached second value stays with it)."""
