@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_commands(commands)
     _add_study_commands(commands)
     add_explore_command(commands, _runs, _seed, _workers)
-    add_shrink_command(commands)
+    add_shrink_command(commands, _add_run_target)
     return parser
 
 
@@ -106,21 +106,26 @@ def _add_batch_commands(commands: Any) -> None:
     check.add_argument("--workers", type=_workers, default=2, help="workers of the parallel pass (default 2)")
     add_cluster_options(check, audit=False)
     replay = commands.add_parser("replay", help="replay one run exactly: its timeline, violations and trace hash")
-    replay.add_argument(
-        "scenario", metavar="SCENARIO|DIR",
-        help="a name from scenarios/ or a path; or a results folder of `simlab run` (or `simlab sweep`, with --point)",
-    )  # fmt: skip
-    replay.add_argument("--seed", type=_seed, default=None, help="the run's seed (as `simlab run` prints it)")
-    replay.add_argument(
+    _add_run_target(
+        replay,
+        "a name from scenarios/ or a path; or a results folder of `simlab run` (or `simlab sweep`, with --point)",
+    )
+    replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
+    add_schedule_option(replay)
+
+
+def _add_run_target(parser: argparse.ArgumentParser, target_help: str) -> None:
+    """The arguments that name one run, as ``resolve_replay`` reads them: ``replay`` and ``shrink`` share them."""
+    parser.add_argument("scenario", metavar="SCENARIO|DIR", help=target_help)
+    parser.add_argument("--seed", type=_seed, default=None, help="the run's seed (as `simlab run` prints it)")
+    parser.add_argument(
         "--run", type=_int_at_least(0, "a run number (0 or more)"), default=None,
         help="the run's number in the batch of DIR (as the report shows it; default: its first violating run)",
     )  # fmt: skip
-    replay.add_argument(
+    parser.add_argument(
         "--point", type=_int_at_least(0, "a point number (0 or more)"), default=None,
         help="with a sweep folder: which point's batch",
     )  # fmt: skip
-    replay.add_argument("--plot", metavar="FILE.png", help="also draw the run's timeline figure into FILE.png")
-    add_schedule_option(replay)
 
 
 def _add_study_commands(commands: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,26 +40,13 @@ def _budget(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {shown(text)}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {shown(text)}")
-    return value
-
-
-def add_shrink_command(commands: Any) -> None:
-    """Register ``simlab shrink`` on the ``simlab`` subcommands."""
+def add_shrink_command(commands: Any, add_run_target: Callable[[argparse.ArgumentParser, str], None]) -> None:
+    """Register ``simlab shrink`` on the ``simlab`` subcommands; ``add_run_target`` adds the arguments that name
+    the run, as ``simlab replay`` has them (``simlab.cli._add_run_target``)."""
     shrink = commands.add_parser("shrink", help="shrink a violating run to a minimal scenario that still shows it")
-    shrink.add_argument(
-        "scenario", metavar="SCENARIO|DIR",
-        help="a name from scenarios/ or a path (with --seed); or a results folder (with --run, as for replay)",
-    )  # fmt: skip
-    shrink.add_argument("--seed", type=_count, default=None, help="the run's seed (as `simlab run` prints it)")
-    shrink.add_argument("--run", type=_count, default=None, help="the run's number in the batch of DIR")
-    shrink.add_argument("--point", type=_count, default=None, help="with a sweep folder: which point's batch")
+    add_run_target(
+        shrink, "a name from scenarios/ or a path (with --seed); or a results folder (with --run, as for replay)"
+    )
     shrink.add_argument("--invariant", default=None, help="shrink this invariant's violation (default: the first)")
     shrink.add_argument(
         "--budget", type=_budget, default=DEFAULT_BUDGET_S,
