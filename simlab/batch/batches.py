@@ -38,23 +38,21 @@ from simlab.batch.interrupts import (
     terminate_workers,
 )
 from simlab.batch.results import Results, load_results, read_table
-from simlab.batch.runner import RunResult, run_once, seed_of_run
+from simlab.batch.run_tables import add_run, empty_tables
+from simlab.batch.runner import run_once, seed_of_run
 from simlab.batch.shards import (
     BATCH_MANIFEST,
     SCENARIO_FILE,
     SWEEP_MANIFEST,
     TABLES,
-    VARIANT_SWITCHES,
     Shard,
+    TableColumns,
     plan_shards,
     read_manifest,
     remove_unfinished,
     scan_folder,
-    variant_column,
     write_shard,
 )
-from simlab.evidence.reach import reach_columns
-from simlab.evidence.trace_tables import attempt_rows
 from simlab.scenario.limits import cut
 from simlab.scenario.model import Scenario, seeding_problem
 
@@ -141,69 +139,6 @@ LATER_SETTINGS: tuple[tuple[str, str], ...] = (
 """Settings added after batches were first written, as (section, name) (name "": the section itself)."""
 
 
-def tie_columns(result: RunResult) -> dict[str, int | None]:
-    """The runs table's ordering columns of one run (nulls when its scenario left orderings to FIFO)."""
-    ties = result.ties
-    if ties is None:
-        return {"choice_points": None, "tie_processes": None, "non_fifo_choices": None, "pct_steps": None}
-    return {
-        "choice_points": ties.points,
-        "tie_processes": ties.processes,
-        "non_fifo_choices": len(ties.choices),
-        "pct_steps": ties.pct_steps,
-    }
-
-
-def _tables(scenario: Scenario, digest: str, index: int, result: RunResult) -> dict[str, list[dict[str, object]]]:
-    keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
-    windows = getattr(result, "fault_windows", ()) or ()
-    return {
-        "runs": [
-            {
-                **keys,
-                "trace_hash": result.trace_hash,
-                "sagas": len(result.sagas),
-                "violations": len(result.violations),
-                "unchecked": ",".join(result.unchecked),
-                **reach_columns(result),
-                **tie_columns(result),
-                **{variant_column(switch): getattr(scenario.sagas.variants, switch) for switch in VARIANT_SWITCHES},
-            }
-        ],
-        "sagas": [
-            {
-                **keys,
-                "saga_id": s.saga_id,
-                "saga_type": s.saga_type,
-                "status": s.status,
-                "started_at": s.started_at,
-                "ended_at": s.ended_at,
-                "duration_s": None if s.ended_at is None else s.ended_at - s.started_at,
-                "attempts": s.attempts,
-                "retries": s.retries,
-            }
-            for s in result.sagas
-        ],
-        "attempts": [{**keys, **row._asdict()} for row in attempt_rows(result.trace)],
-        "violations": [
-            {**keys, "invariant": v.invariant, "t": v.t, "sagas": ",".join(v.saga_ids), "explanation": v.explanation}
-            for v in result.violations
-        ],
-        "faults": [{**keys, "family": w[0], "start": w[1], "end": w[2]} for w in windows],
-        "strikes": [
-            {**keys, "t": t, "family": family, "strike": label, "detail": detail}
-            for t, family, label, detail in result.strikes
-        ],
-        "broker_calls": [
-            {**keys, "broker": b, "start": start, "end": end, "operation": op, "outcome": outcome}
-            for b, start, end, op, outcome in result.broker_calls
-        ],
-        "probes": [
-            {**keys, "kind": p.kind, "probe": p.name, "hits": p.hits, "failures": p.failures} for p in result.probes
-        ],
-    }
-
-
 def run_shard(
     scenario: Scenario, root_seed: int, shard: Shard, out: Path, on_run: Callable[[int], None] | None = None
 ) -> tuple[int, int]:
@@ -222,19 +157,18 @@ def run_shard(
 
 def shard_rows(
     scenario: Scenario, root_seed: int, shard: Shard, on_run: Callable[[int], None]
-) -> tuple[dict[str, list[dict[str, object]]], int]:
-    """The rows of every table of one shard's runs, and their violations; ``on_run(violations)`` after each run."""
+) -> tuple[dict[str, TableColumns], int]:
+    """Every table of one shard's runs, and their violations; ``on_run(violations)`` after each run."""
     digest = config_hash(scenario)
-    rows: dict[str, list[dict[str, object]]] = {name: [] for name in TABLES}
+    tables = empty_tables()
     violations = 0
     for index in range(shard.start, shard.stop):
         exit_if_orphaned()
         result = run_once(scenario, seed_of_run(scenario, index, root_seed), keep_trace=True)
         violations += len(result.violations)
-        for name, table in _tables(scenario, digest, index, result).items():
-            rows[name].extend(table)
+        add_run(tables, scenario, digest, index, result)
         on_run(len(result.violations))
-    return rows, violations
+    return tables, violations
 
 
 # In a worker of the pool: the runs done and violations found by all workers so far, shared with the

@@ -442,8 +442,8 @@ def _audit_task(scenario: Any, root_seed: int, shard: Shard) -> tuple[dict[str, 
     """On a worker: one shard's tables computed again (not written), as the sha256 its marker would seal."""
     from distributed import get_worker
 
-    rows, _ = shard_rows(scenario, root_seed, shard, lambda _violations: None)
-    digests = {name: hashlib.sha256(table_bytes(name, rows[name])[0]).hexdigest() for name in TABLES}
+    tables, _ = shard_rows(scenario, root_seed, shard, lambda _violations: None)
+    digests = {name: hashlib.sha256(table_bytes(tables[name])[0]).hexdigest() for name in TABLES}
     return digests, get_worker().address
 
 

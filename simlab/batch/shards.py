@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -174,16 +175,43 @@ class UndeclaredColumn(ValueError):
     """Rows hold a column that the table's schema does not declare (a lab bug, caught before writing)."""
 
 
-def table_bytes(name: str, rows: Sequence[Mapping[str, Any]]) -> tuple[bytes, int]:
-    """One table's rows as Parquet bytes with the declared schema, and the row count."""
-    schema = SCHEMAS[name]
-    extra = set().union(*rows) - set(schema.names) if rows else set()
-    if extra:
-        raise UndeclaredColumn(f"table {name}: column(s) {', '.join(sorted(extra))} are not in its schema")
-    table = pa.Table.from_pylist(list(rows), schema=schema)
+class TableColumns:
+    """One table's rows, held column by column (what Arrow builds a table from, without a dict per row).
+
+    Every declared column grows by the same count at each ``extend``; a column not given is null there.
+    """
+
+    __slots__ = ("columns", "name", "rows")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.columns: dict[str, list[Any]] = {column: [] for column in SCHEMAS[name].names}
+        self.rows = 0
+
+    def extend(self, count: int, same: Mapping[str, Any], each: Mapping[str, Sequence[Any]]) -> None:
+        """Add ``count`` rows: ``same`` gives a value every one of them holds, ``each`` one value per row."""
+        columns = self.columns
+        extra = (same.keys() | each.keys()) - columns.keys()
+        if extra:
+            raise UndeclaredColumn(f"table {self.name}: column(s) {', '.join(sorted(extra))} are not in its schema")
+        for column, given in each.items():
+            if len(given) != count:
+                raise ValueError(f"table {self.name}: column {column} has {len(given)} values for {count} rows")
+        for column, values in columns.items():
+            values.extend(each[column] if column in each else itertools.repeat(same.get(column), count))
+        self.rows += count
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add one row (its columns by name)."""
+        self.extend(1, row, {})
+
+
+def table_bytes(table: TableColumns) -> tuple[bytes, int]:
+    """One table as Parquet bytes with its declared schema, and its row count."""
+    arrow = pa.Table.from_pydict(table.columns, schema=SCHEMAS[table.name])
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes(), table.num_rows
+    pq.write_table(arrow, sink)
+    return sink.getvalue().to_pybytes(), arrow.num_rows
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -194,11 +222,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_shard(folder: Path, shard: Shard, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+def write_shard(folder: Path, shard: Shard, tables: Mapping[str, TableColumns]) -> None:
     """Write every table of ``shard`` (each atomically), then its marker: only then is it finished."""
     entries: dict[str, dict[str, Any]] = {}
     for name in TABLES:
-        data, count = table_bytes(name, rows.get(name, ()))
+        data, count = table_bytes(tables.get(name) or TableColumns(name))
         path = table_path(folder, shard, name)
         _write_atomically(path, data)
         entries[name] = {"file": path.name, "rows": count, "sha256": hashlib.sha256(data).hexdigest()}

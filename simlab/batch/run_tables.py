@@ -1,0 +1,105 @@
+"""What one run adds to each table of its shard, written column by column.
+
+A run adds one ``runs`` row and a few to a hundred rows to the others (its sagas, its
+attempts, its broker calls...). They go straight into the shard's ``TableColumns``: a row
+dict per attempt, merged with the run's keys and then taken apart again by Arrow, cost
+more than the Parquet file itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from simlab.batch.runner import RunResult
+from simlab.batch.shards import TABLES, VARIANT_SWITCHES, TableColumns, variant_column
+from simlab.evidence.reach import reach_columns
+from simlab.evidence.trace_tables import AttemptRow, attempt_rows
+from simlab.scenario.model import Scenario
+
+_ATTEMPT_FIELDS = AttemptRow._fields
+
+
+def empty_tables() -> dict[str, TableColumns]:
+    """Every table of a shard, with no rows yet."""
+    return {name: TableColumns(name) for name in TABLES}
+
+
+def tie_columns(result: RunResult) -> dict[str, int | None]:
+    """The runs table's ordering columns of one run (nulls when its scenario left orderings to FIFO)."""
+    ties = result.ties
+    if ties is None:
+        return {"choice_points": None, "tie_processes": None, "non_fifo_choices": None, "pct_steps": None}
+    return {
+        "choice_points": ties.points,
+        "tie_processes": ties.processes,
+        "non_fifo_choices": len(ties.choices),
+        "pct_steps": ties.pct_steps,
+    }
+
+
+def add_run(tables: dict[str, TableColumns], scenario: Scenario, digest: str, index: int, result: RunResult) -> None:
+    """Add run ``index``'s rows (``result``, kept with its trace) to every table of its shard."""
+    keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
+    tables["runs"].append(
+        {
+            **keys,
+            "trace_hash": result.trace_hash,
+            "sagas": len(result.sagas),
+            "violations": len(result.violations),
+            "unchecked": ",".join(result.unchecked),
+            **reach_columns(result),
+            **tie_columns(result),
+            **{variant_column(switch): getattr(scenario.sagas.variants, switch) for switch in VARIANT_SWITCHES},
+        }
+    )
+    sagas = result.sagas
+    _add(
+        tables["sagas"],
+        keys,
+        len(sagas),
+        saga_id=[s.saga_id for s in sagas],
+        saga_type=[s.saga_type for s in sagas],
+        status=[s.status for s in sagas],
+        started_at=[s.started_at for s in sagas],
+        ended_at=[s.ended_at for s in sagas],
+        duration_s=[None if s.ended_at is None else s.ended_at - s.started_at for s in sagas],
+        attempts=[s.attempts for s in sagas],
+        retries=[s.retries for s in sagas],
+    )
+    _add_tuples(tables["attempts"], keys, _ATTEMPT_FIELDS, attempt_rows(result.trace))
+    violations = result.violations
+    _add(
+        tables["violations"],
+        keys,
+        len(violations),
+        invariant=[v.invariant for v in violations],
+        t=[v.t for v in violations],
+        sagas=[",".join(v.saga_ids) for v in violations],
+        explanation=[v.explanation for v in violations],
+    )
+    windows = getattr(result, "fault_windows", ()) or ()
+    _add_tuples(tables["faults"], keys, ("family", "start", "end"), [w[:3] for w in windows])
+    _add_tuples(tables["strikes"], keys, ("t", "family", "strike", "detail"), result.strikes)
+    _add_tuples(tables["broker_calls"], keys, ("broker", "start", "end", "operation", "outcome"), result.broker_calls)
+    probes = result.probes
+    _add(
+        tables["probes"],
+        keys,
+        len(probes),
+        kind=[p.kind for p in probes],
+        probe=[p.name for p in probes],
+        hits=[p.hits for p in probes],
+        failures=[p.failures for p in probes],
+    )
+
+
+def _add(table: TableColumns, keys: dict[str, Any], count: int, **each: Sequence[Any]) -> None:
+    table.extend(count, keys, each)
+
+
+def _add_tuples(table: TableColumns, keys: dict[str, Any], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Add ``rows`` (tuples whose items are the columns ``names``, in that order)."""
+    count = len(rows)
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if count else [()] * len(names)
+    table.extend(count, keys, dict(zip(names, columns, strict=True)))
