@@ -22,6 +22,7 @@ from sagas import (
     InvalidEvent,
     RetryConfig,
     SagaDefinitionError,
+    SagaState,
     SagaStatus,
     SagaStep,
     retry_async,
@@ -507,6 +508,53 @@ def test_a_step_returning_a_non_json_result_ends_the_saga_compensated(run):
     assert (stored.status, stored.error) == (SagaStatus.COMPENSATED, message)
     invalid = [(r.step, r.detail) for r in world.tracer.records if r.outcome == "invalid_result"]
     assert invalid == [("b", message)]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Nested(Event):
+    tags: tuple[str, ...] = ("a",)
+
+
+class ChangesItsInputs(Noting):
+    """Its first step changes the trigger data it was given, in place; its second reports what it sees."""
+
+    def define_steps(self) -> list[SagaStep]:
+        return [SagaStep("change", self.change, None), SagaStep("look", self.look, None, timeout_seconds=20)]
+
+    async def change(self, **context: Any) -> None:
+        context["tags"].append("changed by a step")
+
+    async def look(self, **context: Any) -> None:
+        await context["clock"].sleep(5)
+        self.note(f"sees {context['tags']}")
+
+
+def test_a_step_changing_its_trigger_data_in_place_changes_neither_the_state_nor_its_snapshots(run):
+    async def main(world):
+        world.manager.register(Nested, lambda: ChangesItsInputs(world.note))
+        [saga_id] = await world.manager.handle_event(Nested(event_id="e"))
+        [final] = await world.manager.wait_idle()
+        return final, await world.store.load(saga_id)
+
+    (final, stored), world = run(main)
+    # The steps share one copy (the second sees the first's change); the saga's trigger data stay the event's.
+    assert world.log == [(5.0, "sees ['a', 'changed by a step']")]
+    assert final.status is SagaStatus.COMPLETED
+    assert final.trigger_data["tags"] == ["a"]
+    assert stored.trigger_data["tags"] == ["a"]
+
+
+def test_snapshots_share_one_copy_of_the_trigger_data_and_a_new_dict_gets_its_own() -> None:
+    state = SagaState("s", "T", "Go", "e", {"tags": ["a"]})
+    first, second = state.to_dict(), state.to_dict()
+    assert first["trigger_data"] == {"tags": ["a"]}
+    assert first["trigger_data"] is second["trigger_data"]
+    assert first["trigger_data"] is not state.trigger_data
+    assert first["trigger_data"]["tags"] is not state.trigger_data["tags"]
+    state.trigger_data = {"tags": ["b"]}
+    assert state.to_dict()["trigger_data"] == {"tags": ["b"]}
+    with pytest.raises(TypeError, match=r"trigger_data.when is a set"):
+        SagaState("s", "T", "Go", "e", {"when": {1}}).to_dict()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -144,8 +144,9 @@ class SagaExecution(AttemptLoop):
         self._tracer = services.tracer
         self._rng = services.jitter_rng
         self._retry_rng = services.retry_rng
+        # The steps' own copy of the trigger data: what a step changes in place stays out of the saga's state.
         self._context: dict[str, Any] = {
-            **state.trigger_data,
+            **json_copy(state.trigger_data, "trigger_data"),
             **state.results,
             **services.step_services(state.saga_id, state.saga_type, state.parent_id),
         }

@@ -65,15 +65,21 @@ class SagaState:
     attempts: dict[str, int] = field(default_factory=dict)
     attempts_since: dict[str, float] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
+    _trigger_copy: tuple[dict[str, Any], dict[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """Not state: ``trigger_data`` and its JSON copy, taken by the first snapshot and shared by the next ones."""
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready snapshot that shares no mutable containers with ``self``.
+        """A JSON-ready snapshot that shares no mutable containers with ``self``'s fields.
 
+        ``trigger_data`` is the trigger event's data, never changed in place (steps get a copy of
+        their own): successive snapshots share one copy of it, so they are to be read, not changed.
         Raises ``TypeError`` naming the saga and the path of any value JSON cannot
         hold, so every store rejects what a Redis store could not persist.
         """
         try:
-            trigger_data = json_copy(self.trigger_data, "trigger_data")
+            trigger_data = self._trigger_snapshot()
             results = json_copy(self.results, "results")
         except TypeError as error:
             problem = f"state of saga {self.saga_id} ({self.saga_type}) is not JSON-serializable: {error}"
@@ -106,6 +112,15 @@ class SagaState:
             "children": tuple(self.children),
         }
 
+    def _trigger_snapshot(self) -> dict[str, Any]:
+        # NOTE: the trigger data were copied at every write (more than the results); one copy per saga is
+        # enough because they never change in place. A new dict assigned to the field gets a copy of its own.
+        source = self.trigger_data
+        cached = self._trigger_copy
+        if cached is None or cached[0] is not source:
+            cached = self._trigger_copy = (source, json_copy(source, "trigger_data"))
+        return cached[1]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SagaState:
         """Rebuild a state from ``to_dict`` output (or its JSON round trip).
@@ -126,7 +141,7 @@ class SagaState:
         return cls(**values)
 
 
-_FIELD_NAMES = frozenset(f.name for f in fields(SagaState))
+_FIELD_NAMES = frozenset(f.name for f in fields(SagaState) if f.init)
 
 
 _SCALARS = (str, int, float, bool, type(None))
