@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import random
 
@@ -44,6 +45,46 @@ def test_a_draw_comes_from_the_stream_of_the_entity_whose_task_makes_it():
         assert drawn[entity] == expected
     assert drawn["user-0"] != drawn["user-1"]
     assert drawn["none"] == [plain.stream("bus/command").random()]  # no entity: the component's own stream
+
+
+def _every_draw(rng: random.Random) -> list[object]:
+    items = list(range(10))
+    rng.shuffle(items)
+    return [
+        rng.random(),
+        rng.getrandbits(70),
+        rng.randrange(1000),
+        rng.randint(1, 6),
+        rng.choice("abcdef"),
+        rng.choices("abc", k=3),
+        rng.sample(range(100), 3),
+        items,
+        rng.uniform(1.0, 2.0),
+        rng.triangular(),
+        rng.betavariate(2.0, 3.0),
+        rng.expovariate(1.5),
+        rng.gammavariate(2.0, 1.0),
+        rng.gauss(0.0, 1.0),
+        rng.lognormvariate(0.0, 0.5),
+        rng.normalvariate(0.0, 1.0),
+        rng.vonmisesvariate(1.0, 2.0),
+        rng.paretovariate(3.0),
+        rng.weibullvariate(1.0, 2.0),
+        rng.randbytes(5),
+    ]
+
+
+def test_every_kind_of_draw_comes_from_the_entitys_stream_never_from_the_keyed_objects_own():
+    keyed = KeyedStreams(3).stream("broker/alpaca")
+    assert isinstance(keyed, KeyedRandom)
+
+    def for_user_4() -> list[object]:
+        acting_for("user-4")
+        return _every_draw(keyed)
+
+    drawn = contextvars.copy_context().run(for_user_4)  # the test's own context keeps no entity
+    assert current_entity() is None
+    assert drawn == _every_draw(RandomStreams(3).stream("broker/alpaca|user-4"))
 
 
 def test_streams_that_are_per_user_already_or_one_shared_walk_are_not_split():

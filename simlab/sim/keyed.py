@@ -64,7 +64,9 @@ class KeyedRandom(random.Random):
     """
 
     def __init__(self, streams: RandomStreams, name: str) -> None:
-        super().__init__(0)  # its own state is never drawn from; a fixed seed avoids reading os.urandom
+        # NOTE: random.Random.__init__ is not called: seeding is most of what building one costs, and this
+        # object's own generator is never drawn from (every draw goes to an entity's stream). It stays unseeded.
+        self.gauss_next = None
         self._streams = streams
         self._name = name
         self._by_entity: dict[str | None, random.Random] = {}
