@@ -41,18 +41,7 @@ def tie_columns(result: RunResult) -> dict[str, int | None]:
 def add_run(tables: dict[str, TableColumns], scenario: Scenario, digest: str, index: int, result: RunResult) -> None:
     """Add run ``index``'s rows (``result``, kept with its trace) to every table of its shard."""
     keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
-    tables["runs"].append(
-        {
-            **keys,
-            "trace_hash": result.trace_hash,
-            "sagas": len(result.sagas),
-            "violations": len(result.violations),
-            "unchecked": ",".join(result.unchecked),
-            **reach_columns(result),
-            **tie_columns(result),
-            **{variant_column(switch): getattr(scenario.sagas.variants, switch) for switch in VARIANT_SWITCHES},
-        }
-    )
+    tables["runs"].append(_runs_row(scenario, keys, result))
     sagas = result.sagas
     _add(
         tables["sagas"],
@@ -92,6 +81,20 @@ def add_run(tables: dict[str, TableColumns], scenario: Scenario, digest: str, in
         hits=[p.hits for p in probes],
         failures=[p.failures for p in probes],
     )
+
+
+def _runs_row(scenario: Scenario, keys: dict[str, Any], result: RunResult) -> dict[str, Any]:
+    """The run's one row of the ``runs`` table."""
+    return {
+        **keys,
+        "trace_hash": result.trace_hash,
+        "sagas": len(result.sagas),
+        "violations": len(result.violations),
+        "unchecked": ",".join(result.unchecked),
+        **reach_columns(result),
+        **tie_columns(result),
+        **{variant_column(switch): getattr(scenario.sagas.variants, switch) for switch in VARIANT_SWITCHES},
+    }
 
 
 def _add(table: TableColumns, keys: dict[str, Any], count: int, **each: Sequence[Any]) -> None:
