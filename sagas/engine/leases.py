@@ -4,17 +4,28 @@ A manager drives a saga only while it holds the saga's lease in the store. One k
 manager renews each lease a third of ``lease_seconds`` after the last renewal; when a renewal is
 refused, or none succeeded within ``lease_seconds`` minus a tenth (the margin for clock drift
 between this process and the store), the saga's task is cancelled at its current await.
+
+The keeper does not walk every execution at each wake: it keeps a heap of the times at which an
+execution may need it (each lease's end, each renewal not under way) and acts, at each wake, on
+those that have come due only, in the order the manager holds its executions (the order a walk of
+all of them would act in). Heap entries are not removed when a time moves: an entry that no longer
+matches its execution is dropped when it reaches the top.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+from itertools import count
 from typing import Protocol
 
 from sagas.engine.errors import DeadlineExceeded
 from sagas.engine.execution import SagaExecution
 from sagas.engine.ports import Runtime, SagaStore, TaskHandle
 from sagas.engine.state import SagaState
+
+_LEASE_ENDS = 0  # a heap entry for when an execution's lease runs out (its ``lease_until``)
+_RENEW = 1  # a heap entry for when an execution is to be renewed (its ``renew_at``, unless renewing)
 
 
 class LeaseHolder(Protocol):
@@ -36,6 +47,13 @@ class LeaseKeeper:
         self._holder = holder
         self._executions = executions  # the manager's own: it adds and drops them, the keeper reads them
         self._task: TaskHandle[None] | None = None
+        # (time, push number, kind, execution): the push number keeps executions from being compared.
+        self._heap: list[tuple[float, int, int, SagaExecution]] = []
+        self._pushes = count()
+        # Each saga id among the manager's executions, to its place in that dict's insertion order
+        # (a key overwritten keeps its place, as in the dict): due executions are acted on in this order.
+        self._order: dict[str, int] = {}
+        self._joined = count()
 
     def valid_until(self, asked_at: float) -> float:
         """When a lease asked for at ``asked_at`` runs out by this process's clock, with a tenth for drift."""
@@ -45,14 +63,60 @@ class LeaseKeeper:
         """Keep ``execution``'s lease from now on (it is already among the manager's executions)."""
         runtime = self._holder.runtime
         execution.renew_at = runtime.now() + self._holder.lease_seconds / 3
+        self._order.setdefault(execution.state.saga_id, next(self._joined))
+        self._watch_lease(execution)
+        self._watch_renewal(execution)
         if self._task is None:
             self._task = runtime.spawn(self._keep_leases(), name="lease keeper")
+
+    def forget(self, saga_id: str) -> None:
+        """``saga_id`` has left the manager's executions (a later ``track`` of it places it last)."""
+        self._order.pop(saga_id, None)
 
     def stop(self) -> None:
         """Stop renewing (nothing left to keep, or the manager stopped); the next ``track`` starts again."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if not self._executions:  # every entry left is stale: free them
+            self._heap.clear()
+
+    def _watch_lease(self, execution: SagaExecution) -> None:
+        """Note when ``execution``'s lease runs out now (a renewal moved it, or it is new)."""
+        heapq.heappush(self._heap, (execution.lease_until, next(self._pushes), _LEASE_ENDS, execution))
+
+    def _watch_renewal(self, execution: SagaExecution) -> None:
+        """Note when ``execution`` is to be renewed next (no renewal of it is under way)."""
+        heapq.heappush(self._heap, (execution.renew_at, next(self._pushes), _RENEW, execution))
+
+    def _holds(self, execution: SagaExecution, kind: int, at: float) -> bool:
+        """Whether a heap entry still stands: its execution is the manager's, not lost, and its time unmoved."""
+        if execution.lease_lost or self._executions.get(execution.state.saga_id) is not execution:
+            return False
+        if kind == _LEASE_ENDS:
+            return execution.lease_until == at
+        return execution.renew_at == at and not execution.renewing
+
+    def _due(self, now: float) -> list[SagaExecution]:
+        """The executions whose lease end or renewal time has come by ``now``, in the manager's order."""
+        heap = self._heap
+        due: dict[int, SagaExecution] = {}
+        while heap and heap[0][0] <= now:
+            at, _, kind, execution = heapq.heappop(heap)
+            if self._holds(execution, kind, at):
+                due[self._order[execution.state.saga_id]] = execution
+        return [due[place] for place in sorted(due)] if len(due) > 1 else list(due.values())
+
+    def _next_time(self, now: float) -> float | None:
+        """The earliest time after ``now`` at which an execution may need the keeper, if any."""
+        heap = self._heap
+        while heap:
+            at, _, kind, execution = heap[0]
+            # A lease run out (and left alone by ``lose``) takes no renewal: its renewal time does not count.
+            if self._holds(execution, kind, at) and execution.lease_until > now:
+                return at
+            heapq.heappop(heap)  # stale: the execution has a newer entry if it ever matters again
+        return None
 
     async def _keep_leases(self) -> None:
         """Keep the leases of every saga the manager drives.
@@ -65,24 +129,25 @@ class LeaseKeeper:
         while self._executions:
             now = runtime.now()
             wake = now + self._holder.lease_seconds / 3
-            for execution in list(self._executions.values()):
-                if execution.lease_lost:
-                    continue
+            for execution in self._due(now):
                 if now >= execution.lease_until:
+                    # ``lose`` leaves a saga that has ended alone; it stays ended, so a walk calling ``lose``
+                    # again at each later wake would change nothing: its entries are not put back.
                     self.lose(execution, f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s")
                     continue
                 if now >= execution.renew_at and not execution.renewing:
                     execution.renewing = True
                     runtime.spawn(self._renew(execution), name=f"lease {execution.state.saga_id}")
-                elif not execution.renewing:
-                    wake = min(wake, execution.renew_at)
-                wake = min(wake, execution.lease_until)
+            upcoming = self._next_time(now)
+            if upcoming is not None:
+                wake = min(wake, upcoming)
             await runtime.sleep(wake - now)
 
     async def _renew(self, execution: SagaExecution) -> None:
         holder = self._holder
         state = execution.state
         asked_at = holder.runtime.now()
+        renewed = False
         try:
             # A store that does not answer before the lease runs out here has as good as refused:
             # waiting longer would let this saga run on after another manager may have taken it.
@@ -98,12 +163,16 @@ class LeaseKeeper:
             return
         finally:
             execution.renewing = False
+            if not renewed:  # its renewal time (moved or not) counts again; its lease's end has not moved
+                self._watch_renewal(execution)
         if not renewed:
             if not state.status.is_terminal:  # a final write releases the lease: nothing was lost then
                 self.lose(execution, "the store refused the renewal: another manager holds the lease")
             return
         execution.lease_until = self.valid_until(asked_at)
         execution.renew_at = asked_at + holder.lease_seconds / 3
+        self._watch_lease(execution)
+        self._watch_renewal(execution)
         await self._hear_parent(execution)
 
     async def _hear_parent(self, execution: SagaExecution) -> None:

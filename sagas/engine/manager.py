@@ -298,6 +298,7 @@ class SagaManager:
         finally:
             if self._executions.get(saga_id) is execution:
                 del self._executions[saga_id]
+                self._leases.forget(saga_id)
                 self._children.pop(saga_id, None)
             if not self.retain_finished and self._executions.get(saga_id) is None:
                 self._tasks.pop(saga_id, None)
