@@ -49,6 +49,21 @@ class WalkingKeeper(LeaseKeeper):
             await runtime.sleep(wake - now)
 
 
+class HeapKeeper(LeaseKeeper):
+    """Takes due executions off its heap however few there are."""
+
+    HEAP_FROM = 0
+
+
+class SwitchingKeeper(LeaseKeeper):
+    """Walks below 4 executions, uses its heap from 4 on: the random scripts cross that often."""
+
+    HEAP_FROM = 4
+
+
+KEEPERS = [HeapKeeper, SwitchingKeeper, LeaseKeeper]
+
+
 @dataclass
 class _State:
     saga_id: str
@@ -177,8 +192,9 @@ class _Bed:
         return [(entry[1], entry[2]) for entry in self.log if entry[0] == "renew"]
 
 
-def test_executions_due_at_one_wake_renew_in_the_manager_s_order() -> None:
-    bed = _Bed(LeaseKeeper)
+@pytest.mark.parametrize("keeper_type", KEEPERS)
+def test_executions_due_at_one_wake_renew_in_the_manager_s_order(keeper_type: type[LeaseKeeper]) -> None:
+    bed = _Bed(keeper_type)
     bed.at(0.0, lambda: [bed.add(saga_id) for saga_id in ("c", "a", "e", "b")])
     bed.at(0.5, lambda: bed.add("d"))  # due half a second after the others
     bed.at(0.5, lambda: bed.add("a"))  # "a" overwritten: it keeps its place, and its new times
@@ -190,8 +206,9 @@ def test_executions_due_at_one_wake_renew_in_the_manager_s_order() -> None:
     assert bed.renewals()[4:] == [(1.75, "e")]
 
 
-def test_a_lease_that_ran_out_on_an_ended_saga_takes_no_renewal_and_no_wake() -> None:
-    beds = [_Bed(keeper_type) for keeper_type in (WalkingKeeper, LeaseKeeper)]
+@pytest.mark.parametrize("keeper_type", KEEPERS)
+def test_a_lease_that_ran_out_on_an_ended_saga_takes_no_renewal_and_no_wake(keeper_type: type[LeaseKeeper]) -> None:
+    beds = [_Bed(kind) for kind in (WalkingKeeper, keeper_type)]
     for bed in beds:
         # Launched long after it asked (as a resumed saga may be): its renewal falls after its lease's end.
         bed.at(0.0, lambda bed=bed: bed.add("x", asked_at=-2.0))
@@ -235,9 +252,10 @@ def _act(bed: _Bed, saga_id: str, kind: str) -> None:
         execution.stop_driving("lost by its own task")
 
 
+@pytest.mark.parametrize("keeper_type", KEEPERS)
 @pytest.mark.parametrize("seed", range(40))
-def test_the_heap_does_what_a_walk_of_every_execution_does(seed: int) -> None:
-    beds = [_Bed(keeper_type, plan_seed=seed) for keeper_type in (WalkingKeeper, LeaseKeeper)]
+def test_the_heap_does_what_a_walk_of_every_execution_does(seed: int, keeper_type: type[LeaseKeeper]) -> None:
+    beds = [_Bed(kind, plan_seed=seed) for kind in (WalkingKeeper, keeper_type)]
     for bed in beds:
         _script(bed, seed)
         bed.sim.run(until=40.0)

@@ -5,11 +5,13 @@ manager renews each lease a third of ``lease_seconds`` after the last renewal; w
 refused, or none succeeded within ``lease_seconds`` minus a tenth (the margin for clock drift
 between this process and the store), the saga's task is cancelled at its current await.
 
-The keeper does not walk every execution at each wake: it keeps a heap of the times at which an
-execution may need it (each lease's end, each renewal not under way) and acts, at each wake, on
-those that have come due only, in the order the manager holds its executions (the order a walk of
-all of them would act in). Heap entries are not removed when a time moves: an entry that no longer
-matches its execution is dropped when it reaches the top.
+With many executions the keeper does not walk them all at each wake: it keeps a heap of the times
+at which an execution may need it (each lease's end, each renewal not under way) and acts, at each
+wake, on those that have come due only, in the order the manager holds its executions (the order a
+walk of all of them would act in). Heap entries are not removed when a time moves: an entry that no
+longer matches its execution is dropped when it reaches the top. With few executions a walk is
+cheaper than the heap's bookkeeping, so below ``LeaseKeeper.HEAP_FROM`` it walks (and keeps no heap);
+both ways act on the same executions in the same order and sleep until the same time.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ class LeaseHolder(Protocol):
 class LeaseKeeper:
     """Renews the leases of a manager's executions with one task for all of them."""
 
+    HEAP_FROM = 16
+    """From this many executions on, a wake takes the due ones off a heap instead of walking them all."""
+
     def __init__(self, holder: LeaseHolder, executions: dict[str, SagaExecution]) -> None:
         self._holder = holder
         self._executions = executions  # the manager's own: it adds and drops them, the keeper reads them
         self._task: TaskHandle[None] | None = None
         # (time, push number, kind, execution): the push number keeps executions from being compared.
-        self._heap: list[tuple[float, int, int, SagaExecution]] = []
+        self._heap: list[tuple[float, int, int, SagaExecution]] | None = None  # None: walking
         self._pushes = count()
         # Each saga id among the manager's executions, to its place in that dict's insertion order
         # (a key overwritten keeps its place, as in the dict): due executions are acted on in this order.
@@ -79,15 +84,29 @@ class LeaseKeeper:
             self._task.cancel()
             self._task = None
         if not self._executions:  # every entry left is stale: free them
-            self._heap.clear()
+            self._heap = None
 
     def _watch_lease(self, execution: SagaExecution) -> None:
         """Note when ``execution``'s lease runs out now (a renewal moved it, or it is new)."""
-        heapq.heappush(self._heap, (execution.lease_until, next(self._pushes), _LEASE_ENDS, execution))
+        if self._heap is not None:
+            heapq.heappush(self._heap, (execution.lease_until, next(self._pushes), _LEASE_ENDS, execution))
 
     def _watch_renewal(self, execution: SagaExecution) -> None:
         """Note when ``execution`` is to be renewed next (no renewal of it is under way)."""
-        heapq.heappush(self._heap, (execution.renew_at, next(self._pushes), _RENEW, execution))
+        if self._heap is not None:
+            heapq.heappush(self._heap, (execution.renew_at, next(self._pushes), _RENEW, execution))
+
+    def _heap_of_all(self) -> list[tuple[float, int, int, SagaExecution]]:
+        """A heap of every execution's times as they stand (a walk is giving way to the heap)."""
+        heap: list[tuple[float, int, int, SagaExecution]] = []
+        for execution in self._executions.values():
+            if execution.lease_lost:
+                continue
+            heap.append((execution.lease_until, next(self._pushes), _LEASE_ENDS, execution))
+            if not execution.renewing:
+                heap.append((execution.renew_at, next(self._pushes), _RENEW, execution))
+        heapq.heapify(heap)
+        return heap
 
     def _holds(self, execution: SagaExecution, kind: int, at: float) -> bool:
         """Whether a heap entry still stands: its execution is the manager's, not lost, and its time unmoved."""
@@ -97,9 +116,8 @@ class LeaseKeeper:
             return execution.lease_until == at
         return execution.renew_at == at and not execution.renewing
 
-    def _due(self, now: float) -> list[SagaExecution]:
+    def _due(self, heap: list[tuple[float, int, int, SagaExecution]], now: float) -> list[SagaExecution]:
         """The executions whose lease end or renewal time has come by ``now``, in the manager's order."""
-        heap = self._heap
         due: dict[int, SagaExecution] = {}
         while heap and heap[0][0] <= now:
             at, _, kind, execution = heapq.heappop(heap)
@@ -107,9 +125,8 @@ class LeaseKeeper:
                 due[self._order[execution.state.saga_id]] = execution
         return [due[place] for place in sorted(due)] if len(due) > 1 else list(due.values())
 
-    def _next_time(self, now: float) -> float | None:
+    def _next_time(self, heap: list[tuple[float, int, int, SagaExecution]], now: float) -> float | None:
         """The earliest time after ``now`` at which an execution may need the keeper, if any."""
-        heap = self._heap
         while heap:
             at, _, kind, execution = heap[0]
             # A lease run out (and left alone by ``lose``) takes no renewal: its renewal time does not count.
@@ -129,19 +146,45 @@ class LeaseKeeper:
         while self._executions:
             now = runtime.now()
             wake = now + self._holder.lease_seconds / 3
-            for execution in self._due(now):
-                if now >= execution.lease_until:
-                    # ``lose`` leaves a saga that has ended alone; it stays ended, so a walk calling ``lose``
-                    # again at each later wake would change nothing: its entries are not put back.
-                    self.lose(execution, f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s")
-                    continue
-                if now >= execution.renew_at and not execution.renewing:
-                    execution.renewing = True
-                    runtime.spawn(self._renew(execution), name=f"lease {execution.state.saga_id}")
-            upcoming = self._next_time(now)
-            if upcoming is not None:
-                wake = min(wake, upcoming)
+            if len(self._executions) < self.HEAP_FROM:
+                self._heap = None
+                wake = self._walk(now, wake)
+            else:
+                if self._heap is None:
+                    self._heap = self._heap_of_all()
+                wake = self._take_due(self._heap, now, wake)
             await runtime.sleep(wake - now)
+
+    def _walk(self, now: float, wake: float) -> float:
+        """Act on every execution that is due, walking them all; the next wake (no later than ``wake``)."""
+        for execution in list(self._executions.values()):
+            if execution.lease_lost:
+                continue
+            if self._act(execution, now):
+                continue
+            if not execution.renewing:
+                wake = min(wake, execution.renew_at)
+            wake = min(wake, execution.lease_until)
+        return wake
+
+    def _take_due(self, heap: list[tuple[float, int, int, SagaExecution]], now: float, wake: float) -> float:
+        """Act on the executions the heap says are due; the next wake (no later than ``wake``)."""
+        for execution in self._due(heap, now):
+            # ``lose`` leaves a saga that has ended alone; it stays ended, so a walk calling ``lose``
+            # again at each later wake would change nothing: its entries are not put back.
+            self._act(execution, now)
+        upcoming = self._next_time(heap, now)
+        return wake if upcoming is None else min(wake, upcoming)
+
+    def _act(self, execution: SagaExecution, now: float) -> bool:
+        """Lose ``execution``'s run-out lease (True), or start its renewal if one is due (False, and on)."""
+        if now >= execution.lease_until:
+            self.lose(execution, f"no renewal succeeded; the lease ran out at {execution.lease_until:g} s")
+            return True
+        if now >= execution.renew_at and not execution.renewing:
+            execution.renewing = True
+            self._holder.runtime.spawn(self._renew(execution), name=f"lease {execution.state.saga_id}")
+        return False
 
     async def _renew(self, execution: SagaExecution) -> None:
         holder = self._holder
