@@ -14,7 +14,7 @@ from typing import Any
 from simlab.batch.runner import RunResult
 from simlab.batch.shards import TABLES, VARIANT_SWITCHES, TableColumns, variant_column
 from simlab.evidence.reach import reach_columns
-from simlab.evidence.trace_tables import AttemptRow, attempt_rows
+from simlab.evidence.trace_tables import AttemptRow, SagaRow, attempt_rows
 from simlab.scenario.model import Scenario
 
 _ATTEMPT_FIELDS = AttemptRow._fields
@@ -42,45 +42,36 @@ def add_run(tables: dict[str, TableColumns], scenario: Scenario, digest: str, in
     """Add run ``index``'s rows (``result``, kept with its trace) to every table of its shard."""
     keys = {"scenario": scenario.name, "config_hash": digest, "seed": result.seed, "run": index}
     tables["runs"].append(_runs_row(scenario, keys, result))
-    sagas = result.sagas
-    _add(
+    _add_tuples(
         tables["sagas"],
         keys,
-        len(sagas),
-        saga_id=[s.saga_id for s in sagas],
-        saga_type=[s.saga_type for s in sagas],
-        status=[s.status for s in sagas],
-        started_at=[s.started_at for s in sagas],
-        ended_at=[s.ended_at for s in sagas],
-        duration_s=[None if s.ended_at is None else s.ended_at - s.started_at for s in sagas],
-        attempts=[s.attempts for s in sagas],
-        retries=[s.retries for s in sagas],
+        ("saga_id", "saga_type", "status", "started_at", "ended_at", "duration_s", "attempts", "retries"),
+        [
+            (s.saga_id, s.saga_type, s.status, s.started_at, s.ended_at, _duration(s), s.attempts, s.retries)
+            for s in result.sagas
+        ],
     )
     _add_tuples(tables["attempts"], keys, _ATTEMPT_FIELDS, attempt_rows(result.trace))
-    violations = result.violations
-    _add(
+    _add_tuples(
         tables["violations"],
         keys,
-        len(violations),
-        invariant=[v.invariant for v in violations],
-        t=[v.t for v in violations],
-        sagas=[",".join(v.saga_ids) for v in violations],
-        explanation=[v.explanation for v in violations],
+        ("invariant", "t", "sagas", "explanation"),
+        [(v.invariant, v.t, ",".join(v.saga_ids), v.explanation) for v in result.violations],
     )
     windows = getattr(result, "fault_windows", ()) or ()
     _add_tuples(tables["faults"], keys, ("family", "start", "end"), [w[:3] for w in windows])
     _add_tuples(tables["strikes"], keys, ("t", "family", "strike", "detail"), result.strikes)
     _add_tuples(tables["broker_calls"], keys, ("broker", "start", "end", "operation", "outcome"), result.broker_calls)
-    probes = result.probes
-    _add(
+    _add_tuples(
         tables["probes"],
         keys,
-        len(probes),
-        kind=[p.kind for p in probes],
-        probe=[p.name for p in probes],
-        hits=[p.hits for p in probes],
-        failures=[p.failures for p in probes],
+        ("kind", "probe", "hits", "failures"),
+        [(p.kind, p.name, p.hits, p.failures) for p in result.probes],
     )
+
+
+def _duration(saga: SagaRow) -> float | None:
+    return None if saga.ended_at is None else saga.ended_at - saga.started_at
 
 
 def _runs_row(scenario: Scenario, keys: dict[str, Any], result: RunResult) -> dict[str, Any]:
@@ -95,10 +86,6 @@ def _runs_row(scenario: Scenario, keys: dict[str, Any], result: RunResult) -> di
         **tie_columns(result),
         **{variant_column(switch): getattr(scenario.sagas.variants, switch) for switch in VARIANT_SWITCHES},
     }
-
-
-def _add(table: TableColumns, keys: dict[str, Any], count: int, **each: Sequence[Any]) -> None:
-    table.extend(count, keys, each)
 
 
 def _add_tuples(table: TableColumns, keys: dict[str, Any], names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
