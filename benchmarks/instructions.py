@@ -13,6 +13,8 @@ processes under ``valgrind --tool=callgrind`` with ``PYTHONHASHSEED=0``; the dif
 two counts divided by ``M - N`` is the cost of runs ``N..M-1``, start-up and imports cancelled.
 Under ``setarch -R`` (address randomisation off, where ``setarch`` exists) counts of one tree repeat to
 about 0.01%; without it, identity-hashed objects land differently each time and counts vary by 1-2%.
+A change that allocates differently still moves the moment of a run's collection, and with it 1-2 M
+instructions of a reconnect_race run: judge a lever under about 2% with ``--collector-off`` as well.
 
 Verified (else it stops): both processes of a tree report the same trace hashes for the runs they
 share, and with ``--vs`` both trees report the same trace hashes for every run, so the ratio
@@ -38,7 +40,9 @@ SCENARIOS = ("reconnect_race", "chaos_swarm", "thundering_herd")
 RUNS = {"reconnect_race": (3, 13), "chaos_swarm": (2, 6), "thundering_herd": (1, 3)}
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 _PROGRAM = """
-import hashlib, sys
+import gc, sys
+if sys.argv[3] == "off":
+    gc.disable()  # no automatic collection at all (relaxed_gc only moves the thresholds)
 from simlab.batch.runner import run_once, run_seed
 from simlab.scenario.loader import load_scenario
 scenario = load_scenario(sys.argv[1])
@@ -61,7 +65,7 @@ class Count:
     hashes: tuple[str, ...]
 
 
-def _counted(tree: Path, scenario: str, runs: int) -> tuple[int, list[str]]:
+def _counted(tree: Path, scenario: str, runs: int, collector: str) -> tuple[int, list[str]]:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
     # NOTE: setarch -R turns address randomisation off: object addresses then repeat, and so does the
     # order of everything hashed by identity; counts of one tree agree to about 0.01% instead of 1-2%.
@@ -76,6 +80,7 @@ def _counted(tree: Path, scenario: str, runs: int) -> tuple[int, list[str]]:
         _PROGRAM,
         scenario,
         str(runs),
+        collector,
     ]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     found = _COLLECTED.search(done.stderr)
@@ -85,10 +90,10 @@ def _counted(tree: Path, scenario: str, runs: int) -> tuple[int, list[str]]:
     return int(found.group(1)), lines[0].removeprefix("HASHES ").split(",")
 
 
-def count(tree: Path, scenario: str, first: int, last: int) -> Count:
-    """Instructions per run of runs ``first..last-1`` of ``scenario`` on ``tree``."""
-    few, few_hashes = _counted(tree, scenario, first)
-    many, many_hashes = _counted(tree, scenario, last)
+def count(tree: Path, scenario: str, first: int, last: int, collector: str = "on") -> Count:
+    """Instructions per run of runs ``first..last-1`` of ``scenario`` on ``tree`` (``collector`` on or off)."""
+    few, few_hashes = _counted(tree, scenario, first, collector)
+    many, many_hashes = _counted(tree, scenario, last, collector)
     if many_hashes[:first] != few_hashes:
         raise SystemExit(f"{tree}: {scenario} is not deterministic: the two processes' runs differ")
     return Count(tree, scenario, (many - few) // (last - first), tuple(many_hashes))
@@ -103,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), metavar="NAME")
     parser.add_argument("--runs", nargs=2, type=int, metavar=("N", "M"), help="count runs N..M-1")
     parser.add_argument("--vs", type=Path, metavar="TREE", help="another checkout to count and compare with")
+    parser.add_argument(
+        "--collector-off", action="store_true", help="count with garbage collection off (see the module doc)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -110,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--runs {args.runs[0]} {args.runs[1]}: expected 0 <= N < M")
     if args.vs is not None and not (args.vs / "simlab").is_dir():
         parser.error(f"--vs {args.vs}: not a Saga Lab checkout (no simlab/ in it)")
-    print("Instructions per run (callgrind, PYTHONHASHSEED=0)")
+    print(f"Instructions per run (callgrind, PYTHONHASHSEED=0{', collector off' if args.collector_off else ''})")
     for scenario in args.scenarios:
         first, last = args.runs or RUNS.get(scenario, (2, 6))
-        here = count(HERE, scenario, first, last)
+        collector = "off" if args.collector_off else "on"
+        here = count(HERE, scenario, first, last, collector)
         line = f"  {scenario:18s} runs {first}..{last - 1}  {here.per_run / 1e6:8.2f} M"
         if args.vs is not None:
-            other = count(args.vs.resolve(), scenario, first, last)
+            other = count(args.vs.resolve(), scenario, first, last, collector)
             if other.hashes != here.hashes:
                 raise SystemExit(f"{scenario}: the two trees' runs differ (outcomes changed): no ratio")
             line += f"  vs {other.per_run / 1e6:8.2f} M ({args.vs})  ratio {here.per_run / other.per_run:.3f}"
