@@ -65,29 +65,26 @@ class Count:
     hashes: tuple[str, ...]
 
 
-def _counted(tree: Path, scenario: str, runs: int, collector: str) -> tuple[int, list[str]]:
+def callgrind(tree: Path, program: list[str]) -> tuple[int, str]:
+    """Instructions ``python PROGRAM...`` executes on ``tree``'s code under callgrind, and what it printed."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
     # NOTE: setarch -R turns address randomisation off: object addresses then repeat, and so does the
     # order of everything hashed by identity; counts of one tree agree to about 0.01% instead of 1-2%.
     pinned = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
-    command = [
-        *pinned,
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        "-c",
-        _PROGRAM,
-        scenario,
-        str(runs),
-        collector,
-    ]
+    command = [*pinned, "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *program]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     found = _COLLECTED.search(done.stderr)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("HASHES ")]
-    if done.returncode != 0 or found is None or not lines:
-        raise SystemExit(f"{tree}: {scenario} x{runs} under callgrind failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1)), lines[0].removeprefix("HASHES ").split(",")
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{tree}: {' '.join(program[-4:])} under callgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1)), done.stdout
+
+
+def _counted(tree: Path, scenario: str, runs: int, collector: str) -> tuple[int, list[str]]:
+    instructions, printed = callgrind(tree, ["-c", _PROGRAM, scenario, str(runs), collector])
+    lines = [line for line in printed.splitlines() if line.startswith("HASHES ")]
+    if not lines:
+        raise SystemExit(f"{tree}: {scenario} x{runs} under callgrind printed no hashes")
+    return instructions, lines[0].removeprefix("HASHES ").split(",")
 
 
 def count(tree: Path, scenario: str, first: int, last: int, collector: str = "on") -> Count:
