@@ -29,7 +29,14 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from sagas.engine.trace import Outcome, Phase, TraceRecord
-from simlab.evidence.trace_tables import COMPENSATE_PHASE, EXECUTE_PHASE
+from simlab.evidence.trace_tables import (
+    COMPENSATE_PHASE,
+    COMPLETED_OUTCOME,
+    EXECUTE_PHASE,
+    INVALID_RESULT_OUTCOME,
+    SKIPPED_OUTCOME,
+    STARTED_OUTCOME,
+)
 
 REACH_PATHS: tuple[str, ...] = (
     "retry",
@@ -67,9 +74,7 @@ _BY_MEMBERS: dict[tuple[Phase, Outcome], str] = {
 # NOTE: keyed by the members' plain value strings, which records hold: a lookup then matches by identity
 # (see the note in ``simlab.evidence.trace_tables``).
 _BY_RECORD: dict[tuple[str, str], str] = {(p.value, o.value): path for (p, o), path in _BY_MEMBERS.items()}
-_STARTED, _SKIPPED = Outcome.STARTED.value, Outcome.SKIPPED.value
-_COMPLETED, _INVALID_RESULT = Outcome.COMPLETED.value, Outcome.INVALID_RESULT.value
-_BEGUN = (_STARTED, _SKIPPED)
+_BEGUN = (STARTED_OUTCOME, SKIPPED_OUTCOME)
 
 
 def reach_column(path: str) -> str:
@@ -103,9 +108,9 @@ def run_reach(records: Iterable[TraceRecord], lock_expiries: int = 0) -> dict[st
         if path is not None:
             counts[path] += 1
         if phase == EXECUTE_PHASE:
-            if outcome == _COMPLETED:
+            if outcome == COMPLETED_OUTCOME:
                 completed.add((r.saga_id, r.step))
-            elif outcome == _INVALID_RESULT:
+            elif outcome == INVALID_RESULT_OUTCOME:
                 completed.discard((r.saga_id, r.step))  # it ran to the end, yet the saga does not count it completed
         elif phase == COMPENSATE_PHASE and outcome in _BEGUN:  # ``is_compensation_start``
             key = (r.saga_id, r.step)

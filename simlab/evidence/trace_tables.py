@@ -46,8 +46,16 @@ RETRY_PHASE: Final[str] = Phase.RETRY.value
 POLL_PHASE: Final[str] = Phase.POLL.value
 """The phases as plain strings (see the note above)."""
 
-_STARTED, _RESUMED, _SKIPPED = Outcome.STARTED.value, Outcome.RESUMED.value, Outcome.SKIPPED.value
-_COMPENSATED = Outcome.COMPENSATED.value
+STARTED_OUTCOME: Final[str] = Outcome.STARTED.value
+RESUMED_OUTCOME: Final[str] = Outcome.RESUMED.value
+SKIPPED_OUTCOME: Final[str] = Outcome.SKIPPED.value
+COMPENSATED_OUTCOME: Final[str] = Outcome.COMPENSATED.value
+COMPLETED_OUTCOME: Final[str] = Outcome.COMPLETED.value
+SCHEDULED_OUTCOME: Final[str] = Outcome.SCHEDULED.value
+FAILED_OUTCOME: Final[str] = Outcome.FAILED.value
+TIMED_OUT_OUTCOME: Final[str] = Outcome.TIMED_OUT.value
+INVALID_RESULT_OUTCOME: Final[str] = Outcome.INVALID_RESULT.value
+"""The outcomes the readers and checks compare with, as plain strings (see the note above)."""
 TERMINAL_OUTCOMES: Final[frozenset[str]] = frozenset(o.value for o in TERMINAL_SAGA_OUTCOMES)
 """``TERMINAL_SAGA_OUTCOMES`` as plain strings."""
 _POSSIBLY_APPLIED: Final[frozenset[str]] = frozenset(o.value for o in POSSIBLY_APPLIED_OUTCOMES)
@@ -58,7 +66,7 @@ _POSSIBLY_APPLIED: Final[frozenset[str]] = frozenset(o.value for o in POSSIBLY_A
 
 def is_saga_start(r: TraceRecord) -> bool:
     """Whether ``r`` is a saga's start."""
-    return r.phase == SAGA_PHASE and r.outcome == _STARTED
+    return r.phase == SAGA_PHASE and r.outcome == STARTED_OUTCOME
 
 
 def is_saga_end(r: TraceRecord) -> bool:
@@ -68,12 +76,12 @@ def is_saga_end(r: TraceRecord) -> bool:
 
 def is_resume(r: TraceRecord) -> bool:
     """Whether ``r`` is a saga resumed by a manager other than the one that was running it."""
-    return r.phase == SAGA_PHASE and r.outcome == _RESUMED
+    return r.phase == SAGA_PHASE and r.outcome == RESUMED_OUTCOME
 
 
 def is_attempt_start(r: TraceRecord, phase: str = EXECUTE_PHASE) -> bool:
     """Whether ``r`` starts an attempt of ``phase`` (a step attempt by default)."""
-    return r.phase == phase and r.outcome == _STARTED
+    return r.phase == phase and r.outcome == STARTED_OUTCOME
 
 
 def may_have_applied(r: TraceRecord) -> bool:
@@ -83,12 +91,12 @@ def may_have_applied(r: TraceRecord) -> bool:
 
 def is_compensation_start(r: TraceRecord) -> bool:
     """Whether ``r`` is where a step's compensation begins: an attempt's start, or the skip of a step without one."""
-    return r.phase == COMPENSATE_PHASE and (r.outcome == _STARTED or r.outcome == _SKIPPED)
+    return r.phase == COMPENSATE_PHASE and (r.outcome == STARTED_OUTCOME or r.outcome == SKIPPED_OUTCOME)
 
 
 def is_compensation_done(r: TraceRecord) -> bool:
     """Whether ``r`` says a step's compensation is done: compensated, or skipped (the step has none)."""
-    return r.phase == COMPENSATE_PHASE and (r.outcome == _COMPENSATED or r.outcome == _SKIPPED)
+    return r.phase == COMPENSATE_PHASE and (r.outcome == COMPENSATED_OUTCOME or r.outcome == SKIPPED_OUTCOME)
 
 
 def last_saga_end(records: Sequence[TraceRecord]) -> TraceRecord | None:
@@ -147,7 +155,7 @@ def saga_rows(records: Iterable[TraceRecord]) -> list[SagaRow]:
             tally = tallies[r.saga_id] = _Tally(r.saga_type, r.t)
         phase = r.phase
         if phase == EXECUTE_PHASE:
-            if r.outcome == _STARTED:
+            if r.outcome == STARTED_OUTCOME:
                 tally.attempts += 1
         elif phase == RETRY_PHASE:
             tally.retries += 1

@@ -16,18 +16,22 @@ from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
     COMPENSATE_PHASE,
+    COMPENSATED_OUTCOME,
+    COMPLETED_OUTCOME,
     EXECUTE_PHASE,
+    RESUMED_OUTCOME,
     SAGA_PHASE,
+    SKIPPED_OUTCOME,
+    STARTED_OUTCOME,
     is_saga_start,
     last_saga_end,
     may_have_applied,
 )
 
 # Plain strings, read once (see the note in ``simlab.evidence.trace_tables``).
-_STARTED, _SKIPPED, _COMPENSATED = Outcome.STARTED.value, Outcome.SKIPPED.value, Outcome.COMPENSATED.value
-_RESUMED, _COMPLETED, _RUNNING = Outcome.RESUMED.value, Outcome.COMPLETED.value, SagaStatus.RUNNING.value
-_DONE = (_COMPENSATED, _SKIPPED)  # a step's compensation done (``is_compensation_done``)
-_BEGUN = (_STARTED, _SKIPPED)  # a step's compensation begun (``is_compensation_start``)
+_RUNNING = SagaStatus.RUNNING.value
+_DONE = (COMPENSATED_OUTCOME, SKIPPED_OUTCOME)  # a step's compensation done (``is_compensation_done``)
+_BEGUN = (STARTED_OUTCOME, SKIPPED_OUTCOME)  # a step's compensation begun (``is_compensation_start``)
 
 
 def terminal_by_horizon(ev: Evidence) -> list[Violation]:
@@ -103,9 +107,11 @@ def _touched_steps(records: list[TraceRecord]) -> list[str]:
     in_flight: str | None = None
     for r in records:
         if r.phase == EXECUTE_PHASE and r.step is not None:
-            in_flight = None if r.outcome == _COMPLETED else r.step
+            in_flight = None if r.outcome == COMPLETED_OUTCOME else r.step
         # A resumed saga counts the step it was in when the process died as possibly applied.
-        resumed_in = r.phase == SAGA_PHASE and r.outcome == _RESUMED and r.detail == _RUNNING and in_flight is not None
+        resumed_in = (
+            r.phase == SAGA_PHASE and r.outcome == RESUMED_OUTCOME and r.detail == _RUNNING and in_flight is not None
+        )
         step = in_flight if resumed_in else (r.step if may_have_applied(r) else None)
         if step is not None and step not in touched:
             touched.append(step)
@@ -129,7 +135,7 @@ def _compensations(records: list[TraceRecord]) -> tuple[list[str | None], list[s
                 compensated.append(r.step)
             if outcome in _BEGUN and r.step not in first_starts:
                 first_starts.append(str(r.step))
-        elif phase == SAGA_PHASE and r.outcome == _RESUMED and last_compensating in compensated:
+        elif phase == SAGA_PHASE and r.outcome == RESUMED_OUTCOME and last_compensating in compensated:
             # It ran, but its manager stopped before the store recorded it: the resumed saga runs it
             # once more, as documented (compensations are idempotent). Count it once.
             compensated.remove(last_compensating)

@@ -41,9 +41,14 @@ from simlab.evidence.sources import Evidence
 from simlab.evidence.trace_tables import (
     COMPENSATE_PHASE,
     EXECUTE_PHASE,
+    FAILED_OUTCOME,
     POLL_PHASE,
+    RESUMED_OUTCOME,
     RETRY_PHASE,
     SAGA_PHASE,
+    SCHEDULED_OUTCOME,
+    STARTED_OUTCOME,
+    TIMED_OUT_OUTCOME,
     records_by_saga,
 )
 
@@ -60,10 +65,8 @@ NAME = "retry_policy_obeyed"
 _REL = 1e-9  # float noise allowed in delays and times (relative; absolute below 1 s)
 
 # Plain strings, read once (see the note in ``simlab.evidence.trace_tables``).
-_STARTED, _RESUMED, _SCHEDULED = Outcome.STARTED.value, Outcome.RESUMED.value, Outcome.SCHEDULED.value
-_FAILED, _TIMED_OUT = Outcome.FAILED.value, Outcome.TIMED_OUT.value
 _POLL_ENDS = (Outcome.COMPLETED.value, Outcome.GAVE_UP.value, Outcome.CANCELLED.value)
-_FAILURES = (_FAILED, _TIMED_OUT)
+_FAILURES = (FAILED_OUTCOME, TIMED_OUT_OUTCOME)
 _ATTEMPT_PHASES = (EXECUTE_PHASE, COMPENSATE_PHASE)
 _JUDGED_PHASES = frozenset({EXECUTE_PHASE, POLL_PHASE, COMPENSATE_PHASE, RETRY_PHASE})
 
@@ -145,7 +148,7 @@ class _SagaCheck:
     def record(self, r: TraceRecord) -> None:
         phase = r.phase
         if phase not in _JUDGED_PHASES:
-            if phase == SAGA_PHASE and r.outcome == _RESUMED:
+            if phase == SAGA_PHASE and r.outcome == RESUMED_OUTCOME:
                 self.resumed()
             return
         if r.step is None:
@@ -156,7 +159,7 @@ class _SagaCheck:
             self.flag(r.t, f"{phase} record for step {r.step!r}, which the saga does not declare")
         elif phase in _ATTEMPT_PHASES:
             # NOTE: only starts and failures matter here; the other outcomes (most) cost no call.
-            if outcome == _STARTED:
+            if outcome == STARTED_OUTCOME:
                 self.attempt_started(r, declared)
             elif outcome in _FAILURES:
                 run = (self.executes if phase == EXECUTE_PHASE else self.compensations).get(r.step)
@@ -164,7 +167,7 @@ class _SagaCheck:
                     run.last_error = r.error_type
         elif phase == POLL_PHASE:
             self.poll(r, declared)
-        elif outcome == _SCHEDULED:
+        elif outcome == SCHEDULED_OUTCOME:
             run = (self.compensations if r.detail == COMPENSATION_RETRY else self.executes).get(r.step)
             if run is None:
                 self.flag(r.t, f"a retry of {r.step} was scheduled before any attempt of it")
@@ -195,7 +198,7 @@ class _SagaCheck:
         key = str(r.step)
         run = self.polls.get(key)
         outcome = r.outcome
-        if outcome == _STARTED:
+        if outcome == STARTED_OUTCOME:
             if run is None or run.ended:
                 if declared.poll is None:
                     self.flag(r.t, f"step {r.step} polls with retry_async but declares no poll policy")
@@ -206,9 +209,9 @@ class _SagaCheck:
             self.started(run, r)
         elif run is None or run.ended:
             return
-        elif outcome == _FAILED:
+        elif outcome == FAILED_OUTCOME:
             run.last_error = r.error_type
-        elif outcome == _SCHEDULED:
+        elif outcome == SCHEDULED_OUTCOME:
             self.scheduled(run, r)
         elif outcome in _POLL_ENDS:
             run.ended = True

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sagas.engine.trace import Outcome, TraceRecord
+from sagas.engine.trace import TraceRecord
 from simlab.evidence.checks.violation import Violation
 from simlab.evidence.sources import Evidence
-from simlab.evidence.trace_tables import EXECUTE_PHASE, SAGA_PHASE, records_by_saga
+from simlab.evidence.trace_tables import (
+    COMPLETED_OUTCOME,
+    EXECUTE_PHASE,
+    RESUMED_OUTCOME,
+    SAGA_PHASE,
+    STARTED_OUTCOME,
+    records_by_saga,
+)
 
 NAME = "no_step_applied_twice"
-
-# Plain strings, read once (see the note in ``simlab.evidence.trace_tables``).
-_STARTED, _COMPLETED, _RESUMED = Outcome.STARTED.value, Outcome.COMPLETED.value, Outcome.RESUMED.value
 
 
 def step_rerun_violations(records: Iterable[TraceRecord]) -> list[Violation]:
@@ -49,7 +53,7 @@ def _first_rerun(saga_id: str, trace: list[TraceRecord]) -> Violation | None:
             step = r.step
             if step is None:
                 continue
-            if r.outcome == _STARTED and step in completed and step != may_rerun:
+            if r.outcome == STARTED_OUTCOME and step in completed and step != may_rerun:
                 return Violation(
                     NAME,
                     r.t,
@@ -58,12 +62,12 @@ def _first_rerun(saga_id: str, trace: list[TraceRecord]) -> Violation | None:
                     f"after it completed at {completed[step]:g} s"
                     + (f"; only {may_rerun}, in flight at the crash, may re-run" if may_rerun else ""),
                 )
-            if r.outcome == _COMPLETED:
+            if r.outcome == COMPLETED_OUTCOME:
                 completed[step] = r.t
                 if step == may_rerun:
                     may_rerun = None  # re-run once, as documented: from here it is done
             last_step = step
-        elif phase == SAGA_PHASE and r.outcome == _RESUMED:
+        elif phase == SAGA_PHASE and r.outcome == RESUMED_OUTCOME:
             may_rerun = last_step
     return None
 
