@@ -1,42 +1,58 @@
-"""Ceilings on issue 12's levers: instructions per run with whole layers of a run made free.
+"""Ceilings on issue 12's levers: what a run costs with whole layers of it made free.
 
-Run it as a script (it needs ``valgrind``; it is not a test)::
+Run it as a script (it is not a test; instruction counts need ``valgrind``)::
 
-    .venv/bin/python benchmarks/ceiling.py                          # reconnect_race, every layer
-    .venv/bin/python benchmarks/ceiling.py --scenarios reconnect_race chaos_swarm --jobs 2
+    .venv/bin/python benchmarks/ceiling.py                          # reconnect_race, instructions
+    .venv/bin/python benchmarks/ceiling.py --scenarios chaos_swarm thundering_herd --jobs 2
+    .venv/bin/python benchmarks/ceiling.py --cpu 300 7 --together   # CPU time, plain vs all free
 
 A lever on a layer (a Redis of our own, copy-on-change snapshots, cheaper checks...) can at best
-make that layer cost nothing. This measures what a run would cost then: for each layer below, the
-layer's work is replaced by the cheapest stand-in there is, usually a replay of what it returned in
-a normal run of the same seed (a list popped in order), and the run is counted under callgrind
-exactly as ``instructions.py`` counts it (runs N..M-1, start-up cancelled, ``setarch -R``). The
-difference to the plain count is the most any lever on that layer can save; the count with every
-layer free is the floor of a run whose engine, domain, simulator and workload stay the code that ships.
+make that layer cost nothing. This measures what a run costs then: each layer below is replaced by
+a stand-in, mostly a replay of what it returned in a normal run of the same seed (a list popped in
+order), and the run is counted under callgrind as ``instructions.py`` counts it (runs N..M-1,
+start-up cancelled, ``setarch -R``), or with ``--cpu RUNS ROUNDS`` timed run by run in plain
+processes (runs N..RUNS-1, the first N warming up), one process at a time, the configurations'
+order rotated each round, medians taken.
 
 Layers made free (``--layers`` picks some):
 
-- ``redis``: every Redis command and pipeline (fakeredis, and redis-py's client under
-  ``SimulatedRedis.execute_command``) answers with its recorded reply. The simulated latency around
-  a command is kept: it is the lab's model, not the backend's cost.
-- ``checks``: the post-run evidence and invariant checks return their recorded verdict.
+- ``redis``: every command (``SimulatedRedis.execute_command``: fakeredis and the redis-py connection
+  under it) and every pipeline's ``execute`` answers with its recorded reply. The simulated latency
+  around a command is kept: it is the lab's model, not the backend's cost. A pipeline under WATCH
+  sends its watched reads outside ``execute``: such a scenario is refused by the verification
+  (reconnect_race, chaos_swarm and thundering_herd send no pipeline).
+- ``checks``: the post-run evidence and invariant checks return their recorded verdict (the Redis
+  commands they send go with them).
 - ``hash``: the trace hash returns its recorded value.
 - ``rows``: the result rows (saga rows, broker calls, reach counts) are the recorded ones.
-- ``snapshots``: saved states are not deep-copied (``json_copy`` in ``sagas.engine.state`` returns
-  its argument), the ceiling of copy-on-change snapshots. Steps still get copies of their own.
+- ``snapshots``: saved states are not deep-copied (``json_copy`` as ``sagas.engine.state`` calls it
+  returns its argument), the ceiling of copy-on-change snapshots. Steps still get copies of their own.
 - ``steps``: step definitions are not validated (``SagaStep`` checks and the list check skipped,
   retry policies shared), the ceiling of caching validated definitions. ``define_steps`` still runs.
-- ``collector``: garbage collection off (``gc.disable()`` before anything is imported).
+- ``collector``: garbage collection off. Not a lever, and not among the default layers: with it off,
+  dead worlds are never freed, so ``redis_spares`` never gets a Redis client back and every world
+  builds a new one, and memory is never reused; a run then executes more instructions, not fewer.
 
-Verified (else it stops): before anything is counted, a plain process runs the scenario's runs
-with each configuration's layers free (the trace hash recomputed even where ``hash`` is free) and
-must give the normal runs' trace hashes and violations, so a stand-in that changed what a run does
-is refused, never counted. Each counted process also checks every run's violations.
+The stand-ins are a ceiling of these layers, not of every conceivable lever: each leaves a little of
+its layer running (redis-py's command methods above ``execute_command``, a spare client's reset, the
+lab's lock ledger and its GET before every lock DEL, the shells of ``to_dict``/``from_dict``, the
+construction of ``SagaStep`` objects). A second reader estimated that residue, by bytecodes executed,
+at about 2% of a reconnect_race run for the clearly removable parts, 11% counting everything.
+
+Verified (else it stops), for every run that is measured: each configuration runs in a plain process
+twice, once with only its stand-ins that act inside the simulation (``redis``, ``snapshots``,
+``steps``, ``collector``; the hash and the checks computed, not replayed) and once with all of them,
+comparing each command's arguments with the recording, and must give the plain runs' trace hashes,
+violations and the digest of the rest of their results; every run must ask for every answer recorded
+for it. A stand-in that changed what a run does is refused, never counted. Every measuring process
+checks the violations again.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import pickle
@@ -50,7 +66,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instructions import HERE, RUNS, callgrind  # a script beside this one
@@ -62,9 +78,20 @@ Recording = list[dict[str, Any]]  # per run: what each layer returned, in order
 
 
 class _Runs:
-    """Which run is under way, so that a replay pops that run's recordings."""
+    """Which run is under way (a replay pops that run's recordings), and how closely replays are checked."""
 
     index = 0
+    verify = False  # verification processes also compare each Redis command's arguments with the recording
+    queues: ClassVar[list[list[deque[Any]]]] = []  # every replay's queues, one per run: each run must use its own up
+
+    @classmethod
+    def used_up(cls) -> None:
+        """Stop unless the run just ended consumed every answer recorded for it (a spare's reset aside)."""
+        for queues in cls.queues:
+            left = [entry for entry in queues[cls.index] if entry[0] != "FLUSHALL"]
+            if left:
+                first = repr(left[0])[:120]
+                raise SystemExit(f"run {cls.index}: {len(left)} recorded answer(s) not asked for, first {first}")
 
 
 def _spy(owner: Any, name: str, record: Callable[[tuple[Any, ...], Any], None]) -> None:
@@ -92,29 +119,51 @@ def _replay(answers: deque[tuple[bool, Any]], what: str) -> Any:
     raise value
 
 
+def _copied(answer: Any) -> Any:
+    return pickle.loads(pickle.dumps(answer))
+
+
 def _record(scenario_name: str, runs: int, path: Path) -> None:
     from simlab.batch import runner
     from simlab.sim import clocked_redis
 
     recording: Recording = [{} for _ in range(runs)]
 
+    # NOTE: answers are copied as they are recorded: a caller may change what it got later (the runner appends
+    # to the verdict's list of violations), and the replay must give what the layer returned.
     def into(key: str) -> Callable[[tuple[Any, ...], Any], None]:
-        return lambda args, answer: recording[_Runs.index].setdefault(key, []).append(answer)
+        return lambda args, answer: recording[_Runs.index].setdefault(key, []).append(_copied(answer))
+
+    checking = [False]  # whether the checks are under way: their commands (a SCAN for locks left) go with them
 
     def command(args: tuple[Any, ...], answer: tuple[bool, Any]) -> None:  # args: the client, then the command
-        recording[_Runs.index].setdefault("redis", []).append((str(args[1]).upper(), *answer))
+        entry = (str(args[1]).upper(), repr(args[1:]), *_copied(answer), checking[0])
+        recording[_Runs.index].setdefault("redis", []).append(entry)
 
+    def checked(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            checking[0] = True
+            try:
+                return real(*args, **kwargs)
+            finally:
+                checking[0] = False
+
+        return call
+
+    runner.Evidence.gather = checked(runner.Evidence.gather)  # type: ignore[method-assign]
+    runner.check_invariants = checked(runner.check_invariants)
     _spy(clocked_redis.SimulatedRedis, "execute_command", command)
     _spy(clocked_redis.SimulatedPipeline, "execute", into("pipelines"))
     for name in ("check_invariants", "trace_hash", "saga_rows", "broker_calls", "run_reach"):
         _spy(runner, name, into(name))
-    _run_all(scenario_name, runs)
+    _run_all(scenario_name, runs, detail=False)
     path.write_bytes(pickle.dumps(recording))
 
 
 def _replayed(recording: Recording, key: str) -> Callable[..., Any]:
     """A stand-in answering each call with the current run's next recorded answer under ``key``."""
     answers = [deque(run.get(key, ())) for run in recording]
+    _Runs.queues.append(answers)
     return lambda *args, **kwargs: _replay(answers[_Runs.index], key)
 
 
@@ -122,6 +171,7 @@ def _free_redis(recording: Recording) -> None:
     from simlab.sim import clocked_redis
 
     commands = [deque(run.get("redis", ())) for run in recording]
+    _Runs.queues.append(commands)
 
     def execute_command(self: Any, *args: Any, **options: Any) -> Any:
         name, pending = str(args[0]).upper(), commands[_Runs.index]
@@ -130,9 +180,9 @@ def _free_redis(recording: Recording) -> None:
             pending.popleft()
         if name == "FLUSHALL" and not (pending and pending[0][0] == "FLUSHALL"):
             return True
-        if not pending or pending[0][0] != name:
-            raise SystemExit(f"run {_Runs.index}: Redis command {name} was not the recorded run's next")
-        _, ok, value = pending.popleft()
+        if not pending or pending[0][0] != name or (_Runs.verify and pending[0][1] != repr(args)):
+            raise SystemExit(f"run {_Runs.index}: Redis command {args!r} was not the recorded run's next")
+        _, _, ok, value, _ = pending.popleft()
         if ok:
             return value
         raise value
@@ -202,26 +252,36 @@ _STAND_INS: dict[str, Callable[[Recording], None]] = {
     "collector": _free_collector,
 }
 LAYERS = tuple(_STAND_INS)
-# NOTE: the collector is not a lever: with it off a run executes more instructions (memory the collector would
-# free for reuse is fresh memory instead), so it is measured only on request and kept out of "all of them".
+# NOTE: the collector is not a lever (see the module doc): it is measured only on request, never in "all of them".
 DEFAULT_LAYERS = tuple(layer for layer in LAYERS if layer != "collector")
+ACTING = ("redis", "snapshots", "steps", "collector")
+"""The stand-ins that act inside the simulation (the others replace work done after it): they could change a run."""
 
 
-def _run_all(scenario_name: str, runs: int) -> list[tuple[str, str]]:
+def _run_all(scenario_name: str, runs: int, detail: bool) -> tuple[list[list[str]], list[float]]:
+    """Each run's trace hash, violations and (``detail``) a digest of the rest of its result; each run's CPU time."""
     from simlab.batch.runner import run_once, run_seed
     from simlab.scenario.loader import load_scenario
 
     scenario = load_scenario(scenario_name)
-    outcomes = []
+    outcomes, seconds = [], []
     for index in range(runs):
         _Runs.index = index
+        started = time.process_time()
         result = run_once(scenario, run_seed(index, scenario.seed))
-        outcomes.append((result.trace_hash, repr(sorted(map(repr, result.violations)))))
-    return outcomes
+        seconds.append(time.process_time() - started)
+        _Runs.used_up()
+        outcome = [result.trace_hash, repr(sorted(map(repr, result.violations)))]
+        if detail:
+            rest: tuple[Any, ...] = (result.sagas, result.unchecked, result.fault_windows, result.strikes)
+            rest += (result.faults_injected, result.broker_calls, result.lock_overlaps, result.reach, result.ties)
+            outcome.append(hashlib.sha256(repr((*rest, result.probes)).encode()).hexdigest())
+        outcomes.append(outcome)
+    return outcomes, seconds
 
 
 def child(argv: list[str]) -> None:
-    """``record SCENARIO RUNS FILE`` or ``run SCENARIO RUNS FILE LAYERS`` (comma-separated, maybe empty)."""
+    """``record SCENARIO RUNS FILE``, or ``run SCENARIO RUNS FILE LAYERS [verify]`` (LAYERS comma-separated)."""
     mode, scenario_name, runs, path = argv[:4]
     layers = [layer for layer in (argv[4] if len(argv) > 4 else "").split(",") if layer]
     if "collector" in layers:
@@ -229,15 +289,16 @@ def child(argv: list[str]) -> None:
     if mode == "record":
         _record(scenario_name, int(runs), Path(path))
         return
+    _Runs.verify = argv[5:] == ["verify"]
     recording = pickle.loads(Path(path).read_bytes())
-    # NOTE: out of the collector's sight: else every full collection walks the recording, and more of it in
-    # configurations that replay less of it (a replay pops what it answered), which skewed CPU figures by 20%.
-    gc.freeze()
+    gc.freeze()  # the recording is never garbage: keep it out of every collection of the runs
+    if "checks" in layers:  # the checks do not run: none of their Redis commands will be asked for
+        for run in recording:
+            run["redis"] = [entry for entry in run.get("redis", ()) if not entry[-1]]
     for layer in layers:
         _STAND_INS[layer](recording)
-    started = time.process_time()
-    outcomes = _run_all(scenario_name, int(runs))
-    print("CPU", time.process_time() - started)  # the runs alone: no imports, no loading of the recording
+    outcomes, seconds = _run_all(scenario_name, int(runs), detail=_Runs.verify)
+    print("CPU", json.dumps(seconds))
     print("OUTCOMES", json.dumps(outcomes))
 
 
@@ -254,19 +315,21 @@ def _plain(args: list[str]) -> str:
     return done.stdout
 
 
-def _outcomes(printed: str) -> list[tuple[str, str]]:
-    line = next(line for line in printed.splitlines() if line.startswith("OUTCOMES "))
-    return [tuple(pair) for pair in json.loads(line.removeprefix("OUTCOMES "))]
+def _printed(printed: str, what: str) -> Any:
+    return json.loads(next(line for line in printed.splitlines() if line.startswith(what + " ")).split(" ", 1)[1])
 
 
-def _verify(scenario: str, runs: int, recorded: Path, layers: list[str], normal: list[tuple[str, str]]) -> None:
-    # The hash recomputed (not replayed): a stand-in that changed what the run did must show.
-    checked = [layer for layer in layers if layer != "hash"]
-    got = _outcomes(_plain(["run", scenario, str(runs), str(recorded), ",".join(checked)]))
-    if got != normal:
-        first = next(i for i, (a, b) in enumerate(zip(got, normal, strict=True)) if a != b)
-        problem = f"with {'+'.join(layers)} free, run {first} differs: that stand-in changed the run"
-        raise SystemExit(f"{scenario}: {problem}")
+def _verify(scenario: str, runs: int, recorded: Path, layers: list[str], normal: list[list[str]]) -> None:
+    """Stop unless ``layers`` free leave every run's whole result as it was (see the module doc)."""
+    # NOTE: twice. With only the stand-ins that run inside the simulation, the hash and checks are computed, not
+    # replayed, so a changed run must show; with all of them, every replay must answer in step and be used up.
+    acting = [layer for layer in layers if layer in ACTING]
+    for chosen in ([acting] if acting and acting != layers else []) + [layers]:
+        got = _printed(_plain(["run", scenario, str(runs), str(recorded), ",".join(chosen), "verify"]), "OUTCOMES")
+        if got != normal:
+            first = next(i for i, (a, b) in enumerate(zip(got, normal, strict=True)) if a != b)
+            problem = f"with {'+'.join(chosen)} free, run {first} differs: a stand-in changed the run"
+            raise SystemExit(f"{scenario}: {problem}")
 
 
 def _per_run(scenario: str, first: int, last: int, recorded: Path, layers: list[str], normal: Any) -> float:
@@ -274,24 +337,28 @@ def _per_run(scenario: str, first: int, last: int, recorded: Path, layers: list[
     for runs in (first, last):
         args = [__file__, "--child", "run", scenario, str(runs), str(recorded), ",".join(layers)]
         instructions, printed = callgrind(HERE, args)
-        got = _outcomes(printed)
-        if [violations for _, violations in got] != [violations for _, violations in normal[:runs]]:
+        if [got[1] for got in _printed(printed, "OUTCOMES")] != [run[1] for run in normal[:runs]]:
             raise SystemExit(f"{scenario}: with {'+'.join(layers) or 'nothing'} free, the violations differ")
         counts.append(instructions)
     return (counts[1] - counts[0]) / (last - first)
 
 
-def _cpu_per_run(scenario: str, runs: int, recorded: Path, layers: list[str]) -> float:
+def _cpu_per_run(scenario: str, warm: int, runs: int, recorded: Path, layers: list[str], normal: Any) -> float:
+    """CPU per run of runs ``warm..runs-1``, timed run by run inside one plain process."""
     printed = _plain(["run", scenario, str(runs), str(recorded), ",".join(layers)])
-    return float(next(line for line in printed.splitlines() if line.startswith("CPU ")).split()[1]) / runs
+    if [got[1] for got in _printed(printed, "OUTCOMES")] != [run[1] for run in normal[:runs]]:
+        raise SystemExit(f"{scenario}: with {'+'.join(layers) or 'nothing'} free, the violations differ")
+    return statistics.fmean(_printed(printed, "CPU")[warm:])
 
 
-def _cpu_ratios(scenario: str, runs: int, recorded: Path, configurations: list[list[str]], repeat: int) -> list[float]:
+def _cpu_ratios(
+    scenario: str, warm: int, runs: int, recorded: Path, configurations: list[list[str]], repeat: int, normal: Any
+) -> list[float]:
     """Each configuration's CPU per run in plain processes, one at a time, in alternating rounds: the medians."""
     figures: list[list[float]] = [[] for _ in configurations]
     for round_ in range(repeat):
         for index in _rotated(range(len(configurations)), round_):  # no configuration always first
-            figures[index].append(_cpu_per_run(scenario, runs, recorded, configurations[index]))
+            figures[index].append(_cpu_per_run(scenario, warm, runs, recorded, configurations[index], normal))
     return [statistics.median(column) for column in figures]
 
 
@@ -306,15 +373,17 @@ def measure(scenario: str, layers: list[str], jobs: int, cpu: tuple[int, int] | 
     first, last = RUNS.get(scenario, (2, 6))
     alone = [] if together or len(layers) == 1 else [[layer] for layer in layers]
     configurations = [[], *alone, layers]
+    runs = max(last, cpu[0] if cpu else 0)  # every run that is measured is verified
     with tempfile.TemporaryDirectory() as folder:
         recorded = Path(folder) / "recording.pickle"
-        _plain(["record", scenario, str(max(last, cpu[0] if cpu else 0)), str(recorded)])
-        normal = _outcomes(_plain(["run", scenario, str(last), str(recorded), ""]))
+        _plain(["record", scenario, str(runs), str(recorded)])
+        normal = _printed(_plain(["run", scenario, str(runs), str(recorded), "", "verify"]), "OUTCOMES")
         for chosen in configurations[1:]:
-            _verify(scenario, last, recorded, chosen, normal)
+            _verify(scenario, runs, recorded, chosen, normal)
         if cpu is not None:
-            figures = _cpu_ratios(scenario, cpu[0], recorded, configurations, cpu[1])
-            what, unit, scale = f"{cpu[0]} runs, CPU ms per run, median of {cpu[1]} alternated rounds", "ms", 1e3
+            figures = _cpu_ratios(scenario, first, cpu[0], recorded, configurations, cpu[1], normal)
+            what = f"runs {first}..{cpu[0] - 1} timed one by one, CPU per run, median of {cpu[1]} alternated rounds"
+            unit, scale = "ms", 1e3
         else:
             with ThreadPoolExecutor(jobs) as pool:
                 figures = list(pool.map(lambda c: _per_run(scenario, first, last, recorded, c, normal), configurations))
@@ -354,8 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(layers) - set(LAYERS))
     if unknown or not layers:
         parser.error(f"--layers {args.layers!r}: expected some of {', '.join(LAYERS)}")
-    if args.cpu is not None and min(args.cpu) < 1:
-        parser.error(f"--cpu {args.cpu[0]} {args.cpu[1]}: expected RUNS >= 1 and ROUNDS >= 1")
+    if args.cpu is not None and (args.cpu[0] <= max(first for first, _ in RUNS.values()) or args.cpu[1] < 1):
+        parser.error(f"--cpu {args.cpu[0]} {args.cpu[1]}: expected RUNS > 3 (the first runs warm up) and ROUNDS >= 1")
     if args.cpu is None and shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     if args.jobs < 1:
