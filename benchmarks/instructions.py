@@ -15,6 +15,8 @@ Under ``setarch -R`` (address randomisation off, where ``setarch`` exists) count
 about 0.01%; without it, identity-hashed objects land differently each time and counts vary by 1-2%.
 A change that allocates differently still moves the moment of a run's collection, and with it 1-2 M
 instructions of a reconnect_race run: judge a lever under about 2% with ``--collector-off`` as well.
+That count compares two trees fairly but is not a run's cost without a collector: with it off, dead
+worlds are never freed, so every world builds a new Redis client (``redis_spares`` gets none back).
 
 Verified (else it stops): both processes of a tree report the same trace hashes for the runs they
 share, and with ``--vs`` both trees report the same trace hashes for every run, so the ratio
